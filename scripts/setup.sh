@@ -1,0 +1,31 @@
+#!/bin/sh
+# Installs everything guest-installer needs to build, test and demo on a
+# fresh Debian 12 machine. Idempotent; run as root.
+set -eu
+
+export DEBIAN_FRONTEND=noninteractive
+
+# qemu-system-x86 must come from bookworm-backports: these machines carry
+# qemu-utils from backports, which Breaks bookworm's own qemu-system 7.2.
+if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    cat > /etc/apt/sources.list.d/guest-installer-backports.sources <<'SRC'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+fi
+
+apt-get update -q
+apt-get install -y -q --no-install-recommends \
+    xorriso isolinux syslinux-common debian-installer-12-netboot-amd64 \
+    busybox-static cpio e2fsprogs genisoimage \
+    xen-utils-4.17 libxen-dev gcc \
+    krb5-kdc krb5-admin-server krb5-user remctl-server remctl-client python3-pyremctl \
+    debhelper devscripts lintian fakeroot build-essential \
+    mmdebstrap
+apt-get install -y -q --no-install-recommends -t bookworm-backports qemu-system-x86 qemu-utils
+
+# The linux-image package whose modules match the installer kernel; the
+# busybox "installer" used by the boot tests loads them.
