@@ -1,0 +1,54 @@
+//! Every request goes to syslog (facility authpriv): who, what, which
+//! machine, how it ended. Never a password or hash: nothing secret has a
+//! `Display` to put here.
+
+use std::path::Path;
+use syslog::{Facility, Formatter3164};
+
+pub struct Entry<'a> {
+    pub principal: &'a str,
+    pub action: &'a str,
+    pub target: Option<&'a str>,
+    pub outcome: &'a str,
+    pub detail: Option<&'a str>,
+}
+
+impl Entry<'_> {
+    pub fn line(&self) -> String {
+        let mut s = format!(
+            "principal={} action={} vm={} outcome={}",
+            self.principal,
+            self.action,
+            self.target.unwrap_or("-"),
+            self.outcome
+        );
+        if let Some(d) = self.detail {
+            // One line, printable: a message may quote a tool's stderr.
+            let d: String = d.chars().map(|c| if c.is_control() { ' ' } else { c }).take(300).collect();
+            s.push_str(&format!(" detail=\"{}\"", d.replace('"', "'")));
+        }
+        s
+    }
+}
+
+/// Sends the entry; if syslog cannot be reached the request still
+/// completes, and the failure is said on stderr (never stdout, which may
+/// carry JSON).
+pub fn record(socket: &Path, e: &Entry) {
+    let formatter = Formatter3164 {
+        facility: Facility::LOG_AUTHPRIV,
+        hostname: None,
+        process: "guest-installer".into(),
+        pid: std::process::id(),
+    };
+    let sent = syslog::unix_custom(formatter, socket).and_then(|mut l| {
+        if e.outcome == "ok" {
+            l.info(e.line())
+        } else {
+            l.notice(e.line())
+        }
+    });
+    if sent.is_err() {
+        eprintln!("guest-installer: warning: could not write the audit record to syslog at {}", socket.display());
+    }
+}

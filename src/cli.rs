@@ -1,0 +1,354 @@
+//! remctl-style argv: `SUBCOMMAND [VM] [key=value ...]`, with `--json`
+//! allowed anywhere. Every value is parsed into its type here, at the
+//! edge; nothing past this module sees a raw argument.
+
+use crate::types::{
+    DiskPath, Hostname, ImageName, Mac, MemoryMib, Network, Principal, Rule, Sha256Hex, Vcpus, VmName,
+};
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+pub const MAX_ARGS: usize = 64;
+pub const MAX_ARG_BYTES: usize = 1024;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum UsageError {
+    #[error("{0}; see `guest-installer help`")]
+    Usage(String),
+    #[error("invalid {field}: {rule}")]
+    Value { field: String, rule: Rule },
+}
+
+fn usage(s: impl Into<String>) -> UsageError {
+    UsageError::Usage(s.into())
+}
+
+fn value(field: &str) -> impl Fn(Rule) -> UsageError + '_ {
+    move |rule| UsageError::Value { field: field.to_owned(), rule }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MachineSpec {
+    pub name: VmName,
+    pub owners: Vec<Principal>,
+    pub network: Network,
+    pub mac: Mac,
+    pub disk: DiskPath,
+    pub memory_mib: MemoryMib,
+    pub vcpus: Vcpus,
+    pub image: Option<ImageName>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Help,
+    Install { vm: VmName, hostname: Option<Hostname>, image: Option<ImageName>, no_start: bool },
+    Status { vm: VmName },
+    Cancel { vm: VmName },
+    List,
+    Images,
+    MachineAdd(Box<MachineSpec>),
+    MachineRemove { vm: VmName },
+    MachineShow { vm: VmName },
+    ImageImport { name: ImageName, iso: PathBuf, sha256: Sha256Hex },
+}
+
+impl Command {
+    /// The action's name for the audit log.
+    pub fn action(&self) -> &'static str {
+        match self {
+            Command::Help => "help",
+            Command::Install { .. } => "install",
+            Command::Status { .. } => "status",
+            Command::Cancel { .. } => "cancel",
+            Command::List => "list",
+            Command::Images => "images",
+            Command::MachineAdd(_) => "machine-add",
+            Command::MachineRemove { .. } => "machine-remove",
+            Command::MachineShow { .. } => "machine-show",
+            Command::ImageImport { .. } => "image-import",
+        }
+    }
+
+    /// The machine (or image) the request is about, for the audit log.
+    pub fn target(&self) -> Option<&str> {
+        match self {
+            Command::Install { vm, .. }
+            | Command::Status { vm }
+            | Command::Cancel { vm }
+            | Command::MachineRemove { vm }
+            | Command::MachineShow { vm } => Some(vm.as_str()),
+            Command::MachineAdd(m) => Some(m.name.as_str()),
+            Command::ImageImport { name, .. } => Some(name.as_str()),
+            Command::Help | Command::List | Command::Images => None,
+        }
+    }
+}
+
+/// `--json` is looked for before anything else so that even a usage error
+/// is reported as JSON.
+pub fn wants_json(args: &[OsString]) -> bool {
+    args.iter().any(|a| a == "--json")
+}
+
+/// Parses argv without the program name.
+pub fn parse(args: &[OsString]) -> Result<Command, UsageError> {
+    if args.len() > MAX_ARGS {
+        return Err(usage(format!("too many arguments (at most {MAX_ARGS})")));
+    }
+    let mut words: Vec<&str> = Vec::with_capacity(args.len());
+    for a in args {
+        if a.len() > MAX_ARG_BYTES {
+            return Err(usage(format!("an argument is longer than {MAX_ARG_BYTES} bytes")));
+        }
+        let s = a.to_str().ok_or_else(|| usage("arguments must be UTF-8 text"))?;
+        if s != "--json" {
+            words.push(s);
+        }
+    }
+    let Some((&sub, rest)) = words.split_first() else {
+        return Err(usage("no subcommand given"));
+    };
+    match sub {
+        "help" => no_more(rest).map(|_| Command::Help),
+        "install" => install(rest),
+        "status" => one_vm(rest).map(|vm| Command::Status { vm }),
+        "cancel" => one_vm(rest).map(|vm| Command::Cancel { vm }),
+        "list" => no_more(rest).map(|_| Command::List),
+        "images" => no_more(rest).map(|_| Command::Images),
+        "machine" => machine(rest),
+        "image" => image(rest),
+        "templates" | "template" => Err(usage("golden templates are not available in this version")),
+        _ => Err(usage("unknown subcommand")),
+    }
+}
+
+fn no_more(rest: &[&str]) -> Result<(), UsageError> {
+    if rest.is_empty() {
+        Ok(())
+    } else {
+        Err(usage("unexpected argument"))
+    }
+}
+
+fn vm_name(s: Option<&&str>) -> Result<VmName, UsageError> {
+    let s = s.ok_or_else(|| usage("missing machine name"))?;
+    VmName::parse(s).map_err(value("machine name"))
+}
+
+fn one_vm(rest: &[&str]) -> Result<VmName, UsageError> {
+    let vm = vm_name(rest.first())?;
+    no_more(&rest[1..])?;
+    Ok(vm)
+}
+
+/// `key=value` words; keys not in `allowed` are errors, and only keys in
+/// `repeatable` may be given more than once.
+fn pairs<'a>(words: &[&'a str], allowed: &[&str], repeatable: &[&str]) -> Result<Vec<(&'a str, &'a str)>, UsageError> {
+    let mut out: Vec<(&str, &str)> = Vec::new();
+    for w in words {
+        let (k, v) = w.split_once('=').ok_or_else(|| usage("expected key=value"))?;
+        if !allowed.contains(&k) {
+            return Err(unknown_key(k, allowed));
+        }
+        if !repeatable.contains(&k) && out.iter().any(|(seen, _)| *seen == k) {
+            return Err(usage(format!("{k}= given twice")));
+        }
+        out.push((k, v));
+    }
+    Ok(out)
+}
+
+/// Names the key only if it is short and printable: it came from the caller.
+fn unknown_key(key: &str, allowed: &[&str]) -> UsageError {
+    let shown = if key.len() <= 32 && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        format!(" {key}=")
+    } else {
+        String::new()
+    };
+    usage(format!("unknown key{shown} (allowed: {})", allowed.join(", ")))
+}
+
+fn get<'a>(p: &[(&str, &'a str)], key: &str) -> Option<&'a str> {
+    p.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+}
+
+fn all<'a>(p: &[(&str, &'a str)], key: &str) -> Vec<&'a str> {
+    p.iter().filter(|(k, _)| *k == key).map(|(_, v)| *v).collect()
+}
+
+fn required<'a>(p: &[(&str, &'a str)], key: &str) -> Result<&'a str, UsageError> {
+    get(p, key).ok_or_else(|| usage(format!("missing {key}=")))
+}
+
+fn install(rest: &[&str]) -> Result<Command, UsageError> {
+    let vm = vm_name(rest.first())?;
+    let mut no_start = false;
+    let mut kv = Vec::new();
+    for w in &rest[1..] {
+        if *w == "--no-start" {
+            no_start = true;
+        } else {
+            kv.push(*w);
+        }
+    }
+    let p = pairs(&kv, &["hostname", "image", "template"], &[])?;
+    if get(&p, "template").is_some() {
+        return Err(usage("golden templates are not available in this version"));
+    }
+    Ok(Command::Install {
+        vm,
+        hostname: get(&p, "hostname").map(|h| Hostname::parse(h).map_err(value("hostname"))).transpose()?,
+        image: get(&p, "image").map(|i| ImageName::parse(i).map_err(value("image"))).transpose()?,
+        no_start,
+    })
+}
+
+fn machine(rest: &[&str]) -> Result<Command, UsageError> {
+    let Some((&verb, rest)) = rest.split_first() else {
+        return Err(usage("machine needs add, remove or show"));
+    };
+    match verb {
+        "add" => machine_add(rest).map(|m| Command::MachineAdd(Box::new(m))),
+        "remove" => one_vm(rest).map(|vm| Command::MachineRemove { vm }),
+        "show" => one_vm(rest).map(|vm| Command::MachineShow { vm }),
+        _ => Err(usage("machine needs add, remove or show")),
+    }
+}
+
+fn machine_add(rest: &[&str]) -> Result<MachineSpec, UsageError> {
+    let name = vm_name(rest.first())?;
+    let p = pairs(
+        &rest[1..],
+        &["owner", "ip", "netmask", "gateway", "nameserver", "mac", "disk", "memory", "vcpus", "image"],
+        &["owner", "nameserver"],
+    )?;
+    let owners = all(&p, "owner")
+        .into_iter()
+        .map(|o| Principal::parse(o).map_err(value("owner")))
+        .collect::<Result<Vec<_>, _>>()?;
+    if owners.is_empty() {
+        return Err(usage("missing owner= (give at least one)"));
+    }
+    let network = Network::new(
+        required(&p, "ip")?,
+        required(&p, "netmask")?,
+        required(&p, "gateway")?,
+        &all(&p, "nameserver"),
+    )
+    .map_err(|e| UsageError::Value { field: e.field.to_owned(), rule: e.rule })?;
+    Ok(MachineSpec {
+        name,
+        owners,
+        network,
+        mac: Mac::parse(required(&p, "mac")?).map_err(value("mac"))?,
+        disk: DiskPath::parse(required(&p, "disk")?).map_err(value("disk"))?,
+        memory_mib: get(&p, "memory").map(|m| MemoryMib::parse(m).map_err(value("memory"))).transpose()?.unwrap_or(
+            MemoryMib::try_from(1024).expect("default memory is in range"),
+        ),
+        vcpus: get(&p, "vcpus").map(|v| Vcpus::parse(v).map_err(value("vcpus"))).transpose()?.unwrap_or(
+            Vcpus::try_from(1).expect("default vcpus is in range"),
+        ),
+        image: get(&p, "image").map(|i| ImageName::parse(i).map_err(value("image"))).transpose()?,
+    })
+}
+
+fn image(rest: &[&str]) -> Result<Command, UsageError> {
+    match rest {
+        ["import", name, iso, more @ ..] => {
+            let name = ImageName::parse(name).map_err(value("image name"))?;
+            let p = pairs(more, &["sha256"], &[])?;
+            let sha256 = Sha256Hex::parse(&required(&p, "sha256")?.to_ascii_lowercase()).map_err(value("sha256"))?;
+            Ok(Command::ImageImport { name, iso: PathBuf::from(iso), sha256 })
+        }
+        ["import", ..] => Err(usage("image import needs NAME ISO sha256=HEX")),
+        _ => Err(usage("image needs import")),
+    }
+}
+
+pub const HELP: &str = "\
+guest-installer: unattended Debian installs of Xen guests
+
+usage (remote callers: remctl HOST guest SUBCOMMAND ...):
+  install VM [hostname=H] [image=I] [--no-start]
+                     install VM; the root password (or its $6$/$y$ crypt
+                     hash) is read from standard input, one line
+  status VM          state, image, times and the last console line
+  cancel VM          stop the installer and remove its media
+  list               the machines you may manage
+  images             installable images
+  help               this text
+
+admin:
+  machine add VM owner=P... ip=A netmask=M gateway=G nameserver=N...
+              mac=M disk=D [memory=MiB] [vcpus=N] [image=I]
+  machine remove VM
+  machine show VM
+  image import NAME ISO sha256=HEX      (local root only)
+
+--json anywhere: one JSON document on stdout, for success and failure.
+exit: 0 ok, 1 failed, 2 invalid, 3 denied, 4 not found, 5 busy
+";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Result<Command, UsageError> {
+        parse(&args.iter().map(OsString::from).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn install_parses_with_json_anywhere() {
+        let c = p(&["--json", "install", "web1", "hostname=www", "--no-start"]).unwrap();
+        assert_eq!(
+            c,
+            Command::Install {
+                vm: VmName::parse("web1").unwrap(),
+                hostname: Some(Hostname::parse("www").unwrap()),
+                image: None,
+                no_start: true
+            }
+        );
+        assert!(wants_json(&["status".into(), "x".into(), "--json".into()]));
+    }
+
+    #[test]
+    fn unknown_repeated_and_path_like_arguments_are_refused() {
+        for bad in [
+            &["install", "web1", "config=/tmp/x"][..],
+            &["install", "web1", "--config=/tmp/x"],
+            &["install", "web1", "hostname=a", "hostname=b"],
+            &["install", "../etc"],
+            &["install", "web1", "image=../../etc"],
+            &["status"],
+            &["status", "web1", "extra"],
+            &["frobnicate"],
+            &[],
+            &["machine", "add", "vm2", "owner=a@R", "ip=10.0.0.2", "netmask=255.255.255.0", "gateway=10.0.0.1",
+              "nameserver=10.0.0.1", "mac=00:16:3e:00:00:01", "disk=/dev/vg/vm2", "disk=/dev/sda"],
+        ] {
+            assert!(p(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn machine_add_takes_repeated_owners_and_nameservers() {
+        let c = p(&["machine", "add", "vm2", "owner=a@R", "owner=b/admin@R", "ip=10.0.0.2", "netmask=255.255.255.0",
+                    "gateway=10.0.0.1", "nameserver=10.0.0.1", "nameserver=10.0.0.3", "mac=00:16:3E:00:00:01",
+                    "disk=/dev/vg/vm2"]).unwrap();
+        let Command::MachineAdd(m) = c else { panic!() };
+        assert_eq!(m.owners.len(), 2);
+        assert_eq!(m.network.nameservers().len(), 2);
+        assert_eq!(m.mac.to_string(), "00:16:3e:00:00:01");
+        assert_eq!(m.memory_mib.get(), 1024);
+    }
+
+    #[test]
+    fn value_errors_name_the_field_not_the_value() {
+        let e = p(&["install", "web1", "hostname=bad\nd-i preseed/late_command string x"]).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("hostname"), "{msg}");
+        assert!(!msg.contains("late_command"), "{msg}");
+    }
+}

@@ -1,0 +1,92 @@
+//! One module per group of subcommands. Each reads top to bottom: caller →
+//! policy → request → (preseed → media → domain) → state.
+
+mod images;
+mod install;
+mod machines;
+mod status;
+
+use crate::caller::Caller;
+use crate::cli::Command;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::policy::{self, Decision};
+use crate::registry::{Machine, Registry, RegistryError};
+use crate::types::VmName;
+use serde_json::{Map, Value};
+use std::io::Read;
+
+/// A successful request's result, for people and for the web panel.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub human: String,
+    pub json: Map<String, Value>,
+}
+
+pub struct Ctx<'a> {
+    pub config: &'a Config,
+    pub caller: &'a Caller,
+}
+
+impl Ctx<'_> {
+    pub fn registry(&self) -> Registry {
+        Registry::new(self.config.machines_dir())
+    }
+
+    /// The machine, if the caller may manage it. To anyone but an admin an
+    /// unknown machine looks the same as someone else's, so machine names
+    /// cannot be probed.
+    pub fn managed_machine(&self, vm: &VmName) -> Result<Machine> {
+        match self.registry().get(vm) {
+            Ok(m) if policy::may_manage(self.caller, self.config, &m) == Decision::Allow => Ok(m),
+            Err(RegistryError::NotFound(_)) if policy::is_admin(self.caller, self.config) => {
+                Err(Error::not_found(format!("machine {vm} is not registered (see `guest-installer list`)")))
+            }
+            Ok(_) | Err(RegistryError::NotFound(_)) => Err(self.denied_machine(vm)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn denied_machine(&self, vm: &VmName) -> Error {
+        Error::denied(format!("{} may not manage machine {vm} (or it does not exist); ask an admin to add you as an owner", self.caller))
+    }
+
+    pub fn require_admin(&self) -> Result<()> {
+        match policy::may_administer(self.caller, self.config) {
+            Decision::Allow => Ok(()),
+            Decision::Deny => Err(Error::denied(format!("{} is not a guest-installer admin", self.caller))),
+        }
+    }
+
+    pub fn require_local_admin(&self) -> Result<()> {
+        match policy::may_administer_locally(self.caller) {
+            Decision::Allow => Ok(()),
+            Decision::Deny => Err(Error::denied("this subcommand is for root on the host only, not for remote callers")),
+        }
+    }
+}
+
+pub fn run(ctx: &Ctx, cmd: &Command, stdin: &mut dyn Read) -> Result<Outcome> {
+    match cmd {
+        Command::Help => Ok(Outcome {
+            human: crate::cli::HELP.to_owned(),
+            json: [("usage".to_owned(), Value::from(crate::cli::HELP))].into_iter().collect(),
+        }),
+        Command::Install { vm, hostname, image, no_start } => {
+            install::run(ctx, vm, hostname.as_ref(), image.as_ref(), *no_start, stdin)
+        }
+        Command::Status { vm } => status::status(ctx, vm),
+        Command::Cancel { vm } => status::cancel(ctx, vm),
+        Command::List => status::list(ctx),
+        Command::Images => images::list(ctx),
+        Command::ImageImport { name, iso, sha256 } => images::import(ctx, name, iso, sha256),
+        Command::MachineAdd(spec) => machines::add(ctx, spec),
+        Command::MachineRemove { vm } => machines::remove(ctx, vm),
+        Command::MachineShow { vm } => machines::show(ctx, vm),
+    }
+}
+
+/// Builds a JSON object from pairs.
+pub fn obj<const N: usize>(pairs: [(&str, Value); N]) -> Map<String, Value> {
+    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}

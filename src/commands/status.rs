@@ -1,0 +1,140 @@
+//! `status`, `cancel` and `list`: what an owner sees of their machines.
+
+use super::{obj, Ctx, Outcome};
+use crate::error::{Error, Result};
+use crate::hypervisor::{self, Hypervisor};
+use crate::lock;
+use crate::policy::{self, Decision};
+use crate::state::{self, Phase, VmDir, VmState};
+use crate::types::VmName;
+use crate::fsutil;
+use serde_json::Value;
+
+/// If the installer guest has stopped, the install is over: record that and
+/// remove the media (it holds the password hash). Done under the lock,
+/// and skipped if another request holds it.
+fn settle(ctx: &Ctx, hv: &dyn Hypervisor, vm: &VmName, vmdir: &VmDir, st: VmState) -> Result<VmState> {
+    if st.phase != Phase::Installing || hv.is_running(vm, vmdir)? {
+        return Ok(st);
+    }
+    let Ok(_lock) = lock::try_lock(&ctx.config.locks_dir().join(format!("{vm}.lock"))) else {
+        return Ok(st);
+    };
+    let Some(mut st) = vmdir.load()? else { return Ok(st) };
+    if st.phase == Phase::Installing {
+        st.phase = Phase::Installed;
+        st.finished_at = Some(state::now());
+        vmdir.remove_media().map_err(|e| Error::failed(format!("cannot remove the install media of {vm}: {e}")))?;
+        vmdir.save(&st)?;
+    }
+    Ok(st)
+}
+
+fn opt_time(t: Option<u64>) -> Value {
+    t.map(|t| Value::from(state::rfc3339(t))).unwrap_or(Value::Null)
+}
+
+pub fn status(ctx: &Ctx, vm: &VmName) -> Result<Outcome> {
+    ctx.managed_machine(vm)?;
+    let vmdir = VmDir::new(ctx.config, vm);
+    let hv = hypervisor::for_config(ctx.config)?;
+    let st = match vmdir.load()? {
+        Some(st) => Some(settle(ctx, hv.as_ref(), vm, &vmdir, st)?),
+        None => None,
+    };
+    let console_tail = fsutil::last_line(&hv.console_log(vm, &vmdir));
+    let Some(st) = st else {
+        return Ok(Outcome {
+            human: format!("{vm}: no install recorded\n"),
+            json: obj([
+                ("vm", Value::from(vm.as_str())),
+                ("state", Value::from("none")),
+                ("image", Value::Null),
+                ("started_at", Value::Null),
+                ("finished_at", Value::Null),
+                ("elapsed_s", Value::Null),
+                ("console_tail", Value::Null),
+            ]),
+        });
+    };
+    let elapsed = st.started_at.map(|s| st.finished_at.unwrap_or_else(state::now).saturating_sub(s));
+    let mut human = format!("{vm}: {} (image {})\n", st.phase.as_str(), st.image);
+    if let Some(s) = st.started_at {
+        human.push_str(&format!("  started:  {}\n", state::rfc3339(s)));
+    }
+    if let Some(f) = st.finished_at {
+        human.push_str(&format!("  finished: {}\n", state::rfc3339(f)));
+    }
+    if let Some(e) = elapsed {
+        human.push_str(&format!("  elapsed:  {e} s\n"));
+    }
+    if let Some(r) = &st.reason {
+        human.push_str(&format!("  reason:   {r}\n"));
+    }
+    if let Some(c) = &console_tail {
+        human.push_str(&format!("  console:  {c}\n"));
+    }
+    Ok(Outcome {
+        human,
+        json: obj([
+            ("vm", Value::from(vm.as_str())),
+            ("state", Value::from(st.phase.as_str())),
+            ("image", Value::from(st.image.as_str())),
+            ("prepared_at", Value::from(state::rfc3339(st.prepared_at))),
+            ("started_at", opt_time(st.started_at)),
+            ("finished_at", opt_time(st.finished_at)),
+            ("elapsed_s", elapsed.map(Value::from).unwrap_or(Value::Null)),
+            ("reason", st.reason.map(Value::from).unwrap_or(Value::Null)),
+            ("console_tail", console_tail.map(Value::from).unwrap_or(Value::Null)),
+        ]),
+    })
+}
+
+pub fn cancel(ctx: &Ctx, vm: &VmName) -> Result<Outcome> {
+    ctx.managed_machine(vm)?;
+    let vmdir = VmDir::new(ctx.config, vm);
+    if vmdir.load()?.is_none() {
+        return Err(Error::invalid(format!("machine {vm} has no install to cancel")));
+    }
+    let _lock = lock::try_lock(&ctx.config.locks_dir().join(format!("{vm}.lock")))?;
+    let Some(mut st) = vmdir.load()? else {
+        return Err(Error::invalid(format!("machine {vm} has no install to cancel")));
+    };
+    if st.phase == Phase::Installed {
+        return Err(Error::invalid(format!("the install of {vm} has already finished; nothing to cancel")));
+    }
+    let hv = hypervisor::for_config(ctx.config)?;
+    hv.destroy(vm, &vmdir)?;
+    vmdir.remove_media().map_err(|e| Error::failed(format!("cannot remove the install media of {vm}: {e}")))?;
+    if st.phase != Phase::Cancelled {
+        st.phase = Phase::Cancelled;
+        st.finished_at = Some(state::now());
+        vmdir.save(&st)?;
+    }
+    Ok(Outcome {
+        human: format!("{vm}: install cancelled, media removed\n"),
+        json: obj([("vm", Value::from(vm.as_str())), ("state", Value::from("cancelled"))]),
+    })
+}
+
+pub fn list(ctx: &Ctx) -> Result<Outcome> {
+    let mut human = String::new();
+    let mut rows = Vec::new();
+    for m in ctx.registry().all()? {
+        if policy::may_manage(ctx.caller, ctx.config, &m) != Decision::Allow {
+            continue;
+        }
+        let phase = VmDir::new(ctx.config, &m.name).load()?.map(|s| s.phase.as_str()).unwrap_or("none");
+        human.push_str(&format!("{:<24} {:<12} {}\n", m.name, phase, m.network.ip()));
+        rows.push(Value::Object(obj([
+            ("vm", Value::from(m.name.as_str())),
+            ("state", Value::from(phase)),
+            ("ip", Value::from(m.network.ip().to_string())),
+            ("image", m.image.as_ref().map(|i| Value::from(i.as_str())).unwrap_or(Value::Null)),
+        ])));
+    }
+    if rows.is_empty() {
+        human.push_str("no machines you may manage\n");
+    }
+    Ok(Outcome { human, json: obj([("machines", Value::Array(rows))]) })
+}

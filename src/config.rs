@@ -1,0 +1,279 @@
+//! `/etc/guest-installer/config.toml` (or `$GUEST_INSTALLER_CONFIG`).
+//! Only whoever starts the program chooses the config: no argument can.
+
+use crate::types::{DiskPath, DomainName, Principal, Rule};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const DEFAULT_PATH: &str = "/etc/guest-installer/config.toml";
+pub const ENV_VAR: &str = "GUEST_INSTALLER_CONFIG";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config {path} is invalid: {message}")]
+    Parse { path: PathBuf, message: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub state_dir: AbsPath,
+    pub preseed_template: AbsPath,
+    #[serde(default)]
+    pub admins: Vec<Principal>,
+    pub domain: DomainName,
+    /// If not empty, a machine's disk must lie under one of these.
+    #[serde(default)]
+    pub disk_roots: Vec<DiskPath>,
+    #[serde(default = "default_xorriso")]
+    pub xorriso: AbsPath,
+    pub mirror: Mirror,
+    pub hypervisor: Hypervisor,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    #[serde(default)]
+    pub audit: Audit,
+}
+
+fn default_xorriso() -> AbsPath {
+    AbsPath("/usr/bin/xorriso".into())
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mirror {
+    pub host: MirrorHost,
+    pub directory: MirrorDir,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Driver {
+    Xl,
+    Qemu,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hypervisor {
+    #[serde(default = "default_driver")]
+    pub driver: Driver,
+    #[serde(default = "default_xl")]
+    pub xl: AbsPath,
+    #[serde(default = "default_qemu")]
+    pub qemu: AbsPath,
+    #[serde(default = "default_bridge")]
+    pub bridge: Bridge,
+    /// Where xenconsoled (XENCONSOLED_TRACE=guest) writes guest-NAME.log.
+    #[serde(default = "default_console_dir")]
+    pub console_dir: AbsPath,
+}
+
+fn default_driver() -> Driver {
+    Driver::Xl
+}
+fn default_xl() -> AbsPath {
+    AbsPath("/usr/sbin/xl".into())
+}
+fn default_qemu() -> AbsPath {
+    AbsPath("/usr/bin/qemu-system-x86_64".into())
+}
+fn default_bridge() -> Bridge {
+    Bridge("xenbr0".into())
+}
+fn default_console_dir() -> AbsPath {
+    AbsPath("/var/log/xen/console".into())
+}
+
+/// Time limits for external programs, in seconds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    /// xorriso extracting or writing an image.
+    #[serde(default = "default_tool_s")]
+    pub tool_s: u64,
+    /// The hypervisor's control program (`xl create`, `xl destroy`, ...).
+    #[serde(default = "default_hypervisor_s")]
+    pub hypervisor_s: u64,
+}
+
+fn default_tool_s() -> u64 {
+    600
+}
+fn default_hypervisor_s() -> u64 {
+    60
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts { tool_s: default_tool_s(), hypervisor_s: default_hypervisor_s() }
+    }
+}
+
+impl Timeouts {
+    pub fn tool(&self) -> Duration {
+        Duration::from_secs(self.tool_s)
+    }
+    pub fn hypervisor(&self) -> Duration {
+        Duration::from_secs(self.hypervisor_s)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Audit {
+    /// The syslog socket; tests point it at a socket of their own.
+    #[serde(default = "default_syslog_socket")]
+    pub syslog_socket: AbsPath,
+}
+
+fn default_syslog_socket() -> AbsPath {
+    AbsPath("/dev/log".into())
+}
+
+impl Default for Audit {
+    fn default() -> Self {
+        Audit { syslog_socket: default_syslog_socket() }
+    }
+}
+
+macro_rules! checked_string {
+    ($(#[$m:meta])* $name:ident, $check:expr, $rule:literal) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub struct $name(String);
+        impl $name {
+            pub fn parse(s: &str) -> Result<Self, Rule> {
+                let check: fn(&str) -> bool = $check;
+                if check(s) { Ok($name(s.to_owned())) } else { Err(Rule($rule)) }
+            }
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                Self::parse(&s).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+checked_string!(
+    /// A mirror host name or address, optionally with `:port`.
+    MirrorHost,
+    |s| !s.is_empty() && s.len() <= 253 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:".contains(&b)),
+    "mirror.host must be a host name or address (letters, digits, '.', '-', ':')"
+);
+checked_string!(
+    /// The mirror's directory, e.g. `/debian`.
+    MirrorDir,
+    |s| s.starts_with('/') && s.len() <= 255 && !s.contains("..") && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-".contains(&b)),
+    "mirror.directory must be an absolute path of letters, digits, '/', '.', '_' and '-'"
+);
+checked_string!(
+    /// A bridge interface name.
+    Bridge,
+    |s| !s.is_empty() && s.len() <= 15 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)),
+    "hypervisor.bridge must be an interface name of at most 15 letters, digits, '.', '_' or '-'"
+);
+
+/// An absolute path without `..`, from the config (admin-chosen, but it
+/// still ends up in argv and domain configs, so it may not hold quotes or
+/// control characters).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AbsPath(PathBuf);
+
+impl AbsPath {
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for AbsPath {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let ok = s.starts_with('/')
+            && !s.split('/').any(|c| c == "..")
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._+-".contains(&b));
+        if ok {
+            Ok(AbsPath(PathBuf::from(s)))
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "path {s:?} must be absolute, without '..', of letters, digits, '/', '.', '_', '+' and '-'"
+            )))
+        }
+    }
+}
+
+impl Config {
+    /// Where the config is: the environment variable (set by whoever
+    /// starts remctld, never by a remote caller) or the default.
+    pub fn location() -> PathBuf {
+        std::env::var_os(ENV_VAR).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(DEFAULT_PATH))
+    }
+
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        Self::parse(&text).map_err(|message| ConfigError::Parse { path: path.into(), message })
+    }
+
+    pub fn parse(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.message().to_owned())
+    }
+
+    pub fn is_admin(&self, p: &Principal) -> bool {
+        self.admins.contains(p)
+    }
+
+    pub fn images_dir(&self) -> PathBuf {
+        self.state_dir.path().join("images")
+    }
+    pub fn machines_dir(&self) -> PathBuf {
+        self.state_dir.path().join("machines")
+    }
+    pub fn vms_dir(&self) -> PathBuf {
+        self.state_dir.path().join("vms")
+    }
+    pub fn locks_dir(&self) -> PathBuf {
+        self.state_dir.path().join("locks")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: &str = r#"
+state_dir = "/var/lib/guest-installer"
+preseed_template = "/etc/guest-installer/preseed.cfg"
+admins = ["alice/admin@EXAMPLE.ORG"]
+domain = "example.org"
+[mirror]
+host = "deb.debian.org"
+directory = "/debian"
+[hypervisor]
+driver = "xl"
+"#;
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = Config::parse(MIN).unwrap();
+        assert_eq!(c.hypervisor.driver, Driver::Xl);
+        assert_eq!(c.hypervisor.xl.path(), Path::new("/usr/sbin/xl"));
+        assert_eq!(c.timeouts.hypervisor_s, 60);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        assert!(Config::parse(&format!("{MIN}\nbogus = 1\n")).is_err());
+        assert!(Config::parse(&MIN.replace("/debian", "/debian\\\"\\n")).is_err());
+        assert!(Config::parse(&MIN.replace("\"xl\"", "\"kvm\"")).is_err());
+        assert!(Config::parse(&MIN.replace("alice/admin@EXAMPLE.ORG", "alice@")).is_err());
+        assert!(Config::parse(&MIN.replace("/var/lib/guest-installer", "var/lib")).is_err());
+    }
+}

@@ -1,0 +1,159 @@
+//! File primitives for a root process working for remote callers: every
+//! write goes to a temporary name in the same directory and is renamed into
+//! place, reads never follow a symlink and never read more than asked.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+/// Writes `data` to `path` atomically with `mode`: readers see the old
+/// file or the new one, never a torn one, even if we are killed.
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+    let dir = path.parent().ok_or_else(|| io::Error::other("path has no parent"))?;
+    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
+    tmp.as_file().set_permissions(fs::Permissions::from_mode(mode))?;
+    tmp.write_all(data)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    sync_dir(dir)
+}
+
+/// Like `write_atomic`, but fails with `AlreadyExists` instead of
+/// replacing an existing file.
+pub fn create_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+    let dir = path.parent().ok_or_else(|| io::Error::other("path has no parent"))?;
+    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
+    tmp.as_file().set_permissions(fs::Permissions::from_mode(mode))?;
+    tmp.write_all(data)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist_noclobber(path).map_err(|e| e.error)?;
+    sync_dir(dir)
+}
+
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Opens a regular file for reading without following a symlink in its
+/// last component.
+pub fn open_nofollow(path: &Path) -> io::Result<File> {
+    let f = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    Ok(f)
+}
+
+/// Reads a whole small file (a registry entry, a state file) without
+/// following symlinks, refusing anything larger than `limit`.
+pub fn read_limited(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    let f = open_nofollow(path)?;
+    let mut buf = Vec::new();
+    f.take(limit + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > limit {
+        return Err(io::Error::other(format!("larger than {limit} bytes")));
+    }
+    Ok(buf)
+}
+
+/// Creates `dir` (and parents) with `mode` if missing; an existing one must
+/// be a real directory, not a symlink.
+pub fn ensure_dir(dir: &Path, mode: u32) -> io::Result<()> {
+    match fs::symlink_metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(io::Error::other(format!("{} is not a directory", dir.display()))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::DirBuilder::new().recursive(true).mode(mode).create(dir)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes a file if it is there.
+pub fn remove_if_exists(path: &Path) -> io::Result<bool> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The last line of a log file that has visible text, reading at most the
+/// last 8 KiB; control characters (a console log is full of escape
+/// sequences) are dropped so the line is safe to print.
+pub fn last_line(path: &Path) -> Option<String> {
+    use std::io::{Seek, SeekFrom};
+    let mut f = open_nofollow(path).ok()?;
+    let len = f.metadata().ok()?.len();
+    let start = len.saturating_sub(8192);
+    f.seek(SeekFrom::Start(start)).ok()?;
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf);
+    text.split(['\n', '\r'])
+        .map(clean_console_line)
+        .filter(|l| !l.trim().is_empty())
+        .last()
+}
+
+/// Strips ANSI escape sequences and control characters from console text.
+pub fn clean_console_line(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ params final-byte; other escapes: drop ESC and one char.
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for d in chars.by_ref() {
+                    if ('@'..='~').contains(&d) {
+                        break;
+                    }
+                }
+            } else {
+                chars.next();
+            }
+        } else if !c.is_control() {
+            out.push(c);
+        }
+    }
+    out.trim_end().chars().take(200).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_sets_mode_and_replaces() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        write_atomic(&p, b"one", 0o600).unwrap();
+        write_atomic(&p, b"two", 0o600).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(create_atomic(&p, b"three", 0o600).unwrap_err().kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1, "no temporary left behind");
+    }
+
+    #[test]
+    fn reads_refuse_symlinks_and_oversized_files() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        fs::write(&p, b"0123456789").unwrap();
+        std::os::unix::fs::symlink(&p, d.path().join("l")).unwrap();
+        assert!(read_limited(&d.path().join("l"), 100).is_err());
+        assert!(read_limited(&p, 5).is_err());
+        assert_eq!(read_limited(&p, 10).unwrap(), b"0123456789");
+    }
+
+    #[test]
+    fn console_lines_lose_escapes() {
+        assert_eq!(clean_console_line("\u{1b}[1;31mhello\u{1b}[0m\u{7}"), "hello");
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("log");
+        fs::write(&p, "a\r\nsecond line\r\n\u{1b}[H\r\n").unwrap();
+        assert_eq!(last_line(&p).as_deref(), Some("second line"));
+    }
+}

@@ -1,0 +1,51 @@
+//! Hypervisor drivers: write a domain config for the installer guest,
+//! start it, tell whether it still runs, stop it.
+
+pub mod xl;
+
+use crate::config::{Bridge, Config, Driver};
+use crate::exec::ExecError;
+use crate::state::VmDir;
+use crate::types::{DiskPath, Mac, MemoryMib, Vcpus, VmName};
+use std::io;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum HvError {
+    #[error("{0}")]
+    Tool(#[from] ExecError),
+    #[error("cannot write the domain config {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("the {0} driver is not available in this build")]
+    Unsupported(&'static str),
+}
+
+/// The installer guest, as every driver needs it.
+pub struct Domain<'a> {
+    pub name: &'a VmName,
+    pub memory_mib: MemoryMib,
+    pub vcpus: Vcpus,
+    pub disk: &'a DiskPath,
+    pub mac: Mac,
+    pub bridge: &'a Bridge,
+    pub iso: &'a Path,
+}
+
+pub trait Hypervisor {
+    /// Writes the domain config into the VM's directory; returns its path.
+    fn prepare(&self, d: &Domain, vm: &VmDir) -> Result<PathBuf, HvError>;
+    /// Starts the guest from the config `prepare` wrote.
+    fn start(&self, d: &Domain, vm: &VmDir) -> Result<(), HvError>;
+    fn is_running(&self, name: &VmName, vm: &VmDir) -> Result<bool, HvError>;
+    /// Stops the guest at once; not an error if it is already gone.
+    fn destroy(&self, name: &VmName, vm: &VmDir) -> Result<(), HvError>;
+    /// Where the guest's serial console is logged.
+    fn console_log(&self, name: &VmName, vm: &VmDir) -> PathBuf;
+}
+
+pub fn for_config(config: &Config) -> Result<Box<dyn Hypervisor>, HvError> {
+    match config.hypervisor.driver {
+        Driver::Xl => Ok(Box::new(xl::Xl::new(config))),
+        Driver::Qemu => Err(HvError::Unsupported("qemu")),
+    }
+}

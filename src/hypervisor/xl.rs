@@ -1,0 +1,91 @@
+//! The Xen driver: an HVM domain booting the per-VM ISO with the machine's
+//! volume as its first disk, started with `xl create`. `on_reboot` is
+//! `destroy` so the domain disappears when the installer reboots at the
+//! end, which is how we see that the install finished.
+
+use super::{Domain, HvError, Hypervisor};
+use crate::config::Config;
+use crate::exec::{self, ExecError};
+use crate::fsutil;
+use crate::state::VmDir;
+use crate::types::VmName;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub struct Xl {
+    program: PathBuf,
+    console_dir: PathBuf,
+    timeout: Duration,
+}
+
+impl Xl {
+    pub fn new(config: &Config) -> Self {
+        Xl {
+            program: config.hypervisor.xl.path().into(),
+            console_dir: config.hypervisor.console_dir.path().into(),
+            timeout: config.timeouts.hypervisor(),
+        }
+    }
+}
+
+/// The xl domain config. Every value is a validated type or a config path
+/// of a safe character set, so none can close a quoted string.
+pub fn render(d: &Domain) -> String {
+    format!(
+        "# Written by guest-installer for the installer guest; replaced on each install.\n\
+         name = \"{name}\"\n\
+         type = \"hvm\"\n\
+         memory = {mem}\n\
+         vcpus = {vcpus}\n\
+         disk = [ \"format=raw, vdev=xvda, access=rw, target={disk}\",\n         \
+                  \"format=raw, vdev=hdc, access=ro, devtype=cdrom, target={iso}\" ]\n\
+         boot = \"dc\"\n\
+         vif = [ \"mac={mac}, bridge={bridge}\" ]\n\
+         serial = \"pty\"\n\
+         on_poweroff = \"destroy\"\n\
+         on_reboot = \"destroy\"\n\
+         on_crash = \"destroy\"\n",
+        name = d.name,
+        mem = d.memory_mib,
+        vcpus = d.vcpus,
+        disk = d.disk,
+        iso = d.iso.display(),
+        mac = d.mac,
+        bridge = d.bridge.as_str(),
+    )
+}
+
+impl Hypervisor for Xl {
+    fn prepare(&self, d: &Domain, vm: &VmDir) -> Result<PathBuf, HvError> {
+        let path = vm.domain_config();
+        fsutil::write_atomic(&path, render(d).as_bytes(), 0o600)
+            .map_err(|source| HvError::Io { path: path.clone(), source })?;
+        Ok(path)
+    }
+
+    fn start(&self, _d: &Domain, vm: &VmDir) -> Result<(), HvError> {
+        exec::run(&self.program, &["create".as_ref(), vm.domain_config().as_os_str()], self.timeout)?;
+        Ok(())
+    }
+
+    fn is_running(&self, name: &VmName, _vm: &VmDir) -> Result<bool, HvError> {
+        match exec::run(&self.program, &["domid", name.as_str()], self.timeout) {
+            Ok(_) => Ok(true),
+            // xl's own wording when no domain has that name.
+            Err(ExecError::Failed { ref stderr, .. }) if stderr.contains("invalid domain identifier") => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn destroy(&self, name: &VmName, vm: &VmDir) -> Result<(), HvError> {
+        if !self.is_running(name, vm)? {
+            return Ok(());
+        }
+        exec::run(&self.program, &["destroy", name.as_str()], self.timeout)?;
+        Ok(())
+    }
+
+    fn console_log(&self, name: &VmName, _vm: &VmDir) -> PathBuf {
+        self.console_dir.join(format!("guest-{name}.log"))
+    }
+}

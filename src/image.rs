@@ -1,0 +1,373 @@
+//! Installer images: import an upstream Debian installer ISO once (checked
+//! against its SHA-256 first, extracted without mounting, sanitised,
+//! patched, read-only), and read them back for installs.
+
+use crate::exec::{self, ExecError};
+use crate::fsutil;
+use crate::isolinux;
+use crate::types::{CdPath, ImageName, Sha256Hex};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::fs;
+use std::io::{self, Read};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const MAX_MANIFEST_BYTES: u64 = 64 * 1024;
+const ISOLINUX_CFG: &str = "/isolinux/isolinux.cfg";
+const ISOLINUX_BIN: &str = "/isolinux/isolinux.bin";
+const KERNEL: &str = "/install.amd/vmlinuz";
+const INITRD: &str = "/install.amd/initrd.gz";
+const XEN_KERNEL: &str = "/install.amd/xen/vmlinuz";
+const XEN_INITRD: &str = "/install.amd/xen/initrd.gz";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("image {0} is not imported (see `guest-installer images`)")]
+    NotFound(ImageName),
+    #[error("image {0} is already imported")]
+    Exists(ImageName),
+    #[error("cannot read ISO {path}: {source}")]
+    IsoUnreadable { path: PathBuf, source: io::Error },
+    #[error("the ISO's SHA-256 does not match sha256=: refusing to import it (got {actual})")]
+    DigestMismatch { actual: String },
+    #[error("{0} is not an ISO 9660 image")]
+    NotIso(PathBuf),
+    #[error("xorriso could not extract the ISO: {0}")]
+    Extract(ExecError),
+    #[error("the ISO is not a Debian installer CD: {0} is missing")]
+    Layout(&'static str),
+    #[error("the ISO holds an unsafe entry, refusing it: {0}")]
+    Unsafe(String),
+    #[error("manifest {path} is corrupt ({message}); an admin must fix or re-import the image")]
+    Corrupt { path: PathBuf, message: String },
+    #[error("cannot write the image under {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+/// Where an image's boot files are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Layout {
+    pub isolinux_cfg: CdPath,
+    pub isolinux_bin: CdPath,
+    pub kernel: CdPath,
+    pub initrd: CdPath,
+    /// The paravirtualised installer (`install.amd/xen/`), if the CD has one.
+    pub xen_kernel: Option<CdPath>,
+    pub xen_initrd: Option<CdPath>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub name: ImageName,
+    pub source_sha256: Sha256Hex,
+    pub source_bytes: u64,
+    pub imported_at: u64,
+    pub layout: Layout,
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// An imported image: its manifest and its read-only tree.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub manifest: Manifest,
+    pub dir: PathBuf,
+}
+
+impl Image {
+    pub fn tree(&self) -> PathBuf {
+        self.dir.join("tree")
+    }
+    pub fn file(&self, p: &CdPath) -> PathBuf {
+        self.tree().join(p.relative())
+    }
+}
+
+fn cd(p: &'static str) -> CdPath {
+    CdPath::parse(p).expect("constant path is valid")
+}
+
+pub fn load(images_dir: &Path, name: &ImageName) -> Result<Image, ImageError> {
+    let dir = images_dir.join(name.as_str());
+    let path = dir.join("manifest.json");
+    let bytes = match fsutil::read_limited(&path, MAX_MANIFEST_BYTES) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(ImageError::NotFound(name.clone())),
+        Err(source) => return Err(ImageError::Io { path, source }),
+    };
+    let manifest: Manifest =
+        serde_json::from_slice(&bytes).map_err(|e| ImageError::Corrupt { path: path.clone(), message: e.to_string() })?;
+    if manifest.name != *name {
+        return Err(ImageError::Corrupt { path, message: "its name does not match its directory".into() });
+    }
+    Ok(Image { manifest, dir })
+}
+
+/// Every imported image, by name. Directories of an interrupted import
+/// (`.import-*`) are skipped.
+pub fn list(images_dir: &Path) -> Result<Vec<Image>, ImageError> {
+    let entries = match fs::read_dir(images_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(ImageError::Io { path: images_dir.into(), source }),
+    };
+    let mut out = Vec::new();
+    for e in entries.flatten() {
+        if let Some(name) = e.file_name().to_str().and_then(|n| ImageName::parse(n).ok()) {
+            out.push(load(images_dir, &name)?);
+        }
+    }
+    out.sort_by(|a, b| a.manifest.name.cmp(&b.manifest.name));
+    Ok(out)
+}
+
+/// SHA-256 of a file, streamed.
+pub fn sha256_file(path: &Path) -> io::Result<(String, u64)> {
+    let mut f = fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        h.update(&buf[..n]);
+    }
+    let hex = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    Ok((hex, total))
+}
+
+/// True if the file has an ISO 9660 primary volume descriptor.
+fn looks_like_iso(path: &Path) -> io::Result<bool> {
+    use std::io::{Seek, SeekFrom};
+    let mut f = fs::File::open(path)?;
+    let mut sig = [0u8; 6];
+    f.seek(SeekFrom::Start(16 * 2048))?;
+    match f.read_exact(&mut sig) {
+        Ok(()) => Ok(&sig[1..6] == b"CD001"),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+pub struct ImportRequest<'a> {
+    pub name: &'a ImageName,
+    pub iso: &'a Path,
+    pub sha256: &'a Sha256Hex,
+    pub xorriso: &'a Path,
+    pub timeout: Duration,
+}
+
+/// Imports an ISO as `images_dir/NAME`. Everything happens in a hidden
+/// directory that is renamed into place only when complete, so a failed
+/// or killed import leaves no image behind.
+pub fn import(images_dir: &Path, req: &ImportRequest) -> Result<Manifest, ImageError> {
+    let io_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ImageError::Io { path, source }
+    };
+    let final_dir = images_dir.join(req.name.as_str());
+    if fs::symlink_metadata(&final_dir).is_ok() {
+        return Err(ImageError::Exists(req.name.clone()));
+    }
+    let (actual, source_bytes) =
+        sha256_file(req.iso).map_err(|source| ImageError::IsoUnreadable { path: req.iso.into(), source })?;
+    if actual != req.sha256.as_str() {
+        return Err(ImageError::DigestMismatch { actual });
+    }
+    if !looks_like_iso(req.iso).map_err(|source| ImageError::IsoUnreadable { path: req.iso.into(), source })? {
+        return Err(ImageError::NotIso(req.iso.into()));
+    }
+
+    fsutil::ensure_dir(images_dir, 0o700).map_err(io_err(images_dir))?;
+    let work = tempfile::Builder::new()
+        .prefix(&format!(".import-{}-", req.name))
+        .tempdir_in(images_dir)
+        .map_err(io_err(images_dir))?;
+    let tree = work.path().join("tree");
+    let mut indev = std::ffi::OsString::from("stdio:");
+    indev.push(req.iso);
+    let args: Vec<&std::ffi::OsStr> = vec![
+        "-no_rc".as_ref(),
+        "-osirrox".as_ref(),
+        "on".as_ref(),
+        "-indev".as_ref(),
+        indev.as_ref(),
+        "-extract".as_ref(),
+        "/".as_ref(),
+        tree.as_os_str(),
+    ];
+    exec::run(req.xorriso, &args, req.timeout).map_err(ImageError::Extract)?;
+
+    let (files, bytes) = sanitize(&tree)?;
+    let layout = find_layout(&tree)?;
+    let cfg_path = tree.join(layout.isolinux_cfg.relative());
+    let original = fs::read(&cfg_path).map_err(io_err(&cfg_path))?;
+    let patched = isolinux::patch(&String::from_utf8_lossy(&original), layout.kernel.as_str(), layout.initrd.as_str());
+    fsutil::write_atomic(&cfg_path, patched.as_bytes(), 0o444).map_err(io_err(&cfg_path))?;
+
+    let manifest = Manifest {
+        name: req.name.clone(),
+        source_sha256: req.sha256.clone(),
+        source_bytes,
+        imported_at: crate::state::now(),
+        layout,
+        files,
+        bytes,
+    };
+    let mpath = work.path().join("manifest.json");
+    fsutil::write_atomic(&mpath, &serde_json::to_vec_pretty(&manifest).expect("manifest serializes"), 0o444)
+        .map_err(io_err(&mpath))?;
+    make_read_only(&tree).map_err(io_err(&tree))?;
+    fs::set_permissions(work.path(), fs::Permissions::from_mode(0o555)).map_err(io_err(work.path()))?;
+
+    let work = work.keep();
+    if let Err(e) = nix::fcntl::renameat2(None, &work, None, &final_dir, nix::fcntl::RenameFlags::RENAME_NOREPLACE) {
+        let _ = remove_tree(&work);
+        return Err(match e {
+            nix::errno::Errno::EEXIST => ImageError::Exists(req.name.clone()),
+            e => ImageError::Io { path: final_dir, source: e.into() },
+        });
+    }
+    fsutil::sync_dir(images_dir).map_err(io_err(images_dir))?;
+    Ok(manifest)
+}
+
+/// Removes a tree we made read-only.
+pub fn remove_tree(dir: &Path) -> io::Result<()> {
+    fn writable(p: &Path) -> io::Result<()> {
+        let m = fs::symlink_metadata(p)?;
+        if m.is_dir() {
+            fs::set_permissions(p, fs::Permissions::from_mode(0o700))?;
+            for e in fs::read_dir(p)? {
+                writable(&e?.path())?;
+            }
+        }
+        Ok(())
+    }
+    writable(dir)?;
+    fs::remove_dir_all(dir)
+}
+
+/// Walks the extracted tree: no device files, FIFOs or sockets; no
+/// symlink that leads outside the tree; no setuid, setgid or sticky bit.
+/// Returns the number of regular files and their bytes.
+fn sanitize(root: &Path) -> Result<(u64, u64), ImageError> {
+    let mut files = 0u64;
+    let mut bytes = 0u64;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries = fs::read_dir(&dir).map_err(|source| ImageError::Io { path: dir.clone(), source })?;
+        for e in entries {
+            let e = e.map_err(|source| ImageError::Io { path: dir.clone(), source })?;
+            let p = e.path();
+            let rel = p.strip_prefix(root).unwrap_or(&p).display().to_string();
+            let m = fs::symlink_metadata(&p).map_err(|source| ImageError::Io { path: p.clone(), source })?;
+            let ft = m.file_type();
+            if ft.is_symlink() {
+                let target = fs::read_link(&p).map_err(|source| ImageError::Io { path: p.clone(), source })?;
+                if !symlink_stays_inside(root, &p, &target) {
+                    return Err(ImageError::Unsafe(format!("symlink {rel} points outside the image")));
+                }
+            } else if ft.is_dir() {
+                stack.push(p);
+            } else if ft.is_file() {
+                files += 1;
+                bytes += m.len();
+                if m.nlink() > 1 {
+                    return Err(ImageError::Unsafe(format!("{rel} is a hard link")));
+                }
+            } else {
+                return Err(ImageError::Unsafe(format!("{rel} is a device, FIFO or socket")));
+            }
+        }
+    }
+    Ok((files, bytes))
+}
+
+/// Resolves a symlink's target lexically (no filesystem access, so a
+/// chain of links cannot be used to trick the check) and says whether it
+/// stays under `root`. Absolute targets never do: on the CD they would
+/// mean the CD's root, on our disk the host's.
+fn symlink_stays_inside(root: &Path, link: &Path, target: &Path) -> bool {
+    use std::path::Component;
+    if target.is_absolute() {
+        return false;
+    }
+    let Ok(rel_dir) = link.parent().unwrap_or(root).strip_prefix(root) else { return false };
+    let mut depth: Vec<&std::ffi::OsStr> = rel_dir.iter().collect();
+    for c in target.components() {
+        match c {
+            Component::Normal(n) => depth.push(n),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if depth.pop().is_none() {
+                    return false;
+                }
+            }
+            Component::RootDir | Component::Prefix(_) => return false,
+        }
+    }
+    true
+}
+
+fn is_regular(tree: &Path, p: &CdPath) -> bool {
+    fs::symlink_metadata(tree.join(p.relative())).is_ok_and(|m| m.is_file())
+}
+
+fn find_layout(tree: &Path) -> Result<Layout, ImageError> {
+    for required in [ISOLINUX_CFG, ISOLINUX_BIN, KERNEL, INITRD] {
+        if !is_regular(tree, &cd(required)) {
+            return Err(ImageError::Layout(required));
+        }
+    }
+    let xen = is_regular(tree, &cd(XEN_KERNEL)) && is_regular(tree, &cd(XEN_INITRD));
+    Ok(Layout {
+        isolinux_cfg: cd(ISOLINUX_CFG),
+        isolinux_bin: cd(ISOLINUX_BIN),
+        kernel: cd(KERNEL),
+        initrd: cd(INITRD),
+        xen_kernel: xen.then(|| cd(XEN_KERNEL)),
+        xen_initrd: xen.then(|| cd(XEN_INITRD)),
+    })
+}
+
+/// Files 0444 (0555 if executable), directories 0555, no special bits.
+fn make_read_only(root: &Path) -> io::Result<()> {
+    let m = fs::symlink_metadata(root)?;
+    if m.file_type().is_symlink() {
+        return Ok(());
+    }
+    if m.is_dir() {
+        for e in fs::read_dir(root)? {
+            make_read_only(&e?.path())?;
+        }
+        fs::set_permissions(root, fs::Permissions::from_mode(0o555))
+    } else {
+        let mode = if m.mode() & 0o111 != 0 { 0o555 } else { 0o444 };
+        fs::set_permissions(root, fs::Permissions::from_mode(mode))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symlinks_must_stay_inside() {
+        let root = Path::new("/img/tree");
+        let link = Path::new("/img/tree/a/b/link");
+        assert!(symlink_stays_inside(root, link, Path::new("c")));
+        assert!(symlink_stays_inside(root, link, Path::new("../../x")));
+        assert!(!symlink_stays_inside(root, link, Path::new("../../../x")));
+        assert!(!symlink_stays_inside(root, link, Path::new("/etc/shadow")));
+        assert!(symlink_stays_inside(root, Path::new("/img/tree/link"), Path::new(".")));
+        assert!(!symlink_stays_inside(root, Path::new("/img/tree/link"), Path::new("..")));
+    }
+}

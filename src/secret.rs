@@ -1,0 +1,151 @@
+//! The root password, which arrives on stdin and must end up nowhere but
+//! the per-VM media. `CryptHash` has no `Display` and a redacted `Debug`,
+//! so it cannot slip into a message, a log line or an error by accident.
+
+use crate::types::Rule;
+use std::fmt;
+use std::io::Read;
+
+/// Longest stdin we read: a yescrypt or SHA-512 hash is ~120 bytes; a
+/// longer line is refused without reading the rest into memory.
+pub const MAX_STDIN: u64 = 1024;
+
+const CRYPT_ALPHABET: &[u8] = b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+fn crypt_chars(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| CRYPT_ALPHABET.contains(&b))
+}
+
+/// A crypt(3) hash of the root password: `$6$` (SHA-512) or `$y$` (yescrypt).
+#[derive(Clone, PartialEq, Eq)]
+pub struct CryptHash(String);
+
+impl fmt::Debug for CryptHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CryptHash(<redacted>)")
+    }
+}
+
+impl CryptHash {
+    /// Accepts a well-formed crypt hash as is.
+    pub fn parse_hash(s: &str) -> Result<Self, Rule> {
+        const RULE: Rule = Rule("looks like a crypt hash but is not a well-formed $6$ (SHA-512) or $y$ (yescrypt) hash");
+        let ok = if let Some(rest) = s.strip_prefix("$6$") {
+            let parts: Vec<&str> = rest.split('$').collect();
+            let (salt, hash) = match parts.as_slice() {
+                [r, salt, hash] if r.starts_with("rounds=") => {
+                    let n = &r["rounds=".len()..];
+                    if n.is_empty() || n.len() > 9 || !n.bytes().all(|b| b.is_ascii_digit()) {
+                        return Err(RULE);
+                    }
+                    (*salt, *hash)
+                }
+                [salt, hash] => (*salt, *hash),
+                _ => return Err(RULE),
+            };
+            salt.len() <= 16 && crypt_chars(salt) && hash.len() == 86 && crypt_chars(hash)
+        } else if let Some(rest) = s.strip_prefix("$y$") {
+            let parts: Vec<&str> = rest.split('$').collect();
+            matches!(parts.as_slice(), [params, salt, hash]
+                if crypt_chars(params) && crypt_chars(salt) && salt.len() <= 86 && hash.len() == 43 && crypt_chars(hash))
+        } else {
+            false
+        };
+        if ok {
+            Ok(CryptHash(s.to_owned()))
+        } else {
+            Err(RULE)
+        }
+    }
+
+    /// Hashes a cleartext password at once with SHA-512 crypt and a fresh
+    /// random salt; the cleartext is not kept.
+    pub fn hash_cleartext(password: &str) -> Result<Self, Rule> {
+        let params = sha_crypt::Sha512Params::new(sha_crypt::ROUNDS_DEFAULT)
+            .map_err(|_| Rule("could not hash the password"))?;
+        let h = sha_crypt::sha512_simple(password, &params).map_err(|_| Rule("could not hash the password"))?;
+        Self::parse_hash(&h)
+    }
+
+    /// One line from the caller: a crypt hash, or a cleartext password.
+    pub fn from_line(line: &[u8]) -> Result<Self, Rule> {
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            return Err(Rule("is empty: give the root password or its crypt hash on standard input"));
+        }
+        let s = std::str::from_utf8(line).map_err(|_| Rule("must be UTF-8 text"))?;
+        if s.chars().any(|c| c.is_control()) {
+            return Err(Rule("must be one line without control characters"));
+        }
+        if s.starts_with("$6$") || s.starts_with("$y$") {
+            Self::parse_hash(s)
+        } else {
+            Self::hash_cleartext(s)
+        }
+    }
+
+    /// Reads the password line from `r`, never more than `MAX_STDIN` bytes.
+    pub fn read_from(r: impl Read) -> Result<Self, Rule> {
+        let mut buf = Vec::with_capacity(256);
+        r.take(MAX_STDIN + 1)
+            .read_to_end(&mut buf)
+            .map_err(|_| Rule("could not be read from standard input"))?;
+        if buf.len() as u64 > MAX_STDIN {
+            return Err(Rule("is too long (at most 1024 bytes)"));
+        }
+        let r = Self::from_line(&buf);
+        buf.iter_mut().for_each(|b| *b = 0);
+        r
+    }
+
+    /// The hash itself, for the one place it belongs: the rendered preseed.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cleartext_is_hashed_with_fresh_salt_and_verifies() {
+        let a = CryptHash::from_line(b"correct horse\n").unwrap();
+        let b = CryptHash::from_line(b"correct horse").unwrap();
+        assert!(a.expose().starts_with("$6$"));
+        assert_ne!(a, b, "each hash gets its own salt");
+        assert!(sha_crypt::sha512_check("correct horse", a.expose()).is_ok());
+        assert!(sha_crypt::sha512_check("wrong", a.expose()).is_err());
+    }
+
+    #[test]
+    fn hashes_pass_through_and_malformed_ones_are_refused() {
+        let h = CryptHash::hash_cleartext("x").unwrap();
+        assert_eq!(CryptHash::from_line(h.expose().as_bytes()).unwrap(), h);
+        let y = "$y$j9T$abcdefghijklmnop$0123456789abcdefghijklmnopqrstuvwxyzABCDEFG";
+        assert!(CryptHash::from_line(y.as_bytes()).is_ok());
+        for bad in ["$6$salt$short", "$y$j9T$salt", "$6$sa lt$x", "$6$rounds=$s$h"] {
+            assert!(CryptHash::from_line(bad.as_bytes()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn control_characters_and_empty_input_are_refused() {
+        for bad in [&b""[..], b"\n", b"a\nb", b"a\0b", b"a\tb", b"\x1b[31m", b"\xff\xfe"] {
+            assert!(CryptHash::from_line(bad).is_err());
+        }
+    }
+
+    #[test]
+    fn oversized_stdin_is_refused_without_reading_it_all() {
+        let endless = std::io::repeat(b'a');
+        assert!(CryptHash::read_from(endless).is_err());
+    }
+
+    #[test]
+    fn debug_never_shows_the_hash() {
+        let h = CryptHash::hash_cleartext("pw").unwrap();
+        assert!(!format!("{h:?}").contains('$'));
+    }
+}

@@ -1,0 +1,133 @@
+//! A machine's install state and the files of its per-VM directory.
+
+use crate::config::{Config, Driver};
+use crate::fsutil;
+use crate::types::{ImageName, VmName};
+use serde::{Deserialize, Serialize};
+use std::io;
+use std::path::{Path, PathBuf};
+
+const MAX_STATE_BYTES: u64 = 64 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    Prepared,
+    Installing,
+    Installed,
+    Failed,
+    Cancelled,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Prepared => "prepared",
+            Phase::Installing => "installing",
+            Phase::Installed => "installed",
+            Phase::Failed => "failed",
+            Phase::Cancelled => "cancelled",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmState {
+    pub phase: Phase,
+    pub image: ImageName,
+    pub driver: Driver,
+    /// Unix seconds.
+    pub prepared_at: u64,
+    pub started_at: Option<u64>,
+    pub finished_at: Option<u64>,
+    /// Why the install failed, in words for the owner (never a secret).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot read state file {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("state file {path} is corrupt ({message}); an admin must fix or remove it")]
+    Corrupt { path: PathBuf, message: String },
+    #[error("cannot write state file {path}: {source}")]
+    Write { path: PathBuf, source: io::Error },
+}
+
+/// The files of one machine under `vms/VM/`.
+#[derive(Debug, Clone)]
+pub struct VmDir {
+    pub dir: PathBuf,
+}
+
+impl VmDir {
+    pub fn new(config: &Config, vm: &VmName) -> Self {
+        VmDir { dir: config.vms_dir().join(vm.as_str()) }
+    }
+    pub fn state(&self) -> PathBuf {
+        self.dir.join("state.json")
+    }
+    pub fn iso(&self) -> PathBuf {
+        self.dir.join("install.iso")
+    }
+    pub fn initrd(&self) -> PathBuf {
+        self.dir.join("initrd.gz")
+    }
+    pub fn domain_config(&self) -> PathBuf {
+        self.dir.join("domain.cfg")
+    }
+    pub fn console_log(&self) -> PathBuf {
+        self.dir.join("console.log")
+    }
+    pub fn pidfile(&self) -> PathBuf {
+        self.dir.join("qemu.pid")
+    }
+
+    /// Every file that holds the root password hash.
+    pub fn media(&self) -> [PathBuf; 2] {
+        [self.iso(), self.initrd()]
+    }
+
+    pub fn load(&self) -> Result<Option<VmState>, StateError> {
+        load(&self.state())
+    }
+
+    pub fn save(&self, s: &VmState) -> Result<(), StateError> {
+        let path = self.state();
+        let text = serde_json::to_vec_pretty(s).expect("state serializes");
+        fsutil::write_atomic(&path, &text, 0o600).map_err(|source| StateError::Write { path, source })
+    }
+
+    /// Removes the per-VM media (it holds the password hash).
+    pub fn remove_media(&self) -> io::Result<()> {
+        for p in self.media() {
+            fsutil::remove_if_exists(&p)?;
+        }
+        Ok(())
+    }
+}
+
+pub fn load(path: &Path) -> Result<Option<VmState>, StateError> {
+    let bytes = match fsutil::read_limited(path, MAX_STATE_BYTES) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(StateError::Read { path: path.into(), source }),
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| StateError::Corrupt { path: path.into(), message: e.to_string() })
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// RFC 3339 UTC time for humans and JSON.
+pub fn rfc3339(secs: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs)).to_string()
+}
