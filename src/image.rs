@@ -168,6 +168,13 @@ pub struct ImportRequest<'a> {
 /// directory that is renamed into place only when complete, so a failed
 /// or killed import leaves no image behind.
 pub fn import(images_dir: &Path, req: &ImportRequest) -> Result<Manifest, ImageError> {
+    // The work happens beside images/ (same filesystem, so the final rename
+    // is atomic), and images/ itself is only created for a good image: a
+    // refused ISO leaves the state dir exactly as it was.
+    let state_dir = images_dir.parent().ok_or_else(|| ImageError::Io {
+        path: images_dir.into(),
+        source: io::Error::other("images directory has no parent"),
+    })?;
     let io_err = |path: &Path| {
         let path = path.to_path_buf();
         move |source| ImageError::Io { path, source }
@@ -185,11 +192,10 @@ pub fn import(images_dir: &Path, req: &ImportRequest) -> Result<Manifest, ImageE
         return Err(ImageError::NotIso(req.iso.into()));
     }
 
-    fsutil::ensure_dir(images_dir, 0o700).map_err(io_err(images_dir))?;
     let work = tempfile::Builder::new()
         .prefix(&format!(".import-{}-", req.name))
-        .tempdir_in(images_dir)
-        .map_err(io_err(images_dir))?;
+        .tempdir_in(state_dir)
+        .map_err(io_err(state_dir))?;
     let tree = work.path().join("tree");
     let mut indev = std::ffi::OsString::from("stdio:");
     indev.push(req.iso);
@@ -227,6 +233,7 @@ pub fn import(images_dir: &Path, req: &ImportRequest) -> Result<Manifest, ImageE
     make_read_only(&tree).map_err(io_err(&tree))?;
     fs::set_permissions(work.path(), fs::Permissions::from_mode(0o555)).map_err(io_err(work.path()))?;
 
+    fsutil::ensure_dir(images_dir, 0o700).map_err(io_err(images_dir))?;
     let work = work.keep();
     if let Err(e) = nix::fcntl::renameat2(None, &work, None, &final_dir, nix::fcntl::RenameFlags::RENAME_NOREPLACE) {
         let _ = remove_tree(&work);

@@ -73,14 +73,28 @@ fn check(cfg_text: &str) -> Output {
 }
 
 fn assert_accepted(o: &Output) -> String {
-    assert_eq!(o.status.code(), Some(0), "config rejected:\n{}", describe(o));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "config rejected:\n{}",
+        describe(o)
+    );
     assert!(o.stderr.is_empty(), "unexpected stderr:\n{}", describe(o));
     text(&o.stdout)
 }
 
 fn assert_rejected(o: &Output, reason: &str) {
-    assert_eq!(o.status.code(), Some(1), "config not rejected:\n{}", describe(o));
-    assert!(o.stdout.is_empty(), "stdout must be empty on rejection:\n{}", describe(o));
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "config not rejected:\n{}",
+        describe(o)
+    );
+    assert!(
+        o.stdout.is_empty(),
+        "stdout must be empty on rejection:\n{}",
+        describe(o)
+    );
     assert!(
         text(&o.stderr).contains(reason),
         "stderr lacks {reason:?}:\n{}",
@@ -132,14 +146,19 @@ fn checker_does_not_need_disk_targets_or_kernel_to_exist() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("does-not-exist");
     let cfg = GOOD_HVM
-        .replace("/dev/xenvg/vm1", &missing.join("disk").display().to_string())
+        .replace(
+            "/dev/xenvg/vm1",
+            &missing.join("disk").display().to_string(),
+        )
         .replace(
             "/var/lib/guest-installer/vms/vm1/install.iso",
             &missing.join("install.iso").display().to_string(),
         );
     assert_accepted(&check(&cfg));
-    let cfg = GOOD_PV
-        .replace("/var/lib/guest-installer/vms/vm2", &missing.display().to_string());
+    let cfg = GOOD_PV.replace(
+        "/var/lib/guest-installer/vms/vm2",
+        &missing.display().to_string(),
+    );
     assert_accepted(&check(&cfg));
     assert!(!missing.exists());
 }
@@ -158,12 +177,19 @@ fn checker_rejects_malformed_mac_although_xl_exits_0() {
     assert_rejected(&o, "Invalid parameter `mac'");
     // xl itself silently accepts these (a 5-octet MAC even gets a garbage 6th octet);
     // check-xl-config adds a strict format check on every mac= value
-    for mac in ["00:16:3e:00:01", "00:16:3e:00:00:01:02", "00-16-3e-00-00-01", "0:16:3e:0:0:1"] {
+    for mac in [
+        "00:16:3e:00:01",
+        "00:16:3e:00:00:01:02",
+        "00-16-3e-00-00-01",
+        "0:16:3e:0:0:1",
+    ] {
         let o = check(&GOOD_HVM.replace("00:16:3e:00:00:01", mac));
         assert_rejected(&o, &format!("malformed MAC address `{mac}'"));
     }
     // upper case is fine (xl normalises it)
-    let json = assert_accepted(&check(&GOOD_HVM.replace("00:16:3e:00:00:01", "00:16:3E:00:00:0A")));
+    let json = assert_accepted(&check(
+        &GOOD_HVM.replace("00:16:3e:00:00:01", "00:16:3E:00:00:0A"),
+    ));
     assert!(json.contains(r#""mac": "00:16:3e:00:00:0a""#), "{json}");
 }
 
@@ -194,7 +220,9 @@ fn checker_usage_errors() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", describe(&o));
-    let o = Command::new(support_dir().join("check-xl-config")).output().unwrap();
+    let o = Command::new(support_dir().join("check-xl-config"))
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", describe(&o));
 }
 
@@ -209,7 +237,11 @@ fn checker_concurrent_first_use_builds_once_atomically() {
     fs::write(&bad, GOOD_HVM.replace("00:16:3e:00:00:01", "00:16:3e")).unwrap();
     let handles: Vec<_> = (0..6)
         .map(|i| {
-            let cfg = if i % 3 == 2 { bad.clone() } else { good.clone() };
+            let cfg = if i % 3 == 2 {
+                bad.clone()
+            } else {
+                good.clone()
+            };
             let build = build.path().to_path_buf();
             thread::spawn(move || (i % 3 == 2, check_file(&cfg, &build)))
         })
@@ -227,7 +259,10 @@ fn checker_concurrent_first_use_builds_once_atomically() {
         let key_dir = entry.unwrap().path();
         for f in fs::read_dir(&key_dir).unwrap() {
             let name = f.unwrap().file_name().into_string().unwrap();
-            assert!(["fakexen.so", "xlucheck", "mnt"].contains(&name.as_str()), "{name}");
+            assert!(
+                ["fakexen.so", "xlucheck", "mnt"].contains(&name.as_str()),
+                "{name}"
+            );
         }
     }
 }
@@ -303,7 +338,10 @@ fn standin_create_list_domid_destroy() {
     assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
     assert_eq!(text(&o.stderr), format!("Parsing config from {cfg_s}\n"));
     assert!(s.state("domains/vm1").is_file());
-    assert_eq!(fs::read_to_string(s.state("configs/vm1.cfg")).unwrap(), GOOD_HVM);
+    assert_eq!(
+        fs::read_to_string(s.state("configs/vm1.cfg")).unwrap(),
+        GOOD_HVM
+    );
 
     let o = s.run(&["list", "vm1"]);
     assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
@@ -319,7 +357,11 @@ fn standin_create_list_domid_destroy() {
     // a second create of the same name fails like real xl
     let o = s.run(&["create", cfg_s]);
     assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
-    assert!(text(&o.stderr).contains("already exists"), "{}", describe(&o));
+    assert!(
+        text(&o.stderr).contains("already exists"),
+        "{}",
+        describe(&o)
+    );
 
     // xl list with no argument lists Domain-0 and vm1
     let o = s.run(&["list"]);
@@ -334,11 +376,22 @@ fn standin_create_list_domid_destroy() {
     let o = s.run(&["list", "vm1"]);
     assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
     assert!(o.stdout.is_empty());
-    assert_eq!(text(&o.stderr), "vm1 is an invalid domain identifier (rc=-6)\n");
+    assert_eq!(
+        text(&o.stderr),
+        "vm1 is an invalid domain identifier (rc=-6)\n"
+    );
 
+    // real xl domid's wording differs from list/destroy's
     let o = s.run(&["domid", "vm1"]);
     assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
-    assert!(text(&o.stderr).contains("maybe this domain does not exist"));
+    assert_eq!(
+        text(&o.stderr),
+        "Can't get domid of domain name 'vm1', maybe this domain does not exist.\n"
+    );
+
+    let o = s.run(&["list", "42"]);
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    assert_eq!(text(&o.stderr), "Error: Domain '42' does not exist.\n");
 
     let o = s.run(&["destroy", "vm1"]);
     assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
@@ -355,6 +408,7 @@ fn standin_create_list_domid_destroy() {
             "destroy vm1".into(),
             "list vm1".into(),
             "domid vm1".into(),
+            "list 42".into(),
             "destroy vm1".into(),
         ]
     );
@@ -364,17 +418,29 @@ fn standin_create_list_domid_destroy() {
 fn standin_works_with_an_empty_environment_and_pv_config() {
     let s = StandIn::new();
     let cfg = s.write_cfg("vm2 config.cfg", GOOD_PV);
-    let o = s.command(&["create", "-q", cfg.to_str().unwrap()])
+    let o = s
+        .command(&["create", "-q", cfg.to_str().unwrap()])
         .env_remove("PATH")
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
-    assert!(o.stderr.is_empty(), "-q: no 'Parsing config' line: {}", describe(&o));
-    let o = s.command(&["list", "vm2"]).env_remove("PATH").output().unwrap();
+    assert!(
+        o.stderr.is_empty(),
+        "-q: no 'Parsing config' line: {}",
+        describe(&o)
+    );
+    let o = s
+        .command(&["list", "vm2"])
+        .env_remove("PATH")
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
     assert!(text(&o.stdout).contains(" 1024 "), "{}", describe(&o));
     // arguments with spaces are logged shell-quoted
-    assert_eq!(s.calls()[0], format!("create -q {}", cfg.to_str().unwrap().replace(' ', "\\ ")));
+    assert_eq!(
+        s.calls()[0],
+        format!("create -q {}", cfg.to_str().unwrap().replace(' ', "\\ "))
+    );
 }
 
 #[test]
@@ -392,14 +458,24 @@ fn standin_guest_finishing_is_simulated_by_removing_the_marker() {
 #[test]
 fn standin_rejects_invalid_configs() {
     let s = StandIn::new();
-    let cfg = s.write_cfg("bad.cfg", &GOOD_HVM.replace("00:16:3e:00:00:01", "00:16:3e:00:00:zz"));
+    let cfg = s.write_cfg(
+        "bad.cfg",
+        &GOOD_HVM.replace("00:16:3e:00:00:01", "00:16:3e:00:00:zz"),
+    );
     let o = s.run(&["create", cfg.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
-    assert!(text(&o.stderr).contains("Invalid parameter `mac'"), "{}", describe(&o));
+    assert!(
+        text(&o.stderr).contains("Invalid parameter `mac'"),
+        "{}",
+        describe(&o)
+    );
     assert!(!s.state("domains/vm1").exists());
     assert!(!s.state("configs/vm1.cfg").exists());
 
-    let cfg = s.write_cfg("bad2.cfg", &GOOD_HVM.replace("vdev=hdc,", "vdev=hdc, bogus=1,"));
+    let cfg = s.write_cfg(
+        "bad2.cfg",
+        &GOOD_HVM.replace("vdev=hdc,", "vdev=hdc, bogus=1,"),
+    );
     let o = s.run(&["create", cfg.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
     assert!(!s.state("domains/vm1").exists());
@@ -416,9 +492,16 @@ fn standin_fail_mode() {
     let cfg = s.write_cfg("vm1.cfg", GOOD_HVM);
     let o = s.run(&["create", cfg.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
-    assert!(text(&o.stderr).contains("libxl: error:"), "{}", describe(&o));
+    assert!(
+        text(&o.stderr).contains("libxl: error:"),
+        "{}",
+        describe(&o)
+    );
     assert!(!s.state("domains/vm1").exists());
-    assert!(s.state("configs/vm1.cfg").exists(), "a valid config is kept even in fail mode");
+    assert!(
+        s.state("configs/vm1.cfg").exists(),
+        "a valid config is kept even in fail mode"
+    );
     assert_eq!(s.run(&["list", "vm1"]).status.code(), Some(1));
 }
 
@@ -447,11 +530,17 @@ fn standin_hang_mode_can_be_timed_out_and_killed() {
     let start = Instant::now();
     // wait until the stand-in has logged the call, then give it a short timeout
     while s.calls().is_empty() {
-        assert!(start.elapsed() < Duration::from_secs(5), "stand-in never ran");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "stand-in never ran"
+        );
         thread::sleep(Duration::from_millis(10));
     }
     thread::sleep(Duration::from_millis(300));
-    assert!(child.try_wait().unwrap().is_none(), "hang mode must not exit");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "hang mode must not exit"
+    );
     child.kill().unwrap();
     // wait_with_output reads to EOF: it returns only if nothing else holds the
     // pipes, i.e. killing the stand-in's pid left no process behind
@@ -464,10 +553,20 @@ fn standin_hang_mode_can_be_timed_out_and_killed() {
 #[test]
 fn standin_unknown_commands_and_options_are_usage_errors() {
     let s = StandIn::new();
-    for args in [&["shutdown", "vm1"][..], &[], &["create"], &["create", "-c", "x.cfg"], &["list", "-l"]] {
+    for args in [
+        &["shutdown", "vm1"][..],
+        &[],
+        &["create"],
+        &["create", "-c", "x.cfg"],
+        &["list", "-l"],
+    ] {
         let o = s.run(args);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", describe(&o));
-        assert!(text(&o.stderr).contains("Usage: xl"), "{args:?}: {}", describe(&o));
+        assert!(
+            text(&o.stderr).contains("Usage: xl"),
+            "{args:?}: {}",
+            describe(&o)
+        );
     }
 }
 
@@ -478,7 +577,11 @@ fn standin_without_checker_file_refuses_to_create() {
     let cfg = s.write_cfg("vm1.cfg", GOOD_HVM);
     let o = s.run(&["create", cfg.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(3), "{}", describe(&o));
-    assert!(text(&o.stderr).contains("no checker configured"), "{}", describe(&o));
+    assert!(
+        text(&o.stderr).contains("no checker configured"),
+        "{}",
+        describe(&o)
+    );
     // "none" skips validation (faster, but accepts anything with a name)
     fs::write(s.state("checker"), "none\n").unwrap();
     let o = s.run(&["create", cfg.to_str().unwrap()]);

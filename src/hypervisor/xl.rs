@@ -71,8 +71,13 @@ impl Hypervisor for Xl {
     fn is_running(&self, name: &VmName, _vm: &VmDir) -> Result<bool, HvError> {
         match exec::run(&self.program, &["domid", name.as_str()], self.timeout) {
             Ok(_) => Ok(true),
-            // xl's own wording when no domain has that name.
-            Err(ExecError::Failed { ref stderr, .. }) if stderr.contains("invalid domain identifier") => Ok(false),
+            // xl's own wordings when no domain has that name (`xl domid`
+            // says the first; other subcommands the second).
+            Err(ExecError::Failed { ref stderr, .. })
+                if stderr.contains("maybe this domain does not exist") || stderr.contains("invalid domain identifier") =>
+            {
+                Ok(false)
+            }
             Err(e) => Err(e.into()),
         }
     }

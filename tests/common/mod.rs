@@ -1,0 +1,318 @@
+//! Test harness: a temporary state dir and config, the real binary run as
+//! remctld would run it, a real syslog socket for the audit records, and
+//! real installer ISOs built from Debian's packages.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::net::UnixDatagram;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+pub const ADMIN: &str = "alice/admin@EXAMPLE.ORG";
+pub const OWNER: &str = "bob@EXAMPLE.ORG";
+pub const COOWNER: &str = "carol@EXAMPLE.ORG";
+pub const STRANGER: &str = "mallory@EXAMPLE.ORG";
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_guest-installer"))
+}
+
+/// Shared cache for expensive fixtures, across the test binaries of a run.
+pub fn cache_dir() -> PathBuf {
+    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("gi-fixtures");
+    fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Builds `out` once per cache, under a file lock, via a temporary name.
+pub fn cached(name: &str, build: impl FnOnce(&Path)) -> PathBuf {
+    let out = cache_dir().join(name);
+    let lockf = fs::File::create(cache_dir().join(format!("{name}.lock"))).unwrap();
+    let _l = nix::fcntl::Flock::lock(lockf, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| e).unwrap();
+    if !out.exists() {
+        let tmp = cache_dir().join(format!(".{name}.tmp"));
+        let _ = fs::remove_dir_all(&tmp);
+        let _ = fs::remove_file(&tmp);
+        build(&tmp);
+        fs::rename(&tmp, &out).unwrap();
+    }
+    out
+}
+
+pub fn sh(cmd: &mut Command) -> String {
+    let o = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(o.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A Debian-installer-like ISO (isolinux + the real d-i netboot kernel and
+/// initrd), optionally with the PV installer under install.amd/xen/.
+pub fn installer_iso(xen: bool) -> PathBuf {
+    static PLAIN: OnceLock<PathBuf> = OnceLock::new();
+    static XEN: OnceLock<PathBuf> = OnceLock::new();
+    let cell = if xen { &XEN } else { &PLAIN };
+    cell.get_or_init(|| {
+        let name = if xen { "installer-xen.iso" } else { "installer.iso" };
+        cached(name, |out| {
+            let tree = tempfile::tempdir().unwrap();
+            let t = tree.path().join("cd");
+            let mut c = Command::new(repo().join("tests/support/iso/make-installer-tree"));
+            c.arg(&t);
+            if xen {
+                c.arg("--xen");
+            }
+            sh(&mut c);
+            sh(Command::new(repo().join("tests/support/iso/make-installer-iso")).arg(&t).arg(out));
+        })
+    })
+    .clone()
+}
+
+pub fn sha256(path: &Path) -> String {
+    guest_installer::image::sha256_file(path).unwrap().0
+}
+
+#[derive(Debug)]
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not one JSON document ({e}): {self:?}"))
+    }
+    pub fn ok(&self) -> &Self {
+        assert_eq!(self.code, 0, "{self:?}");
+        self
+    }
+}
+
+/// Who runs the binary.
+#[derive(Clone, Copy, Debug)]
+pub enum As<'a> {
+    /// remctld with this REMOTE_USER.
+    Remote(&'a str),
+    /// root on the host, no REMOTE_USER.
+    Root,
+    /// a local non-root user (uid 65534), no REMOTE_USER.
+    Nobody,
+}
+
+pub struct Env {
+    pub tmp: tempfile::TempDir,
+    pub state: PathBuf,
+    pub config: PathBuf,
+    pub xl: PathBuf,
+    syslog: UnixDatagram,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        Self::with_config_extra("")
+    }
+
+    /// `extra` is inserted at the top level of config.toml.
+    pub fn with_config_extra(extra: &str) -> Env {
+        let tmp = tempfile::Builder::new().prefix("gi-test-").tempdir().unwrap();
+        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let root = tmp.path().to_path_buf();
+        let state = root.join("state");
+        fs::create_dir(&state).unwrap();
+        fs::set_permissions(&state, fs::Permissions::from_mode(0o700)).unwrap();
+        let preseed = root.join("preseed.cfg");
+        fs::copy(repo().join("etc/preseed.cfg"), &preseed).unwrap();
+        let xl_dir = root.join("xl");
+        let xl = PathBuf::from(
+            sh(Command::new(repo().join("tests/support/xl/install-standin"))
+                .arg(&xl_dir)
+                .env("XL_SUPPORT_BUILD_DIR", PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("xl-support")))
+            .trim(),
+        );
+        let console = root.join("console");
+        fs::create_dir(&console).unwrap();
+        let sock = root.join("syslog.sock");
+        let syslog = UnixDatagram::bind(&sock).unwrap();
+        syslog.set_nonblocking(true).unwrap();
+        let config = root.join("config.toml");
+        fs::write(
+            &config,
+            format!(
+                r#"state_dir = "{state}"
+preseed_template = "{preseed}"
+admins = ["{ADMIN}"]
+domain = "example.org"
+{extra}
+[mirror]
+host = "deb.debian.org"
+directory = "/debian"
+
+[hypervisor]
+driver = "xl"
+xl = "{xl}"
+bridge = "xenbr0"
+console_dir = "{console}"
+
+[timeouts]
+tool_s = 120
+hypervisor_s = 10
+
+[audit]
+syslog_socket = "{sock}"
+"#,
+                state = state.display(),
+                preseed = preseed.display(),
+                xl = xl.display(),
+                console = console.display(),
+                sock = sock.display(),
+            ),
+        )
+        .unwrap();
+        Env { tmp, state, config, xl, syslog }
+    }
+
+    pub fn root(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    pub fn run(&self, who: As, args: &[&str], stdin: &[u8]) -> Out {
+        let mut c = Command::new(bin());
+        c.args(args).env_clear().env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin").env("GUEST_INSTALLER_CONFIG", &self.config);
+        match who {
+            As::Remote(p) => {
+                c.env("REMOTE_USER", p);
+            }
+            As::Root => {}
+            As::Nobody => {
+                c.uid(65534).gid(65534);
+            }
+        }
+        c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        let mut si = child.stdin.take().unwrap();
+        let data = stdin.to_vec();
+        let writer = std::thread::spawn(move || {
+            let _ = si.write_all(&data);
+        });
+        let o = child.wait_with_output().unwrap();
+        let _ = writer.join();
+        Out {
+            code: o.status.code().unwrap_or_else(|| panic!("killed by a signal: {o:?}")),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+
+    /// Audit records received so far.
+    pub fn audit(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = self.syslog.recv(&mut buf) {
+            out.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        out
+    }
+
+    /// A volume for a machine: a sparse file.
+    pub fn volume(&self, vm: &str) -> PathBuf {
+        let p = self.root().join(format!("{vm}.img"));
+        let f = fs::File::create(&p).unwrap();
+        f.set_len(64 << 20).unwrap();
+        p
+    }
+
+    pub fn import(&self, name: &str, xen: bool) {
+        let iso = installer_iso(xen);
+        let sum = format!("sha256={}", sha256(&iso));
+        self.run(As::Root, &["image", "import", name, iso.to_str().unwrap(), &sum], b"").ok();
+    }
+
+    /// Registers `vm` owned by OWNER and COOWNER with a fresh volume.
+    pub fn machine(&self, vm: &str, n: u8, image: Option<&str>) -> PathBuf {
+        let disk = self.volume(vm);
+        let mut args = vec![
+            "machine".to_owned(),
+            "add".into(),
+            vm.into(),
+            format!("owner={OWNER}"),
+            format!("owner={COOWNER}"),
+            format!("ip=192.0.2.{}", 10 + n),
+            "netmask=255.255.255.0".into(),
+            "gateway=192.0.2.1".into(),
+            "nameserver=192.0.2.53".into(),
+            format!("mac=00:16:3e:00:00:{:02x}", n),
+            format!("disk={}", disk.display()),
+            "memory=512".into(),
+        ];
+        if let Some(i) = image {
+            args.push(format!("image={i}"));
+        }
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.run(As::Remote(ADMIN), &a, b"").ok();
+        disk
+    }
+
+    /// Everything under the state dir: path → (type, mode, uid, contents).
+    pub fn snapshot(&self) -> BTreeMap<PathBuf, (u32, u32, Vec<u8>)> {
+        snapshot(&self.state)
+    }
+
+    /// Sets the stand-in xl's behaviour: ok, fail, hang, missing-domain.
+    pub fn xl_mode(&self, mode: &str) {
+        fs::write(self.xl.parent().unwrap().join("mode"), mode).unwrap();
+    }
+
+    /// The stand-in's view: is the guest running?
+    pub fn xl_running(&self, vm: &str) -> bool {
+        self.xl.parent().unwrap().join("domains").join(vm).exists()
+    }
+
+    /// Plays the installer rebooting at the end: the domain goes away.
+    pub fn xl_guest_finishes(&self, vm: &str) {
+        fs::remove_file(self.xl.parent().unwrap().join("domains").join(vm)).unwrap();
+    }
+
+    pub fn vm_file(&self, vm: &str, f: &str) -> PathBuf {
+        self.state.join("vms").join(vm).join(f)
+    }
+}
+
+pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, (u32, u32, Vec<u8>)> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let m = fs::symlink_metadata(&p).unwrap();
+        let content = if m.is_file() {
+            fs::read(&p).unwrap()
+        } else if m.file_type().is_symlink() {
+            fs::read_link(&p).unwrap().into_os_string().into_encoded_bytes()
+        } else {
+            Vec::new()
+        };
+        if m.is_dir() {
+            for e in fs::read_dir(&p).unwrap() {
+                stack.push(e.unwrap().path());
+            }
+        }
+        out.insert(p, (m.mode(), m.uid(), content));
+    }
+    out
+}
+
+/// Reads one file out of an ISO with xorriso.
+pub fn iso_file(iso: &Path, path: &str) -> Vec<u8> {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("f");
+    sh(Command::new("xorriso").args(["-osirrox", "on", "-indev"]).arg(iso).args(["-extract", path]).arg(&out));
+    fs::read(&out).unwrap()
+}

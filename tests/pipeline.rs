@@ -1,0 +1,329 @@
+//! The install pipeline end to end with the real binary, real xorriso, a
+//! real Debian installer kernel/initrd, and Xen's own config parser.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+const PW_HASH: &str = "$6$abcdefgh$3rj1vTLX64btReFsM4MQ22otcD40l7vbtw7qCyr0dxc4kxNmgx53xVM8gWiLYbCqTHTbXFaVFU7ZT28pnvdyu0";
+
+fn ready(vm: &str) -> Env {
+    let env = Env::new();
+    env.import("bookworm", false);
+    env.machine(vm, 1, Some("bookworm"));
+    env
+}
+
+fn check_xl_config(cfg: &Path) -> String {
+    let o = Command::new(repo().join("tests/support/xl/check-xl-config"))
+        .arg(cfg)
+        .env("XL_SUPPORT_BUILD_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("xl-support"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "Xen's parser refused {}: {}", cfg.display(), String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn import_extracts_patches_and_freezes_the_image() {
+    let env = Env::new();
+    env.import("bookworm", true);
+    let img = env.state.join("images/bookworm");
+    let manifest: serde_json::Value = serde_json::from_slice(&fs::read(img.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["source_sha256"], sha256(&installer_iso(true)));
+    assert_eq!(manifest["layout"]["kernel"], "/install.amd/vmlinuz");
+    assert_eq!(manifest["layout"]["xen_kernel"], "/install.amd/xen/vmlinuz");
+    let cfg = fs::read_to_string(img.join("tree/isolinux/isolinux.cfg")).unwrap();
+    assert!(cfg.starts_with("serial 0 115200\n"), "{cfg}");
+    assert!(cfg.contains("default guest-installer\n"));
+    assert!(cfg.contains("# guest-installer dropped: default vesamenu.c32"));
+    // Read-only, and no special bits anywhere.
+    for (p, (mode, _, _)) in snapshot(&img.join("tree")) {
+        if mode & 0o170000 == 0o120000 {
+            continue; // symlinks have no mode of their own
+        }
+        assert_eq!(mode & 0o7222, 0, "{} is writable or special: {mode:o}", p.display());
+    }
+    let out = env.run(As::Remote(OWNER), &["images", "--json"], b"").ok().json();
+    assert_eq!(out["images"][0]["name"], "bookworm");
+    assert_eq!(out["images"][0]["pv"], true);
+    // No leftovers of the import.
+    let names: Vec<_> = fs::read_dir(env.state.join("images")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("bookworm")]);
+}
+
+#[test]
+fn bad_isos_are_refused_and_leave_nothing_behind() {
+    let env = Env::new();
+    let iso = installer_iso(false);
+    let not_iso = env.root().join("fake.iso");
+    fs::write(&not_iso, vec![0x5a; 100_000]).unwrap();
+    // An ISO that is a real ISO 9660 image but no installer.
+    let empty_tree = env.root().join("empty");
+    fs::create_dir(&empty_tree).unwrap();
+    fs::write(empty_tree.join("README"), "not an installer").unwrap();
+    let plain_iso = env.root().join("plain.iso");
+    sh(Command::new("xorriso").args(["-as", "mkisofs", "-quiet", "-r", "-o"]).arg(&plain_iso).arg(&empty_tree));
+    let before = env.snapshot();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec![iso.display().to_string(), format!("sha256={}", "0".repeat(64))], "does not match"),
+        (vec![not_iso.display().to_string(), format!("sha256={}", sha256(&not_iso))], "not an ISO 9660"),
+        (vec![plain_iso.display().to_string(), format!("sha256={}", sha256(&plain_iso))], "not a Debian installer"),
+        (vec!["/nonexistent.iso".into(), format!("sha256={}", "0".repeat(64))], "cannot read"),
+        (vec![iso.display().to_string(), "sha256=xyz".into()], "sha256"),
+    ];
+    for (args, msg) in cases {
+        let mut a = vec!["--json", "image", "import", "bookworm"];
+        a.extend(args.iter().map(String::as_str));
+        let out = env.run(As::Root, &a, b"");
+        assert_eq!(out.code, 2, "{out:?}");
+        let j = out.json();
+        assert_eq!(j["error"]["kind"], "invalid");
+        assert!(j["error"]["message"].as_str().unwrap().contains(msg), "{j}");
+        assert_eq!(env.snapshot(), before, "state dir changed by {a:?}");
+    }
+    // Importing the same name twice is refused too.
+    env.import("bookworm", false);
+    let out = env.run(As::Root, &["image", "import", "bookworm", iso.to_str().unwrap(), &format!("sha256={}", sha256(&iso))], b"");
+    assert_eq!(out.code, 2, "{out:?}");
+}
+
+#[test]
+fn install_no_start_builds_media_with_our_preseed_and_label() {
+    let env = ready("web1");
+    let pristine_bin = fs::read(env.state.join("images/bookworm/tree/isolinux/isolinux.bin")).unwrap();
+    let out = env.run(As::Remote(OWNER), &["install", "web1", "hostname=www", "--no-start", "--json"], PW_HASH.as_bytes());
+    let j = out.ok().json();
+    assert_eq!(j["ok"], true);
+    assert_eq!(j["state"], "prepared");
+    let iso = Path::new(j["media"].as_str().unwrap()).to_path_buf();
+    assert_eq!(iso, env.vm_file("web1", "install.iso"));
+    assert_eq!(fs::metadata(&iso).unwrap().permissions().mode() & 0o777, 0o600);
+
+    let preseed = String::from_utf8(iso_file(&iso, "/preseed.cfg")).unwrap();
+    for line in [
+        "d-i netcfg/get_hostname string www",
+        "d-i netcfg/get_domain string example.org",
+        "d-i netcfg/get_ipaddress string 192.0.2.11",
+        "d-i netcfg/get_netmask string 255.255.255.0",
+        "d-i netcfg/get_gateway string 192.0.2.1",
+        "d-i netcfg/get_nameservers string 192.0.2.53",
+        "d-i mirror/http/hostname string deb.debian.org",
+        &format!("d-i passwd/root-password-crypted password {PW_HASH}"),
+    ] {
+        assert_eq!(preseed.lines().filter(|l| *l == line).count(), 1, "{line} missing in\n{preseed}");
+    }
+    let cfg = String::from_utf8(iso_file(&iso, "/isolinux/isolinux.cfg")).unwrap();
+    assert!(cfg.contains("initrd=/install.amd/initrd.gz,/install.amd/preseed.img"), "{cfg}");
+    // The extra initrd carries the same preseed as a newc cpio.
+    let img = iso_file(&iso, "/install.amd/preseed.img");
+    let mut raw = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&img[..]), &mut raw).unwrap();
+    let mut r = cpio::NewcReader::new(&raw[..]).unwrap();
+    assert_eq!(r.entry().name(), "preseed.cfg");
+    let mut body = String::new();
+    std::io::Read::read_to_string(&mut r, &mut body).unwrap();
+    assert_eq!(body, preseed);
+    // El Torito boots isolinux.
+    let report = sh(Command::new("xorriso").args(["-indev"]).arg(&iso).args(["-report_el_torito", "plain"]));
+    assert!(report.contains("/isolinux/isolinux.bin"), "{report}");
+    // The pristine isolinux.bin was not touched by -boot-info-table.
+    let pristine = env.state.join("images/bookworm/tree/isolinux/isolinux.bin");
+    assert!(fs::read(&pristine).unwrap() == pristine_bin, "xorriso wrote into the pristine isolinux.bin");
+    // The domain config is accepted by Xen's own parser and says what we mean.
+    let domain = env.vm_file("web1", "domain.cfg");
+    let parsed = check_xl_config(&domain);
+    assert!(parsed.contains("00:16:3e:00:00:01"), "{parsed}");
+    let text = fs::read_to_string(&domain).unwrap();
+    assert!(text.contains("on_reboot = \"destroy\""));
+    assert!(text.contains(&format!("target={}", iso.display())));
+    // Nothing started.
+    assert!(!env.xl_running("web1"));
+    let s = env.run(As::Remote(OWNER), &["status", "web1", "--json"], b"").ok().json();
+    assert_eq!(s["state"], "prepared");
+    assert_eq!(s["image"], "bookworm");
+    // No temporary files left next to the media.
+    let names: Vec<String> = fs::read_dir(env.state.join("vms/web1")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
+}
+
+#[test]
+fn cleartext_password_is_hashed_and_never_echoed_or_logged() {
+    let env = ready("web1");
+    let secret = "hunter2 is my password";
+    let out = env.run(As::Remote(OWNER), &["install", "web1", "--no-start"], format!("{secret}\n").as_bytes());
+    out.ok();
+    let preseed = String::from_utf8(iso_file(&env.vm_file("web1", "install.iso"), "/preseed.cfg")).unwrap();
+    let hash = preseed.lines().find_map(|l| l.strip_prefix("d-i passwd/root-password-crypted password ")).unwrap();
+    assert!(hash.starts_with("$6$"));
+    assert!(sha_crypt::sha512_check(secret, hash).is_ok(), "the hash must verify the password");
+    assert!(!preseed.contains(secret));
+    let audit = env.audit().join("\n");
+    assert!(audit.contains(&format!("principal={OWNER} action=install vm=web1 outcome=ok")), "{audit}");
+    for text in [&out.stdout, &out.stderr, &audit] {
+        assert!(!text.contains(secret) && !text.contains(hash), "secret leaked: {text}");
+    }
+    // Nor does it reach any file but the media.
+    for (p, (_, _, content)) in env.snapshot() {
+        if p != env.vm_file("web1", "install.iso") {
+            assert!(!String::from_utf8_lossy(&content).contains(hash), "hash in {}", p.display());
+        }
+    }
+}
+
+#[test]
+fn started_install_is_followed_to_the_end() {
+    let env = ready("web1");
+    let j = env.run(As::Remote(OWNER), &["--json", "install", "web1"], PW_HASH.as_bytes()).ok().json();
+    assert_eq!(j["state"], "installing");
+    assert!(env.xl_running("web1"));
+    let calls = fs::read_to_string(env.xl.parent().unwrap().join("calls.log")).unwrap();
+    assert!(calls.contains(&format!("create {}", env.vm_file("web1", "domain.cfg").display())), "{calls}");
+    // A second install while the guest runs is refused.
+    let out = env.run(As::Remote(OWNER), &["--json", "install", "web1"], PW_HASH.as_bytes());
+    assert_eq!(out.code, 5, "{out:?}");
+    assert_eq!(out.json()["error"]["kind"], "busy");
+
+    let s = env.run(As::Remote(COOWNER), &["status", "web1", "--json"], b"").ok().json();
+    assert_eq!(s["state"], "installing");
+    assert!(s["started_at"].is_string());
+    assert!(s["elapsed_s"].is_u64());
+    // The console log's last line shows up in status.
+    fs::write(env.root().join("console/guest-web1.log"), "\u{1b}[1mInstalling the base system\u{1b}[0m\r\n").unwrap();
+    let s = env.run(As::Remote(OWNER), &["status", "web1", "--json"], b"").ok().json();
+    assert_eq!(s["console_tail"], "Installing the base system");
+
+    // The installer reboots at the end: on_reboot=destroy makes the domain go away.
+    env.xl_guest_finishes("web1");
+    let s = env.run(As::Remote(OWNER), &["status", "web1", "--json"], b"").ok().json();
+    assert_eq!(s["state"], "installed");
+    assert!(s["finished_at"].is_string());
+    assert!(!env.vm_file("web1", "install.iso").exists(), "media holding the hash must go");
+}
+
+#[test]
+fn failing_or_hanging_xl_leaves_state_failed_and_no_media() {
+    for mode in ["fail", "hang-create"] {
+        let env = ready("web1");
+        if mode == "hang-create" {
+            let cfg = fs::read_to_string(&env.config).unwrap().replace("hypervisor_s = 10", "hypervisor_s = 2");
+            fs::write(&env.config, cfg).unwrap();
+        }
+        env.xl_mode(mode);
+        let out = env.run(As::Remote(OWNER), &["install", "web1", "--json"], PW_HASH.as_bytes());
+        assert_eq!(out.code, 1, "{mode}: {out:?}");
+        assert_eq!(out.json()["error"]["kind"], "failed");
+        assert!(!env.vm_file("web1", "install.iso").exists(), "{mode}: media left behind");
+        env.xl_mode("ok");
+        let s = env.run(As::Remote(OWNER), &["status", "web1", "--json"], b"").ok().json();
+        assert_eq!(s["state"], "failed", "{mode}");
+        assert!(s["reason"].as_str().unwrap().contains("xl"), "{s}");
+        // And a retry works.
+        env.run(As::Remote(OWNER), &["install", "web1"], PW_HASH.as_bytes()).ok();
+    }
+}
+
+#[test]
+fn cancel_stops_the_guest_and_removes_media() {
+    let env = ready("web1");
+    env.run(As::Remote(OWNER), &["install", "web1"], PW_HASH.as_bytes()).ok();
+    let j = env.run(As::Remote(OWNER), &["cancel", "web1", "--json"], b"").ok().json();
+    assert_eq!(j["state"], "cancelled");
+    assert!(!env.xl_running("web1"));
+    assert!(!env.vm_file("web1", "install.iso").exists());
+    let s = env.run(As::Remote(OWNER), &["status", "web1", "--json"], b"").ok().json();
+    assert_eq!(s["state"], "cancelled");
+}
+
+#[test]
+fn held_lock_means_busy_at_once_and_nothing_changes() {
+    let env = ready("web1");
+    env.run(As::Remote(OWNER), &["install", "web1", "--no-start"], PW_HASH.as_bytes()).ok();
+    let f = fs::File::open(env.state.join("locks/web1.lock")).unwrap();
+    let held = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| e).unwrap();
+    let before = env.snapshot();
+    for args in [&["install", "web1", "--json"][..], &["cancel", "web1", "--json"]] {
+        let out = env.run(As::Remote(OWNER), args, PW_HASH.as_bytes());
+        assert_eq!(out.code, 5, "{out:?}");
+        assert_eq!(out.json()["error"]["kind"], "busy");
+    }
+    assert_eq!(env.snapshot(), before);
+    drop(held);
+    env.run(As::Remote(OWNER), &["install", "web1", "--no-start"], PW_HASH.as_bytes()).ok();
+}
+
+#[test]
+fn missing_volume_is_refused_before_anything_is_written() {
+    let env = ready("web1");
+    fs::remove_file(env.root().join("web1.img")).unwrap();
+    let before = env.snapshot();
+    let out = env.run(As::Remote(OWNER), &["install", "web1", "--json"], PW_HASH.as_bytes());
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.json()["error"]["message"].as_str().unwrap().contains("does not exist"));
+    assert_eq!(env.snapshot(), before);
+    // --no-start does not need the volume yet.
+    env.run(As::Remote(OWNER), &["install", "web1", "--no-start"], PW_HASH.as_bytes()).ok();
+}
+
+#[test]
+fn missing_xorriso_fails_cleanly() {
+    let env = Env::with_config_extra("xorriso = \"/nonexistent/xorriso\"");
+    let before = env.snapshot();
+    let out = env.run(As::Root, &["--json", "image", "import", "x", installer_iso(false).to_str().unwrap(),
+        &format!("sha256={}", sha256(&installer_iso(false)))], b"");
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.json()["error"]["message"].as_str().unwrap().contains("not installed"));
+    assert_eq!(env.snapshot(), before, "partial import left behind");
+}
+
+#[test]
+fn machine_registry_round_trip_and_conflicts() {
+    let env = Env::new();
+    env.import("bookworm", false);
+    let disk = env.machine("web1", 1, Some("bookworm"));
+    let j = env.run(As::Remote(ADMIN), &["machine", "show", "web1", "--json"], b"").ok().json();
+    assert_eq!(j["owners"], serde_json::json!([OWNER, COOWNER]));
+    assert_eq!(j["network"]["ip"], "192.0.2.11");
+    assert_eq!(j["disk"], disk.display().to_string());
+    // Same MAC, disk or IP as another machine: refused.
+    let before = env.snapshot();
+    let out = env.run(As::Remote(ADMIN), &["machine", "add", "web2", &format!("owner={OWNER}"), "ip=192.0.2.99",
+        "netmask=255.255.255.0", "gateway=192.0.2.1", "nameserver=192.0.2.53", "mac=00:16:3e:00:00:01",
+        "disk=/dev/vg/web2"], b"");
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("mac"), "{out:?}");
+    assert_eq!(env.snapshot(), before);
+    // Unknown image: not found.
+    let out = env.run(As::Remote(ADMIN), &["machine", "add", "web2", &format!("owner={OWNER}"), "ip=192.0.2.99",
+        "netmask=255.255.255.0", "gateway=192.0.2.1", "nameserver=192.0.2.53", "mac=00:16:3e:00:00:02",
+        "disk=/dev/vg/web2", "image=nosuch"], b"");
+    assert_eq!(out.code, 4, "{out:?}");
+    let l = env.run(As::Remote(OWNER), &["list", "--json"], b"").ok().json();
+    assert_eq!(l["machines"][0]["vm"], "web1");
+    assert_eq!(l["machines"].as_array().unwrap().len(), 1);
+    let l = env.run(As::Remote(STRANGER), &["list", "--json"], b"").ok().json();
+    assert_eq!(l["machines"].as_array().unwrap().len(), 0);
+    env.run(As::Remote(ADMIN), &["machine", "remove", "web1"], b"").ok();
+    assert_eq!(env.run(As::Remote(ADMIN), &["machine", "show", "web1"], b"").code, 4);
+}
+
+#[test]
+fn disk_roots_restrict_where_volumes_may_be() {
+    let env = Env::with_config_extra("disk_roots = [\"/dev/xenvg\"]");
+    let before = env.snapshot();
+    for disk in ["/dev/sda", "/dev/xenvg", "/dev/xenvgx/a", "/etc/shadow"] {
+        let out = env.run(As::Remote(ADMIN), &["machine", "add", "web1", &format!("owner={OWNER}"), "ip=192.0.2.9",
+            "netmask=255.255.255.0", "gateway=192.0.2.1", "nameserver=192.0.2.53", "mac=00:16:3e:00:00:01",
+            &format!("disk={disk}")], b"");
+        assert_eq!(out.code, 2, "{disk}: {out:?}");
+        assert!(out.stderr.contains("disk"));
+    }
+    assert_eq!(env.snapshot(), before);
+    env.run(As::Remote(ADMIN), &["machine", "add", "web1", &format!("owner={OWNER}"), "ip=192.0.2.9",
+        "netmask=255.255.255.0", "gateway=192.0.2.1", "nameserver=192.0.2.53", "mac=00:16:3e:00:00:01",
+        "disk=/dev/xenvg/web1"], b"").ok();
+}
