@@ -27,5 +27,11 @@ apt-get install -y -q --no-install-recommends \
     mmdebstrap
 apt-get install -y -q --no-install-recommends -t bookworm-backports qemu-system-x86 qemu-utils
 
-# The linux-image package whose modules match the installer kernel; the
-# busybox "installer" used by the boot tests loads them.
+# The linux-image package whose version matches the installer kernel (read
+# from the bzImage header); the busybox "installer" of the boot tests runs
+# that kernel with its own modules. Any installed kernel works as a fallback.
+di_kernel=/usr/lib/debian-installer/images/12/amd64/text/debian-installer/amd64/linux
+off=$(od -An -tu2 -j 526 -N 2 "$di_kernel" | tr -d ' \n')
+kver=$(dd if="$di_kernel" bs=1 skip=$((off + 512)) count=64 2>/dev/null | tr '\0' ' ' | cut -d ' ' -f 1)
+if apt-cache show "linux-image-$kver" >/dev/null 2>&1; then kpkg=linux-image-$kver; else kpkg=linux-image-amd64; fi
+apt-get install -y -q --no-install-recommends "$kpkg"

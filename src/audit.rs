@@ -3,7 +3,9 @@
 //! `Display` to put here.
 
 use std::path::Path;
-use syslog::{Facility, Formatter3164};
+use std::os::unix::net::UnixDatagram;
+use std::time::Duration;
+use syslog::{Facility, Formatter3164, LogFormat, Severity};
 
 pub struct Entry<'a> {
     pub principal: &'a str,
@@ -31,9 +33,13 @@ impl Entry<'_> {
     }
 }
 
-/// Sends the entry; if syslog cannot be reached the request still
-/// completes, and the failure is said on stderr (never stdout, which may
-/// carry JSON).
+/// How long a request may wait on a slow syslog daemon.
+const SEND_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Sends the entry. A datagram socket (journald's and rsyslog's /dev/log)
+/// with a send timeout: a stuck or full syslog must not hang every request.
+/// If syslog cannot be reached the request still completes, and the failure
+/// is said on stderr (never stdout, which may carry JSON).
 pub fn record(socket: &Path, e: &Entry) {
     let formatter = Formatter3164 {
         facility: Facility::LOG_AUTHPRIV,
@@ -41,13 +47,17 @@ pub fn record(socket: &Path, e: &Entry) {
         process: "guest-installer".into(),
         pid: std::process::id(),
     };
-    let sent = syslog::unix_custom(formatter, socket).and_then(|mut l| {
-        if e.outcome == "ok" {
-            l.info(e.line())
-        } else {
-            l.notice(e.line())
-        }
-    });
+    let severity = if e.outcome == "ok" { Severity::LOG_INFO } else { Severity::LOG_NOTICE };
+    let mut msg = Vec::new();
+    let sent = formatter
+        .format(&mut msg, severity, e.line())
+        .map_err(|_| std::io::Error::other("format"))
+        .and_then(|()| {
+            let s = UnixDatagram::unbound()?;
+            s.set_write_timeout(Some(SEND_TIMEOUT))?;
+            s.connect(socket)?;
+            s.send(&msg).map(|_| ())
+        });
     if sent.is_err() {
         eprintln!("guest-installer: warning: could not write the audit record to syslog at {}", socket.display());
     }

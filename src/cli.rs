@@ -3,7 +3,7 @@
 //! edge; nothing past this module sees a raw argument.
 
 use crate::types::{
-    DiskPath, Hostname, ImageName, Mac, MemoryMib, Network, Principal, Rule, Sha256Hex, Vcpus, VmName,
+    Boot, DiskPath, Hostname, ImageName, Mac, MemoryMib, Network, Principal, Rule, Sha256Hex, Vcpus, VmName,
 };
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -37,6 +37,7 @@ pub struct MachineSpec {
     pub memory_mib: MemoryMib,
     pub vcpus: Vcpus,
     pub image: Option<ImageName>,
+    pub boot: Boot,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,7 +111,9 @@ pub fn parse(args: &[OsString]) -> Result<Command, UsageError> {
         return Err(usage("no subcommand given"));
     };
     match sub {
-        "help" => no_more(rest).map(|_| Command::Help),
+        // remctld's help= option runs `help SUBCOMMAND [WORD]`.
+        "help" if rest.len() <= 2 => Ok(Command::Help),
+        "help" => Err(usage("help takes at most a subcommand")),
         "install" => install(rest),
         "status" => one_vm(rest).map(|vm| Command::Status { vm }),
         "cancel" => one_vm(rest).map(|vm| Command::Cancel { vm }),
@@ -220,7 +223,7 @@ fn machine_add(rest: &[&str]) -> Result<MachineSpec, UsageError> {
     let name = vm_name(rest.first())?;
     let p = pairs(
         &rest[1..],
-        &["owner", "ip", "netmask", "gateway", "nameserver", "mac", "disk", "memory", "vcpus", "image"],
+        &["owner", "ip", "netmask", "gateway", "nameserver", "mac", "disk", "memory", "vcpus", "image", "boot"],
         &["owner", "nameserver"],
     )?;
     let owners = all(&p, "owner")
@@ -250,6 +253,7 @@ fn machine_add(rest: &[&str]) -> Result<MachineSpec, UsageError> {
             Vcpus::try_from(1).expect("default vcpus is in range"),
         ),
         image: get(&p, "image").map(|i| ImageName::parse(i).map_err(value("image"))).transpose()?,
+        boot: get(&p, "boot").map(|b| Boot::parse(b).map_err(value("boot"))).transpose()?.unwrap_or_default(),
     })
 }
 
@@ -282,6 +286,7 @@ usage (remote callers: remctl HOST guest SUBCOMMAND ...):
 admin:
   machine add VM owner=P... ip=A netmask=M gateway=G nameserver=N...
               mac=M disk=D [memory=MiB] [vcpus=N] [image=I]
+              [boot=hvm-iso|pv-initrd]
   machine remove VM
   machine show VM
   image import NAME ISO sha256=HEX      (local root only)

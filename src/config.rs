@@ -67,9 +67,21 @@ pub struct Hypervisor {
     pub qemu: AbsPath,
     #[serde(default = "default_bridge")]
     pub bridge: Bridge,
+    /// The qemu driver's network: the bridge, or user networking with no
+    /// way out (tests and demos).
+    #[serde(default)]
+    pub qemu_net: QemuNet,
     /// Where xenconsoled (XENCONSOLED_TRACE=guest) writes guest-NAME.log.
     #[serde(default = "default_console_dir")]
     pub console_dir: AbsPath,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QemuNet {
+    #[default]
+    Bridge,
+    User,
 }
 
 fn default_driver() -> Driver {

@@ -1,8 +1,15 @@
 //! The static patch applied to an imported image's isolinux.cfg: a serial
 //! console, and a new default label that boots the installer unattended
-//! with our preseed, both from the CD and from an extra initrd (Debian's
-//! netboot-flavour initrd cannot read the CD; every flavour reads
-//! `/preseed.cfg` from its initrd).
+//! with our preseed from an extra initrd.
+//!
+//! Why not `preseed/file=/cdrom/preseed.cfg` on the kernel line, as the
+//! seed did: Debian's netboot-flavour initrd (the one packaged in
+//! debian-installer-12-netboot-amd64) cannot read the CD, and with that
+//! argument it stops at a "Failed to retrieve the preconfiguration file"
+//! dialog, which defeats an unattended install. Every d-i flavour loads
+//! `/preseed.cfg` from its initramfs by itself, so the preseed travels as an
+//! extra initrd; `/preseed.cfg` also stays on the CD for tools (and people)
+//! that look for it there.
 
 /// The label we add and make the default.
 pub const LABEL: &str = "guest-installer";
@@ -17,7 +24,7 @@ const DROPPED: &[&str] = &["default", "ui", "prompt", "timeout", "totaltimeout",
 /// image's initrd path on the CD.
 pub fn append_line(kernel_initrd: &str) -> String {
     format!(
-        "auto=true priority=critical preseed/file=/cdrom/preseed.cfg vga=normal fb=false \
+        "auto=true priority=critical vga=normal fb=false \
          console=ttyS0,115200n8 initrd={kernel_initrd},{PRESEED_INITRD} --- console=ttyS0,115200n8"
     )
 }
@@ -66,7 +73,7 @@ mod tests {
         assert_eq!(defaults, vec![&"default guest-installer"]);
         assert!(p.contains("include menu.cfg\n"));
         assert!(p.contains("initrd=/install.amd/initrd.gz,/install.amd/preseed.img"));
-        assert!(p.contains("preseed/file=/cdrom/preseed.cfg"));
+        assert!(!p.contains("preseed/file="), "the netboot initrd would stop at an error dialog");
         assert!(p.contains("auto=true priority=critical"));
     }
 

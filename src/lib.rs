@@ -43,16 +43,13 @@ pub struct Invocation<'a> {
 /// Runs one request: identifies the caller, parses the request, loads the
 /// config, runs the command and records the outcome in the audit log.
 pub fn run(inv: &Invocation, stdin: &mut dyn Read) -> Result<Outcome, Error> {
-    let caller = Caller::identify(inv.remote_user, inv.real_uid)?;
-    let parsed = cli::parse(&inv.args);
-    let cmd = match parsed {
-        Ok(cmd) => cmd,
-        Err(e) => return Err(e.into()),
-    };
+    let cmd = cli::parse(&inv.args)?;
     if cmd == cli::Command::Help {
-        // Help needs no config: it must work even when the config is broken.
-        return commands::run(&Ctx { config: &placeholder_config(), caller: &caller }, &cmd, stdin);
+        // Help is for anyone and needs no config: it must work even when
+        // the config is broken.
+        return Ok(commands::help());
     }
+    let caller = Caller::identify(inv.remote_user, inv.real_uid)?;
     let config = Config::load(&Config::location())?;
     let result = commands::run(&Ctx { config: &config, caller: &caller }, &cmd, stdin);
     let principal = match &caller {
@@ -73,12 +70,4 @@ pub fn run(inv: &Invocation, stdin: &mut dyn Read) -> Result<Outcome, Error> {
         },
     );
     result
-}
-
-fn placeholder_config() -> Config {
-    Config::parse(
-        "state_dir = \"/nonexistent\"\npreseed_template = \"/nonexistent\"\ndomain = \"invalid\"\n\
-         [mirror]\nhost = \"invalid\"\ndirectory = \"/\"\n[hypervisor]\n",
-    )
-    .expect("placeholder config parses")
 }

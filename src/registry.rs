@@ -4,7 +4,7 @@
 //! hand-edited file cannot carry what argv could not.
 
 use crate::fsutil;
-use crate::types::{DiskPath, ImageName, Mac, MemoryMib, Network, Principal, Vcpus, VmName};
+use crate::types::{Boot, DiskPath, ImageName, Mac, MemoryMib, Network, Principal, Vcpus, VmName};
 use serde::{Deserialize, Serialize};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -23,6 +23,8 @@ pub struct Machine {
     pub vcpus: Vcpus,
     #[serde(default)]
     pub image: Option<ImageName>,
+    #[serde(default)]
+    pub boot: Boot,
 }
 
 #[derive(Debug, thiserror::Error)]

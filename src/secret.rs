@@ -78,6 +78,14 @@ impl CryptHash {
         if s.chars().any(|c| c.is_control()) {
             return Err(Rule("must be one line without control characters"));
         }
+        // remctl's stdin=last takes the last argument, whatever it is: a
+        // caller who forgot the password would otherwise get `--no-start`
+        // as the root password of a real install.
+        let looks_like_argument = ["--json", "--no-start"].contains(&s)
+            || ["hostname=", "image=", "template="].iter().any(|k| s.starts_with(k));
+        if looks_like_argument {
+            return Err(Rule("looks like an argument, not a password: give the password (or its hash) as the last argument"));
+        }
         if s.starts_with("$6$") || s.starts_with("$y$") {
             Self::parse_hash(s)
         } else {
@@ -132,7 +140,7 @@ mod tests {
 
     #[test]
     fn control_characters_and_empty_input_are_refused() {
-        for bad in [&b""[..], b"\n", b"a\nb", b"a\0b", b"a\tb", b"\x1b[31m", b"\xff\xfe"] {
+        for bad in [&b""[..], b"\n", b"a\nb", b"a\0b", b"a\tb", b"\x1b[31m", b"\xff\xfe", b"--no-start", b"image=x"] {
             assert!(CryptHash::from_line(bad).is_err());
         }
     }

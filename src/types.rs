@@ -433,3 +433,31 @@ impl<const MIN: u64, const MAX: u64> fmt::Display for Bounded<MIN, MAX> {
 /// Guest memory in MiB: the installer needs 256 MiB at least.
 pub type MemoryMib = Bounded<256, 1_048_576>;
 pub type Vcpus = Bounded<1, 128>;
+
+/// How the installer boots: from the per-VM ISO (HVM, any image), or a
+/// kernel plus per-VM initrd with no ISO at all (Xen PV, or qemu's
+/// `-kernel/-initrd`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Boot {
+    #[default]
+    #[serde(rename = "hvm-iso")]
+    HvmIso,
+    #[serde(rename = "pv-initrd")]
+    PvInitrd,
+}
+
+impl Boot {
+    pub fn parse(s: &str) -> Result<Self, Rule> {
+        match s {
+            "hvm-iso" => Ok(Boot::HvmIso),
+            "pv-initrd" => Ok(Boot::PvInitrd),
+            _ => Err(Rule("must be hvm-iso or pv-initrd")),
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Boot::HvmIso => "hvm-iso",
+            Boot::PvInitrd => "pv-initrd",
+        }
+    }
+}

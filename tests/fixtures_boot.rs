@@ -42,7 +42,11 @@ fn run(cmd: &mut Command) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "{cmd:?} failed ({}):\n{text}", out.status);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{text}",
+        out.status
+    );
     text
 }
 
@@ -76,8 +80,17 @@ fn installer_tree_iso_has_isolinux_el_torito_boot_record() {
         assert!(tree.join(f).is_file(), "tree lacks {f}");
     }
     let cfg = fs::read_to_string(tree.join("isolinux/isolinux.cfg")).unwrap();
-    for line in ["path ", "include menu.cfg", "default vesamenu.c32", "prompt 0", "timeout 0"] {
-        assert!(cfg.lines().any(|l| l == line), "isolinux.cfg lacks {line:?}:\n{cfg}");
+    for line in [
+        "path ",
+        "include menu.cfg",
+        "default vesamenu.c32",
+        "prompt 0",
+        "timeout 0",
+    ] {
+        assert!(
+            cfg.lines().any(|l| l == line),
+            "isolinux.cfg lacks {line:?}:\n{cfg}"
+        );
     }
     let txt = fs::read_to_string(tree.join("isolinux/txt.cfg")).unwrap();
     for needle in [
@@ -89,8 +102,15 @@ fn installer_tree_iso_has_isolinux_el_torito_boot_record() {
         assert!(txt.contains(needle), "txt.cfg lacks {needle:?}:\n{txt}");
     }
     let md5 = fs::read_to_string(tree.join("md5sum.txt")).unwrap();
-    assert!(md5.contains("  ./install.amd/vmlinuz\n"), "md5sum.txt:\n{md5}");
-    run(Command::new("md5sum").arg("--quiet").arg("-c").arg("md5sum.txt").current_dir(&tree));
+    assert!(
+        md5.contains("  ./install.amd/vmlinuz\n"),
+        "md5sum.txt:\n{md5}"
+    );
+    run(Command::new("md5sum")
+        .arg("--quiet")
+        .arg("-c")
+        .arg("md5sum.txt")
+        .current_dir(&tree));
 
     let pristine_bin = fs::read("/usr/lib/ISOLINUX/isolinux.bin").unwrap();
     make_iso(&tree, &iso);
@@ -105,19 +125,29 @@ fn installer_tree_iso_has_isolinux_el_torito_boot_record() {
         .arg(&iso)
         .args(["-report_el_torito", "plain"]));
     assert!(report.contains("Boot record  : El Torito"), "{report}");
-    assert!(report.contains("Volume id    : 'Debian 12 amd64 n'"), "{report}");
+    assert!(
+        report.contains("Volume id    : 'Debian 12 amd64 n'"),
+        "{report}"
+    );
     let img_path = report
         .lines()
         .find(|l| l.starts_with("El Torito img path :"))
         .unwrap_or_else(|| panic!("no boot image in report:\n{report}"));
-    assert!(img_path.trim_end().ends_with("/isolinux/isolinux.bin"), "{img_path}");
+    assert!(
+        img_path.trim_end().ends_with("/isolinux/isolinux.bin"),
+        "{img_path}"
+    );
     let boot_img = report
         .lines()
         .find(|l| l.starts_with("El Torito boot img :"))
         .unwrap_or_else(|| panic!("no boot image line:\n{report}"));
     let fields: Vec<&str> = boot_img.split_whitespace().collect();
     // "El Torito boot img : 1 BIOS y none 0x0000 0x00 4 LBA"
-    assert_eq!(&fields[5..10], &["1", "BIOS", "y", "none", "0x0000"], "{boot_img}");
+    assert_eq!(
+        &fields[5..10],
+        &["1", "BIOS", "y", "none", "0x0000"],
+        "{boot_img}"
+    );
     assert_eq!(fields[11], "4", "boot load size: {boot_img}");
     assert!(report.contains("boot-info-table"), "{report}");
 
@@ -129,6 +159,32 @@ fn installer_tree_iso_has_isolinux_el_torito_boot_record() {
         .arg("/isolinux/isolinux.cfg")
         .arg(&extracted));
     assert_eq!(fs::read_to_string(&extracted).unwrap(), cfg);
+
+    // Extra xorriso args (graft points) override the tree's files without
+    // touching the tree.
+    let override_cfg = tmp.path().join("override.cfg");
+    fs::write(&override_cfg, "serial 0 115200\ndefault install\n").unwrap();
+    let grafted = tmp.path().join("grafted.iso");
+    run(script("make-installer-iso")
+        .arg(&tree)
+        .arg(&grafted)
+        .arg("-graft-points")
+        .arg(format!("/isolinux/isolinux.cfg={}", override_cfg.display())));
+    let extracted2 = tmp.path().join("isolinux.cfg.grafted");
+    run(Command::new("xorriso")
+        .args(["-osirrox", "on", "-indev"])
+        .arg(&grafted)
+        .arg("-extract")
+        .arg("/isolinux/isolinux.cfg")
+        .arg(&extracted2));
+    assert_eq!(
+        fs::read_to_string(&extracted2).unwrap(),
+        "serial 0 115200\ndefault install\n"
+    );
+    assert_eq!(
+        fs::read_to_string(tree.join("isolinux/isolinux.cfg")).unwrap(),
+        cfg
+    );
 }
 
 /// An installer tree whose kernel/initrd are the busybox fake installer,
@@ -165,7 +221,15 @@ fn fake_installer_tree(dir: &Path, preseed: Option<&str>) -> PathBuf {
 fn boot(iso: &Path, disk: &Path, log: &Path) -> (ExitStatus, String, Duration) {
     let start = Instant::now();
     let mut child = Command::new("qemu-system-x86_64")
-        .args(["-accel", "tcg", "-m", "512", "-nographic", "-monitor", "none"])
+        .args([
+            "-accel",
+            "tcg",
+            "-m",
+            "512",
+            "-nographic",
+            "-monitor",
+            "none",
+        ])
         .arg("-serial")
         .arg(format!("file:{}", log.display()))
         .arg("-cdrom")
@@ -194,10 +258,23 @@ fn boot(iso: &Path, disk: &Path, log: &Path) -> (ExitStatus, String, Duration) {
     };
     let elapsed = start.elapsed();
     let mut qemu_out = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut qemu_out).unwrap();
-    child.stderr.take().unwrap().read_to_string(&mut qemu_out).unwrap();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut qemu_out)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut qemu_out)
+        .unwrap();
     let console = String::from_utf8_lossy(&fs::read(log).unwrap_or_default()).into_owned();
-    assert!(status.success(), "qemu failed ({status}):\n{qemu_out}\nconsole:\n{console}");
+    assert!(
+        status.success(),
+        "qemu failed ({status}):\n{qemu_out}\nconsole:\n{console}"
+    );
     (status, console, elapsed)
 }
 
@@ -232,17 +309,32 @@ fn busybox_installer_boots_from_iso_and_writes_preseed_marker() {
     blank_disk(&disk);
 
     let (_, console, elapsed) = boot(&iso, &disk, &tmp.path().join("console.log"));
-    eprintln!("fake installer: boot to power-off took {:.1} s", elapsed.as_secs_f64());
+    eprintln!(
+        "fake installer: boot to power-off took {:.1} s",
+        elapsed.as_secs_f64()
+    );
 
-    assert!(console.contains("GI-FAKE-INSTALLER: booted"), "console:\n{console}");
+    assert!(
+        console.contains("GI-FAKE-INSTALLER: booted"),
+        "console:\n{console}"
+    );
     let cmdline = console
         .lines()
         .find(|l| l.starts_with("GI-FAKE-INSTALLER: cmdline "))
         .unwrap_or_else(|| panic!("no cmdline on console:\n{console}"));
     assert!(cmdline.contains("console=ttyS0,115200n8"), "{cmdline}");
-    assert!(cmdline.contains("initrd=/install.amd/initrd.gz"), "{cmdline}");
-    assert!(!console.contains("GI-FAKE-INSTALLER: error"), "console:\n{console}");
-    assert!(console.contains("GI-FAKE-INSTALLER: done"), "console:\n{console}");
+    assert!(
+        cmdline.contains("initrd=/install.amd/initrd.gz"),
+        "{cmdline}"
+    );
+    assert!(
+        !console.contains("GI-FAKE-INSTALLER: error"),
+        "console:\n{console}"
+    );
+    assert!(
+        console.contains("GI-FAKE-INSTALLER: done"),
+        "console:\n{console}"
+    );
 
     let head = disk_head(&disk);
     let expected =
@@ -268,13 +360,22 @@ fn busybox_installer_without_preseed_reports_error_and_leaves_disk_alone() {
     blank_disk(&disk);
 
     let (_, console, elapsed) = boot(&iso, &disk, &tmp.path().join("console.log"));
-    eprintln!("fake installer (no preseed): {:.1} s", elapsed.as_secs_f64());
+    eprintln!(
+        "fake installer (no preseed): {:.1} s",
+        elapsed.as_secs_f64()
+    );
 
-    assert!(console.contains("GI-FAKE-INSTALLER: booted"), "console:\n{console}");
+    assert!(
+        console.contains("GI-FAKE-INSTALLER: booted"),
+        "console:\n{console}"
+    );
     assert!(
         console.contains("GI-FAKE-INSTALLER: error no preseed.cfg"),
         "console:\n{console}"
     );
-    assert!(!console.contains("GI-FAKE-INSTALLER: done"), "console:\n{console}");
+    assert!(
+        !console.contains("GI-FAKE-INSTALLER: done"),
+        "console:\n{console}"
+    );
     assert!(disk_head(&disk).iter().all(|&b| b == 0), "disk was written");
 }

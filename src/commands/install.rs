@@ -69,7 +69,7 @@ pub fn run(
             mirror_dir: &config.mirror.directory,
         },
     );
-    let media = media::build(config.xorriso.path(), &image, &text, &vmdir, config.timeouts.tool())?;
+    let media = media::build(machine.boot, config.xorriso.path(), &image, &text, &vmdir, config.timeouts.tool())?;
     let domain = Domain {
         name: vm,
         memory_mib: machine.memory_mib,
@@ -77,7 +77,7 @@ pub fn run(
         disk: &machine.disk,
         mac: machine.mac,
         bridge: &config.hypervisor.bridge,
-        iso: &media.iso,
+        media: &media,
     };
     let domain_config = hv.prepare(&domain, &vmdir).inspect_err(|_| {
         let _ = vmdir.remove_media();
@@ -119,7 +119,7 @@ pub fn run(
     let human = format!(
         "{vm}: {} from image {image_name}\n  media: {}\n  domain config: {}\n  console log: {}\n",
         if no_start { "prepared (not started)" } else { "installer started" },
-        media.iso.display(),
+        media.path().display(),
         domain_config.display(),
         console.display(),
     );
@@ -130,7 +130,8 @@ pub fn run(
             ("state", Value::from(st.phase.as_str())),
             ("image", Value::from(image_name.as_str())),
             ("hostname", Value::from(hostname.as_str())),
-            ("media", Value::from(media.iso.display().to_string())),
+            ("media", Value::from(media.path().display().to_string())),
+            ("boot", Value::from(machine.boot.as_str())),
             ("domain_config", Value::from(domain_config.display().to_string())),
             ("console_log", Value::from(console.display().to_string())),
         ]),

@@ -31,6 +31,7 @@ pub fn add(ctx: &Ctx, spec: &MachineSpec) -> Result<Outcome> {
         memory_mib: spec.memory_mib,
         vcpus: spec.vcpus,
         image: spec.image.clone(),
+        boot: spec.boot,
     };
     let reg = ctx.registry();
     if let Some((other, what)) = reg.conflicts(&m)? {

@@ -66,12 +66,13 @@ impl Ctx<'_> {
     }
 }
 
+pub fn help() -> Outcome {
+    Outcome { human: crate::cli::HELP.to_owned(), json: obj([("usage", Value::from(crate::cli::HELP))]) }
+}
+
 pub fn run(ctx: &Ctx, cmd: &Command, stdin: &mut dyn Read) -> Result<Outcome> {
     match cmd {
-        Command::Help => Ok(Outcome {
-            human: crate::cli::HELP.to_owned(),
-            json: [("usage".to_owned(), Value::from(crate::cli::HELP))].into_iter().collect(),
-        }),
+        Command::Help => Ok(help()),
         Command::Install { vm, hostname, image, no_start } => {
             install::run(ctx, vm, hostname.as_ref(), image.as_ref(), *no_start, stdin)
         }

@@ -1,14 +1,16 @@
 //! Hypervisor drivers: write a domain config for the installer guest,
 //! start it, tell whether it still runs, stop it.
 
+pub mod qemu;
 pub mod xl;
 
 use crate::config::{Bridge, Config, Driver};
 use crate::exec::ExecError;
+use crate::media::Media;
 use crate::state::VmDir;
 use crate::types::{DiskPath, Mac, MemoryMib, Vcpus, VmName};
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HvError {
@@ -16,8 +18,6 @@ pub enum HvError {
     Tool(#[from] ExecError),
     #[error("cannot write the domain config {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
-    #[error("the {0} driver is not available in this build")]
-    Unsupported(&'static str),
 }
 
 /// The installer guest, as every driver needs it.
@@ -28,7 +28,7 @@ pub struct Domain<'a> {
     pub disk: &'a DiskPath,
     pub mac: Mac,
     pub bridge: &'a Bridge,
-    pub iso: &'a Path,
+    pub media: &'a Media,
 }
 
 pub trait Hypervisor {
@@ -46,6 +46,6 @@ pub trait Hypervisor {
 pub fn for_config(config: &Config) -> Result<Box<dyn Hypervisor>, HvError> {
     match config.hypervisor.driver {
         Driver::Xl => Ok(Box::new(xl::Xl::new(config))),
-        Driver::Qemu => Err(HvError::Unsupported("qemu")),
+        Driver::Qemu => Ok(Box::new(qemu::Qemu::new(config))),
     }
 }

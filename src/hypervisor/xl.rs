@@ -7,6 +7,7 @@ use super::{Domain, HvError, Hypervisor};
 use crate::config::Config;
 use crate::exec::{self, ExecError};
 use crate::fsutil;
+use crate::media::{self, Media};
 use crate::state::VmDir;
 use crate::types::VmName;
 use std::path::PathBuf;
@@ -31,28 +32,44 @@ impl Xl {
 /// The xl domain config. Every value is a validated type or a config path
 /// of a safe character set, so none can close a quoted string.
 pub fn render(d: &Domain) -> String {
-    format!(
+    let mut c = format!(
         "# Written by guest-installer for the installer guest; replaced on each install.\n\
          name = \"{name}\"\n\
-         type = \"hvm\"\n\
          memory = {mem}\n\
-         vcpus = {vcpus}\n\
-         disk = [ \"format=raw, vdev=xvda, access=rw, target={disk}\",\n         \
-                  \"format=raw, vdev=hdc, access=ro, devtype=cdrom, target={iso}\" ]\n\
-         boot = \"dc\"\n\
-         vif = [ \"mac={mac}, bridge={bridge}\" ]\n\
-         serial = \"pty\"\n\
-         on_poweroff = \"destroy\"\n\
-         on_reboot = \"destroy\"\n\
-         on_crash = \"destroy\"\n",
+         vcpus = {vcpus}\n",
         name = d.name,
         mem = d.memory_mib,
         vcpus = d.vcpus,
-        disk = d.disk,
-        iso = d.iso.display(),
+    );
+    let disk = format!("\"format=raw, vdev=xvda, access=rw, target={}\"", d.disk);
+    match d.media {
+        Media::Iso(iso) => c.push_str(&format!(
+            "type = \"hvm\"\n\
+             disk = [ {disk},\n         \"format=raw, vdev=hdc, access=ro, devtype=cdrom, target={iso}\" ]\n\
+             boot = \"dc\"\n\
+             serial = \"pty\"\n",
+            iso = iso.display()
+        )),
+        Media::Kernel { kernel, initrd } => c.push_str(&format!(
+            "type = \"pv\"\n\
+             kernel = \"{kernel}\"\n\
+             ramdisk = \"{initrd}\"\n\
+             extra = \"{args} console=hvc0\"\n\
+             disk = [ {disk} ]\n",
+            kernel = kernel.display(),
+            initrd = initrd.display(),
+            args = media::INSTALLER_ARGS,
+        )),
+    }
+    c.push_str(&format!(
+        "vif = [ \"mac={mac}, bridge={bridge}\" ]\n\
+         on_poweroff = \"destroy\"\n\
+         on_reboot = \"destroy\"\n\
+         on_crash = \"destroy\"\n",
         mac = d.mac,
         bridge = d.bridge.as_str(),
-    )
+    ));
+    c
 }
 
 impl Hypervisor for Xl {

@@ -316,3 +316,6 @@ pub fn iso_file(iso: &Path, path: &str) -> Vec<u8> {
     sh(Command::new("xorriso").args(["-osirrox", "on", "-indev"]).arg(iso).args(["-extract", path]).arg(&out));
     fs::read(&out).unwrap()
 }
+
+/// A throwaway Kerberos realm and remctld (tests/remctl.rs, tests/package.rs).
+pub mod realm;

@@ -1,5 +1,6 @@
 # Shared helpers for the ISO fixture scripts. Sourced, not run.
 # shellcheck shell=bash
+# shellcheck disable=SC2034  # used by the scripts that source this
 
 DI_IMAGES=${GI_DI_IMAGES:-/usr/lib/debian-installer/images/12/amd64/text/debian-installer/amd64}
 ISOLINUX_DIR=${GI_ISOLINUX_DIR:-/usr/lib/ISOLINUX}

@@ -1,0 +1,105 @@
+//! A throwaway Kerberos realm and a stand-alone remctld, started by
+//! tests/support/remctl/realm and stopped when dropped; and a way to run a
+//! command with a time limit.
+
+use super::{repo, Out};
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// Runs a command with a time limit; kills it if it overruns.
+pub fn run_bounded(mut c: Command, stdin: &[u8], limit: Duration) -> Out {
+    c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap_or_else(|e| panic!("{c:?}: {e}"));
+    let mut si = child.stdin.take().unwrap();
+    let data = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = si.write_all(&data);
+    });
+    let pid = child.id();
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if finished.recv_timeout(limit).is_err() {
+            // Time is up (or the sender went away without a word): kill it.
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+            return true;
+        }
+        false
+    });
+    let o = child.wait_with_output().unwrap();
+    let _ = done.send(());
+    let killed = watchdog.join().unwrap();
+    let _ = writer.join();
+    assert!(!killed, "{c:?} ran longer than {limit:?}");
+    Out {
+        code: o.status.code().unwrap_or_else(|| panic!("killed by a signal: {o:?}")),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+/// A realm + remctld started by tests/support/remctl/realm; stopped on drop
+/// (also when the test panics).
+pub struct Realm {
+    dir: PathBuf,
+    vars: BTreeMap<String, String>,
+}
+
+impl Realm {
+    /// `dir` must be an empty directory.
+    pub fn up(dir: &Path, args: &[&str], principals: &[&str]) -> Realm {
+        let mut c = Command::new(repo().join("tests/support/remctl/realm"));
+        c.arg("up").arg(dir).args(args).args(principals).args(["--max-life", "300"]);
+        let out = run_bounded(c, b"", Duration::from_secs(60));
+        // Stop whatever did start, even if `up` reported a failure.
+        let mut realm = Realm { dir: dir.to_path_buf(), vars: BTreeMap::new() };
+        assert_eq!(out.code, 0, "realm up failed: {out:?}");
+        realm.vars = fs::read_to_string(dir.join("env"))
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        realm
+    }
+
+    pub fn var(&self, k: &str) -> &str {
+        &self.vars[k]
+    }
+
+    pub fn cc(&self, principal: &str) -> String {
+        let name = principal.split('@').next().unwrap().replace('/', "_");
+        format!("FILE:{}/{name}", self.var("CC_DIR"))
+    }
+
+    /// `remctl` as `principal` (e.g. bob@EXAMPLE.ORG), with `stdin` unused.
+    pub fn remctl(&self, principal: &str, args: &[&str]) -> Out {
+        let mut c = Command::new("remctl");
+        c.env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("KRB5_CONFIG", self.var("KRB5_CONFIG"))
+            .env("KRB5CCNAME", self.cc(principal))
+            .args(["-t", "30", "-p", self.var("REMCTL_PORT"), "-s", self.var("SERVICE"), "127.0.0.1"])
+            .args(args);
+        run_bounded(c, b"", Duration::from_secs(40))
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.var("REMCTLD_LOG")).unwrap()
+    }
+}
+
+impl Drop for Realm {
+    fn drop(&mut self) {
+        if !self.dir.join("pids").is_dir() && !std::thread::panicking() {
+            panic!("{} was removed before the realm was stopped: its daemons are left running", self.dir.display());
+        }
+        let st = Command::new(repo().join("tests/support/remctl/realm")).arg("down").arg(&self.dir).status();
+        if !matches!(st, Ok(s) if s.success()) && !std::thread::panicking() {
+            panic!("realm down {} failed: {st:?}", self.dir.display());
+        }
+    }
+}
