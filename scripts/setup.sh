@@ -22,7 +22,7 @@ apt-get install -y -q --no-install-recommends \
     xorriso isolinux syslinux-common debian-installer-12-netboot-amd64 \
     busybox-static cpio e2fsprogs genisoimage \
     xen-utils-4.17 libxen-dev gcc \
-    krb5-kdc krb5-admin-server krb5-user remctl-server remctl-client python3-pyremctl \
+    krb5-kdc krb5-admin-server krb5-user remctl-server remctl-client python3-pyremctl iproute2 \
     debhelper devscripts lintian fakeroot build-essential \
     mmdebstrap
 apt-get install -y -q --no-install-recommends -t bookworm-backports qemu-system-x86 qemu-utils

@@ -97,28 +97,41 @@ pub fn last_line(path: &Path) -> Option<String> {
         .last()
 }
 
-/// Strips ANSI escape sequences and control characters from console text.
+/// Strips ANSI escape sequences, DEC line-drawing text (the installer's
+/// dialog frames) and control characters from console text, and squeezes
+/// runs of blanks.
 pub fn clean_console_line(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut chars = s.chars().peekable();
+    let mut line_drawing = false;
     while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            // CSI: ESC [ params final-byte; other escapes: drop ESC and one char.
-            if chars.peek() == Some(&'[') {
-                chars.next();
-                for d in chars.by_ref() {
-                    if ('@'..='~').contains(&d) {
-                        break;
+        match c {
+            '\u{1b}' => match chars.next() {
+                // CSI: ESC [ parameters final-byte.
+                Some('[') => {
+                    for d in chars.by_ref() {
+                        if ('@'..='~').contains(&d) {
+                            break;
+                        }
                     }
                 }
-            } else {
-                chars.next();
+                // Character set selection: ESC ( 0 starts line drawing, ESC ( B ends it.
+                Some('(') | Some(')') => line_drawing = chars.next() == Some('0'),
+                _ => {}
+            },
+            '\u{e}' => line_drawing = true,
+            '\u{f}' => line_drawing = false,
+            c if c.is_control() => {}
+            c if line_drawing => {
+                if c == ' ' {
+                    out.push(' ');
+                }
             }
-        } else if !c.is_control() {
-            out.push(c);
+            c => out.push(c),
         }
     }
-    out.trim_end().chars().take(200).collect()
+    let squeezed: Vec<&str> = out.split_whitespace().collect();
+    squeezed.join(" ").chars().take(200).collect()
 }
 
 #[cfg(test)]
@@ -151,6 +164,10 @@ mod tests {
     #[test]
     fn console_lines_lose_escapes() {
         assert_eq!(clean_console_line("\u{1b}[1;31mhello\u{1b}[0m\u{7}"), "hello");
+        assert_eq!(
+            clean_console_line("  \u{1b}(0lqqqu\u{1b}(B Checking the   mirror \u{1b}(0tqqk\u{1b}(B"),
+            "Checking the mirror"
+        );
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("log");
         fs::write(&p, "a\r\nsecond line\r\n\u{1b}[H\r\n").unwrap();

@@ -21,6 +21,7 @@ pub mod lock;
 pub mod media;
 pub mod policy;
 pub mod preseed;
+pub mod progress;
 pub mod registry;
 pub mod secret;
 pub mod state;

@@ -8,6 +8,7 @@ use crate::policy::{self, Decision};
 use crate::state::{self, Phase, VmDir, VmState};
 use crate::types::VmName;
 use crate::fsutil;
+use crate::progress;
 use serde_json::Value;
 
 /// If the installer guest has stopped, the install is over: record that and
@@ -42,7 +43,9 @@ pub fn status(ctx: &Ctx, vm: &VmName) -> Result<Outcome> {
         Some(st) => Some(settle(ctx, hv.as_ref(), vm, &vmdir, st)?),
         None => None,
     };
-    let console_tail = fsutil::last_line(&hv.console_log(vm, &vmdir));
+    let console = hv.console_log(vm, &vmdir);
+    let console_tail = fsutil::last_line(&console);
+    let stage = progress::stage(&console);
     let Some(st) = st else {
         return Ok(Outcome {
             human: format!("{vm}: no install recorded\n"),
@@ -71,6 +74,9 @@ pub fn status(ctx: &Ctx, vm: &VmName) -> Result<Outcome> {
     if let Some(r) = &st.reason {
         human.push_str(&format!("  reason:   {r}\n"));
     }
+    if let Some(p) = stage {
+        human.push_str(&format!("  progress: {}\n", p.as_str()));
+    }
     if let Some(c) = &console_tail {
         human.push_str(&format!("  console:  {c}\n"));
     }
@@ -85,6 +91,7 @@ pub fn status(ctx: &Ctx, vm: &VmName) -> Result<Outcome> {
             ("finished_at", opt_time(st.finished_at)),
             ("elapsed_s", elapsed.map(Value::from).unwrap_or(Value::Null)),
             ("reason", st.reason.map(Value::from).unwrap_or(Value::Null)),
+            ("progress", stage.map(|p| Value::from(p.as_str())).unwrap_or(Value::Null)),
             ("console_tail", console_tail.map(Value::from).unwrap_or(Value::Null)),
         ]),
     })
