@@ -125,7 +125,7 @@ impl From<crate::image::ImageError> for Error {
             }
             E::Extract(X::Failed { .. }) => Kind::Invalid,
             // xorriso missing, hanging or not runnable: our failure.
-            E::Extract(_) | E::Corrupt { .. } | E::Io { .. } => Kind::Failed,
+            E::Extract(_) | E::Master(_) | E::BaseIso(_) | E::Corrupt { .. } | E::Io { .. } => Kind::Failed,
         };
         Error::new(kind, e.to_string())
     }

@@ -4,6 +4,7 @@
 
 use crate::exec::{self, ExecError};
 use crate::fsutil;
+use crate::iso9660::{self, Extent, IsoError};
 use crate::isolinux;
 use crate::types::{CdPath, ImageName, Sha256Hex};
 use serde::{Deserialize, Serialize};
@@ -36,6 +37,10 @@ pub enum ImageError {
     NotIso(PathBuf),
     #[error("xorriso could not extract the ISO: {0}")]
     Extract(ExecError),
+    #[error("building the base ISO failed: {0}")]
+    Master(ExecError),
+    #[error("the base ISO just built is unreadable: {0}")]
+    BaseIso(IsoError),
     #[error("the ISO is not a Debian installer CD: {0} is missing")]
     Layout(&'static str),
     #[error("the ISO holds an unsafe entry, refusing it: {0}")]
@@ -59,6 +64,22 @@ pub struct Layout {
     pub xen_initrd: Option<CdPath>,
 }
 
+/// Bytes reserved in the base ISO for each per-VM file.
+pub const RESERVED: u64 = 256 * 1024;
+pub const BASE_ISO: &str = "base.iso";
+
+/// The bootable ISO built once at import, with zero-filled reserved files
+/// whose extents per-VM media overwrite (in a copy-on-write overlay).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaseIso {
+    pub bytes: u64,
+    /// `/preseed.cfg`, padded with newlines.
+    pub preseed_cfg: Extent,
+    /// `/install.amd/preseed.img`, the extra initrd, padded with zeros.
+    pub preseed_img: Extent,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
@@ -67,6 +88,7 @@ pub struct Manifest {
     pub source_bytes: u64,
     pub imported_at: u64,
     pub layout: Layout,
+    pub base_iso: BaseIso,
     pub files: u64,
     pub bytes: u64,
 }
@@ -84,6 +106,9 @@ impl Image {
     }
     pub fn file(&self, p: &CdPath) -> PathBuf {
         self.tree().join(p.relative())
+    }
+    pub fn base_iso(&self) -> PathBuf {
+        self.dir.join(BASE_ISO)
     }
 }
 
@@ -218,20 +243,21 @@ pub fn import(images_dir: &Path, req: &ImportRequest) -> Result<Manifest, ImageE
     let patched = isolinux::patch(&String::from_utf8_lossy(&original), layout.kernel.as_str(), layout.initrd.as_str());
     fsutil::write_atomic(&cfg_path, patched.as_bytes(), 0o444).map_err(io_err(&cfg_path))?;
 
+    let base_iso = master_base_iso(work.path(), &tree, &layout, req)?;
     let manifest = Manifest {
         name: req.name.clone(),
         source_sha256: req.sha256.clone(),
         source_bytes,
         imported_at: crate::state::now(),
         layout,
+        base_iso,
         files,
         bytes,
     };
     let mpath = work.path().join("manifest.json");
     fsutil::write_atomic(&mpath, &serde_json::to_vec_pretty(&manifest).expect("manifest serializes"), 0o444)
         .map_err(io_err(&mpath))?;
-    make_read_only(&tree).map_err(io_err(&tree))?;
-    fs::set_permissions(work.path(), fs::Permissions::from_mode(0o555)).map_err(io_err(work.path()))?;
+    make_read_only(work.path()).map_err(io_err(work.path()))?;
 
     fsutil::ensure_dir(images_dir, 0o700).map_err(io_err(images_dir))?;
     let work = work.keep();
@@ -244,6 +270,52 @@ pub fn import(images_dir: &Path, req: &ImportRequest) -> Result<Manifest, ImageE
     }
     fsutil::sync_dir(images_dir).map_err(io_err(images_dir))?;
     Ok(manifest)
+}
+
+/// Masters the base ISO once: the patched tree plus the reserved per-VM
+/// files, then finds where the reserved files' bytes are.
+fn master_base_iso(work: &Path, tree: &Path, layout: &Layout, req: &ImportRequest) -> Result<BaseIso, ImageError> {
+    let io_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ImageError::Io { path, source }
+    };
+    let cfg = work.join("reserved-preseed.cfg");
+    let img = work.join("reserved-preseed.img");
+    fs::write(&cfg, vec![b'\n'; RESERVED as usize]).map_err(io_err(&cfg))?;
+    fs::write(&img, vec![0u8; RESERVED as usize]).map_err(io_err(&img))?;
+    let out = work.join(BASE_ISO);
+    let boot_cat = Path::new(layout.isolinux_bin.relative()).with_file_name("boot.cat");
+    let mut args: Vec<std::ffi::OsString> = [
+        "-no_rc", "-as", "mkisofs", "-quiet", "-r", "-J", "-l", "-V", "guest-installer", "-no-emul-boot",
+        "-boot-load-size", "4", "-boot-info-table",
+    ]
+    .iter()
+    .map(Into::into)
+    .collect();
+    args.extend(["-b".into(), layout.isolinux_bin.relative().into(), "-c".into(), boot_cat.into_os_string()]);
+    args.extend(["-o".into(), out.clone().into_os_string(), "-graft-points".into()]);
+    let graft = |dest: &str, src: &Path| {
+        let mut g = std::ffi::OsString::from(dest);
+        g.push("=");
+        g.push(src);
+        g
+    };
+    // Later graft points win over the tree's files of the same name.
+    args.push(graft("/", tree));
+    args.push(graft("/preseed.cfg", &cfg));
+    args.push(graft(isolinux::PRESEED_INITRD, &img));
+    exec::run(req.xorriso, &args, req.timeout).map_err(ImageError::Master)?;
+    fs::remove_file(&cfg).map_err(io_err(&cfg))?;
+    fs::remove_file(&img).map_err(io_err(&img))?;
+
+    let mut f = fs::File::open(&out).map_err(io_err(&out))?;
+    let bytes = f.metadata().map_err(io_err(&out))?.len();
+    let preseed_cfg = iso9660::find(&mut f, "/preseed.cfg").map_err(ImageError::BaseIso)?;
+    let preseed_img = iso9660::find(&mut f, isolinux::PRESEED_INITRD).map_err(ImageError::BaseIso)?;
+    if preseed_cfg.len != RESERVED || preseed_img.len != RESERVED {
+        return Err(ImageError::BaseIso(IsoError::Malformed("reserved files have the wrong size")));
+    }
+    Ok(BaseIso { bytes, preseed_cfg, preseed_img })
 }
 
 /// Removes a tree we made read-only.

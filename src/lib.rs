@@ -16,6 +16,7 @@ pub mod exec;
 pub mod fsutil;
 pub mod hypervisor;
 pub mod image;
+pub mod iso9660;
 pub mod isolinux;
 pub mod lock;
 pub mod media;

@@ -69,8 +69,9 @@ impl VmDir {
     pub fn state(&self) -> PathBuf {
         self.dir.join("state.json")
     }
-    pub fn iso(&self) -> PathBuf {
-        self.dir.join("install.iso")
+    /// The per-VM CD image (qcow2 over the image's base ISO).
+    pub fn cdrom(&self) -> PathBuf {
+        self.dir.join("install.qcow2")
     }
     pub fn initrd(&self) -> PathBuf {
         self.dir.join("initrd.gz")
@@ -87,7 +88,7 @@ impl VmDir {
 
     /// Every file that holds the root password hash.
     pub fn media(&self) -> [PathBuf; 2] {
-        [self.iso(), self.initrd()]
+        [self.cdrom(), self.initrd()]
     }
 
     pub fn load(&self) -> Result<Option<VmState>, StateError> {

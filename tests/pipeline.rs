@@ -37,6 +37,8 @@ fn import_extracts_patches_and_freezes_the_image() {
     assert_eq!(manifest["source_sha256"], sha256(&installer_iso(true)));
     assert_eq!(manifest["layout"]["kernel"], "/install.amd/vmlinuz");
     assert_eq!(manifest["layout"]["xen_kernel"], "/install.amd/xen/vmlinuz");
+    assert_eq!(manifest["base_iso"]["preseed_img"]["len"], guest_installer::image::RESERVED);
+    assert!(img.join("base.iso").exists());
     let cfg = fs::read_to_string(img.join("tree/isolinux/isolinux.cfg")).unwrap();
     assert!(cfg.starts_with("serial 0 115200\n"), "{cfg}");
     assert!(cfg.contains("default guest-installer\n"));
@@ -101,7 +103,7 @@ fn install_no_start_builds_media_with_our_preseed_and_label() {
     assert_eq!(j["ok"], true);
     assert_eq!(j["state"], "prepared");
     let iso = Path::new(j["media"].as_str().unwrap()).to_path_buf();
-    assert_eq!(iso, env.vm_file("web1", "install.iso"));
+    assert_eq!(iso, env.vm_file("web1", "install.qcow2"));
     assert_eq!(fs::metadata(&iso).unwrap().permissions().mode() & 0o777, 0o600);
 
     let preseed = String::from_utf8(iso_file(&iso, "/preseed.cfg")).unwrap();
@@ -127,9 +129,12 @@ fn install_no_start_builds_media_with_our_preseed_and_label() {
     assert_eq!(r.entry().name(), "preseed.cfg");
     let mut body = String::new();
     std::io::Read::read_to_string(&mut r, &mut body).unwrap();
-    assert_eq!(body, preseed);
+    // On the CD the same text is padded with newlines to the reserved size.
+    assert_eq!(format!("{}\n", preseed.trim_end_matches('\n')), body);
+    assert_eq!(preseed.len() as u64, guest_installer::image::RESERVED);
     // El Torito boots isolinux.
-    let report = sh(Command::new("xorriso").args(["-indev"]).arg(&iso).args(["-report_el_torito", "plain"]));
+    let flat_dir = tempfile::tempdir().unwrap();
+    let report = sh(Command::new("xorriso").args(["-indev"]).arg(flat_iso(&iso, flat_dir.path())).args(["-report_el_torito", "plain"]));
     assert!(report.contains("/isolinux/isolinux.bin"), "{report}");
     // The pristine isolinux.bin was not touched by -boot-info-table.
     let pristine = env.state.join("images/bookworm/tree/isolinux/isolinux.bin");
@@ -140,7 +145,12 @@ fn install_no_start_builds_media_with_our_preseed_and_label() {
     assert!(parsed.contains("00:16:3e:00:00:01"), "{parsed}");
     let text = fs::read_to_string(&domain).unwrap();
     assert!(text.contains("on_reboot = \"destroy\""));
-    assert!(text.contains(&format!("target={}", iso.display())));
+    assert!(text.contains(&format!("format=qcow2, vdev=hdc, access=ro, devtype=cdrom, target={}", iso.display())));
+    // The per-VM CD is a small overlay of the image's base ISO, which it names as its backing file.
+    let info = sh(Command::new("qemu-img").args(["info", "--output=json"]).arg(&iso));
+    let info: serde_json::Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(info["backing-filename"], env.state.join("images/bookworm/base.iso").display().to_string());
+    assert!(fs::metadata(&iso).unwrap().len() < 2 << 20, "per-VM media must not copy the image");
     // Nothing started.
     assert!(!env.xl_running("web1"));
     let s = env.run(As::Remote(OWNER), &["status", "web1", "--json"], b"").ok().json();
@@ -157,7 +167,7 @@ fn cleartext_password_is_hashed_and_never_echoed_or_logged() {
     let secret = "hunter2 is my password";
     let out = env.run(As::Remote(OWNER), &["install", "web1", "--no-start"], format!("{secret}\n").as_bytes());
     out.ok();
-    let preseed = String::from_utf8(iso_file(&env.vm_file("web1", "install.iso"), "/preseed.cfg")).unwrap();
+    let preseed = String::from_utf8(iso_file(&env.vm_file("web1", "install.qcow2"), "/preseed.cfg")).unwrap();
     let hash = preseed.lines().find_map(|l| l.strip_prefix("d-i passwd/root-password-crypted password ")).unwrap();
     assert!(hash.starts_with("$6$"));
     assert!(sha_crypt::sha512_check(secret, hash).is_ok(), "the hash must verify the password");
@@ -169,7 +179,7 @@ fn cleartext_password_is_hashed_and_never_echoed_or_logged() {
     }
     // Nor does it reach any file but the media.
     for (p, (_, _, content)) in env.snapshot() {
-        if p != env.vm_file("web1", "install.iso") {
+        if p != env.vm_file("web1", "install.qcow2") {
             assert!(!String::from_utf8_lossy(&content).contains(hash), "hash in {}", p.display());
         }
     }
@@ -202,7 +212,7 @@ fn started_install_is_followed_to_the_end() {
     let s = env.run(As::Remote(OWNER), &["status", "web1", "--json"], b"").ok().json();
     assert_eq!(s["state"], "installed");
     assert!(s["finished_at"].is_string());
-    assert!(!env.vm_file("web1", "install.iso").exists(), "media holding the hash must go");
+    assert!(!env.vm_file("web1", "install.qcow2").exists(), "media holding the hash must go");
 }
 
 #[test]
@@ -217,7 +227,7 @@ fn failing_or_hanging_xl_leaves_state_failed_and_no_media() {
         let out = env.run(As::Remote(OWNER), &["install", "web1", "--json"], PW_HASH.as_bytes());
         assert_eq!(out.code, 1, "{mode}: {out:?}");
         assert_eq!(out.json()["error"]["kind"], "failed");
-        assert!(!env.vm_file("web1", "install.iso").exists(), "{mode}: media left behind");
+        assert!(!env.vm_file("web1", "install.qcow2").exists(), "{mode}: media left behind");
         env.xl_mode("ok");
         let s = env.run(As::Remote(OWNER), &["status", "web1", "--json"], b"").ok().json();
         assert_eq!(s["state"], "failed", "{mode}");
@@ -234,7 +244,7 @@ fn cancel_stops_the_guest_and_removes_media() {
     let j = env.run(As::Remote(OWNER), &["cancel", "web1", "--json"], b"").ok().json();
     assert_eq!(j["state"], "cancelled");
     assert!(!env.xl_running("web1"));
-    assert!(!env.vm_file("web1", "install.iso").exists());
+    assert!(!env.vm_file("web1", "install.qcow2").exists());
     let s = env.run(As::Remote(OWNER), &["status", "web1", "--json"], b"").ok().json();
     assert_eq!(s["state"], "cancelled");
 }

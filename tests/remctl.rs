@@ -180,7 +180,7 @@ fn owner_installs_with_the_password_as_last_argument_and_it_stays_secret() {
     assert_eq!(j["state"], "prepared");
     assert_eq!(j["hostname"], "www");
     let iso = PathBuf::from(j["media"].as_str().unwrap());
-    assert_eq!(iso, f.env.vm_file("web1", "install.iso"));
+    assert_eq!(iso, f.env.vm_file("web1", "install.qcow2"));
 
     // The password reached the program on stdin and became the preseed's hash.
     let hash = preseed_hash(&iso);
@@ -220,7 +220,7 @@ fn owner_installs_with_the_password_as_last_argument_and_it_stays_secret() {
     // A crypt hash given instead of a password goes through unchanged.
     let given = sha_crypt::sha512_simple("other", &sha_crypt::Sha512Params::new(5000).unwrap()).unwrap();
     f.remctl(OWNER, &["guest", "install", "web1", "--no-start", &given]).ok();
-    assert_eq!(preseed_hash(&f.env.vm_file("web1", "install.iso")), given);
+    assert_eq!(preseed_hash(&f.env.vm_file("web1", "install.qcow2")), given);
 }
 
 #[test]
@@ -250,7 +250,7 @@ fn owner_starts_follows_and_cancels_an_install_with_the_xl_stand_in() {
     let c = f.remctl(OWNER, &["guest", "cancel", "web1", "--json"]).ok().json();
     assert_eq!(c["state"], "cancelled");
     assert!(!f.env.xl_running("web1"));
-    assert!(!f.env.vm_file("web1", "install.iso").exists());
+    assert!(!f.env.vm_file("web1", "install.qcow2").exists());
 
     // Again, and this time the installer finishes (the guest goes away).
     f.remctl(OWNER, &["guest", "install", "web1", PASSWORD]).ok();
@@ -258,7 +258,7 @@ fn owner_starts_follows_and_cancels_an_install_with_the_xl_stand_in() {
     let s = f.remctl(OWNER, &["guest", "status", "web1", "--json"]).ok().json();
     assert_eq!(s["state"], "installed");
     assert!(s["finished_at"].is_string());
-    assert!(!f.env.vm_file("web1", "install.iso").exists(), "media holding the hash must go");
+    assert!(!f.env.vm_file("web1", "install.qcow2").exists(), "media holding the hash must go");
 }
 
 #[test]
@@ -451,7 +451,7 @@ fn python_panel_keeps_one_connection_for_several_commands() {
     assert_eq!(r.len(), 9, "a timed status call failed: {:?}", r.get(9));
     // One connection for all of it.
     assert_eq!(accepted(&f.realm.log()) - before, 1, "{}", f.realm.log());
-    assert!(!f.env.vm_file("web1", "install.iso").exists(), "media of a cancelled install must be gone");
+    assert!(!f.env.vm_file("web1", "install.qcow2").exists(), "media of a cancelled install must be gone");
     let ms: Vec<f64> = doc["keepalive_ms"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
     assert_eq!(ms.len(), 20);
     println!(

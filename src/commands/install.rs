@@ -69,7 +69,7 @@ pub fn run(
             mirror_dir: &config.mirror.directory,
         },
     );
-    let media = media::build(machine.boot, config.xorriso.path(), &image, &text, &vmdir, config.timeouts.tool())?;
+    let media = media::build(machine.boot, &image, &text, &vmdir)?;
     let domain = Domain {
         name: vm,
         memory_mib: machine.memory_mib,

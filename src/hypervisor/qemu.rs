@@ -72,9 +72,9 @@ impl Qemu {
         push("-drive".into());
         push(format!("file={},format=raw,if=virtio", d.disk));
         match d.media {
-            Media::Iso(iso) => {
+            Media::Cdrom(iso) => {
                 push("-drive".into());
-                push(format!("file={},format=raw,media=cdrom,readonly=on", iso.display()));
+                push(format!("file={},format=qcow2,media=cdrom,readonly=on", iso.display()));
                 push("-boot".into());
                 push("d".into());
             }

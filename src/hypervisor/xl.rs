@@ -43,9 +43,9 @@ pub fn render(d: &Domain) -> String {
     );
     let disk = format!("\"format=raw, vdev=xvda, access=rw, target={}\"", d.disk);
     match d.media {
-        Media::Iso(iso) => c.push_str(&format!(
+        Media::Cdrom(iso) => c.push_str(&format!(
             "type = \"hvm\"\n\
-             disk = [ {disk},\n         \"format=raw, vdev=hdc, access=ro, devtype=cdrom, target={iso}\" ]\n\
+             disk = [ {disk},\n         \"format=qcow2, vdev=hdc, access=ro, devtype=cdrom, target={iso}\" ]\n\
              boot = \"dc\"\n\
              serial = \"pty\"\n",
             iso = iso.display()

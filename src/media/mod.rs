@@ -4,30 +4,28 @@
 //! request path noticing.
 
 pub mod initrd;
-pub mod iso;
+pub mod qcow2;
 
-use crate::exec::ExecError;
 use crate::image::Image;
-use crate::isolinux;
 use crate::state::VmDir;
 use crate::types::Boot;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MediaError {
-    #[error("building the install media failed: {0}")]
-    Tool(#[from] ExecError),
+    #[error("the {0} does not fit the image's reserved area (256 KiB); shorten the preseed template")]
+    TooLarge(&'static str),
     #[error("cannot write the install media in {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
 }
 
-/// What was built: an ISO to boot, or a kernel and a per-VM initrd.
+/// What was built: a CD image to boot (a qcow2 overlay of the image's
+/// base ISO), or a kernel and a per-VM initrd.
 #[derive(Debug, Clone)]
 pub enum Media {
-    Iso(PathBuf),
+    Cdrom(PathBuf),
     Kernel { kernel: PathBuf, initrd: PathBuf },
 }
 
@@ -35,7 +33,7 @@ impl Media {
     /// The per-VM file (the one that holds the password hash).
     pub fn path(&self) -> &Path {
         match self {
-            Media::Iso(p) => p,
+            Media::Cdrom(p) => p,
             Media::Kernel { initrd, .. } => initrd,
         }
     }
@@ -49,14 +47,12 @@ pub const INSTALLER_ARGS: &str = "auto=true priority=critical";
 /// any previous media atomically and removing media of the other kind.
 pub fn build(
     boot: Boot,
-    xorriso: &Path,
     image: &Image,
     preseed: &str,
     vm: &VmDir,
-    timeout: Duration,
 ) -> Result<Media, MediaError> {
     let media = match boot {
-        Boot::HvmIso => build_iso(xorriso, image, preseed, vm, timeout)?,
+        Boot::HvmIso => build_cdrom(image, preseed, vm)?,
         Boot::PvInitrd => build_initrd(image, preseed, vm)?,
     };
     for stale in vm.media() {
@@ -72,26 +68,43 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> MediaError {
     move |source| MediaError::Io { path, source }
 }
 
-/// Renames a finished file into place and makes the rename durable.
-fn publish(tmp: &Path, dest: &Path, dir: &Path) -> Result<(), MediaError> {
-    fs::File::open(tmp).and_then(|f| f.sync_all()).map_err(io_err(tmp))?;
-    fs::rename(tmp, dest).map_err(io_err(dest))?;
-    crate::fsutil::sync_dir(dir).map_err(io_err(dir))
-}
+/// The per-VM CD: a qcow2 overlay of the image's base ISO in which only
+/// the clusters of the two reserved files differ: `/preseed.cfg` (padded
+/// with newlines, which debconf skips) and the extra initrd holding
+/// `/preseed.cfg` (padded with zeros, which the kernel skips between
+/// archives). Its cost does not depend on the size of the image.
+fn build_cdrom(image: &Image, preseed: &str, vm: &VmDir) -> Result<Media, MediaError> {
+    let base = &image.manifest.base_iso;
+    let fits = |what: &'static str, len: usize| {
+        if len as u64 <= crate::image::RESERVED {
+            Ok(())
+        } else {
+            Err(MediaError::TooLarge(what))
+        }
+    };
+    fits("preseed", preseed.len())?;
+    let mut cfg = preseed.as_bytes().to_vec();
+    cfg.resize(crate::image::RESERVED as usize, b'\n');
+    let mut img = initrd::write_preseed_cpio(preseed.as_bytes(), Vec::new()).map_err(io_err(&vm.dir))?;
+    fits("compressed preseed", img.len())?;
+    img.resize(crate::image::RESERVED as usize, 0);
 
-/// The per-VM ISO. The preseed exists on disk only inside a private
-/// (0700) temporary directory while xorriso reads it.
-fn build_iso(xorriso: &Path, image: &Image, preseed: &str, vm: &VmDir, timeout: Duration) -> Result<Media, MediaError> {
-    let work = tempfile::Builder::new().prefix(".build-").tempdir_in(&vm.dir).map_err(io_err(&vm.dir))?;
-    let cfg = work.path().join("preseed.cfg");
-    let img = work.path().join("preseed.img");
-    fs::write(&cfg, preseed).map_err(io_err(&cfg))?;
-    let f = fs::File::create(&img).map_err(io_err(&img))?;
-    initrd::write_preseed_cpio(preseed.as_bytes(), f).map_err(io_err(&img))?;
-    let out = work.path().join("install.iso");
-    iso::build(xorriso, image, &[("/preseed.cfg", &cfg), (isolinux::PRESEED_INITRD, &img)], &out, timeout)?;
-    publish(&out, &vm.iso(), &vm.dir)?;
-    Ok(Media::Iso(vm.iso()))
+    let base_path = image.base_iso();
+    let mut base_file = fs::File::open(&base_path).map_err(io_err(&base_path))?;
+    let tmp = tempfile::Builder::new().prefix(".build-").tempfile_in(&vm.dir).map_err(io_err(&vm.dir))?;
+    let tmp_path = tmp.path().to_path_buf();
+    qcow2::write_overlay(
+        tmp.as_file(),
+        &mut base_file,
+        base.bytes,
+        &base_path,
+        &[(base.preseed_cfg.offset, &cfg), (base.preseed_img.offset, &img)],
+    )
+    .map_err(io_err(&tmp_path))?;
+    tmp.as_file().sync_all().map_err(io_err(&tmp_path))?;
+    tmp.persist(vm.cdrom()).map_err(|e| MediaError::Io { path: vm.cdrom(), source: e.error })?;
+    crate::fsutil::sync_dir(&vm.dir).map_err(io_err(&vm.dir))?;
+    Ok(Media::Cdrom(vm.cdrom()))
 }
 
 /// The ISO-less route: the image's (PV, if it has one) kernel as it is, and

@@ -309,10 +309,25 @@ pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, (u32, u32, Vec<u8>)> {
     out
 }
 
-/// Reads one file out of an ISO with xorriso.
+/// The plain ISO a CD image reads as: a qcow2 overlay (the per-VM media)
+/// is flattened into `dir` with qemu-img.
+pub fn flat_iso(iso: &Path, dir: &Path) -> PathBuf {
+    if iso.extension().is_some_and(|e| e == "qcow2") {
+        let flat = dir.join("flat.iso");
+        sh(Command::new("qemu-img").args(["convert", "-f", "qcow2", "-O", "raw"]).arg(iso).arg(&flat));
+        flat
+    } else {
+        iso.to_path_buf()
+    }
+}
+
+/// Reads one file out of a CD image with xorriso; a qcow2 overlay (the
+/// per-VM media) is first flattened with qemu-img.
 pub fn iso_file(iso: &Path, path: &str) -> Vec<u8> {
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("f");
+    let flat = flat_iso(iso, d.path());
+    let iso = flat.as_path();
     sh(Command::new("xorriso").args(["-osirrox", "on", "-indev"]).arg(iso).args(["-extract", path]).arg(&out));
     fs::read(&out).unwrap()
 }
