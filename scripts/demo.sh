@@ -13,8 +13,10 @@ cargo build --release --locked --quiet
 bin=$top/target/release/guest-installer
 
 demo=$(mktemp -d /var/tmp/guest-installer-demo.XXXXXX)
+syslog_pid=
 cleanup() {
     GUEST_INSTALLER_CONFIG=$demo/config.toml "$bin" cancel demo1 >/dev/null 2>&1 || true
+    [ -z "$syslog_pid" ] || kill "$syslog_pid" 2>/dev/null || true
     rm -rf "$demo"
 }
 trap cleanup EXIT
@@ -31,7 +33,21 @@ directory = "/debian"
 [hypervisor]
 driver = "qemu"
 qemu_net = "user"
+[audit]
+syslog_socket = "$demo/syslog.sock"
 CFG
+# The audit records go to syslog; this machine may run no syslog daemon, so
+# the demo listens on a socket of its own and shows them at the end.
+python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+with open(sys.argv[2], "ab", buffering=0) as f:
+    while True:
+        f.write(s.recv(8192) + b"\n")
+' "$demo/syslog.sock" "$demo/audit.log" &
+syslog_pid=$!
+for _ in $(seq 50); do [ -S "$demo/syslog.sock" ] && break; sleep 0.1; done
 export GUEST_INSTALLER_CONFIG=$demo/config.toml
 say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
 
@@ -66,6 +82,9 @@ for _ in $(seq 1 40); do
         echo "machine's guests cannot reach. Stopping here."
         say "REMOTE_USER=bob@EXAMPLE.ORG guest-installer cancel demo1"
         REMOTE_USER=bob@EXAMPLE.ORG "$bin" cancel demo1
+        echo
+        echo "== the audit log (syslog, authpriv): who, what, which machine, outcome; never the password"
+        cat "$demo/audit.log"
         exit 0
     fi
 done

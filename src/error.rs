@@ -95,6 +95,12 @@ impl From<crate::config::ConfigError> for Error {
     }
 }
 
+impl From<crate::statedir::UnsafeStateDir> for Error {
+    fn from(e: crate::statedir::UnsafeStateDir) -> Self {
+        Error::failed(e.to_string())
+    }
+}
+
 impl From<crate::registry::RegistryError> for Error {
     fn from(e: crate::registry::RegistryError) -> Self {
         use crate::registry::RegistryError as E;
@@ -119,6 +125,7 @@ impl From<crate::image::ImageError> for Error {
         use crate::image::ImageError as E;
         let kind = match &e {
             E::NotFound(_) => Kind::NotFound,
+            E::Busy => Kind::Busy,
             // The ISO the admin named is bad: a request error.
             E::Exists(_) | E::IsoUnreadable { .. } | E::DigestMismatch { .. } | E::NotIso(_) | E::Layout(_) | E::Unsafe(_) => {
                 Kind::Invalid

@@ -70,6 +70,22 @@ pub fn ensure_dir(dir: &Path, mode: u32) -> io::Result<()> {
     }
 }
 
+/// Removes a tree we made read-only.
+pub fn remove_tree(dir: &Path) -> io::Result<()> {
+    fn writable(p: &Path) -> io::Result<()> {
+        let m = std::fs::symlink_metadata(p)?;
+        if m.is_dir() {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o700))?;
+            for e in std::fs::read_dir(p)? {
+                writable(&e?.path())?;
+            }
+        }
+        Ok(())
+    }
+    writable(dir)?;
+    std::fs::remove_dir_all(dir)
+}
+
 /// Removes a file if it is there.
 pub fn remove_if_exists(path: &Path) -> io::Result<bool> {
     match fs::remove_file(path) {

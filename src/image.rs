@@ -29,6 +29,8 @@ pub enum ImageError {
     NotFound(ImageName),
     #[error("image {0} is already imported")]
     Exists(ImageName),
+    #[error("another image import is in progress; try again when it has finished")]
+    Busy,
     #[error("cannot read ISO {path}: {source}")]
     IsoUnreadable { path: PathBuf, source: io::Error },
     #[error("the ISO's SHA-256 does not match sha256=: refusing to import it (got {actual})")]
@@ -217,6 +219,14 @@ pub fn import(images_dir: &Path, req: &ImportRequest) -> Result<Manifest, ImageE
         return Err(ImageError::NotIso(req.iso.into()));
     }
 
+    // One import at a time: then what a killed import left behind can be
+    // cleared safely. The lock is on the directory itself (no lock file to
+    // leave behind when the ISO is refused).
+    let _lock = crate::lock::try_lock_dir(state_dir).map_err(|e| match e {
+        crate::lock::LockError::Held => ImageError::Busy,
+        crate::lock::LockError::Io { source, .. } => ImageError::Io { path: state_dir.into(), source },
+    })?;
+    crate::lock::remove_leftovers(state_dir, &[".import-"]).map_err(io_err(state_dir))?;
     let work = tempfile::Builder::new()
         .prefix(&format!(".import-{}-", req.name))
         .tempdir_in(state_dir)
@@ -262,7 +272,7 @@ pub fn import(images_dir: &Path, req: &ImportRequest) -> Result<Manifest, ImageE
     fsutil::ensure_dir(images_dir, 0o700).map_err(io_err(images_dir))?;
     let work = work.keep();
     if let Err(e) = nix::fcntl::renameat2(None, &work, None, &final_dir, nix::fcntl::RenameFlags::RENAME_NOREPLACE) {
-        let _ = remove_tree(&work);
+        let _ = fsutil::remove_tree(&work);
         return Err(match e {
             nix::errno::Errno::EEXIST => ImageError::Exists(req.name.clone()),
             e => ImageError::Io { path: final_dir, source: e.into() },
@@ -316,22 +326,6 @@ fn master_base_iso(work: &Path, tree: &Path, layout: &Layout, req: &ImportReques
         return Err(ImageError::BaseIso(IsoError::Malformed("reserved files have the wrong size")));
     }
     Ok(BaseIso { bytes, preseed_cfg, preseed_img })
-}
-
-/// Removes a tree we made read-only.
-pub fn remove_tree(dir: &Path) -> io::Result<()> {
-    fn writable(p: &Path) -> io::Result<()> {
-        let m = fs::symlink_metadata(p)?;
-        if m.is_dir() {
-            fs::set_permissions(p, fs::Permissions::from_mode(0o700))?;
-            for e in fs::read_dir(p)? {
-                writable(&e?.path())?;
-            }
-        }
-        Ok(())
-    }
-    writable(dir)?;
-    fs::remove_dir_all(dir)
 }
 
 /// Walks the extracted tree: no device files, FIFOs or sockets; no

@@ -26,6 +26,7 @@ pub mod progress;
 pub mod registry;
 pub mod secret;
 pub mod state;
+pub mod statedir;
 pub mod types;
 
 use caller::Caller;
@@ -53,6 +54,7 @@ pub fn run(inv: &Invocation, stdin: &mut dyn Read) -> Result<Outcome, Error> {
     }
     let caller = Caller::identify(inv.remote_user, inv.real_uid)?;
     let config = Config::load(&Config::location())?;
+    statedir::check(config.state_dir.path())?;
     let result = commands::run(&Ctx { config: &config, caller: &caller }, &cmd, stdin);
     let principal = match &caller {
         Caller::LocalRoot => "root".to_owned(),

@@ -37,6 +37,47 @@ pub fn try_lock(path: &Path) -> Result<Lock, LockError> {
     }
 }
 
+/// Locks a directory itself (flock works on directory descriptors), so
+/// that taking the lock creates no file: imports lock the state dir.
+pub fn try_lock_dir(dir: &Path) -> Result<Lock, LockError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(dir)
+        .map_err(|source| LockError::Io { path: dir.display().to_string(), source })?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(l) => Ok(Lock(l)),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(LockError::Held),
+        Err((_, e)) => Err(LockError::Io { path: dir.display().to_string(), source: e.into() }),
+    }
+}
+
+/// Removes what a killed request left in `dir`: hidden temporary files
+/// and directories whose names start with one of `prefixes`. Call it only
+/// while holding the lock that covers `dir`.
+pub fn remove_leftovers(dir: &Path, prefixes: &[&str]) -> std::io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for e in entries {
+        let e = e?;
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !prefixes.iter().any(|p| name.starts_with(p)) {
+            continue;
+        }
+        let p = e.path();
+        if std::fs::symlink_metadata(&p)?.is_dir() {
+            crate::fsutil::remove_tree(&p)?;
+        } else {
+            std::fs::remove_file(&p)?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

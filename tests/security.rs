@@ -70,7 +70,7 @@ fn authorization_matrix() {
         env.run(who, &["help"], b"").ok();
         // Clean up the imported image for the next caller.
         if local {
-            guest_installer::image::remove_tree(&env.state.join("images/other")).unwrap();
+            guest_installer::fsutil::remove_tree(&env.state.join("images/other")).unwrap();
         }
     }
 }
@@ -260,4 +260,34 @@ fn corrupt_registry_file_is_named_and_not_overwritten() {
         assert!(out.json()["error"]["message"].as_str().unwrap().contains("web1.json"));
     }
     assert_eq!(env.snapshot(), before);
+}
+
+#[test]
+fn unsafe_state_dir_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = ready();
+    let check = |what: &str| {
+        let out = env.run(As::Remote(OWNER), &["status", "web1", "--json"], b"");
+        assert_eq!(out.code, 1, "{what}: {out:?}");
+        assert!(out.json()["error"]["message"].as_str().unwrap().contains("unsafe"), "{what}: {out:?}");
+    };
+    std::fs::set_permissions(&env.state, std::fs::Permissions::from_mode(0o777)).unwrap();
+    check("world-writable state dir");
+    std::fs::set_permissions(&env.state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    env.run(As::Remote(OWNER), &["status", "web1"], b"").ok();
+
+    // A symlink where the registry should be.
+    let machines = env.state.join("machines");
+    let elsewhere = env.root().join("machines-elsewhere");
+    std::fs::rename(&machines, &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &machines).unwrap();
+    check("symlinked machines/");
+    std::fs::remove_file(&machines).unwrap();
+    std::fs::rename(&elsewhere, &machines).unwrap();
+
+    // Owned by someone else.
+    nix::unistd::chown(&env.state, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+    check("state dir owned by nobody");
+    nix::unistd::chown(&env.state, Some(nix::unistd::Uid::from_raw(0)), None).unwrap();
+    env.run(As::Remote(OWNER), &["status", "web1"], b"").ok();
 }

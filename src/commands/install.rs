@@ -52,6 +52,9 @@ pub fn run(
         fsutil::ensure_dir(&d, 0o700).map_err(|e| Error::failed(format!("cannot create {}: {e}", d.display())))?;
     }
     let _lock = lock::try_lock(&config.locks_dir().join(format!("{vm}.lock")))?;
+    // A request killed mid-way leaves only hidden temporaries; clear them.
+    lock::remove_leftovers(&vmdir.dir, &[".build-", ".tmp-"])
+        .map_err(|e| Error::failed(format!("cannot clear leftovers in {}: {e}", vmdir.dir.display())))?;
     let hv = hypervisor::for_config(config)?;
     // Whatever the recorded state says, a guest that runs is never replaced.
     if hv.is_running(vm, &vmdir)? {

@@ -1,0 +1,191 @@
+//! Faults with the real tools: the process killed at random points, a full
+//! disk. Afterwards every visible file is complete, the state is the old or
+//! the new one, the lock is free and a retry succeeds.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const HASH: &str = "$6$abcdefgh$3rj1vTLX64btReFsM4MQ22otcD40l7vbtw7qCyr0dxc4kxNmgx53xVM8gWiLYbCqTHTbXFaVFU7ZT28pnvdyu0";
+
+/// A small deterministic generator, so a failing trial can be replayed.
+struct Lcg(u64);
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+/// Starts the binary, kills it with SIGKILL after `delay`, and reaps it.
+fn kill_after(env: &Env, args: &[&str], stdin: &[u8], delay: Duration) {
+    let mut c = Command::new(bin());
+    c.args(args)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("GUEST_INSTALLER_CONFIG", &env.config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0);
+    let mut child = c.spawn().unwrap();
+    let _ = std::io::Write::write_all(child.stdin.as_mut().unwrap(), stdin);
+    drop(child.stdin.take());
+    std::thread::sleep(delay);
+    // The whole group: xorriso too, if it was running.
+    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGKILL);
+    let _ = child.wait();
+}
+
+fn visible_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    match fs::read_dir(dir) {
+        Ok(rd) => rd
+            .map(|e| e.unwrap().path())
+            .filter(|p| !p.file_name().unwrap().to_str().unwrap().starts_with('.'))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+fn qcow2_ok(p: &Path) -> bool {
+    Command::new("qemu-img").args(["check", "-q", "-f", "qcow2"]).arg(p).status().unwrap().success()
+}
+
+#[test]
+fn install_killed_at_random_points_leaves_old_or_new_state() {
+    let env = Env::new();
+    env.import("bookworm", false);
+    env.machine("web1", 1, Some("bookworm"));
+    env.run(As::Remote(OWNER), &["install", "web1", "hostname=old", "--no-start"], HASH.as_bytes()).ok();
+    let vmdir = env.state.join("vms/web1");
+    let mut rng = Lcg(42);
+    for trial in 0..60 {
+        let host = format!("h{trial}");
+        let arg = format!("hostname={host}");
+        let delay = Duration::from_micros(rng.below(12_000));
+        kill_after(&env, &["install", "web1", &arg, "--no-start"], HASH.as_bytes(), delay);
+        // The lock is free again: the kernel dropped it with the process.
+        let lock = fs::File::open(env.state.join("locks/web1.lock")).unwrap();
+        let l = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock);
+        assert!(l.is_ok(), "trial {trial}: lock still held");
+        drop(l);
+        // Every visible file is complete.
+        for f in visible_files(&vmdir) {
+            match f.file_name().unwrap().to_str().unwrap() {
+                "state.json" => {
+                    let v: serde_json::Value = serde_json::from_slice(&fs::read(&f).unwrap())
+                        .unwrap_or_else(|e| panic!("trial {trial}: torn state.json: {e}"));
+                    assert_eq!(v["phase"], "prepared", "trial {trial}");
+                }
+                "install.qcow2" => {
+                    assert!(qcow2_ok(&f), "trial {trial}: torn media");
+                }
+                "domain.cfg" => {
+                    let t = fs::read_to_string(&f).unwrap();
+                    assert!(t.ends_with("on_crash = \"destroy\"\n"), "trial {trial}: torn domain config");
+                }
+                other => panic!("trial {trial}: unexpected visible file {other}"),
+            }
+        }
+    }
+    // The media holds either the first install's preseed or a later one.
+    let preseed = String::from_utf8(iso_file(&vmdir.join("install.qcow2"), "/preseed.cfg")).unwrap();
+    assert!(preseed.lines().any(|l| l.starts_with("d-i netcfg/get_hostname string ")));
+    // A retry succeeds and clears what the killed requests left behind.
+    env.run(As::Remote(OWNER), &["install", "web1", "hostname=final", "--no-start"], HASH.as_bytes()).ok();
+    let hidden: Vec<_> = fs::read_dir(&vmdir).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n.to_str().unwrap().starts_with('.')).collect();
+    assert!(hidden.is_empty(), "leftovers after the retry: {hidden:?}");
+    let preseed = String::from_utf8(iso_file(&vmdir.join("install.qcow2"), "/preseed.cfg")).unwrap();
+    assert!(preseed.contains("d-i netcfg/get_hostname string final\n"));
+}
+
+#[test]
+fn import_killed_at_random_points_leaves_no_half_image() {
+    let env = Env::new();
+    let iso = installer_iso(false);
+    let sum = format!("sha256={}", sha256(&iso));
+    let args = ["image", "import", "bookworm", iso.to_str().unwrap(), &sum];
+    let mut rng = Lcg(7);
+    let img = env.state.join("images/bookworm");
+    for trial in 0..50 {
+        let delay = Duration::from_millis(rng.below(900));
+        kill_after(&env, &args, b"", delay);
+        if img.exists() {
+            // Complete, or not there at all.
+            let m: serde_json::Value = serde_json::from_slice(&fs::read(img.join("manifest.json")).unwrap()).unwrap();
+            assert_eq!(m["name"], "bookworm", "trial {trial}");
+            assert_eq!(fs::metadata(img.join("base.iso")).unwrap().len(), m["base_iso"]["bytes"].as_u64().unwrap());
+            fsutil_remove(&img);
+        }
+    }
+    // A retry succeeds and removes every leftover of the killed imports.
+    env.run(As::Root, &args, b"").ok();
+    let leftovers: Vec<_> = fs::read_dir(&env.state).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n.to_str().unwrap().starts_with('.')).collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    env.machine("web1", 1, Some("bookworm"));
+    env.run(As::Remote(OWNER), &["install", "web1", "--no-start"], HASH.as_bytes()).ok();
+}
+
+fn fsutil_remove(p: &Path) {
+    guest_installer::fsutil::remove_tree(p).unwrap();
+}
+
+/// A small filesystem mounted for the test, unmounted on drop.
+struct Tmpfs(std::path::PathBuf);
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Tmpfs {
+        fs::create_dir_all(at).unwrap();
+        sh(Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"]).arg(at));
+        Tmpfs(at.to_path_buf())
+    }
+}
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn full_disk_fails_cleanly_and_keeps_the_previous_media() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root to mount a small tmpfs");
+        return;
+    }
+    let env = Env::new();
+    // The state dir on a filesystem too small for a second import.
+    let _fs = Tmpfs::mount(&env.state, "150m");
+    env.import("bookworm", false);
+    let before_import = env.snapshot();
+    let iso = installer_iso(false);
+    let out = env.run(As::Root, &["--json", "image", "import", "second", iso.to_str().unwrap(), &format!("sha256={}", sha256(&iso))], b"");
+    assert_eq!(out.code, 1, "{out:?}");
+    let msg = out.json()["error"]["message"].as_str().unwrap().to_owned();
+    // Whichever step runs out first says so: our write (ENOSPC) or xorriso.
+    assert!(msg.contains("No space left") || msg.contains("exceeds free space"), "{out:?}");
+    assert_eq!(env.snapshot(), before_import, "a failed import left something behind");
+
+    env.machine("web1", 1, Some("bookworm"));
+    env.run(As::Remote(OWNER), &["install", "web1", "hostname=first", "--no-start"], HASH.as_bytes()).ok();
+    // Fill the filesystem to the last block.
+    let filler = env.state.join("filler");
+    let mut f = fs::File::create(&filler).unwrap();
+    let chunk = vec![0x55u8; 1 << 20];
+    while std::io::Write::write_all(&mut f, &chunk).is_ok() {}
+    let _ = std::io::Write::write_all(&mut f, &[0u8; 1]);
+    drop(f);
+    let before = env.snapshot();
+    let out = env.run(As::Remote(OWNER), &["--json", "install", "web1", "hostname=second", "--no-start"], HASH.as_bytes());
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.json()["error"]["message"].as_str().unwrap().contains("No space left"), "{out:?}");
+    assert_eq!(env.snapshot(), before, "previous media and state must stay intact");
+    let preseed = String::from_utf8(iso_file(&env.vm_file("web1", "install.qcow2"), "/preseed.cfg")).unwrap();
+    assert!(preseed.contains("d-i netcfg/get_hostname string first\n"));
+    // Room again: the retry works.
+    fs::remove_file(&filler).unwrap();
+    env.run(As::Remote(OWNER), &["install", "web1", "hostname=second", "--no-start"], HASH.as_bytes()).ok();
+}
