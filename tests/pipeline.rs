@@ -207,11 +207,26 @@ fn started_install_is_followed_to_the_end() {
     let s = env.run(As::Remote(OWNER), &["status", "web1", "--json"], b"").ok().json();
     assert_eq!(s["console_tail"], "Installing the base system");
 
+    assert_eq!(s["progress"], "installing base system");
     // The installer reboots at the end: on_reboot=destroy makes the domain go away.
+    let mut log = fs::OpenOptions::new().append(true).open(env.root().join("console/guest-web1.log")).unwrap();
+    std::io::Write::write_all(&mut log, b"[ 1234.5] reboot: Restarting system\r\n").unwrap();
     env.xl_guest_finishes("web1");
     let s = env.run(As::Remote(OWNER), &["status", "web1", "--json"], b"").ok().json();
     assert_eq!(s["state"], "installed");
     assert!(s["finished_at"].is_string());
+    assert!(!env.vm_file("web1", "install.qcow2").exists(), "media holding the hash must go");
+}
+
+#[test]
+fn guest_that_dies_mid_install_is_failed_not_installed() {
+    let env = ready("web1");
+    env.run(As::Remote(OWNER), &["install", "web1"], PW_HASH.as_bytes()).ok();
+    fs::write(env.root().join("console/guest-web1.log"), "Linux version 6.1\r\nInstalling the base system\r\n").unwrap();
+    env.xl_guest_finishes("web1");
+    let s = env.run(As::Remote(OWNER), &["status", "web1", "--json"], b"").ok().json();
+    assert_eq!(s["state"], "failed");
+    assert!(s["reason"].as_str().unwrap().contains("installing base system"), "{s}");
     assert!(!env.vm_file("web1", "install.qcow2").exists(), "media holding the hash must go");
 }
 

@@ -11,9 +11,11 @@ use crate::fsutil;
 use crate::progress;
 use serde_json::Value;
 
-/// If the installer guest has stopped, the install is over: record that and
-/// remove the media (it holds the password hash). Done under the lock,
-/// and skipped if another request holds it.
+/// If the installer guest has stopped, the install is over: record how it
+/// ended and remove the media (it holds the password hash). Done under the
+/// lock, and skipped if another request holds it. The installer prints its
+/// last stage on the console before the guest reboots (or powers off); a
+/// console that shows an installer which never got there means it died.
 fn settle(ctx: &Ctx, hv: &dyn Hypervisor, vm: &VmName, vmdir: &VmDir, st: VmState) -> Result<VmState> {
     if st.phase != Phase::Installing || hv.is_running(vm, vmdir)? {
         return Ok(st);
@@ -23,7 +25,18 @@ fn settle(ctx: &Ctx, hv: &dyn Hypervisor, vm: &VmName, vmdir: &VmDir, st: VmStat
     };
     let Some(mut st) = vmdir.load()? else { return Ok(st) };
     if st.phase == Phase::Installing {
-        st.phase = Phase::Installed;
+        match progress::stage(&hv.console_log(vm, vmdir)) {
+            // No console log (xl without XENCONSOLED_TRACE): the guest
+            // went away on its own, as the installer makes it at the end.
+            None | Some(progress::Stage::Finished) => st.phase = Phase::Installed,
+            Some(stage) => {
+                st.phase = Phase::Failed;
+                st.reason = Some(format!(
+                    "the installer guest stopped before the install finished (last stage: {}); see the console log",
+                    stage.as_str()
+                ));
+            }
+        }
         st.finished_at = Some(state::now());
         vmdir.remove_media().map_err(|e| Error::failed(format!("cannot remove the install media of {vm}: {e}")))?;
         vmdir.save(&st)?;

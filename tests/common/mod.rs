@@ -334,3 +334,66 @@ pub fn iso_file(iso: &Path, path: &str) -> Vec<u8> {
 
 /// A throwaway Kerberos realm and remctld (tests/remctl.rs, tests/package.rs).
 pub mod realm;
+
+// ---- qemu driver helpers (tests/boot.rs) ----
+
+impl Env {
+    /// Rewrites the config's `[hypervisor]` section for the qemu driver with
+    /// restricted user-mode networking (no way out of the guest).
+    pub fn use_qemu(&self) {
+        let text = fs::read_to_string(&self.config).unwrap();
+        let mut out = String::with_capacity(text.len() + 64);
+        let mut in_hv = false;
+        for line in text.lines() {
+            let t = line.trim();
+            if t.starts_with('[') {
+                in_hv = t == "[hypervisor]";
+                out.push_str(line);
+                out.push('\n');
+                if in_hv {
+                    out.push_str("driver = \"qemu\"\nqemu_net = \"user\"\n");
+                }
+                continue;
+            }
+            let key = t.split('=').next().unwrap_or("").trim();
+            if in_hv && ["driver", "qemu_net"].contains(&key) {
+                continue;
+            }
+            out.push_str(line);
+            out.push('\n');
+        }
+        assert!(out.contains("[hypervisor]\ndriver = \"qemu\"\n"), "no [hypervisor] section in\n{text}");
+        fs::write(&self.config, out).unwrap();
+    }
+
+    /// Like `machine`, with `key=value` words that replace or add to the
+    /// defaults (e.g. `boot=pv-initrd`, `memory=1024`).
+    pub fn machine_with(&self, vm: &str, n: u8, image: Option<&str>, extra: &[&str]) -> PathBuf {
+        let disk = self.volume(vm);
+        let mut args = vec![
+            format!("owner={OWNER}"),
+            format!("owner={COOWNER}"),
+            format!("ip=192.0.2.{}", 10 + n),
+            "netmask=255.255.255.0".into(),
+            "gateway=192.0.2.1".into(),
+            "nameserver=192.0.2.53".into(),
+            format!("mac=00:16:3e:00:00:{:02x}", n),
+            format!("disk={}", disk.display()),
+            "memory=512".into(),
+        ];
+        if let Some(i) = image {
+            args.push(format!("image={i}"));
+        }
+        for e in extra {
+            let key = e.split('=').next().unwrap();
+            if key != "owner" {
+                args.retain(|a| a.split('=').next() != Some(key));
+            }
+            args.push((*e).to_owned());
+        }
+        let mut a: Vec<&str> = vec!["machine", "add", vm];
+        a.extend(args.iter().map(String::as_str));
+        self.run(As::Remote(ADMIN), &a, b"").ok();
+        disk
+    }
+}
