@@ -133,7 +133,7 @@ fn run(cmd: &mut Command, stdin: Option<&[u8]>) -> Ran {
     let took = t0.elapsed();
     assert_eq!(r, pid, "wait4: {}", std::io::Error::last_os_error());
     let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { 128 + libc::WTERMSIG(status) };
-    let mut read_all = |f: &mut File| {
+    let read_all = |f: &mut File| {
         let mut s = String::new();
         f.seek(SeekFrom::Start(0)).unwrap();
         f.read_to_string(&mut s).ok();
@@ -536,6 +536,10 @@ fn bench_graft(b: &Bench, runs: usize, f: &mut Figures) {
 /// Ours: media::build in-process, then the whole install and status
 /// processes.
 fn bench_ours(b: &Bench, runs: usize, f: &mut Figures) {
+    // ext4 (data=ordered) makes an fsync wait for other files' dirty data
+    // in the same journal commit: start with none (an import or a
+    // baseline just wrote gigabytes).
+    sync();
     // In-process, into a VM directory of its own.
     let vmdir = VmDir { dir: b.state.join("vms").join("bench-lib") };
     fs::create_dir_all(&vmdir.dir).unwrap();
@@ -623,6 +627,7 @@ fn main() {
         }
     }
     let t_all = Instant::now();
+    let load_before = fs::read_to_string("/proc/loadavg").unwrap_or_default();
 
     let benches: Vec<Bench> = sizes.iter().map(|&m| Bench::prepare(m)).collect();
     let mut figs: Vec<Figures> = Vec::new();
@@ -656,6 +661,11 @@ fn main() {
     println!(
         "media bench: {cores} cores, page cache warm; medians of {runs} runs (ours) and {base_runs} runs (seed, graft); took {:.0} s",
         t_all.elapsed().as_secs_f64()
+    );
+    println!(
+        "load average before: {}; after: {} (other work on this machine inflates every figure)",
+        load_before.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+        fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).collect::<Vec<_>>().join(" ")
     );
     for (b, f) in benches.iter().zip(&figs) {
         let tag = format!("[{:>4} MiB]", b.mib);
@@ -724,8 +734,8 @@ fn main() {
         );
     }
     println!(
-        "[all] getrusage(RUSAGE_CHILDREN) maxrss over every child of this run: {:.1} MiB; bench VmHWM overall {:.1} MiB",
+        "[all] getrusage(RUSAGE_CHILDREN) maxrss, largest child of this run: {:.1} MiB; bench VmRSS at the end {:.1} MiB",
         rusage_children_maxrss_kib() as f64 / 1024.0,
-        proc_status_kib("VmHWM") as f64 / 1024.0
+        proc_status_kib("VmRSS") as f64 / 1024.0
     );
 }

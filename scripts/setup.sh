@@ -35,3 +35,8 @@ off=$(od -An -tu2 -j 526 -N 2 "$di_kernel" | tr -d ' \n')
 kver=$(dd if="$di_kernel" bs=1 skip=$((off + 512)) count=64 2>/dev/null | tr '\0' ' ' | cut -d ' ' -f 1)
 if apt-cache show "linux-image-$kver" >/dev/null 2>&1; then kpkg=linux-image-$kver; else kpkg=linux-image-amd64; fi
 apt-get install -y -q --no-install-recommends "$kpkg"
+
+# cargo-fuzz for the bounded fuzzing run of scripts/test.sh.
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    cargo install --locked cargo-fuzz
+fi
