@@ -1,9 +1,7 @@
 //! Every value type: what parses is free of anything that could break a
-//! preseed line, a boot config, a domain config or a file name; the
-//! password line never yields an unsafe hash; bad input is an error, never
-//! a panic.
+//! preseed line, a boot config, a domain config or a file name; bad input
+//! is an error, never a panic.
 #![no_main]
-use guest_installer::secret::CryptHash;
 use guest_installer::types::*;
 use libfuzzer_sys::fuzz_target;
 
@@ -15,10 +13,6 @@ fn safe(s: &str) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(pw) = CryptHash::from_line(data) {
-        // A crypt hash: its alphabet, the `$` separators and `rounds=`.
-        assert!(pw.expose().bytes().all(|b| b.is_ascii_alphanumeric() || b"./$=".contains(&b)), "unsafe hash");
-    }
     let Ok(s) = std::str::from_utf8(data) else { return };
     if let Ok(v) = VmName::parse(s) {
         safe(v.as_str());
