@@ -291,3 +291,40 @@ fn unsafe_state_dir_is_refused() {
     nix::unistd::chown(&env.state, Some(nix::unistd::Uid::from_raw(0)), None).unwrap();
     env.run(As::Remote(OWNER), &["status", "web1"], b"").ok();
 }
+
+/// Random argv built from the words the parser knows and hostile ones:
+/// every run exits with a documented status, and with --json prints
+/// exactly one JSON document.
+#[test]
+fn no_input_gives_an_undocumented_exit_or_broken_json() {
+    let env = ready();
+    let words = [
+        "install", "status", "cancel", "list", "images", "help", "machine", "add", "remove", "show", "image", "import",
+        "web1", "nosuch", "--no-start", "--json", "hostname=www", "image=bookworm", "image=", "=", "owner=bob@EXAMPLE.ORG",
+        "ip=192.0.2.9", "mac=00:16:3e:00:00:09", "disk=/dev/vg/x", "sha256=00", "/etc/shadow", "", "\n", "é", "-", "--",
+        "template=t", "templates", "memory=99999999999999999999", "a=b=c",
+    ];
+    let mut state = 0x9E3779B97F4A7C15u64;
+    let mut next = |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    for i in 0..200 {
+        let n = next(6);
+        let mut args: Vec<&str> = (0..n).map(|_| words[next(words.len())]).collect();
+        let json = i % 2 == 0;
+        if json {
+            args.insert(next(args.len() + 1), "--json");
+        }
+        let who = [As::Remote(OWNER), As::Remote(ADMIN), As::Remote(STRANGER), As::Root][next(4)];
+        let out = env.run(who, &args, b"pw\n");
+        assert!((0..=5).contains(&out.code), "{args:?}: {out:?}");
+        if json {
+            let j = out.json();
+            assert_eq!(j["ok"], out.code == 0, "{args:?}: {out:?}");
+        }
+        assert!(!out.stderr.contains("panicked"), "{args:?}: {out:?}");
+    }
+}
