@@ -38,8 +38,10 @@
 //! - `GI_BENCH_DIR`: the cache directory (default
 //!   `target/tmp/bench-media`).
 //!
-//! Cost: the first run builds the images (~1.5 min for both); then about
-//! 3–4 minutes, almost all of it the two baselines on the 2.4 GB image.
+//! Cost: the first run builds and imports the images (~2 min for both,
+//! ~8 GB of disk under the cache dir); then about 1.5 minutes per run,
+//! almost all of it the two baselines on the 2.4 GB image. Our figures
+//! are taken for all sizes in turn, run by run, after the baselines.
 
 use guest_installer::config::Config;
 use guest_installer::image::{self, Image};
@@ -121,6 +123,8 @@ fn run(cmd: &mut Command, stdin: Option<&[u8]>) -> Ran {
     cmd.stdout(Stdio::from(out.try_clone().unwrap())).stderr(Stdio::from(err.try_clone().unwrap()));
     cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
     let t0 = Instant::now();
+    // Reaped below with wait4 (for its rusage), not with Child::wait.
+    #[allow(clippy::zombie_processes)]
     let mut child = cmd.spawn().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     if let Some(data) = stdin {
         let mut si = child.stdin.take().unwrap();
@@ -534,36 +538,48 @@ fn bench_graft(b: &Bench, runs: usize, f: &mut Figures) {
 }
 
 /// Ours: media::build in-process, then the whole install and status
-/// processes.
-fn bench_ours(b: &Bench, runs: usize, f: &mut Figures) {
+/// processes. Every figure is taken for all sizes in turn, run by run, so
+/// whatever else the machine does weighs on each size alike and the
+/// scaling ratio stays honest.
+fn bench_ours(benches: &[Bench], runs: usize, figs: &mut [Figures]) {
     // ext4 (data=ordered) makes an fsync wait for other files' dirty data
     // in the same journal commit: start with none (an import or a
     // baseline just wrote gigabytes).
     sync();
+    let k = benches.len();
+
     // In-process, into a VM directory of its own.
-    let vmdir = VmDir { dir: b.state.join("vms").join("bench-lib") };
-    fs::create_dir_all(&vmdir.dir).unwrap();
-    fs::set_permissions(&vmdir.dir, fs::Permissions::from_mode(0o700)).unwrap();
-    let texts = [b.preseed("bench1"), b.preseed("bench2")];
-    for t in &texts {
-        media::build(Boot::HvmIso, &b.image, t, &vmdir).unwrap(); // warm-up
+    let vmdirs: Vec<VmDir> = benches.iter().map(|b| VmDir { dir: b.state.join("vms").join("bench-lib") }).collect();
+    let texts: Vec<[String; 2]> = benches.iter().map(|b| [b.preseed("bench1"), b.preseed("bench2")]).collect();
+    for j in 0..k {
+        fs::create_dir_all(&vmdirs[j].dir).unwrap();
+        fs::set_permissions(&vmdirs[j].dir, fs::Permissions::from_mode(0o700)).unwrap();
+        for t in &texts[j] {
+            media::build(Boot::HvmIso, &benches[j].image, t, &vmdirs[j]).unwrap(); // warm-up
+        }
     }
-    f.rss_before_build_kib = proc_status_kib("VmRSS");
+    let rss_before = proc_status_kib("VmRSS");
     reset_hwm();
-    let mut v = Vec::new();
+    let mut v = vec![Vec::new(); k];
     for i in 0..runs {
-        let t0 = Instant::now();
-        let m = media::build(Boot::HvmIso, &b.image, &texts[i % 2], &vmdir).unwrap();
-        v.push(ms(t0.elapsed()));
-        assert!(m.path().exists());
+        for j in 0..k {
+            let t0 = Instant::now();
+            let m = media::build(Boot::HvmIso, &benches[j].image, &texts[j][i % 2], &vmdirs[j]).unwrap();
+            v[j].push(ms(t0.elapsed()));
+            assert!(m.path().exists());
+        }
     }
-    f.hwm_build_kib = proc_status_kib("VmHWM");
-    f.ours = Some(stats(&v));
-    f.media_disk = disk_usage(&vmdir.cdrom());
+    let hwm = proc_status_kib("VmHWM");
+    for j in 0..k {
+        figs[j].ours = Some(stats(&v[j]));
+        figs[j].media_disk = disk_usage(&vmdirs[j].cdrom());
+        figs[j].rss_before_build_kib = rss_before;
+        figs[j].hwm_build_kib = hwm;
+    }
 
     // The whole request, as remctld runs it.
     let stdin = format!("{PASSWORD}\n");
-    let install = |host: &str| {
+    let install = |b: &Bench, host: &str| {
         let r = run(
             b.cmd().env("REMOTE_USER", OWNER).args(["install", VM, &format!("hostname={host}"), "--no-start"]),
             Some(stdin.as_bytes()),
@@ -571,36 +587,49 @@ fn bench_ours(b: &Bench, runs: usize, f: &mut Figures) {
         assert_eq!(r.code, 0, "install exited {}: {}{}", r.code, r.stdout, r.stderr);
         r
     };
-    for h in ["bench1", "bench2"] {
-        install(h);
-    }
-    let mut v = Vec::new();
-    for i in 0..runs {
-        let r = install(if i % 2 == 0 { "bench1" } else { "bench2" });
-        v.push(ms(r.took));
-        f.rss_install = f.rss_install.max(r.maxrss_kib);
-    }
-    f.install = Some(stats(&v));
-    f.vm_disk = disk_usage(&b.state.join("vms").join(VM));
-
-    let mut v = Vec::new();
-    for i in 0..runs + 2 {
-        let r = run_ok(b.cmd().env("REMOTE_USER", OWNER).args(["status", VM, "--json"]), None);
-        if i >= 2 {
-            v.push(ms(r.took));
-            f.rss_status = f.rss_status.max(r.maxrss_kib);
+    for b in benches {
+        for h in ["bench1", "bench2"] {
+            install(b, h);
         }
-        assert!(r.stdout.contains("\"prepared\""), "{}", r.stdout);
     }
-    f.status = Some(stats(&v));
+    let mut v = vec![Vec::new(); k];
+    for i in 0..runs {
+        for j in 0..k {
+            let r = install(&benches[j], if i % 2 == 0 { "bench1" } else { "bench2" });
+            v[j].push(ms(r.took));
+            figs[j].rss_install = figs[j].rss_install.max(r.maxrss_kib);
+        }
+    }
+    for j in 0..k {
+        figs[j].install = Some(stats(&v[j]));
+        figs[j].vm_disk = disk_usage(&benches[j].state.join("vms").join(VM));
+    }
+
+    let mut v = vec![Vec::new(); k];
+    for i in 0..runs + 2 {
+        for j in 0..k {
+            let r = run_ok(benches[j].cmd().env("REMOTE_USER", OWNER).args(["status", VM, "--json"]), None);
+            assert!(r.stdout.contains("\"prepared\""), "{}", r.stdout);
+            if i >= 2 {
+                v[j].push(ms(r.took));
+                figs[j].rss_status = figs[j].rss_status.max(r.maxrss_kib);
+            }
+        }
+    }
+    for j in 0..k {
+        figs[j].status = Some(stats(&v[j]));
+    }
 
     // What the stand-in `xl domid` (run once by each install) costs alone.
-    let mut v = Vec::new();
+    let mut v = vec![Vec::new(); k];
     for _ in 0..runs {
-        let r = run(Command::new(&b.xl).args(["domid", VM]), None);
-        v.push(ms(r.took));
+        for j in 0..k {
+            v[j].push(ms(run(Command::new(&benches[j].xl).args(["domid", VM]), None).took));
+        }
     }
-    f.xl_domid = Some(stats(&v));
+    for j in 0..k {
+        figs[j].xl_domid = Some(stats(&v[j]));
+    }
 }
 
 fn ratio(a: Option<f64>, b: Option<f64>) -> String {
@@ -632,10 +661,12 @@ fn main() {
     let benches: Vec<Bench> = sizes.iter().map(|&m| Bench::prepare(m)).collect();
     let mut figs: Vec<Figures> = Vec::new();
     for (i, b) in benches.iter().enumerate() {
-        let mut f = Figures::default();
-        f.tree_disk = disk_usage(&b.tree());
-        f.base_disk = disk_usage(&b.image.base_iso());
-        f.files = count_files(&b.tree());
+        let mut f = Figures {
+            tree_disk: disk_usage(&b.tree()),
+            base_disk: disk_usage(&b.image.base_iso()),
+            files: count_files(&b.tree()),
+            ..Figures::default()
+        };
         let with_baselines = match baselines.as_str() {
             "none" => false,
             "first" => i == 0,
@@ -652,9 +683,10 @@ fn main() {
             bench_graft(b, base_runs, &mut f);
             bench_seed(b, base_runs, &mut f);
         }
-        bench_ours(b, runs, &mut f);
         figs.push(f);
     }
+    eprintln!("bench: ours, all sizes in turn");
+    bench_ours(&benches, runs, &mut figs);
 
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     println!();

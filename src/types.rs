@@ -430,8 +430,9 @@ impl<const MIN: u64, const MAX: u64> fmt::Display for Bounded<MIN, MAX> {
     }
 }
 
-/// Guest memory in MiB: the installer needs 256 MiB at least.
-pub type MemoryMib = Bounded<256, 1_048_576>;
+/// Guest memory in MiB. Below ~320 MiB d-i stops at a critical
+/// "insufficient memory" error, so 384 is the least we accept.
+pub type MemoryMib = Bounded<384, 1_048_576>;
 pub type Vcpus = Bounded<1, 128>;
 
 /// How the installer boots: from the per-VM ISO (HVM, any image), or a

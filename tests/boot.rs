@@ -33,7 +33,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// A real SHA-512 crypt string, given on stdin: we know what must arrive.
-const PW_HASH: &str = "$6$abcdefgh$3rj1vTLX64btReFsM4MQ22otcD40l7vbtw7qCyr0dxc4kxNmgx53xVM8gWiLYbCqTHTbXFaVFU7ZT28pnvdyu0";
+const PW_HASH: &str =
+    "$6$abcdefgh$3rj1vTLX64btReFsM4MQ22otcD40l7vbtw7qCyr0dxc4kxNmgx53xVM8gWiLYbCqTHTbXFaVFU7ZT28pnvdyu0";
 
 /// A d-i boot that has not got past network configuration by then is hung.
 const DI_BOUND: Duration = Duration::from_secs(360);
@@ -109,8 +110,11 @@ fn console(env: &Env, vm: &str) -> String {
 /// Console text without escape sequences and line-drawing noise, for
 /// failure messages.
 fn readable(text: &str) -> String {
-    let lines: Vec<String> =
-        text.split(['\n', '\r']).map(guest_installer::fsutil::clean_console_line).filter(|l| !l.trim().is_empty()).collect();
+    let lines: Vec<String> = text
+        .split(['\n', '\r'])
+        .map(guest_installer::fsutil::clean_console_line)
+        .filter(|l| !l.trim().is_empty())
+        .collect();
     lines[lines.len().saturating_sub(60)..].join("\n")
 }
 
@@ -144,9 +148,12 @@ fn qemu_env() -> Env {
     env
 }
 
+/// A console check: what it shows, and whether the console text holds it.
+type Check = (String, Box<dyn Fn(&str) -> bool>);
+
 /// What must show on the console for "d-i took our preseed", besides the
 /// boot-route-specific checks.
-fn di_took_preseed(hostname: &str, ip: &str) -> Vec<(String, Box<dyn Fn(&str) -> bool>)> {
+fn di_took_preseed(hostname: &str, ip: &str) -> Vec<Check> {
     let (h, i) = (hostname.to_owned(), ip.to_owned());
     let i2 = i.clone();
     vec![
@@ -163,7 +170,10 @@ fn di_took_preseed(hostname: &str, ip: &str) -> Vec<(String, Box<dyn Fn(&str) ->
             format!("the interface has {ip}/24"),
             Box::new(move |c: &str| c.contains(&format!("GI-PROBE: ip inet {i2}/24"))),
         ),
-        (format!("the hostname is {hostname}"), Box::new(move |c: &str| line_ends_with(c, &format!("GI-PROBE: hostname {h}")))),
+        (
+            format!("the hostname is {hostname}"),
+            Box::new(move |c: &str| line_ends_with(c, &format!("GI-PROBE: hostname {h}"))),
+        ),
         (
             "the name server is 192.0.2.53".into(),
             Box::new(|c: &str| line_ends_with(c, "GI-PROBE: resolv nameserver 192.0.2.53")),
@@ -175,7 +185,7 @@ fn di_took_preseed(hostname: &str, ip: &str) -> Vec<(String, Box<dyn Fn(&str) ->
 /// Polls the console until every check holds, failing at once if d-i shows
 /// a question dialog before the mirror step, if the guest stops, or after
 /// DI_BOUND. Returns the console text and how long it took.
-fn watch_di(env: &Env, vm: &str, checks: &[(String, Box<dyn Fn(&str) -> bool>)]) -> (String, Duration) {
+fn watch_di(env: &Env, vm: &str, checks: &[Check]) -> (String, Duration) {
     let start = Instant::now();
     loop {
         let c = console(env, vm);
@@ -184,7 +194,8 @@ fn watch_di(env: &Env, vm: &str, checks: &[(String, Box<dyn Fn(&str) -> bool>)])
         // can be reached from the guest.
         let before_mirror = c.find(MIRROR_STEP).map_or(c.as_str(), |p| &c[..p]);
         if let Some(p) = before_mirror.find("[!!]").or_else(|| before_mirror.find("[!]")) {
-            let dialog = guest_installer::fsutil::clean_console_line(&before_mirror[p..(p + 600).min(before_mirror.len())]);
+            let dialog: String = before_mirror[p..].chars().take(600).collect();
+            let dialog = guest_installer::fsutil::clean_console_line(&dialog);
             panic!("d-i asked a question before the mirror step: {dialog}\nconsole:\n{}", readable(&c));
         }
         let missing: Vec<&str> = checks.iter().filter(|(_, f)| !f(&c)).map(|(d, _)| d.as_str()).collect();
@@ -195,7 +206,12 @@ fn watch_di(env: &Env, vm: &str, checks: &[(String, Box<dyn Fn(&str) -> bool>)])
             panic!("after {DI_BOUND:?} still missing: {missing:?}\nconsole:\n{}", readable(&c));
         }
         let s = status(env, vm);
-        assert_eq!(s["state"], "installing", "the guest stopped early: {s}\nmissing: {missing:?}\nconsole:\n{}", readable(&c));
+        assert_eq!(
+            s["state"],
+            "installing",
+            "the guest stopped early: {s}\nmissing: {missing:?}\nconsole:\n{}",
+            readable(&c)
+        );
         std::thread::sleep(Duration::from_secs(1));
     }
 }
@@ -229,7 +245,10 @@ fn real_installer_boots_our_label_and_takes_our_preseed_from_the_cd() {
     assert!(domain.contains("mac=00:16:3e:00:00:01,restrict=on"), "{domain}");
 
     let mut checks = di_took_preseed("gi-di-iso", "192.0.2.11");
-    checks.push(("isolinux loaded our preseed initrd".into(), Box::new(|c: &str| c.contains("Loading /install.amd/preseed.img"))));
+    checks.push((
+        "isolinux loaded our preseed initrd".into(),
+        Box::new(|c: &str| c.contains("Loading /install.amd/preseed.img")),
+    ));
     checks.push((
         "the kernel was booted by our label".into(),
         Box::new(|c: &str| {
@@ -272,7 +291,10 @@ fn complete_install_with_the_busybox_installer_is_followed_to_the_end() {
     let disk = env.machine("fake1", 2, Some("fake"));
 
     let start = Instant::now();
-    let j = env.run(As::Remote(OWNER), &["install", "fake1", "hostname=gi-fake-host", "--json"], PW_HASH.as_bytes()).ok().json();
+    let j = env
+        .run(As::Remote(OWNER), &["install", "fake1", "hostname=gi-fake-host", "--json"], PW_HASH.as_bytes())
+        .ok()
+        .json();
     let guest = Guest::new(&env, "fake1");
     assert_eq!(j["state"], "installing");
     assert_eq!(j["boot"], "hvm-iso");
@@ -304,13 +326,17 @@ fn complete_install_with_the_busybox_installer_is_followed_to_the_end() {
         std::thread::sleep(Duration::from_millis(500));
     };
     let took = start.elapsed();
-    eprintln!("busybox installer: install → installed in {:.1} s ({seen_installing} polls while installing)", took.as_secs_f64());
+    eprintln!(
+        "busybox installer: install → installed in {:.1} s ({seen_installing} polls while installing)",
+        took.as_secs_f64()
+    );
     let c = console(&env, "fake1");
     assert_eq!(last["state"], "installed", "{last}\nconsole:\n{}", readable(&c));
     assert!(!guest.qemu_alive(), "installed but qemu still runs");
 
     // It booted our label from the CD and read the CD's preseed.cfg.
-    let cmdline = c.lines().find(|l| l.starts_with("GI-FAKE-INSTALLER: cmdline ")).unwrap_or_else(|| panic!("{}", readable(&c)));
+    let cmdline =
+        c.lines().find(|l| l.starts_with("GI-FAKE-INSTALLER: cmdline ")).unwrap_or_else(|| panic!("{}", readable(&c)));
     assert!(cmdline.contains("auto=true priority=critical"), "{cmdline}");
     assert!(cmdline.contains("initrd=/install.amd/initrd.gz,/install.amd/preseed.img"), "{cmdline}");
     assert!(line_ends_with(&c, "GI-FAKE-INSTALLER: done"), "{}", readable(&c));
@@ -330,13 +356,18 @@ fn complete_install_with_the_busybox_installer_is_followed_to_the_end() {
         assert!(!env.vm_file("fake1", f).exists(), "{f} left behind");
     }
     for (p, (_, _, content)) in env.snapshot() {
-        assert!(!content.windows(PW_HASH.len()).any(|w| w == PW_HASH.as_bytes()), "the hash is still in {}", p.display());
+        assert!(
+            !content.windows(PW_HASH.len()).any(|w| w == PW_HASH.as_bytes()),
+            "the hash is still in {}",
+            p.display()
+        );
     }
 
     // Status fields and the state file agree.
     let st: serde_json::Value = serde_json::from_slice(&fs::read(env.vm_file("fake1", "state.json")).unwrap()).unwrap();
     assert_eq!(st["phase"], "installed");
-    let (started, finished) = (st["started_at"].as_u64().unwrap(), st["finished_at"].as_u64().expect("finished_at set"));
+    let (started, finished) =
+        (st["started_at"].as_u64().unwrap(), st["finished_at"].as_u64().expect("finished_at set"));
     assert!(finished >= started, "{st}");
     assert_eq!(last["elapsed_s"].as_u64(), Some(finished - started), "{last}");
     assert!(finished - started <= took.as_secs() + 2, "elapsed_s beyond what the test saw: {last}");
@@ -359,7 +390,8 @@ fn real_installer_takes_our_preseed_from_the_per_vm_initrd_without_an_iso() {
     env.machine_with("pv1", 3, Some("di-xen"), &["boot=pv-initrd", DI_MEMORY]);
     let _cpu = DI_BOOT.lock().unwrap_or_else(|e| e.into_inner());
 
-    let j = env.run(As::Remote(OWNER), &["install", "pv1", "hostname=gi-di-pv", "--json"], PW_HASH.as_bytes()).ok().json();
+    let j =
+        env.run(As::Remote(OWNER), &["install", "pv1", "hostname=gi-di-pv", "--json"], PW_HASH.as_bytes()).ok().json();
     let guest = Guest::new(&env, "pv1");
     assert_eq!(j["state"], "installing");
     assert_eq!(j["boot"], "pv-initrd");
@@ -372,7 +404,10 @@ fn real_installer_takes_our_preseed_from_the_per_vm_initrd_without_an_iso() {
     assert_eq!(qemu_arg(&domain, "-initrd").as_deref(), initrd.to_str());
     assert_eq!(qemu_arg(&domain, "-append").as_deref(), Some("auto=true priority=critical console=ttyS0,115200n8"));
     assert!(!domain.contains("media=cdrom") && !domain.contains("-cdrom"), "a CD in\n{domain}");
-    let names: Vec<String> = fs::read_dir(env.state.join("vms/pv1")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let names: Vec<String> = fs::read_dir(env.state.join("vms/pv1"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     assert!(!names.iter().any(|n| n.starts_with("install.")), "CD media built for a pv-initrd machine: {names:?}");
 
     let mut checks = di_took_preseed("gi-di-pv", "192.0.2.13");
@@ -402,7 +437,10 @@ fn pv_initrd_machine_gets_an_xl_pv_config_that_xen_accepts() {
     let env = Env::new(); // the xl stand-in
     env.import("di-xen", true);
     env.machine_with("pv2", 4, Some("di-xen"), &["boot=pv-initrd"]);
-    let j = env.run(As::Remote(OWNER), &["install", "pv2", "hostname=gi-pv-xl", "--no-start", "--json"], PW_HASH.as_bytes()).ok().json();
+    let j = env
+        .run(As::Remote(OWNER), &["install", "pv2", "hostname=gi-pv-xl", "--no-start", "--json"], PW_HASH.as_bytes())
+        .ok()
+        .json();
     assert_eq!(j["state"], "prepared");
     assert_eq!(j["boot"], "pv-initrd");
     let initrd = env.vm_file("pv2", "initrd.gz");
@@ -435,7 +473,10 @@ fn pv_initrd_machine_gets_an_xl_pv_config_that_xen_accepts() {
     // /preseed.cfg in a gzip'd newc archive.
     let pristine = fs::read(env.state.join("images/di-xen/tree/install.amd/xen/initrd.gz")).unwrap();
     let ours = fs::read(&initrd).unwrap();
-    assert!(ours.len() > pristine.len() && ours[..pristine.len()] == pristine[..], "not the pristine initrd + an archive");
+    assert!(
+        ours.len() > pristine.len() && ours[..pristine.len()] == pristine[..],
+        "not the pristine initrd + an archive"
+    );
     let mut raw = Vec::new();
     flate2::read::GzDecoder::new(&ours[pristine.len()..]).read_to_end(&mut raw).unwrap();
     let mut r = cpio::NewcReader::new(&raw[..]).unwrap();

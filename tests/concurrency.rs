@@ -15,6 +15,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
+/// Distinct machines installed at once.
+const DISTINCT: usize = 20;
+/// Requests for one machine at once.
+const SAME: usize = 10;
+/// Re-installs of one machine while readers read its media.
+const REINSTALLS: usize = 30;
+
 const PW_HASH: &str = "$6$abcdefgh$3rj1vTLX64btReFsM4MQ22otcD40l7vbtw7qCyr0dxc4kxNmgx53xVM8gWiLYbCqTHTbXFaVFU7ZT28pnvdyu0";
 
 /// Runs `f(i)` for i in 0..n on n threads released together by a barrier;
@@ -36,6 +43,44 @@ fn all_at_once<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> (Vec<T>, Dur
         let out = hs.into_iter().map(|h| h.join().unwrap()).collect();
         (out, t0.elapsed())
     })
+}
+
+/// Runs `body` while a thread drains the test's syslog socket. Nobody
+/// else reads it, and once its queue is full (net.unix.max_dgram_qlen,
+/// 10 by default) every request waits out the audit send timeout (0.5 s):
+/// the timings would measure that. Returns the audit records too.
+fn draining<T>(env: &Env, body: impl FnOnce() -> T) -> (T, Vec<String>) {
+    struct Stop<'a>(&'a AtomicBool);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let drain = s.spawn(|| {
+            let mut records = Vec::new();
+            loop {
+                let last = stop.load(Ordering::Relaxed);
+                records.extend(env.audit());
+                if last {
+                    return records;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+        let out = {
+            let _stop = Stop(&stop);
+            body()
+        };
+        (out, drain.join().unwrap())
+    })
+}
+
+/// Audit records of `action` on `vm` with `outcome`.
+fn audited(records: &[String], action: &str, vm: &str, outcome: &str) -> usize {
+    let want = format!(" action={action} vm={vm} outcome={outcome}");
+    records.iter().filter(|r| r.contains(&want)).count()
 }
 
 /// The value of the first `d-i QUESTION TYPE VALUE` line for `question`.
@@ -106,8 +151,16 @@ fn preseed_from_initrd(raw: &[u8]) -> Result<String, String> {
 
 #[test]
 fn twenty_parallel_installs_of_distinct_machines_all_succeed_with_their_own_media() {
-    const N: usize = 20;
     let env = Env::new();
+    let ((), audit) = draining(&env, || twenty_parallel(&env));
+    for i in 1..=DISTINCT {
+        // Two installs each: --no-start, then started.
+        assert_eq!(audited(&audit, "install", &format!("vm{i}"), "ok"), 2, "{audit:#?}");
+    }
+}
+
+fn twenty_parallel(env: &Env) {
+    const N: usize = DISTINCT;
     env.import("bookworm", false);
     let vm = |i: usize| format!("vm{}", i + 1);
     for i in 0..N {
@@ -189,8 +242,15 @@ fn twenty_parallel_installs_of_distinct_machines_all_succeed_with_their_own_medi
 
 #[test]
 fn parallel_installs_of_one_machine_let_exactly_one_through() {
-    const N: usize = 10;
     let env = Env::new();
+    let ((), audit) = draining(&env, || one_machine(&env));
+    assert_eq!(audited(&audit, "install", "web1", "ok"), 1, "{audit:#?}");
+    // The N-1 losers and the late arrival.
+    assert_eq!(audited(&audit, "install", "web1", "busy"), SAME, "{audit:#?}");
+}
+
+fn one_machine(env: &Env) {
+    const N: usize = SAME;
     env.import("bookworm", false);
     env.machine("web1", 1, Some("bookworm"));
 
@@ -246,14 +306,12 @@ fn parallel_installs_of_one_machine_let_exactly_one_through() {
     assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
 }
 
-/// One consistent look at the per-VM medium: the bytes of install.qcow2
-/// as one open file descriptor sees them, checked by qemu-img and read
-/// through qemu; returns the hostname its preseed holds.
-fn read_media_once(media: &Path, work: &Path, extents: &[(u64, u64); 2]) -> Result<String, String> {
-    let mut bytes = Vec::new();
-    fs::File::open(media).and_then(|mut f| f.read_to_end(&mut bytes)).map_err(|e| format!("open/read: {e}"))?;
+/// Checks one snapshot of install.qcow2 (its bytes as one open file
+/// descriptor saw them): qemu-img accepts it, and both reserved files, read
+/// through qemu, hold the same whole preseed. Returns its hostname.
+fn check_snapshot(bytes: &[u8], work: &Path, extents: &[(u64, u64); 2]) -> Result<String, String> {
     let copy = work.join("seen.qcow2");
-    fs::write(&copy, &bytes).unwrap();
+    fs::write(&copy, bytes).unwrap();
     qemu_img_check(&copy).map_err(|e| format!("qemu-img check: {e}"))?;
     let cfg = qemu_read(&copy, extents[0].0, extents[0].1, &work.join("cfg.raw"))?;
     let img = qemu_read(&copy, extents[1].0, extents[1].1, &work.join("img.raw"))?;
@@ -267,69 +325,94 @@ fn read_media_once(media: &Path, work: &Path, extents: &[(u64, u64); 2]) -> Resu
 
 #[test]
 fn media_is_replaced_atomically_while_being_read() {
-    const READERS: usize = 2;
-    const READS_EACH: usize = 25;
     let env = Env::new();
+    let ((), audit) = draining(&env, || replaced_while_read(&env));
+    assert_eq!(audited(&audit, "install", "web1", "ok"), REINSTALLS + 1, "{audit:#?}");
+}
+
+fn replaced_while_read(env: &Env) {
+    const READERS: usize = 2;
     env.import("bookworm", false);
     env.machine("web1", 1, Some("bookworm"));
-    let extents = reserved_extents(&env, "bookworm");
+    let extents = reserved_extents(env, "bookworm");
     let media = env.vm_file("web1", "install.qcow2");
-    env.run(As::Remote(OWNER), &["install", "web1", "hostname=alpha", "--no-start"], PW_HASH.as_bytes()).ok();
+    let install = |host: &str| {
+        env.run(As::Remote(OWNER), &["install", "web1", &format!("hostname={host}"), "--no-start"], PW_HASH.as_bytes()).ok();
+    };
+    install("alpha");
 
-    let stop = AtomicBool::new(false);
-    let installs = AtomicUsize::new(0);
-    let seen: [AtomicUsize; 2] = Default::default();
+    // Readers read the whole file over and over while the writer replaces
+    // it; every distinct snapshot is kept. The media of one hostname is the
+    // same bytes each time (a crypt hash on stdin, no random salt), so a
+    // whole-file world has two distinct snapshots and a torn one more.
+    let done = AtomicBool::new(false);
+    let reads = AtomicUsize::new(0);
     let t0 = Instant::now();
-    std::thread::scope(|s| {
-        let writer = s.spawn(|| {
-            let mut i = 0usize;
-            while !stop.load(Ordering::Relaxed) {
-                let host = if i % 2 == 0 { "beta" } else { "alpha" };
-                env.run(As::Remote(OWNER), &["install", "web1", &format!("hostname={host}"), "--no-start"], PW_HASH.as_bytes())
-                    .ok();
-                i += 1;
-                installs.store(i, Ordering::Relaxed);
-            }
-        });
+    let snapshots: Vec<Vec<u8>> = std::thread::scope(|s| {
         let readers: Vec<_> = (0..READERS)
             .map(|_| {
-                let (media, extents, seen) = (&media, &extents, &seen);
+                let (media, done, reads) = (&media, &done, &reads);
                 s.spawn(move || {
-                    let work = tempfile::tempdir().unwrap();
+                    let mut seen: Vec<Vec<u8>> = Vec::new();
                     let mut errors = Vec::new();
-                    for _ in 0..READS_EACH {
-                        match read_media_once(media, work.path(), extents) {
-                            Ok(h) if h == "alpha" => {
-                                seen[0].fetch_add(1, Ordering::Relaxed);
-                            }
-                            Ok(h) if h == "beta" => {
-                                seen[1].fetch_add(1, Ordering::Relaxed);
-                            }
-                            Ok(h) => errors.push(format!("unexpected hostname {h}")),
-                            Err(e) => errors.push(e),
+                    while !done.load(Ordering::Relaxed) {
+                        let mut bytes = Vec::new();
+                        if let Err(e) = fs::File::open(media).and_then(|mut f| f.read_to_end(&mut bytes)) {
+                            errors.push(format!("open/read: {e}"));
+                            continue;
+                        }
+                        reads.fetch_add(1, Ordering::Relaxed);
+                        if !seen.contains(&bytes) {
+                            seen.push(bytes);
+                        }
+                        // Leave the writer a core.
+                        std::thread::sleep(Duration::from_millis(1));
+                        if seen.len() > 50 {
+                            errors.push("more than 50 distinct snapshots: media is not reproducible or torn".into());
+                            break;
                         }
                     }
-                    errors
+                    (seen, errors)
                 })
             })
             .collect();
-        let errors: Vec<String> = readers.into_iter().flat_map(|h| h.join().unwrap()).collect();
-        stop.store(true, Ordering::Relaxed);
-        writer.join().unwrap();
-        assert!(errors.is_empty(), "readers saw torn or broken media: {errors:#?}");
+        for i in 0..REINSTALLS {
+            install(if i % 2 == 0 { "beta" } else { "alpha" });
+        }
+        done.store(true, Ordering::Relaxed);
+        let mut all: Vec<Vec<u8>> = Vec::new();
+        let mut errors = Vec::new();
+        for r in readers {
+            let (seen, errs) = r.join().unwrap();
+            for snap in seen {
+                if !all.contains(&snap) {
+                    all.push(snap);
+                }
+            }
+            errors.extend(errs);
+        }
+        assert!(errors.is_empty(), "{errors:?}");
+        all
     });
-    let (a, b) = (seen[0].load(Ordering::Relaxed), seen[1].load(Ordering::Relaxed));
-    let n = installs.load(Ordering::Relaxed);
+    let took = t0.elapsed();
+
+    let work = tempfile::tempdir().unwrap();
+    let mut hosts: Vec<String> = snapshots
+        .iter()
+        .map(|bytes| check_snapshot(bytes, work.path(), &extents).unwrap_or_else(|e| panic!("a reader saw a torn or broken medium: {e}")))
+        .collect();
+    hosts.sort();
     println!(
-        "concurrency: {} reads during {n} re-installs in {:.1} s, all whole (alpha {a}, beta {b})",
-        a + b,
-        t0.elapsed().as_secs_f64()
+        "concurrency: {} whole-file reads during {REINSTALLS} re-installs in {:.1} s: {} distinct snapshots, all whole ({hosts:?})",
+        reads.load(Ordering::Relaxed),
+        took.as_secs_f64(),
+        snapshots.len()
     );
-    assert_eq!(a + b, READERS * READS_EACH);
-    assert!(n >= 2, "the writer must have replaced the media while it was read ({n} installs)");
+    assert!(hosts.iter().all(|h| h == "alpha" || h == "beta"), "{hosts:?}");
+    assert_eq!(hosts.len(), 2, "one snapshot per hostname, or the readers saw something else: {hosts:?}");
     // The last medium also reads as a whole ISO through xorriso.
-    let last = if n % 2 == 1 { "beta" } else { "alpha" };
     let preseed = String::from_utf8(iso_file(&media, "/preseed.cfg")).unwrap();
+    let last = if REINSTALLS % 2 == 1 { "beta" } else { "alpha" };
     assert_eq!(answer(&preseed, "netcfg/get_hostname"), Some(last));
     let leftovers: Vec<PathBuf> = fs::read_dir(env.state.join("vms/web1"))
         .unwrap()
