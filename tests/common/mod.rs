@@ -114,7 +114,9 @@ pub struct Env {
     pub state: PathBuf,
     pub config: PathBuf,
     pub xl: PathBuf,
-    syslog: UnixDatagram,
+    /// Audit records, drained from the socket by a thread so that the
+    /// program never waits on a full syslog queue.
+    audit: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Env {
@@ -143,7 +145,20 @@ impl Env {
         fs::create_dir(&console).unwrap();
         let sock = root.join("syslog.sock");
         let syslog = UnixDatagram::bind(&sock).unwrap();
-        syslog.set_nonblocking(true).unwrap();
+        syslog.set_read_timeout(Some(std::time::Duration::from_millis(200))).unwrap();
+        let audit = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = std::sync::Arc::downgrade(&audit);
+        // Runs until the Env (the only strong owner of the records) is gone.
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            loop {
+                let got = syslog.recv(&mut buf);
+                let Some(sink) = sink.upgrade() else { return };
+                if let Ok(n) = got {
+                    sink.lock().unwrap().push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                }
+            }
+        });
         let config = root.join("config.toml");
         fs::write(
             &config,
@@ -178,7 +193,7 @@ syslog_socket = "{sock}"
             ),
         )
         .unwrap();
-        Env { tmp, state, config, xl, syslog }
+        Env { tmp, state, config, xl, audit }
     }
 
     pub fn root(&self) -> &Path {
@@ -214,13 +229,11 @@ syslog_socket = "{sock}"
     }
 
     /// Audit records received so far.
+    /// Audit records received since the last call. A record is sent before
+    /// the program exits; give the drain thread a moment to store it.
     pub fn audit(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        let mut buf = [0u8; 8192];
-        while let Ok(n) = self.syslog.recv(&mut buf) {
-            out.push(String::from_utf8_lossy(&buf[..n]).into_owned());
-        }
-        out
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::mem::take(&mut *self.audit.lock().unwrap())
     }
 
     /// A volume for a machine: a sparse file.
