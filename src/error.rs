@@ -121,17 +121,20 @@ impl From<crate::state::StateError> for Error {
 
 impl From<crate::image::ImageError> for Error {
     fn from(e: crate::image::ImageError) -> Self {
-        use crate::exec::ExecError as X;
         use crate::image::ImageError as E;
         let kind = match &e {
             E::NotFound(_) => Kind::NotFound,
             E::Busy => Kind::Busy,
             // The ISO the admin named is bad: a request error.
-            E::Exists(_) | E::IsoUnreadable { .. } | E::DigestMismatch { .. } | E::NotIso(_) | E::Layout(_) | E::Unsafe(_) => {
-                Kind::Invalid
-            }
-            E::Extract(X::Failed { .. }) => Kind::Invalid,
-            // xorriso missing, hanging or not runnable: our failure.
+            E::Exists(_)
+            | E::IsoUnreadable { .. }
+            | E::DigestMismatch { .. }
+            | E::NotIso(_)
+            | E::Truncated { .. }
+            | E::Layout(_)
+            | E::Unsafe(_) => Kind::Invalid,
+            // An ISO that passed every check above and still cannot be
+            // read, or xorriso missing, failing or hanging: our failure.
             E::Extract(_) | E::Master(_) | E::BaseIso(_) | E::Corrupt { .. } | E::Io { .. } => Kind::Failed,
         };
         Error::new(kind, e.to_string())

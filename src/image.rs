@@ -37,6 +37,8 @@ pub enum ImageError {
     DigestMismatch { actual: String },
     #[error("{0} is not an ISO 9660 image")]
     NotIso(PathBuf),
+    #[error("the ISO is truncated: it declares {declared} bytes but has {actual}; download it again")]
+    Truncated { declared: u64, actual: u64 },
     #[error("xorriso could not extract the ISO: {0}")]
     Extract(ExecError),
     #[error("building the base ISO failed: {0}")]
@@ -170,17 +172,30 @@ pub fn sha256_file(path: &Path) -> io::Result<(String, u64)> {
     Ok((hex, total))
 }
 
-/// True if the file has an ISO 9660 primary volume descriptor.
-fn looks_like_iso(path: &Path) -> io::Result<bool> {
+/// Checks the ISO 9660 primary volume descriptor: the signature, and a
+/// declared volume size that fits in the file (a truncated download is
+/// the caller's problem to fix, told as such, before xorriso sees it).
+fn check_iso(path: &Path) -> Result<(), ImageError> {
     use std::io::{Seek, SeekFrom};
-    let mut f = fs::File::open(path)?;
-    let mut sig = [0u8; 6];
-    f.seek(SeekFrom::Start(16 * 2048))?;
-    match f.read_exact(&mut sig) {
-        Ok(()) => Ok(&sig[1..6] == b"CD001"),
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
-        Err(e) => Err(e),
+    let unreadable = |source| ImageError::IsoUnreadable { path: path.into(), source };
+    let mut f = fs::File::open(path).map_err(unreadable)?;
+    let len = f.metadata().map_err(unreadable)?.len();
+    let mut pvd = [0u8; 2048];
+    f.seek(SeekFrom::Start(16 * 2048)).map_err(unreadable)?;
+    match f.read_exact(&mut pvd) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(ImageError::NotIso(path.into())),
+        Err(e) => return Err(unreadable(e)),
     }
+    if pvd[0] != 1 || &pvd[1..6] != b"CD001" {
+        return Err(ImageError::NotIso(path.into()));
+    }
+    let blocks = u64::from(u32::from_le_bytes([pvd[80], pvd[81], pvd[82], pvd[83]]));
+    let block_size = u64::from(u16::from_le_bytes([pvd[128], pvd[129]]));
+    if blocks * block_size > len {
+        return Err(ImageError::Truncated { declared: blocks * block_size, actual: len });
+    }
+    Ok(())
 }
 
 pub struct ImportRequest<'a> {
@@ -215,9 +230,7 @@ pub fn import(images_dir: &Path, req: &ImportRequest) -> Result<Manifest, ImageE
     if actual != req.sha256.as_str() {
         return Err(ImageError::DigestMismatch { actual });
     }
-    if !looks_like_iso(req.iso).map_err(|source| ImageError::IsoUnreadable { path: req.iso.into(), source })? {
-        return Err(ImageError::NotIso(req.iso.into()));
-    }
+    check_iso(req.iso)?;
 
     // One import at a time: then what a killed import left behind can be
     // cleared safely. The lock is on the directory itself (no lock file to

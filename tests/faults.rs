@@ -189,3 +189,85 @@ fn full_disk_fails_cleanly_and_keeps_the_previous_media() {
     fs::remove_file(&filler).unwrap();
     env.run(As::Remote(OWNER), &["install", "web1", "hostname=second", "--no-start"], HASH.as_bytes()).ok();
 }
+
+/// An executable script standing in for a tool that is broken in `how`.
+fn broken_tool(dir: &Path, name: &str, how: &str) -> std::path::PathBuf {
+    let p = dir.join(name);
+    let body = match how {
+        "fail" => "#!/bin/sh\necho \"$0: simulated failure\" >&2\nexit 3\n",
+        "hang" => "#!/bin/sh\nexec sleep 1000\n",
+        _ => unreachable!(),
+    };
+    // Written by a child process: no writable fd of ours on an executable
+    // another test thread might exec (ETXTBSY).
+    sh(Command::new("sh").arg("-c").arg("printf '%s' \"$1\" > \"$2\" && chmod 755 \"$2\"").arg("-").arg(body).arg(&p));
+    p
+}
+
+#[test]
+fn xorriso_missing_failing_or_hanging_fails_import_cleanly() {
+    for how in ["missing", "fail", "hang"] {
+        let probe = Env::new();
+        let tool = match how {
+            "missing" => probe.root().join("no-such-xorriso"),
+            _ => broken_tool(probe.root(), "xorriso", how),
+        };
+        let env = Env::with_config_extra(&format!("xorriso = \"{}\"", tool.display()));
+        let cfg = fs::read_to_string(&env.config).unwrap().replace("tool_s = 120", "tool_s = 2");
+        fs::write(&env.config, cfg).unwrap();
+        let before = env.snapshot();
+        let iso = installer_iso(false);
+        let out = env.run(As::Root, &["--json", "image", "import", "x", iso.to_str().unwrap(), &format!("sha256={}", sha256(&iso))], b"");
+        assert_eq!(out.code, 1, "{how}: {out:?}");
+        let msg = out.json()["error"]["message"].as_str().unwrap().to_owned();
+        let want = match how {
+            "missing" => "not installed",
+            "fail" => "simulated failure",
+            _ => "did not finish within 2 s",
+        };
+        assert!(msg.contains(want), "{how}: {msg}");
+        assert_eq!(env.snapshot(), before, "{how}: import left something");
+        drop(probe);
+    }
+}
+
+#[test]
+fn qemu_missing_failing_or_hanging_leaves_state_failed_and_no_media() {
+    for how in ["missing", "fail", "hang"] {
+        let env = Env::new();
+        env.use_qemu();
+        let tool = match how {
+            "missing" => env.root().join("no-such-qemu"),
+            _ => broken_tool(env.root(), "qemu", how),
+        };
+        let cfg = fs::read_to_string(&env.config).unwrap().replace("hypervisor_s = 10", "hypervisor_s = 2");
+        let cfg = cfg.replace("driver = \"qemu\"", &format!("driver = \"qemu\"\nqemu = \"{}\"", tool.display()));
+        fs::write(&env.config, cfg).unwrap();
+        env.import("bookworm", false);
+        env.machine("web1", 1, Some("bookworm"));
+        let out = env.run(As::Remote(OWNER), &["--json", "install", "web1"], HASH.as_bytes());
+        assert_eq!(out.code, 1, "{how}: {out:?}");
+        assert!(!env.vm_file("web1", "install.qcow2").exists(), "{how}: media left behind");
+        let s = env.run(As::Remote(OWNER), &["status", "web1", "--json"], b"").ok().json();
+        assert_eq!(s["state"], "failed", "{how}");
+        // No qemu of ours is left running.
+        let pgrep = Command::new("pgrep").args(["-f", "process=gi-web1"]).output().unwrap();
+        assert!(pgrep.stdout.is_empty() || how == "missing", "{how}: leftover process");
+    }
+}
+
+#[test]
+fn corrupt_state_file_is_named_and_not_overwritten_by_status() {
+    let env = Env::new();
+    env.import("bookworm", false);
+    env.machine("web1", 1, Some("bookworm"));
+    env.run(As::Remote(OWNER), &["install", "web1", "--no-start"], HASH.as_bytes()).ok();
+    fs::write(env.vm_file("web1", "state.json"), b"{\"phase\": \"installing\", ").unwrap();
+    let before = env.snapshot();
+    for args in [&["status", "web1", "--json"][..], &["list", "--json"], &["cancel", "web1", "--json"]] {
+        let out = env.run(As::Remote(OWNER), args, b"");
+        assert_eq!(out.code, 1, "{args:?}: {out:?}");
+        assert!(out.json()["error"]["message"].as_str().unwrap().contains("state.json"), "{out:?}");
+    }
+    assert_eq!(env.snapshot(), before);
+}
