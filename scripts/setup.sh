@@ -4,6 +4,8 @@
 set -eu
 
 export DEBIAN_FRONTEND=noninteractive
+# rustup's cargo, wherever the environment left PATH.
+export PATH="${CARGO_HOME:-${HOME:-/root}/.cargo}/bin:$PATH"
 
 # qemu-system-x86 must come from bookworm-backports: these machines carry
 # qemu-utils from backports, which Breaks bookworm's own qemu-system 7.2.

@@ -6,6 +6,8 @@
 # Run as root after scripts/setup.sh. FUZZ_SECONDS=0 skips fuzzing.
 set -eu
 cd "$(dirname "$0")/.."
+# rustup's cargo, wherever the environment left PATH.
+export PATH="${CARGO_HOME:-${HOME:-/root}/.cargo}/bin:$PATH"
 if [ "${FUZZ_SECONDS:-15}" != 0 ]; then
     scripts/fuzz.sh "${FUZZ_SECONDS:-15}"
 fi
