@@ -5,6 +5,7 @@
 use crate::types::{
     Boot, DiskPath, Hostname, ImageName, Mac, MemoryMib, Network, Principal, Rule, Sha256Hex, Vcpus, VmName,
 };
+use crate::registry::Machine;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
@@ -28,19 +29,6 @@ fn value(field: &str) -> impl Fn(Rule) -> UsageError + '_ {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MachineSpec {
-    pub name: VmName,
-    pub owners: Vec<Principal>,
-    pub network: Network,
-    pub mac: Mac,
-    pub disk: DiskPath,
-    pub memory_mib: MemoryMib,
-    pub vcpus: Vcpus,
-    pub image: Option<ImageName>,
-    pub boot: Boot,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Help,
     Install { vm: VmName, hostname: Option<Hostname>, image: Option<ImageName>, no_start: bool },
@@ -48,7 +36,7 @@ pub enum Command {
     Cancel { vm: VmName },
     List,
     Images,
-    MachineAdd(Box<MachineSpec>),
+    MachineAdd(Box<Machine>),
     MachineRemove { vm: VmName },
     MachineShow { vm: VmName },
     ImageImport { name: ImageName, iso: PathBuf, sha256: Sha256Hex },
@@ -219,7 +207,7 @@ fn machine(rest: &[&str]) -> Result<Command, UsageError> {
     }
 }
 
-fn machine_add(rest: &[&str]) -> Result<MachineSpec, UsageError> {
+fn machine_add(rest: &[&str]) -> Result<Machine, UsageError> {
     let name = vm_name(rest.first())?;
     let p = pairs(
         &rest[1..],
@@ -240,7 +228,7 @@ fn machine_add(rest: &[&str]) -> Result<MachineSpec, UsageError> {
         &all(&p, "nameserver"),
     )
     .map_err(|e| UsageError::Value { field: e.field.to_owned(), rule: e.rule })?;
-    Ok(MachineSpec {
+    Ok(Machine {
         name,
         owners,
         network,

@@ -7,14 +7,20 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-/// Writes `data` to `path` atomically with `mode`: readers see the old
-/// file or the new one, never a torn one, even if we are killed.
-pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+/// `data` written and synced under a temporary name beside `path`.
+fn staged<'a>(path: &'a Path, data: &[u8], mode: u32) -> io::Result<(tempfile::NamedTempFile, &'a Path)> {
     let dir = path.parent().ok_or_else(|| io::Error::other("path has no parent"))?;
     let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
     tmp.as_file().set_permissions(fs::Permissions::from_mode(mode))?;
     tmp.write_all(data)?;
     tmp.as_file().sync_all()?;
+    Ok((tmp, dir))
+}
+
+/// Writes `data` to `path` atomically with `mode`: readers see the old
+/// file or the new one, never a torn one, even if we are killed.
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+    let (tmp, dir) = staged(path, data, mode)?;
     tmp.persist(path).map_err(|e| e.error)?;
     sync_dir(dir)
 }
@@ -22,11 +28,7 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
 /// Like `write_atomic`, but fails with `AlreadyExists` instead of
 /// replacing an existing file.
 pub fn create_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
-    let dir = path.parent().ok_or_else(|| io::Error::other("path has no parent"))?;
-    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
-    tmp.as_file().set_permissions(fs::Permissions::from_mode(mode))?;
-    tmp.write_all(data)?;
-    tmp.as_file().sync_all()?;
+    let (tmp, dir) = staged(path, data, mode)?;
     tmp.persist_noclobber(path).map_err(|e| e.error)?;
     sync_dir(dir)
 }

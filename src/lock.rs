@@ -30,6 +30,10 @@ pub fn try_lock(path: &Path) -> Result<Lock, LockError> {
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(path)
         .map_err(|source| LockError::Io { path: path.display().to_string(), source })?;
+    lock_now(file, path)
+}
+
+fn lock_now(file: File, path: &Path) -> Result<Lock, LockError> {
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         Ok(l) => Ok(Lock(l)),
         Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(LockError::Held),
@@ -45,11 +49,7 @@ pub fn try_lock_dir(dir: &Path) -> Result<Lock, LockError> {
         .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(dir)
         .map_err(|source| LockError::Io { path: dir.display().to_string(), source })?;
-    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-        Ok(l) => Ok(Lock(l)),
-        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(LockError::Held),
-        Err((_, e)) => Err(LockError::Io { path: dir.display().to_string(), source: e.into() }),
-    }
+    lock_now(file, dir)
 }
 
 /// Removes what a killed request left in `dir`: hidden temporary files

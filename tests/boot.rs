@@ -437,16 +437,6 @@ fn progress_within(env: &Env, vm: &str, want: &str, limit: Duration) -> String {
     }
 }
 
-fn check_xl_config(cfg: &Path) -> String {
-    let o = Command::new(repo().join("tests/support/xl/check-xl-config"))
-        .arg(cfg)
-        .env("XL_SUPPORT_BUILD_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("xl-support"))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "Xen's parser refused {}: {}", cfg.display(), String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
 #[test]
 fn pv_initrd_machine_gets_an_xl_pv_config_that_xen_accepts() {
     let env = Env::new(); // the xl stand-in

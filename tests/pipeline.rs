@@ -18,16 +18,6 @@ fn ready(vm: &str) -> Env {
     env
 }
 
-fn check_xl_config(cfg: &Path) -> String {
-    let o = Command::new(repo().join("tests/support/xl/check-xl-config"))
-        .arg(cfg)
-        .env("XL_SUPPORT_BUILD_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("xl-support"))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "Xen's parser refused {}: {}", cfg.display(), String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
 #[test]
 fn import_extracts_patches_and_freezes_the_image() {
     let env = Env::new();

@@ -1,7 +1,6 @@
 //! `machine add|remove|show`: the registry, for admins.
 
 use super::{obj, Ctx, Outcome};
-use crate::cli::MachineSpec;
 use crate::error::{Error, Result};
 use crate::hypervisor;
 use crate::image;
@@ -12,33 +11,22 @@ use crate::types::VmName;
 use crate::fsutil;
 use serde_json::Value;
 
-pub fn add(ctx: &Ctx, spec: &MachineSpec) -> Result<Outcome> {
+pub fn add(ctx: &Ctx, m: &Machine) -> Result<Outcome> {
     ctx.require_admin()?;
     let roots = &ctx.config.disk_roots;
-    if !roots.is_empty() && !roots.iter().any(|r| spec.disk.is_under(r)) {
+    if !roots.is_empty() && !roots.iter().any(|r| m.disk.is_under(r)) {
         let allowed: Vec<&str> = roots.iter().map(|r| r.as_str()).collect();
         return Err(Error::invalid(format!("invalid disk: must lie under one of {}", allowed.join(", "))));
     }
-    if let Some(i) = &spec.image {
+    if let Some(i) = &m.image {
         image::load(&ctx.config.images_dir(), i)?;
     }
-    let m = Machine {
-        name: spec.name.clone(),
-        owners: spec.owners.clone(),
-        network: spec.network.clone(),
-        mac: spec.mac,
-        disk: spec.disk.clone(),
-        memory_mib: spec.memory_mib,
-        vcpus: spec.vcpus,
-        image: spec.image.clone(),
-        boot: spec.boot,
-    };
     let reg = ctx.registry();
-    if let Some((other, what)) = reg.conflicts(&m)? {
+    if let Some((other, what)) = reg.conflicts(m)? {
         return Err(Error::invalid(format!("invalid {what}: machine {other} already uses it")));
     }
-    reg.add(&m)?;
-    Ok(Outcome { human: format!("{}: registered\n", m.name), json: machine_json(&m) })
+    reg.add(m)?;
+    Ok(Outcome { human: format!("{}: registered\n", m.name), json: machine_json(m) })
 }
 
 pub fn remove(ctx: &Ctx, vm: &VmName) -> Result<Outcome> {

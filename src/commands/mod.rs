@@ -81,7 +81,7 @@ pub fn run(ctx: &Ctx, cmd: &Command, stdin: &mut dyn Read) -> Result<Outcome> {
         Command::List => status::list(ctx),
         Command::Images => images::list(ctx),
         Command::ImageImport { name, iso, sha256 } => images::import(ctx, name, iso, sha256),
-        Command::MachineAdd(spec) => machines::add(ctx, spec),
+        Command::MachineAdd(m) => machines::add(ctx, m),
         Command::MachineRemove { vm } => machines::remove(ctx, vm),
         Command::MachineShow { vm } => machines::show(ctx, vm),
     }

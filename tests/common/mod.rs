@@ -252,27 +252,7 @@ syslog_socket = "{sock}"
 
     /// Registers `vm` owned by OWNER and COOWNER with a fresh volume.
     pub fn machine(&self, vm: &str, n: u8, image: Option<&str>) -> PathBuf {
-        let disk = self.volume(vm);
-        let mut args = vec![
-            "machine".to_owned(),
-            "add".into(),
-            vm.into(),
-            format!("owner={OWNER}"),
-            format!("owner={COOWNER}"),
-            format!("ip=192.0.2.{}", 10 + n),
-            "netmask=255.255.255.0".into(),
-            "gateway=192.0.2.1".into(),
-            "nameserver=192.0.2.53".into(),
-            format!("mac=00:16:3e:00:00:{:02x}", n),
-            format!("disk={}", disk.display()),
-            "memory=512".into(),
-        ];
-        if let Some(i) = image {
-            args.push(format!("image={i}"));
-        }
-        let a: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.run(As::Remote(ADMIN), &a, b"").ok();
-        disk
+        self.machine_with(vm, n, image, &[])
     }
 
     /// Everything under the state dir: path → (type, mode, uid, contents).
@@ -332,6 +312,17 @@ pub fn flat_iso(iso: &Path, dir: &Path) -> PathBuf {
     } else {
         iso.to_path_buf()
     }
+}
+
+/// Checks an xl domain config with Xen's own parser; returns libxl's JSON.
+pub fn check_xl_config(cfg: &Path) -> String {
+    let o = Command::new(repo().join("tests/support/xl/check-xl-config"))
+        .arg(cfg)
+        .env("XL_SUPPORT_BUILD_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("xl-support"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "Xen's parser refused {}: {}", cfg.display(), String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 /// Reads one file out of a CD image with xorriso; a qcow2 overlay (the
