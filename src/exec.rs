@@ -62,6 +62,15 @@ pub fn run<S: AsRef<OsStr>>(program: &Path, args: &[S], limit: Duration) -> Resu
         .stdout(out.try_clone().map_err(|source| ExecError::Spawn { program: program.into(), source })?)
         .stderr(err.try_clone().map_err(|source| ExecError::Spawn { program: program.into(), source })?)
         .process_group(0);
+    // If we are killed, the tool dies with us rather than going on writing
+    // into a request that no longer exists (and holding, between fork and
+    // exec, a copy of our lock's descriptor).
+    // SAFETY: the closure only makes one async-signal-safe system call.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(std::io::Error::from)
+        });
+    }
     let mut child = cmd.spawn().map_err(|source| match source.kind() {
         std::io::ErrorKind::NotFound => ExecError::NotFound { program: program.into() },
         _ => ExecError::Spawn { program: program.into(), source },

@@ -69,11 +69,18 @@ fn install_killed_at_random_points_leaves_old_or_new_state() {
         let arg = format!("hostname={host}");
         let delay = Duration::from_micros(rng.below(12_000));
         kill_after(&env, &["install", "web1", &arg, "--no-start"], HASH.as_bytes(), delay);
-        // The lock is free again: the kernel dropped it with the process.
-        let lock = fs::File::open(env.state.join("locks/web1.lock")).unwrap();
-        let l = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock);
-        assert!(l.is_ok(), "trial {trial}: lock still held");
-        drop(l);
+        // The lock is free again: the kernel dropped it with the process
+        // (and with a tool it had just forked, which dies with it).
+        let mut freed = false;
+        for _ in 0..100 {
+            let lock = fs::File::open(env.state.join("locks/web1.lock")).unwrap();
+            if nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock).is_ok() {
+                freed = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(freed, "trial {trial}: lock still held");
         // Every visible file is complete.
         for f in visible_files(&vmdir) {
             match f.file_name().unwrap().to_str().unwrap() {
