@@ -80,7 +80,14 @@ impl Hypervisor for Xl {
         Ok(path)
     }
 
-    fn start(&self, _d: &Domain, vm: &VmDir) -> Result<(), HvError> {
+    fn start(&self, d: &Domain, vm: &VmDir) -> Result<(), HvError> {
+        // xenconsoled appends to the guest's log across boots: move the last
+        // install's aside, so status and progress read only this one.
+        let log = self.console_log(d.name, vm);
+        if log.exists() {
+            let old = log.with_extension("log.old");
+            std::fs::rename(&log, &old).map_err(|source| HvError::Io { path: log.clone(), source })?;
+        }
         exec::run(&self.program, &["create".as_ref(), vm.domain_config().as_os_str()], self.timeout)?;
         Ok(())
     }
