@@ -254,6 +254,10 @@ impl Config {
     pub fn locks_dir(&self) -> PathBuf {
         self.state_dir.path().join("locks")
     }
+    /// The lock that serialises requests for one machine.
+    pub fn vm_lock(&self, vm: &crate::types::VmName) -> PathBuf {
+        self.locks_dir().join(format!("{vm}.lock"))
+    }
 }
 
 #[cfg(test)]

@@ -51,7 +51,7 @@ pub fn run(
     for d in [config.vms_dir(), config.locks_dir(), vmdir.dir.clone()] {
         fsutil::ensure_dir(&d, 0o700).map_err(|e| Error::failed(format!("cannot create {}: {e}", d.display())))?;
     }
-    let _lock = lock::try_lock(&config.locks_dir().join(format!("{vm}.lock")))?;
+    let _lock = lock::try_lock(&config.vm_lock(vm))?;
     // A request killed mid-way leaves only hidden temporaries; clear them.
     lock::remove_leftovers(&vmdir.dir, &[".build-", ".tmp-"])
         .map_err(|e| Error::failed(format!("cannot clear leftovers in {}: {e}", vmdir.dir.display())))?;

@@ -36,7 +36,7 @@ pub fn remove(ctx: &Ctx, vm: &VmName) -> Result<Outcome> {
     let vmdir = VmDir::new(ctx.config, vm);
     let locks = ctx.config.locks_dir();
     fsutil::ensure_dir(&locks, 0o700).map_err(|e| Error::failed(format!("cannot create {}: {e}", locks.display())))?;
-    let _lock = lock::try_lock(&locks.join(format!("{vm}.lock")))?;
+    let _lock = lock::try_lock(&ctx.config.vm_lock(vm))?;
     if hypervisor::for_config(ctx.config)?.is_running(vm, &vmdir)? {
         return Err(Error::busy(format!("machine {vm} is running; cancel its install first")));
     }

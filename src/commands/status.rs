@@ -20,7 +20,7 @@ fn settle(ctx: &Ctx, hv: &dyn Hypervisor, vm: &VmName, vmdir: &VmDir, st: VmStat
     if st.phase != Phase::Installing || hv.is_running(vm, vmdir)? {
         return Ok(st);
     }
-    let Ok(_lock) = lock::try_lock(&ctx.config.locks_dir().join(format!("{vm}.lock"))) else {
+    let Ok(_lock) = lock::try_lock(&ctx.config.vm_lock(vm)) else {
         return Ok(st);
     };
     let Some(mut st) = vmdir.load()? else { return Ok(st) };
@@ -116,7 +116,7 @@ pub fn cancel(ctx: &Ctx, vm: &VmName) -> Result<Outcome> {
     if vmdir.load()?.is_none() {
         return Err(Error::invalid(format!("machine {vm} has no install to cancel")));
     }
-    let _lock = lock::try_lock(&ctx.config.locks_dir().join(format!("{vm}.lock")))?;
+    let _lock = lock::try_lock(&ctx.config.vm_lock(vm))?;
     let Some(mut st) = vmdir.load()? else {
         return Err(Error::invalid(format!("machine {vm} has no install to cancel")));
     };
