@@ -109,10 +109,7 @@ pub fn last_line(path: &Path) -> Option<String> {
     let mut buf = Vec::new();
     f.read_to_end(&mut buf).ok()?;
     let text = String::from_utf8_lossy(&buf);
-    text.split(['\n', '\r'])
-        .map(clean_console_line)
-        .filter(|l| !l.trim().is_empty())
-        .last()
+    text.rsplit(['\n', '\r']).map(clean_console_line).find(|l| !l.trim().is_empty())
 }
 
 /// Strips ANSI escape sequences, DEC line-drawing text (the installer's

@@ -203,7 +203,7 @@ fn debian_package_builds_lints_installs_serves_remctl_and_purges() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .filter(|n| n.ends_with(".deb"))
         .collect();
-    assert_eq!(debs, [deb_name.clone()], "exactly one binary package");
+    assert_eq!(debs, std::slice::from_ref(&deb_name), "exactly one binary package");
     let changes = work.path().join(format!("{PKG}_{version}_{arch}.changes"));
 
     // ------------------------------------------------------------ lintian
