@@ -32,7 +32,8 @@ pub const SEED_MAGIC: &str = "guest-installer-identity 1";
 pub const APPLIED_LINE: &str = "gi-identity: applied";
 pub const REFUSED_LINE: &str = "gi-identity: REFUSED";
 /// The seed disk's size (the script reads at most 64 KiB of it).
-const SEED_BYTES: usize = 4096;
+/// (64 KiB: the kernel's partition scan expects more than a few sectors.)
+const SEED_BYTES: usize = 64 * 1024;
 /// The root filesystem's label (fstab and the kernel's root= use it).
 pub const ROOT_LABEL: &str = "gi-root";
 /// Size of the template's ext4 image (sparse).
