@@ -389,3 +389,27 @@ fn clone_gets_an_xl_pv_config_that_xen_accepts_and_cancel_removes_it() {
     }
     assert_eq!(status(&env, "xc1")["state"], "cancelled");
 }
+
+/// What a killed build leaves (a hidden build directory, with something
+/// still mounted in it as mmdebstrap's /proc would be) is unmounted and
+/// removed by the next build, without touching what was mounted.
+#[test]
+fn next_build_unmounts_and_clears_a_killed_builds_leftovers() {
+    let env = Env::with_config_extra("mmdebstrap = \"/bin/false\"");
+    env.import("deb12", false);
+    let left = env.state.join(".template-t1-killed");
+    let mnt = left.join("tree/proc");
+    fs::create_dir_all(&mnt).unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    fs::write(outside.path().join("precious"), "keep me").unwrap();
+    sh(Command::new("mount").arg("--bind").arg(outside.path()).arg(&mnt));
+    let o = env.run(As::Root, &["template", "build", "deb12", "name=t1", "--json"], b"");
+    let still = fs::read_to_string("/proc/self/mountinfo").unwrap().contains(mnt.to_str().unwrap());
+    if still {
+        let _ = Command::new("umount").arg("--lazy").arg(&mnt).status();
+    }
+    assert!(!still, "the leftover mount is still there");
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(!left.exists(), "leftover build directory not removed");
+    assert_eq!(fs::read_to_string(outside.path().join("precious")).unwrap(), "keep me");
+}

@@ -274,8 +274,11 @@ pub fn build(templates_dir: &Path, req: &BuildRequest) -> Result<Manifest, Templ
     // From here an error drops `work`; a build killed outright leaves it
     // for the next build's clear_leftovers.
     let result = build_in(work.path(), req);
-    if result.is_err() {
-        let _ = unmount_under(work.path(), req.umount);
+    if result.is_err() && unmount_under(work.path(), req.umount).is_err() {
+        // Never remove a tree that still has something mounted in it (a
+        // killed mmdebstrap's /dev or /proc): leave it for the next build.
+        let _ = work.keep();
+        return result;
     }
     let manifest = result?;
     fsutil::ensure_dir(templates_dir, 0o700).map_err(io_err(templates_dir))?;
