@@ -223,9 +223,13 @@ pub fn run_template(
         bridge: &config.hypervisor.bridge,
         media: &media,
     };
-    let domain_config = hv.prepare(&domain, &vmdir).inspect_err(|_| {
-        let _ = vmdir.remove_clone();
-    })?;
+    let domain_config = match hv.prepare(&domain, &vmdir) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = vmdir.remove_clone();
+            return Err(e.into());
+        }
+    };
     let clone_s = started.elapsed().as_secs_f64();
 
     let mut st = VmState {
