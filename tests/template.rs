@@ -413,3 +413,43 @@ fn next_build_unmounts_and_clears_a_killed_builds_leftovers() {
     assert!(!left.exists(), "leftover build directory not removed");
     assert_eq!(fs::read_to_string(outside.path().join("precious")).unwrap(), "keep me");
 }
+
+/// Fail closed, for real: a clone whose seed was tampered with (a second
+/// line smuggled into the hostname) refuses it at first boot and powers
+/// off without ever offering a login prompt. The clone is prepared by the
+/// program (`--no-start`), the seed edited, and the guest started with the
+/// very command line the qemu driver recorded.
+#[test]
+fn clone_with_a_tampered_seed_refuses_it_and_powers_off() {
+    let env = Env::new();
+    env.use_qemu();
+    add_template(&env);
+    env.machine_with("bad1", 5, None, &["memory=512"]);
+    env.run(As::Remote(OWNER), &["install", "bad1", "template=tpl", "hostname=gi-bad", "--no-start", "--json"], PW_HASH.as_bytes())
+        .ok();
+    let seed_path = env.vm_file("bad1", "identity.img");
+    let mut seed = fs::read(&seed_path).unwrap();
+    let text_len = seed.iter().position(|b| *b == 0).unwrap();
+    let text = String::from_utf8(seed[..text_len].to_vec()).unwrap();
+    let evil = text.replace("hostname=gi-bad\n", "hostname=gi-bad\nhostname=evil\n");
+    assert_ne!(evil, text);
+    seed[..evil.len()].copy_from_slice(evil.as_bytes());
+    fs::write(&seed_path, &seed).unwrap();
+
+    let cfg = fs::read_to_string(env.vm_file("bad1", "domain.cfg")).unwrap();
+    let mut lines = cfg.lines().filter(|l| !l.starts_with('#'));
+    let program = lines.next().unwrap().to_owned();
+    let args: Vec<&str> = lines.collect();
+    sh(Command::new(&program).args(&args));
+    let guard = Guest { env: &env, vm: "bad1".into() };
+    let deadline = Instant::now() + BOOT_BOUND;
+    while guard.pid().is_some() {
+        assert!(Instant::now() < deadline, "the guest did not power off:\n{}", tail(&console(&env, "bad1")));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let c = console(&env, "bad1");
+    assert!(c.contains("gi-identity: REFUSED: hostname given twice"), "{}", tail(&c));
+    assert!(!c.contains("login:"), "a login prompt was offered:\n{}", tail(&c));
+    assert!(!c.contains(template::APPLIED_LINE));
+    assert!(!c.contains("evil"), "{}", tail(&c));
+}
