@@ -452,4 +452,18 @@ fn clone_with_a_tampered_seed_refuses_it_and_powers_off() {
     assert!(!c.contains("login:"), "a login prompt was offered:\n{}", tail(&c));
     assert!(!c.contains(template::APPLIED_LINE));
     assert!(!c.contains("evil"), "{}", tail(&c));
+
+    // Had the program started it, `status` would find it stopped with a
+    // refusal on its console: failed, and the clone (and seed) removed.
+    let st_path = env.vm_file("bad1", "state.json");
+    let mut st: serde_json::Value = serde_json::from_slice(&fs::read(&st_path).unwrap()).unwrap();
+    st["phase"] = "installing".into();
+    st["started_at"] = st["prepared_at"].clone();
+    fs::write(&st_path, serde_json::to_vec(&st).unwrap()).unwrap();
+    let s = status(&env, "bad1");
+    assert_eq!(s["state"], "failed", "{s}");
+    assert!(s["reason"].as_str().unwrap().contains("refused its identity seed"), "{s}");
+    for f in ["disk.qcow2", "identity.img"] {
+        assert!(!env.vm_file("bad1", f).exists(), "{f} left after a refused seed");
+    }
 }
