@@ -256,6 +256,11 @@ fn template_manifest_records_suite_packages_digest_kernel() {
     assert!(!ls("/var/lib/systemd").contains("random-seed"));
     assert!(cat("/etc/shadow").lines().any(|l| l.starts_with("root:!:")), "root is not locked");
     assert!(ls("/usr/local/sbin").contains("gi-identity"));
+    // The initrd finds the root disk under qemu (virtio) and Xen PV (blkfront).
+    let initrd = sh(Command::new("lsinitramfs").arg(dir.join("tpl/initrd.img")));
+    for m in ["virtio_blk.ko", "xen-blkfront.ko", "ext4.ko"] {
+        assert!(initrd.contains(m), "{m} not in the template's initrd");
+    }
     let features = sh(Command::new("dumpe2fs").arg("-h").arg(&img));
     assert!(features.contains("metadata_csum_seed"), "{features}");
     assert!(features.contains(&format!("Filesystem volume name:   {}", template::ROOT_LABEL)), "{features}");
