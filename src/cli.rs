@@ -3,7 +3,8 @@
 //! edge; nothing past this module sees a raw argument.
 
 use crate::types::{
-    Boot, DiskPath, Hostname, ImageName, Mac, MemoryMib, Network, Principal, Rule, Sha256Hex, Vcpus, VmName,
+    Boot, DiskPath, Hostname, ImageName, Mac, MemoryMib, Network, Principal, Rule, Sha256Hex, TemplateName, Vcpus,
+    VmName,
 };
 use crate::registry::Machine;
 use std::ffi::OsString;
@@ -31,7 +32,13 @@ fn value(field: &str) -> impl Fn(Rule) -> UsageError + '_ {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Help,
-    Install { vm: VmName, hostname: Option<Hostname>, image: Option<ImageName>, no_start: bool },
+    Install {
+        vm: VmName,
+        hostname: Option<Hostname>,
+        image: Option<ImageName>,
+        template: Option<TemplateName>,
+        no_start: bool,
+    },
     Status { vm: VmName },
     Cancel { vm: VmName },
     List,
@@ -40,6 +47,8 @@ pub enum Command {
     MachineRemove { vm: VmName },
     MachineShow { vm: VmName },
     ImageImport { name: ImageName, iso: PathBuf, sha256: Sha256Hex },
+    TemplateBuild { image: ImageName, name: Option<TemplateName> },
+    Templates,
 }
 
 impl Command {
@@ -56,6 +65,8 @@ impl Command {
             Command::MachineRemove { .. } => "machine-remove",
             Command::MachineShow { .. } => "machine-show",
             Command::ImageImport { .. } => "image-import",
+            Command::TemplateBuild { .. } => "template-build",
+            Command::Templates => "templates",
         }
     }
 
@@ -69,7 +80,9 @@ impl Command {
             | Command::MachineShow { vm } => Some(vm.as_str()),
             Command::MachineAdd(m) => Some(m.name.as_str()),
             Command::ImageImport { name, .. } => Some(name.as_str()),
-            Command::Help | Command::List | Command::Images => None,
+            Command::TemplateBuild { name: Some(name), .. } => Some(name.as_str()),
+            Command::TemplateBuild { image, name: None } => Some(image.as_str()),
+            Command::Help | Command::List | Command::Images | Command::Templates => None,
         }
     }
 }
@@ -109,7 +122,8 @@ pub fn parse(args: &[OsString]) -> Result<Command, UsageError> {
         "images" => no_more(rest).map(|_| Command::Images),
         "machine" => machine(rest),
         "image" => image(rest),
-        "templates" | "template" => Err(usage("golden templates are not available in this version")),
+        "templates" => no_more(rest).map(|_| Command::Templates),
+        "template" => template(rest),
         _ => Err(usage("unknown subcommand")),
     }
 }
@@ -184,13 +198,14 @@ fn install(rest: &[&str]) -> Result<Command, UsageError> {
         }
     }
     let p = pairs(&kv, &["hostname", "image", "template"], &[])?;
-    if get(&p, "template").is_some() {
-        return Err(usage("golden templates are not available in this version"));
+    if get(&p, "template").is_some() && get(&p, "image").is_some() {
+        return Err(usage("give image= or template=, not both"));
     }
     Ok(Command::Install {
         vm,
         hostname: get(&p, "hostname").map(|h| Hostname::parse(h).map_err(value("hostname"))).transpose()?,
         image: get(&p, "image").map(|i| ImageName::parse(i).map_err(value("image"))).transpose()?,
+        template: get(&p, "template").map(|t| TemplateName::parse(t).map_err(value("template"))).transpose()?,
         no_start,
     })
 }
@@ -245,6 +260,19 @@ fn machine_add(rest: &[&str]) -> Result<Machine, UsageError> {
     })
 }
 
+fn template(rest: &[&str]) -> Result<Command, UsageError> {
+    match rest {
+        ["build", image, more @ ..] => {
+            let image = ImageName::parse(image).map_err(value("image name"))?;
+            let p = pairs(more, &["name"], &[])?;
+            let name = get(&p, "name").map(|n| TemplateName::parse(n).map_err(value("template name"))).transpose()?;
+            Ok(Command::TemplateBuild { image, name })
+        }
+        ["build"] => Err(usage("template build needs IMAGE [name=T]")),
+        _ => Err(usage("template needs build")),
+    }
+}
+
 fn image(rest: &[&str]) -> Result<Command, UsageError> {
     match rest {
         ["import", name, iso, more @ ..] => {
@@ -262,13 +290,16 @@ pub const HELP: &str = "\
 guest-installer: unattended Debian installs of Xen guests
 
 usage (remote callers: remctl HOST guest SUBCOMMAND ...):
-  install VM [hostname=H] [image=I] [--no-start]
+  install VM [hostname=H] [image=I | template=T] [--no-start]
                      install VM; the root password (or its $6$/$y$ crypt
-                     hash) is read from standard input, one line
+                     hash) is read from standard input, one line; with
+                     template=T, clone a golden template (seconds, not
+                     the installer's minutes)
   status VM          state, image, times and the last console line
   cancel VM          stop the installer and remove its media
   list               the machines you may manage
   images             installable images
+  templates          golden templates (for install template=T)
   help               this text
 
 admin:
@@ -278,6 +309,7 @@ admin:
   machine remove VM
   machine show VM
   image import NAME ISO sha256=HEX      (local root only)
+  template build IMAGE [name=T]         (local root only)
 
 --json anywhere: one JSON document on stdout, for success and failure.
 exit: 0 ok, 1 failed, 2 invalid, 3 denied, 4 not found, 5 busy
@@ -300,6 +332,7 @@ mod tests {
                 vm: VmName::parse("web1").unwrap(),
                 hostname: Some(Hostname::parse("www").unwrap()),
                 image: None,
+                template: None,
                 no_start: true
             }
         );
@@ -314,6 +347,11 @@ mod tests {
             &["install", "web1", "hostname=a", "hostname=b"],
             &["install", "../etc"],
             &["install", "web1", "image=../../etc"],
+            &["install", "web1", "template=../x"],
+            &["install", "web1", "template=t", "image=i"],
+            &["template", "build", "img", "name=a/b"],
+            &["template", "build", "img", "suite=sid"],
+            &["templates", "x"],
             &["status"],
             &["status", "web1", "extra"],
             &["frobnicate"],

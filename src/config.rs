@@ -30,6 +30,13 @@ pub struct Config {
     pub disk_roots: Vec<DiskPath>,
     #[serde(default = "default_xorriso")]
     pub xorriso: AbsPath,
+    /// Programs the template builder runs.
+    #[serde(default = "default_mmdebstrap")]
+    pub mmdebstrap: AbsPath,
+    #[serde(default = "default_mke2fs")]
+    pub mke2fs: AbsPath,
+    #[serde(default = "default_umount")]
+    pub umount: AbsPath,
     pub mirror: Mirror,
     pub hypervisor: Hypervisor,
     #[serde(default)]
@@ -40,6 +47,15 @@ pub struct Config {
 
 fn default_xorriso() -> AbsPath {
     AbsPath("/usr/bin/xorriso".into())
+}
+fn default_mmdebstrap() -> AbsPath {
+    AbsPath("/usr/bin/mmdebstrap".into())
+}
+fn default_mke2fs() -> AbsPath {
+    AbsPath("/usr/sbin/mke2fs".into())
+}
+fn default_umount() -> AbsPath {
+    AbsPath("/usr/bin/umount".into())
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -110,6 +126,13 @@ pub struct Timeouts {
     /// The hypervisor's control program (`xl create`, `xl destroy`, ...).
     #[serde(default = "default_hypervisor_s")]
     pub hypervisor_s: u64,
+    /// A whole template build (mmdebstrap downloads ~150 packages).
+    #[serde(default = "default_template_s")]
+    pub template_s: u64,
+}
+
+fn default_template_s() -> u64 {
+    1800
 }
 
 fn default_tool_s() -> u64 {
@@ -121,7 +144,7 @@ fn default_hypervisor_s() -> u64 {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Timeouts { tool_s: default_tool_s(), hypervisor_s: default_hypervisor_s() }
+        Timeouts { tool_s: default_tool_s(), hypervisor_s: default_hypervisor_s(), template_s: default_template_s() }
     }
 }
 
@@ -131,6 +154,9 @@ impl Timeouts {
     }
     pub fn hypervisor(&self) -> Duration {
         Duration::from_secs(self.hypervisor_s)
+    }
+    pub fn template(&self) -> Duration {
+        Duration::from_secs(self.template_s)
     }
 }
 
@@ -250,6 +276,9 @@ impl Config {
     }
     pub fn vms_dir(&self) -> PathBuf {
         self.state_dir.path().join("vms")
+    }
+    pub fn templates_dir(&self) -> PathBuf {
+        self.state_dir.path().join("templates")
     }
     pub fn locks_dir(&self) -> PathBuf {
         self.state_dir.path().join("locks")

@@ -163,3 +163,16 @@ impl From<crate::lock::LockError> for Error {
         }
     }
 }
+
+impl From<crate::template::TemplateError> for Error {
+    fn from(e: crate::template::TemplateError) -> Self {
+        use crate::template::TemplateError as E;
+        let kind = match &e {
+            E::NotFound(_) => Kind::NotFound,
+            E::Busy => Kind::Busy,
+            E::Exists(_) => Kind::Invalid,
+            _ => Kind::Failed,
+        };
+        Error::new(kind, e.to_string())
+    }
+}

@@ -26,6 +26,7 @@ pub mod progress;
 pub mod registry;
 pub mod secret;
 pub mod state;
+pub mod template;
 pub mod statedir;
 pub mod types;
 

@@ -2,7 +2,7 @@
 
 use crate::config::{Config, Driver};
 use crate::fsutil;
-use crate::types::{ImageName, VmName};
+use crate::types::{ImageName, TemplateName, VmName};
 use serde::{Deserialize, Serialize};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -44,6 +44,9 @@ pub struct VmState {
     /// Why the install failed, in words for the owner (never a secret).
     #[serde(default)]
     pub reason: Option<String>,
+    /// Set when the machine was cloned from a golden template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<TemplateName>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,10 +88,25 @@ impl VmDir {
     pub fn pidfile(&self) -> PathBuf {
         self.dir.join("qemu.pid")
     }
+    /// A clone's disk: a qcow2 overlay of the template's root image.
+    pub fn clone_disk(&self) -> PathBuf {
+        self.dir.join("disk.qcow2")
+    }
+    /// A clone's identity seed disk (holds the root password hash).
+    pub fn identity_seed(&self) -> PathBuf {
+        self.dir.join("identity.img")
+    }
 
     /// Every file that holds the root password hash.
-    pub fn media(&self) -> [PathBuf; 2] {
-        [self.cdrom(), self.initrd()]
+    pub fn media(&self) -> [PathBuf; 3] {
+        [self.cdrom(), self.initrd(), self.identity_seed()]
+    }
+
+    /// Removes a clone: its disk and its seed.
+    pub fn remove_clone(&self) -> io::Result<()> {
+        fsutil::remove_if_exists(&self.identity_seed())?;
+        fsutil::remove_if_exists(&self.clone_disk())?;
+        Ok(())
     }
 
     pub fn load(&self) -> Result<Option<VmState>, StateError> {

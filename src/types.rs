@@ -121,6 +121,12 @@ string_type!(
 );
 
 string_type!(
+    /// A golden template's name; it names a directory (same rule as an image name).
+    TemplateName,
+    |s| ImageName::parse(s).map(|_| ())
+);
+
+string_type!(
     /// A Kerberos principal, `name[/instance]@REALM`.
     Principal,
     |s| {

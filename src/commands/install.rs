@@ -10,6 +10,7 @@ use crate::preseed;
 use crate::registry::Machine;
 use crate::secret::CryptHash;
 use crate::state::{self, Phase, VmDir, VmState};
+use crate::template::{self, TemplateName};
 use crate::types::{Hostname, ImageName, VmName};
 use crate::fsutil;
 use serde_json::Value;
@@ -95,6 +96,7 @@ pub fn run(
         started_at: None,
         finished_at: None,
         reason: None,
+        template: None,
     };
     if !no_start {
         if let Err(e) = hv.start(&domain, &vmdir) {
@@ -151,4 +153,153 @@ fn check_volume(m: &Machine) -> Result<()> {
         Ok(_) => Err(Error::failed(format!("the volume {} of machine {} is not a block device or file; ask an admin", m.disk, m.name))),
         Err(_) => Err(Error::failed(format!("the volume {} of machine {} does not exist; ask an admin to create it", m.disk, m.name))),
     }
+}
+
+/// `install VM template=T`: the fast path. The clone is a qcow2 overlay of
+/// the template's root image in the VM's directory (`vms/VM/disk.qcow2`;
+/// the machine's registered volume is not used by clones), its identity a
+/// seed disk built from the same typed values as the preseed
+/// (`vms/VM/identity.img`, 0600), applied by the template's first-boot
+/// unit. The guest boots the template's kernel and initrd. The state is
+/// `installing` until the console shows that the identity was applied,
+/// then `installed` (see `status`).
+pub fn run_template(
+    ctx: &Ctx,
+    vm: &VmName,
+    hostname: Option<&Hostname>,
+    tname: &TemplateName,
+    no_start: bool,
+    stdin: &mut dyn Read,
+) -> Result<Outcome> {
+    let config = ctx.config;
+    let machine = ctx.managed_machine(vm)?;
+    let tpl = template::load(&config.templates_dir(), tname)?;
+    let root_hash = CryptHash::read_from(stdin).map_err(|rule| Error::invalid(format!("root password on standard input {rule}")))?;
+    let hostname = hostname.cloned().unwrap_or_else(|| Hostname::parse(vm.as_str()).expect("a VM name is a host name"));
+    let started = std::time::Instant::now();
+
+    let vmdir = VmDir::new(config, vm);
+    for d in [config.vms_dir(), config.locks_dir(), vmdir.dir.clone()] {
+        fsutil::ensure_dir(&d, 0o700).map_err(|e| Error::failed(format!("cannot create {}: {e}", d.display())))?;
+    }
+    let _lock = lock::try_lock(&config.locks_dir().join(format!("{vm}.lock")))?;
+    lock::remove_leftovers(&vmdir.dir, &[".build-", ".tmp-"])
+        .map_err(|e| Error::failed(format!("cannot clear leftovers in {}: {e}", vmdir.dir.display())))?;
+    let hv = hypervisor::for_config(config)?;
+    if hv.is_running(vm, &vmdir)? {
+        return Err(Error::busy(format!("machine {vm} is running; cancel its install (or stop it) first")));
+    }
+
+    let fs_uuid = template::random_uuid().map_err(|e| Error::failed(format!("cannot read random bytes: {e}")))?;
+    let seed_text = template::render_seed(&template::Identity {
+        hostname: &hostname,
+        domain: &config.domain,
+        network: &machine.network,
+        root_hash: &root_hash,
+        fs_uuid: &fs_uuid,
+    });
+    let seed = template::seed_disk(&seed_text).ok_or_else(|| Error::failed("the identity seed is too large"))?;
+    let made = make_clone(&vmdir, &tpl, &seed);
+    if let Err(e) = made {
+        let _ = vmdir.remove_clone();
+        return Err(e);
+    }
+    // Installer media of an earlier install are of no use to a clone.
+    for p in [vmdir.cdrom(), vmdir.initrd()] {
+        fsutil::remove_if_exists(&p).map_err(|e| Error::failed(format!("cannot remove {}: {e}", p.display())))?;
+    }
+    let media = media::Media::Clone {
+        disk: vmdir.clone_disk(),
+        seed: vmdir.identity_seed(),
+        kernel: tpl.kernel(),
+        initrd: tpl.initrd(),
+    };
+    let domain = Domain {
+        name: vm,
+        memory_mib: machine.memory_mib,
+        vcpus: machine.vcpus,
+        disk: &machine.disk,
+        mac: machine.mac,
+        bridge: &config.hypervisor.bridge,
+        media: &media,
+    };
+    let domain_config = match hv.prepare(&domain, &vmdir) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = vmdir.remove_clone();
+            return Err(e.into());
+        }
+    };
+    let clone_s = started.elapsed().as_secs_f64();
+
+    let mut st = VmState {
+        phase: Phase::Prepared,
+        image: tpl.manifest.image.clone(),
+        driver: config.hypervisor.driver,
+        prepared_at: state::now(),
+        started_at: None,
+        finished_at: None,
+        reason: None,
+        template: Some(tname.clone()),
+    };
+    if !no_start {
+        if let Err(e) = hv.start(&domain, &vmdir) {
+            let err: Error = e.into();
+            let _ = vmdir.remove_clone();
+            st.phase = Phase::Failed;
+            st.finished_at = Some(state::now());
+            st.reason = Some(err.message.clone());
+            vmdir.save(&st)?;
+            return Err(Error::failed(format!("starting the clone {vm} failed: {}", err.message)));
+        }
+        st.phase = Phase::Installing;
+        st.started_at = Some(state::now());
+    }
+    if let Err(e) = vmdir.save(&st) {
+        if !no_start {
+            let _ = hv.destroy(vm, &vmdir);
+        }
+        let _ = vmdir.remove_clone();
+        return Err(e.into());
+    }
+    let console = hv.console_log(vm, &vmdir);
+    let human = format!(
+        "{vm}: {} from template {tname} (clone + identity in {:.0} ms)\n  disk: {}\n  domain config: {}\n  console log: {}\n",
+        if no_start { "cloned (not started)" } else { "cloned and started" },
+        clone_s * 1000.0,
+        vmdir.clone_disk().display(),
+        domain_config.display(),
+        console.display(),
+    );
+    Ok(Outcome {
+        human,
+        json: obj([
+            ("vm", Value::from(vm.as_str())),
+            ("state", Value::from(st.phase.as_str())),
+            ("image", Value::from(st.image.as_str())),
+            ("template", Value::from(tname.as_str())),
+            ("hostname", Value::from(hostname.as_str())),
+            ("disk", Value::from(vmdir.clone_disk().display().to_string())),
+            ("media", Value::from(media.path().display().to_string())),
+            ("domain_config", Value::from(domain_config.display().to_string())),
+            ("console_log", Value::from(console.display().to_string())),
+            ("clone_s", Value::from(clone_s)),
+        ]),
+    })
+}
+
+/// Writes the seed disk and the overlay, each under a temporary name
+/// renamed into place.
+fn make_clone(vmdir: &VmDir, tpl: &template::Template, seed: &[u8]) -> Result<()> {
+    let fail = |what: &str, e: &dyn std::fmt::Display| Error::failed(format!("cannot write the clone's {what} in {}: {e}", vmdir.dir.display()));
+    fsutil::write_atomic(&vmdir.identity_seed(), seed, 0o600).map_err(|e| fail("identity seed", &e))?;
+    let root = tpl.root();
+    let mut base = std::fs::File::open(&root).map_err(|e| fail("disk (template image)", &e))?;
+    let len = base.metadata().map_err(|e| fail("disk (template image)", &e))?.len();
+    let tmp = tempfile::Builder::new().prefix(".build-").tempfile_in(&vmdir.dir).map_err(|e| fail("disk", &e))?;
+    media::qcow2::write_overlay(tmp.as_file(), &mut base, len, &root, &[]).map_err(|e| fail("disk", &e))?;
+    tmp.as_file().sync_all().map_err(|e| fail("disk", &e))?;
+    tmp.persist(vmdir.clone_disk()).map_err(|e| fail("disk", &e.error))?;
+    fsutil::sync_dir(&vmdir.dir).map_err(|e| fail("directory", &e))?;
+    Ok(())
 }

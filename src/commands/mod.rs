@@ -5,6 +5,7 @@ mod images;
 mod install;
 mod machines;
 mod status;
+mod templates;
 
 use crate::caller::Caller;
 use crate::cli::Command;
@@ -73,14 +74,19 @@ pub fn help() -> Outcome {
 pub fn run(ctx: &Ctx, cmd: &Command, stdin: &mut dyn Read) -> Result<Outcome> {
     match cmd {
         Command::Help => Ok(help()),
-        Command::Install { vm, hostname, image, no_start } => {
+        Command::Install { vm, hostname, image, template: None, no_start } => {
             install::run(ctx, vm, hostname.as_ref(), image.as_ref(), *no_start, stdin)
+        }
+        Command::Install { vm, hostname, template: Some(t), no_start, .. } => {
+            install::run_template(ctx, vm, hostname.as_ref(), t, *no_start, stdin)
         }
         Command::Status { vm } => status::status(ctx, vm),
         Command::Cancel { vm } => status::cancel(ctx, vm),
         Command::List => status::list(ctx),
         Command::Images => images::list(ctx),
         Command::ImageImport { name, iso, sha256 } => images::import(ctx, name, iso, sha256),
+        Command::TemplateBuild { image, name } => templates::build(ctx, image, name.as_ref()),
+        Command::Templates => templates::list(ctx),
         Command::MachineAdd(m) => machines::add(ctx, m),
         Command::MachineRemove { vm } => machines::remove(ctx, vm),
         Command::MachineShow { vm } => machines::show(ctx, vm),

@@ -17,6 +17,9 @@ use serde_json::Value;
 /// last stage on the console before the guest reboots (or powers off); a
 /// console that shows an installer which never got there means it died.
 fn settle(ctx: &Ctx, hv: &dyn Hypervisor, vm: &VmName, vmdir: &VmDir, st: VmState) -> Result<VmState> {
+    if st.phase == Phase::Installing && st.template.is_some() {
+        return settle_clone(ctx, hv, vm, vmdir, st);
+    }
     if st.phase != Phase::Installing || hv.is_running(vm, vmdir)? {
         return Ok(st);
     }
@@ -44,6 +47,61 @@ fn settle(ctx: &Ctx, hv: &dyn Hypervisor, vm: &VmName, vmdir: &VmDir, st: VmStat
     Ok(st)
 }
 
+/// What the clone's first-boot identity unit printed, from the console.
+fn identity_outcome(console: &std::path::Path) -> Option<bool> {
+    use std::io::Read;
+    let mut text = Vec::new();
+    let f = std::fs::File::open(console).ok()?;
+    f.take(8 << 20).read_to_end(&mut text).ok()?;
+    let text = String::from_utf8_lossy(&text);
+    if text.contains(crate::template::APPLIED_LINE) {
+        Some(true)
+    } else if text.contains(crate::template::REFUSED_LINE) {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// A clone is `installed` once its console shows that the identity seed
+/// was applied (the seed, which holds the password hash, is then
+/// removed); `failed` if the guest refused the seed or stopped before
+/// applying it (the clone is then removed).
+fn settle_clone(ctx: &Ctx, hv: &dyn Hypervisor, vm: &VmName, vmdir: &VmDir, st: VmState) -> Result<VmState> {
+    let console = hv.console_log(vm, vmdir);
+    let outcome = identity_outcome(&console);
+    let running = hv.is_running(vm, vmdir)?;
+    if outcome.is_none() && running {
+        return Ok(st);
+    }
+    let Ok(_lock) = lock::try_lock(&ctx.config.locks_dir().join(format!("{vm}.lock"))) else {
+        return Ok(st);
+    };
+    let Some(mut st) = vmdir.load()? else { return Ok(st) };
+    if st.phase != Phase::Installing {
+        return Ok(st);
+    }
+    if outcome == Some(true) {
+        st.phase = Phase::Installed;
+        fsutil::remove_if_exists(&vmdir.identity_seed())
+            .map_err(|e| Error::failed(format!("cannot remove the identity seed of {vm}: {e}")))?;
+    } else {
+        if running {
+            hv.destroy(vm, vmdir)?;
+        }
+        st.phase = Phase::Failed;
+        st.reason = Some(if outcome == Some(false) {
+            "the clone refused its identity seed and powered off; see the console log".to_owned()
+        } else {
+            "the clone stopped before applying its identity; see the console log".to_owned()
+        });
+        vmdir.remove_clone().map_err(|e| Error::failed(format!("cannot remove the clone of {vm}: {e}")))?;
+    }
+    st.finished_at = Some(state::now());
+    vmdir.save(&st)?;
+    Ok(st)
+}
+
 fn opt_time(t: Option<u64>) -> Value {
     t.map(|t| Value::from(state::rfc3339(t))).unwrap_or(Value::Null)
 }
@@ -56,6 +114,7 @@ pub fn status(ctx: &Ctx, vm: &VmName) -> Result<Outcome> {
         Some(st) => Some(settle(ctx, hv.as_ref(), vm, &vmdir, st)?),
         None => None,
     };
+    let running = hv.is_running(vm, &vmdir)?;
     let console = hv.console_log(vm, &vmdir);
     let console_tail = fsutil::last_line(&console);
     let stage = progress::stage(&console);
@@ -74,7 +133,7 @@ pub fn status(ctx: &Ctx, vm: &VmName) -> Result<Outcome> {
         });
     };
     let elapsed = st.started_at.map(|s| st.finished_at.unwrap_or_else(state::now).saturating_sub(s));
-    let mut human = format!("{vm}: {} (image {})\n", st.phase.as_str(), st.image);
+    let mut human = format!("{vm}: {} (image {}){}\n", st.phase.as_str(), st.image, if running { ", running" } else { "" });
     if let Some(s) = st.started_at {
         human.push_str(&format!("  started:  {}\n", state::rfc3339(s)));
     }
@@ -103,6 +162,8 @@ pub fn status(ctx: &Ctx, vm: &VmName) -> Result<Outcome> {
             ("started_at", opt_time(st.started_at)),
             ("finished_at", opt_time(st.finished_at)),
             ("elapsed_s", elapsed.map(Value::from).unwrap_or(Value::Null)),
+            ("running", Value::from(running)),
+            ("template", st.template.as_ref().map(|t| Value::from(t.as_str())).unwrap_or(Value::Null)),
             ("reason", st.reason.map(Value::from).unwrap_or(Value::Null)),
             ("progress", stage.map(|p| Value::from(p.as_str())).unwrap_or(Value::Null)),
             ("console_tail", console_tail.map(Value::from).unwrap_or(Value::Null)),
@@ -126,6 +187,10 @@ pub fn cancel(ctx: &Ctx, vm: &VmName) -> Result<Outcome> {
     let hv = hypervisor::for_config(ctx.config)?;
     hv.destroy(vm, &vmdir)?;
     vmdir.remove_media().map_err(|e| Error::failed(format!("cannot remove the install media of {vm}: {e}")))?;
+    if st.template.is_some() {
+        // A half-made (or never booted) clone goes with its install.
+        vmdir.remove_clone().map_err(|e| Error::failed(format!("cannot remove the clone of {vm}: {e}")))?;
+    }
     if st.phase != Phase::Cancelled {
         st.phase = Phase::Cancelled;
         st.finished_at = Some(state::now());

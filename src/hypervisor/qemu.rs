@@ -65,13 +65,30 @@ impl Qemu {
         push("none".into());
         push("-serial".into());
         push(format!("file:{}", vm.console_log().display()));
-        push("-no-reboot".into());
+        if !matches!(d.media, Media::Clone { .. }) {
+            // The installer's reboot at the end is how we see it finished.
+            push("-no-reboot".into());
+        }
         push("-daemonize".into());
         push("-pidfile".into());
         push(vm.pidfile().display().to_string());
-        push("-drive".into());
-        push(format!("file={},format=raw,if=virtio", d.disk));
+        if !matches!(d.media, Media::Clone { .. }) {
+            push("-drive".into());
+            push(format!("file={},format=raw,if=virtio", d.disk));
+        }
         match d.media {
+            Media::Clone { disk, seed, kernel, initrd } => {
+                push("-drive".into());
+                push(format!("file={},format=qcow2,if=virtio", disk.display()));
+                push("-drive".into());
+                push(format!("file={},format=raw,if=virtio,readonly=on", seed.display()));
+                push("-kernel".into());
+                push(kernel.display().to_string());
+                push("-initrd".into());
+                push(initrd.display().to_string());
+                push("-append".into());
+                push(format!("{} console=ttyS0,115200n8", crate::template::CLONE_ARGS));
+            }
             Media::Cdrom(iso) => {
                 push("-drive".into());
                 push(format!("file={},format=qcow2,media=cdrom,readonly=on", iso.display()));

@@ -42,7 +42,24 @@ pub fn render(d: &Domain) -> String {
         vcpus = d.vcpus,
     );
     let disk = format!("\"format=raw, vdev=xvda, access=rw, target={}\"", d.disk);
+    let mut on_reboot = "destroy";
     match d.media {
+        Media::Clone { disk, seed, kernel, initrd } => {
+            // A running guest, not an installer: a reboot is a reboot.
+            on_reboot = "restart";
+            c.push_str(&format!(
+                "type = \"pv\"\n\
+                 kernel = \"{kernel}\"\n\
+                 ramdisk = \"{initrd}\"\n\
+                 extra = \"{args} console=hvc0\"\n\
+                 disk = [ \"format=qcow2, vdev=xvda, access=rw, target={disk}\",\n         \"format=raw, vdev=xvdb, access=ro, target={seed}\" ]\n",
+                kernel = kernel.display(),
+                initrd = initrd.display(),
+                args = crate::template::CLONE_ARGS,
+                disk = disk.display(),
+                seed = seed.display(),
+            ))
+        }
         Media::Cdrom(iso) => c.push_str(&format!(
             "type = \"hvm\"\n\
              disk = [ {disk},\n         \"format=qcow2, vdev=hdc, access=ro, devtype=cdrom, target={iso}\" ]\n\
@@ -64,7 +81,7 @@ pub fn render(d: &Domain) -> String {
     c.push_str(&format!(
         "vif = [ \"mac={mac}, bridge={bridge}\" ]\n\
          on_poweroff = \"destroy\"\n\
-         on_reboot = \"destroy\"\n\
+         on_reboot = \"{on_reboot}\"\n\
          on_crash = \"destroy\"\n",
         mac = d.mac,
         bridge = d.bridge.as_str(),

@@ -1,0 +1,92 @@
+//! `templates` and `template build`.
+
+use super::{obj, Ctx, Outcome};
+use crate::error::{Error, Result};
+use crate::image;
+use crate::template::{self, BuildRequest, Suite, TemplateName};
+use crate::types::ImageName;
+use serde_json::Value;
+
+pub fn list(ctx: &Ctx) -> Result<Outcome> {
+    let mut human = String::new();
+    let mut rows = Vec::new();
+    for t in template::list(&ctx.config.templates_dir())? {
+        let m = &t.manifest;
+        human.push_str(&format!(
+            "{:<24} image {} suite {} kernel {} ({} packages)\n",
+            m.name,
+            m.image,
+            m.suite.as_str(),
+            m.kernel_version,
+            m.packages.len()
+        ));
+        rows.push(Value::Object(obj([
+            ("name", Value::from(m.name.as_str())),
+            ("image", Value::from(m.image.as_str())),
+            ("suite", Value::from(m.suite.as_str())),
+            ("built_at", Value::from(crate::state::rfc3339(m.built_at))),
+            ("kernel_version", Value::from(m.kernel_version.as_str())),
+            ("packages", Value::from(m.packages.len())),
+            ("sha256", Value::from(m.root.sha256.as_str())),
+        ])));
+    }
+    if rows.is_empty() {
+        human.push_str("no templates built\n");
+    }
+    Ok(Outcome { human, json: obj([("templates", Value::Array(rows))]) })
+}
+
+/// The suite an image installs: from its `.disk/info`, else the default.
+fn suite_of(img: &image::Image) -> Suite {
+    let info = crate::fsutil::read_limited(&img.tree().join(".disk/info"), 4096).unwrap_or_default();
+    Suite::from_disk_info(&String::from_utf8_lossy(&info))
+        .unwrap_or_else(|| Suite::parse(template::DEFAULT_SUITE).expect("default suite is known"))
+}
+
+pub fn build(ctx: &Ctx, image_name: &ImageName, name: Option<&TemplateName>) -> Result<Outcome> {
+    ctx.require_local_admin()?;
+    let config = ctx.config;
+    let img = image::load(&config.images_dir(), image_name)?;
+    let name = match name {
+        Some(n) => n.clone(),
+        None => TemplateName::parse(image_name.as_str()).expect("an image name is a template name"),
+    };
+    let suite = suite_of(&img);
+    let mirror = format!("http://{}{}", config.mirror.host.as_str(), config.mirror.directory.as_str());
+    let started = std::time::Instant::now();
+    let m = template::build(
+        &config.templates_dir(),
+        &BuildRequest {
+            name: &name,
+            image: image_name,
+            suite,
+            mirror,
+            mmdebstrap: config.mmdebstrap.path(),
+            mke2fs: config.mke2fs.path(),
+            umount: config.umount.path(),
+            timeout: config.timeouts.template(),
+            locks_dir: &config.locks_dir(),
+        },
+    )
+    .map_err(Error::from)?;
+    let secs = started.elapsed().as_secs_f64();
+    Ok(Outcome {
+        human: format!(
+            "{}: built from {} ({}, kernel {}, {} packages) in {secs:.0} s\n",
+            m.name,
+            m.mirror,
+            m.suite.as_str(),
+            m.kernel_version,
+            m.packages.len()
+        ),
+        json: obj([
+            ("name", Value::from(m.name.as_str())),
+            ("image", Value::from(m.image.as_str())),
+            ("suite", Value::from(m.suite.as_str())),
+            ("kernel_version", Value::from(m.kernel_version.as_str())),
+            ("packages", Value::from(m.packages.len())),
+            ("sha256", Value::from(m.root.sha256.as_str())),
+            ("build_s", Value::from(secs)),
+        ]),
+    })
+}

@@ -1,0 +1,623 @@
+//! Golden templates (the fast path): a sealed Debian root filesystem built
+//! once per image with mmdebstrap, stored as a raw ext4 image beside the
+//! kernel and initrd found inside it; and the per-VM identity seed that the
+//! template's first-boot unit applies to a clone.
+//!
+//! Layout: `STATE/templates/T/{manifest.json,root.img,vmlinuz,initrd.img}`,
+//! all read-only. A build happens in `STATE/.template-T-*` and is renamed
+//! into place only when complete, so a failed or killed build leaves no
+//! template behind (its leftovers are cleared by the next build).
+//!
+//! A clone is a qcow2 overlay of `root.img` (`vms/VM/disk.qcow2`) plus a
+//! small raw disk holding the identity seed (`vms/VM/identity.img`): no
+//! mount, no copy, cost independent of the template's size.
+
+use crate::exec::{self, ExecError};
+use crate::fsutil;
+use crate::secret::CryptHash;
+use crate::types::{DomainName, Hostname, ImageName, Network, Rule};
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::io;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The guest side of the identity seed, baked into every template.
+pub const IDENTITY_SCRIPT: &str = include_str!("gi-identity");
+pub const IDENTITY_UNIT: &str = include_str!("gi-identity.service");
+/// First line of a seed; the script refuses anything else.
+pub const SEED_MAGIC: &str = "guest-installer-identity 1";
+/// What the identity unit prints on the console when done, or refusing.
+pub const APPLIED_LINE: &str = "gi-identity: applied";
+pub const REFUSED_LINE: &str = "gi-identity: REFUSED";
+/// The seed disk's size (the script reads at most 64 KiB of it).
+/// (64 KiB: the kernel's partition scan expects more than a few sectors.)
+const SEED_BYTES: usize = 64 * 1024;
+/// The root filesystem's label (fstab and the kernel's root= use it).
+pub const ROOT_LABEL: &str = "gi-root";
+/// Size of the template's ext4 image (sparse).
+const ROOT_SIZE: &str = "2G";
+/// Used when the image does not say which release it installs.
+pub const DEFAULT_SUITE: &str = "bookworm";
+/// Kernel arguments for a clone; drivers add their console.
+pub const CLONE_ARGS: &str = "root=LABEL=gi-root rw quiet";
+
+/// What the template holds beyond minbase.
+pub const PACKAGES: &[&str] = &[
+    "linux-image-amd64",
+    "initramfs-tools",
+    "zstd",
+    "systemd-sysv",
+    "udev",
+    "iproute2",
+    "openssh-server",
+    "netbase",
+    "passwd",
+    "e2fsprogs",
+];
+
+/// Units masked in the template: slow or useless on a first boot under
+/// emulation (measured: e2scrub_reap alone cost 24 s), and timers.
+const MASKED: &[&str] = &[
+    "e2scrub_reap.service",
+    "e2scrub_all.timer",
+    "apt-daily.timer",
+    "apt-daily-upgrade.timer",
+    "dpkg-db-backup.timer",
+    "fstrim.timer",
+    "getty-static.service",
+    "getty@tty1.service",
+    "systemd-networkd-wait-online.service",
+];
+
+/// Changes whenever what a build produces changes (tests key their cache
+/// on it).
+pub fn build_key() -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in [IDENTITY_SCRIPT, IDENTITY_UNIT, &PACKAGES.join(","), &MASKED.join(","), SEAL_VERSION] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+const SEAL_VERSION: &str = "seal-1";
+
+pub use crate::types::TemplateName;
+
+/// A Debian suite (codename) we build for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Suite(String);
+
+const SUITES: &[(&str, &str)] = &[("10", "buster"), ("11", "bullseye"), ("12", "bookworm"), ("13", "trixie")];
+
+impl Suite {
+    pub fn parse(s: &str) -> Result<Self, Rule> {
+        if SUITES.iter().any(|(_, c)| *c == s) {
+            Ok(Suite(s.to_owned()))
+        } else {
+            Err(Rule("must be a known Debian codename (buster, bullseye, bookworm, trixie)"))
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    /// The suite an installer image installs, from its `.disk/info`
+    /// (`Debian GNU/Linux 12.0.0 "Bookworm" - Official amd64 NETINST ...`):
+    /// the quoted codename, or else the major version. None if neither is
+    /// there or known.
+    pub fn from_disk_info(info: &str) -> Option<Suite> {
+        if let Some(q) = info.split('"').nth(1) {
+            if let Ok(s) = Suite::parse(&q.to_ascii_lowercase()) {
+                return Some(s);
+            }
+        }
+        let ver = info.strip_prefix("Debian GNU/Linux ")?.split(['.', ' ']).next()?;
+        SUITES.iter().find(|(v, _)| *v == ver).map(|(_, c)| Suite((*c).to_owned()))
+    }
+}
+
+impl TryFrom<String> for Suite {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Suite::parse(&s).map_err(|r| r.0.to_owned())
+    }
+}
+impl From<Suite> for String {
+    fn from(s: Suite) -> String {
+        s.0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileDigest {
+    pub file: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub name: TemplateName,
+    pub image: ImageName,
+    pub suite: Suite,
+    pub mirror: String,
+    pub builder: String,
+    pub built_at: u64,
+    pub build_key: String,
+    /// `name version` of every installed package.
+    pub packages: Vec<String>,
+    pub root: FileDigest,
+    pub kernel: FileDigest,
+    pub initrd: FileDigest,
+    pub kernel_version: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Template {
+    pub manifest: Manifest,
+    pub dir: PathBuf,
+}
+
+impl Template {
+    pub fn root(&self) -> PathBuf {
+        self.dir.join(&self.manifest.root.file)
+    }
+    pub fn kernel(&self) -> PathBuf {
+        self.dir.join(&self.manifest.kernel.file)
+    }
+    pub fn initrd(&self) -> PathBuf {
+        self.dir.join(&self.manifest.initrd.file)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    #[error("template {0} does not exist (see `guest-installer templates`)")]
+    NotFound(TemplateName),
+    #[error("template {0} already exists")]
+    Exists(TemplateName),
+    #[error("another template build is in progress; try again when it has finished")]
+    Busy,
+    #[error("mmdebstrap failed: {0}")]
+    Bootstrap(ExecError),
+    #[error("mke2fs failed: {0}")]
+    Mkfs(ExecError),
+    #[error("the built system is not usable: {0}")]
+    Layout(String),
+    #[error("manifest {path} is corrupt ({message}); an admin must remove the template and build it again")]
+    Corrupt { path: PathBuf, message: String },
+    #[error("cannot write the template under {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> TemplateError {
+    let path = path.to_path_buf();
+    move |source| TemplateError::Io { path, source }
+}
+
+const MAX_MANIFEST_BYTES: u64 = 1 << 20;
+
+pub fn load(templates_dir: &Path, name: &TemplateName) -> Result<Template, TemplateError> {
+    let dir = templates_dir.join(name.as_str());
+    let path = dir.join("manifest.json");
+    let bytes = match fsutil::read_limited(&path, MAX_MANIFEST_BYTES) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(TemplateError::NotFound(name.clone())),
+        Err(source) => return Err(TemplateError::Io { path, source }),
+    };
+    let manifest: Manifest =
+        serde_json::from_slice(&bytes).map_err(|e| TemplateError::Corrupt { path: path.clone(), message: e.to_string() })?;
+    if manifest.name != *name {
+        return Err(TemplateError::Corrupt { path, message: "its name does not match its directory".into() });
+    }
+    for f in [&manifest.root.file, &manifest.kernel.file, &manifest.initrd.file] {
+        if f.is_empty() || f.contains('/') || f.starts_with('.') {
+            return Err(TemplateError::Corrupt { path, message: "a file name is not a plain name".into() });
+        }
+    }
+    Ok(Template { manifest, dir })
+}
+
+pub fn list(templates_dir: &Path) -> Result<Vec<Template>, TemplateError> {
+    let entries = match fs::read_dir(templates_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(TemplateError::Io { path: templates_dir.into(), source }),
+    };
+    let mut out = Vec::new();
+    for e in entries.flatten() {
+        if let Some(name) = e.file_name().to_str().and_then(|n| TemplateName::parse(n).ok()) {
+            out.push(load(templates_dir, &name)?);
+        }
+    }
+    out.sort_by(|a, b| a.manifest.name.cmp(&b.manifest.name));
+    Ok(out)
+}
+
+pub struct BuildRequest<'a> {
+    pub name: &'a TemplateName,
+    pub image: &'a ImageName,
+    pub suite: Suite,
+    /// `http://HOST/DIR`, from the config.
+    pub mirror: String,
+    pub mmdebstrap: &'a Path,
+    pub mke2fs: &'a Path,
+    pub umount: &'a Path,
+    pub timeout: Duration,
+    pub locks_dir: &'a Path,
+}
+
+/// Builds `templates_dir/NAME`.
+pub fn build(templates_dir: &Path, req: &BuildRequest) -> Result<Manifest, TemplateError> {
+    let state_dir = templates_dir
+        .parent()
+        .ok_or_else(|| TemplateError::Io { path: templates_dir.into(), source: io::Error::other("no parent") })?;
+    let final_dir = templates_dir.join(req.name.as_str());
+    if fs::symlink_metadata(&final_dir).is_ok() {
+        return Err(TemplateError::Exists(req.name.clone()));
+    }
+    fsutil::ensure_dir(req.locks_dir, 0o700).map_err(io_err(req.locks_dir))?;
+    let _lock = crate::lock::try_lock(&req.locks_dir.join("templates.lock")).map_err(|e| match e {
+        crate::lock::LockError::Held => TemplateError::Busy,
+        crate::lock::LockError::Io { path, source } => TemplateError::Io { path: path.into(), source },
+    })?;
+    clear_leftovers(state_dir, req.umount)?;
+    let work = tempfile::Builder::new()
+        .prefix(&format!(".template-{}-", req.name))
+        .tempdir_in(state_dir)
+        .map_err(io_err(state_dir))?;
+    // From here an error drops `work`; a build killed outright leaves it
+    // for the next build's clear_leftovers.
+    let result = build_in(work.path(), req);
+    if result.is_err() && unmount_under(work.path(), req.umount).is_err() {
+        // Never remove a tree that still has something mounted in it (a
+        // killed mmdebstrap's /dev or /proc): leave it for the next build.
+        let _ = work.keep();
+        return result;
+    }
+    let manifest = result?;
+    fsutil::ensure_dir(templates_dir, 0o700).map_err(io_err(templates_dir))?;
+    let work = work.keep();
+    if let Err(e) = nix::fcntl::renameat2(None, &work, None, &final_dir, nix::fcntl::RenameFlags::RENAME_NOREPLACE) {
+        let _ = fsutil::remove_tree(&work);
+        return Err(match e {
+            nix::errno::Errno::EEXIST => TemplateError::Exists(req.name.clone()),
+            e => TemplateError::Io { path: final_dir, source: e.into() },
+        });
+    }
+    fsutil::sync_dir(templates_dir).map_err(io_err(templates_dir))?;
+    Ok(manifest)
+}
+
+fn build_in(work: &Path, req: &BuildRequest) -> Result<Manifest, TemplateError> {
+    let tree = work.join("tree");
+    let source = format!("deb {} {} main", req.mirror, req.suite.as_str());
+    let mut args: Vec<String> = vec![
+        "--variant=minbase".into(),
+        "--mode=root".into(),
+        format!("--include={}", PACKAGES.join(",")),
+        "--dpkgopt=path-exclude=/usr/share/man/*".into(),
+        "--dpkgopt=path-exclude=/usr/share/doc/*".into(),
+        "--dpkgopt=path-exclude=/usr/share/locale/*".into(),
+        "--dpkgopt=path-include=/usr/share/doc/*/copyright".into(),
+        req.suite.as_str().into(),
+    ];
+    args.push(tree.display().to_string());
+    args.push(source);
+    exec::run(req.mmdebstrap, &args, req.timeout).map_err(TemplateError::Bootstrap)?;
+    // mmdebstrap unmounts what it mounted; make sure before we touch the tree.
+    unmount_under(work, req.umount)?;
+
+    seal(&tree)?;
+    let packages = installed_packages(&tree)?;
+    let (kernel_src, initrd_src, kernel_version) = find_kernel(&tree)?;
+    let kernel = work.join("vmlinuz");
+    let initrd = work.join("initrd.img");
+    fs::copy(&kernel_src, &kernel).map_err(io_err(&kernel))?;
+    fs::copy(&initrd_src, &initrd).map_err(io_err(&initrd))?;
+
+    let root = work.join("root.img");
+    let mk: Vec<std::ffi::OsString> = vec![
+        "-q".into(),
+        "-F".into(),
+        "-t".into(),
+        "ext4".into(),
+        "-L".into(),
+        ROOT_LABEL.into(),
+        "-O".into(),
+        "metadata_csum_seed".into(),
+        "-d".into(),
+        tree.clone().into_os_string(),
+        root.clone().into_os_string(),
+        ROOT_SIZE.into(),
+    ];
+    exec::run(req.mke2fs, &mk, req.timeout).map_err(TemplateError::Mkfs)?;
+    fsutil::remove_tree(&tree).map_err(io_err(&tree))?;
+
+    let digest = |p: &Path| -> Result<FileDigest, TemplateError> {
+        let (sha256, bytes) = crate::image::sha256_file(p).map_err(io_err(p))?;
+        Ok(FileDigest { file: p.file_name().unwrap_or_default().to_string_lossy().into_owned(), bytes, sha256 })
+    };
+    let manifest = Manifest {
+        name: req.name.clone(),
+        image: req.image.clone(),
+        suite: req.suite.clone(),
+        mirror: req.mirror.clone(),
+        builder: "mmdebstrap".into(),
+        built_at: crate::state::now(),
+        build_key: build_key(),
+        packages,
+        root: digest(&root)?,
+        kernel: digest(&kernel)?,
+        initrd: digest(&initrd)?,
+        kernel_version,
+    };
+    let mpath = work.join("manifest.json");
+    fsutil::write_atomic(&mpath, &serde_json::to_vec_pretty(&manifest).expect("manifest serializes"), 0o444)
+        .map_err(io_err(&mpath))?;
+    for p in [&root, &kernel, &initrd] {
+        fs::set_permissions(p, fs::Permissions::from_mode(0o444)).map_err(io_err(p))?;
+    }
+    for p in [&root, &kernel, &initrd, &mpath] {
+        fs::File::open(p).and_then(|f| f.sync_all()).map_err(io_err(p))?;
+    }
+    fs::set_permissions(work, fs::Permissions::from_mode(0o555)).map_err(io_err(work))?;
+    Ok(manifest)
+}
+
+fn write(tree: &Path, rel: &str, text: &str, mode: u32) -> Result<(), TemplateError> {
+    let p = tree.join(rel);
+    if let Some(d) = p.parent() {
+        fs::create_dir_all(d).map_err(io_err(d))?;
+    }
+    // Replace, never write through, a symlink the packages left there.
+    let _ = fs::remove_file(&p);
+    fs::write(&p, text).map_err(io_err(&p))?;
+    fs::set_permissions(&p, fs::Permissions::from_mode(mode)).map_err(io_err(&p))
+}
+
+fn link(tree: &Path, rel: &str, target: &str) -> Result<(), TemplateError> {
+    let p = tree.join(rel);
+    if let Some(d) = p.parent() {
+        fs::create_dir_all(d).map_err(io_err(d))?;
+    }
+    let _ = fs::remove_file(&p);
+    symlink(target, &p).map_err(io_err(&p))
+}
+
+fn remove(tree: &Path, rel: &str) -> Result<(), TemplateError> {
+    let p = tree.join(rel);
+    fsutil::remove_if_exists(&p).map(|_| ()).map_err(io_err(&p))
+}
+
+/// Seals the tree: nothing unique to one guest stays in it (SSH host keys,
+/// machine id, random seed, logs, apt lists), root's password is locked,
+/// and the first-boot identity unit is installed and enabled.
+pub fn seal(tree: &Path) -> Result<(), TemplateError> {
+    write(tree, "etc/hostname", "localhost\n", 0o644)?;
+    write(tree, "etc/hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n", 0o644)?;
+    write(tree, "etc/fstab", &format!("LABEL={ROOT_LABEL}\t/\text4\tdefaults,errors=remount-ro\t0\t1\n"), 0o644)?;
+    // An empty machine-id: systemd makes a fresh one at first boot.
+    write(tree, "etc/machine-id", "", 0o444)?;
+    remove(tree, "var/lib/dbus/machine-id")?;
+    remove(tree, "var/lib/systemd/random-seed")?;
+    let ssh = tree.join("etc/ssh");
+    if let Ok(entries) = fs::read_dir(&ssh) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with("ssh_host_") {
+                fs::remove_file(e.path()).map_err(io_err(&e.path()))?;
+            }
+        }
+    }
+    write(tree, "etc/ssh/sshd_config.d/guest-installer.conf", "HostKey /etc/ssh/ssh_host_ed25519_key\n", 0o644)?;
+    lock_root(tree)?;
+    // Logs and caches.
+    for dir in ["var/log", "var/cache/apt", "var/lib/apt/lists"] {
+        empty_files(&tree.join(dir))?;
+    }
+    write(tree, "etc/systemd/journald.conf.d/guest-installer.conf", "[Journal]\nStorage=volatile\n", 0o644)?;
+    // systemd-networkd configures the static address the seed gives.
+    link(tree, "etc/systemd/system/multi-user.target.wants/systemd-networkd.service", "/lib/systemd/system/systemd-networkd.service")?;
+    link(tree, "etc/systemd/system/sockets.target.wants/systemd-networkd.socket", "/lib/systemd/system/systemd-networkd.socket")?;
+    for unit in MASKED {
+        link(tree, &format!("etc/systemd/system/{unit}"), "/dev/null")?;
+    }
+    remove(tree, "etc/systemd/system/getty.target.wants/getty@tty1.service")?;
+    write(tree, "usr/local/sbin/gi-identity", IDENTITY_SCRIPT, 0o755)?;
+    write(tree, "etc/systemd/system/gi-identity.service", IDENTITY_UNIT, 0o644)?;
+    link(tree, "etc/systemd/system/sysinit.target.wants/gi-identity.service", "/etc/systemd/system/gi-identity.service")?;
+    remove(tree, "var/lib/gi-identity/done")?;
+    Ok(())
+}
+
+/// Root's password field becomes `!`: no login until the seed sets a hash.
+fn lock_root(tree: &Path) -> Result<(), TemplateError> {
+    let p = tree.join("etc/shadow");
+    let text = fs::read_to_string(&p).map_err(io_err(&p))?;
+    let mut out = String::with_capacity(text.len());
+    let mut found = false;
+    for line in text.lines() {
+        let mut f: Vec<&str> = line.split(':').collect();
+        if f.first() == Some(&"root") && f.len() > 2 {
+            f[1] = "!";
+            found = true;
+        }
+        out.push_str(&f.join(":"));
+        out.push('\n');
+    }
+    if !found {
+        return Err(TemplateError::Layout("/etc/shadow has no root entry".into()));
+    }
+    fs::write(&p, out).map_err(io_err(&p))?;
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o640)).map_err(io_err(&p))
+}
+
+/// Removes the regular files under `dir` (not following symlinks), keeping
+/// directories so that packages find them.
+fn empty_files(dir: &Path) -> Result<(), TemplateError> {
+    let Ok(entries) = fs::read_dir(dir) else { return Ok(()) };
+    for e in entries.flatten() {
+        let p = e.path();
+        let Ok(m) = fs::symlink_metadata(&p) else { continue };
+        if m.is_dir() {
+            empty_files(&p)?;
+        } else if m.is_file() {
+            fs::remove_file(&p).map_err(io_err(&p))?;
+        }
+    }
+    Ok(())
+}
+
+/// `name version` of each installed package, from dpkg's status file.
+fn installed_packages(tree: &Path) -> Result<Vec<String>, TemplateError> {
+    let p = tree.join("var/lib/dpkg/status");
+    let text = fs::read_to_string(&p).map_err(io_err(&p))?;
+    let mut out = Vec::new();
+    for para in text.split("\n\n") {
+        let field = |k: &str| para.lines().find_map(|l| l.strip_prefix(k)).map(str::trim);
+        if let (Some(name), Some(ver), Some(status)) = (field("Package:"), field("Version:"), field("Status:")) {
+            if status.ends_with(" installed") {
+                out.push(format!("{name} {ver}"));
+            }
+        }
+    }
+    out.sort();
+    if out.is_empty() {
+        return Err(TemplateError::Layout("no installed packages found".into()));
+    }
+    Ok(out)
+}
+
+/// The one kernel and its initrd in /boot.
+fn find_kernel(tree: &Path) -> Result<(PathBuf, PathBuf, String), TemplateError> {
+    let boot = tree.join("boot");
+    let mut versions = Vec::new();
+    for e in fs::read_dir(&boot).map_err(io_err(&boot))?.flatten() {
+        if let Some(v) = e.file_name().to_str().and_then(|n| n.strip_prefix("vmlinuz-")) {
+            versions.push(v.to_owned());
+        }
+    }
+    let [v] = versions.as_slice() else {
+        return Err(TemplateError::Layout(format!("expected one kernel in /boot, found {}", versions.len())));
+    };
+    let k = boot.join(format!("vmlinuz-{v}"));
+    let i = boot.join(format!("initrd.img-{v}"));
+    for p in [&k, &i] {
+        if !fs::symlink_metadata(p).is_ok_and(|m| m.is_file()) {
+            return Err(TemplateError::Layout(format!("{} is missing", p.display())));
+        }
+    }
+    Ok((k, i, v.clone()))
+}
+
+/// Mount points at or under `dir`, deepest first (from /proc/self/mountinfo).
+fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let text = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut out: Vec<PathBuf> = text
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|m| PathBuf::from(m.replace("\\040", " ")))
+        .filter(|m| m.starts_with(dir))
+        .collect();
+    out.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    out
+}
+
+/// Unmounts whatever a killed mmdebstrap left mounted in a build tree, so
+/// that removing the tree can never reach the host's /dev or /proc.
+fn unmount_under(dir: &Path, umount: &Path) -> Result<(), TemplateError> {
+    for m in mounts_under(dir) {
+        let _ = exec::run(umount, &["--lazy".as_ref(), m.as_os_str()], Duration::from_secs(30));
+    }
+    if let Some(m) = mounts_under(dir).first() {
+        return Err(TemplateError::Io { path: m.clone(), source: io::Error::other("still mounted after umount") });
+    }
+    Ok(())
+}
+
+fn clear_leftovers(state_dir: &Path, umount: &Path) -> Result<(), TemplateError> {
+    for e in fs::read_dir(state_dir).map_err(io_err(state_dir))?.flatten() {
+        if e.file_name().to_string_lossy().starts_with(".template-") {
+            let p = e.path();
+            unmount_under(&p, umount)?;
+            fsutil::remove_tree(&p).map_err(io_err(&p))?;
+        }
+    }
+    Ok(())
+}
+
+/// The values a clone's identity is made of: the same typed values the
+/// preseed gets.
+pub struct Identity<'a> {
+    pub hostname: &'a Hostname,
+    pub domain: &'a DomainName,
+    pub network: &'a Network,
+    pub root_hash: &'a CryptHash,
+    /// The clone's new filesystem UUID (lowercase, hyphenated).
+    pub fs_uuid: &'a str,
+}
+
+/// The seed text the first-boot unit reads. Every value is a validated
+/// type, so none can hold a newline or start another line.
+pub fn render_seed(id: &Identity) -> String {
+    let n = id.network;
+    let mut s = format!(
+        "{SEED_MAGIC}\nhostname={}\ndomain={}\naddress={}\nprefix={}\ngateway={}\n",
+        id.hostname,
+        id.domain,
+        n.ip(),
+        n.netmask().prefix_len(),
+        n.gateway()
+    );
+    for ns in n.nameservers() {
+        s.push_str(&format!("nameserver={ns}\n"));
+    }
+    s.push_str(&format!("root_hash={}\nfs_uuid={}\nend\n", id.root_hash.expose(), id.fs_uuid));
+    s
+}
+
+/// The seed disk's bytes: the text, zero-padded to a whole number of sectors.
+pub fn seed_disk(text: &str) -> Option<Vec<u8>> {
+    if text.len() >= SEED_BYTES {
+        return None;
+    }
+    let mut b = text.as_bytes().to_vec();
+    b.resize(SEED_BYTES, 0);
+    Some(b)
+}
+
+/// A random version-4 UUID.
+pub fn random_uuid() -> io::Result<String> {
+    let mut b = [0u8; 16];
+    fs::File::open("/dev/urandom").and_then(|mut f| io::Read::read_exact(&mut f, &mut b))?;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    Ok(format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suite_from_disk_info() {
+        let s = Suite::from_disk_info("Debian GNU/Linux 12.0.0 \"Bookworm\" - Official amd64 NETINST with firmware 20230610-10:23");
+        assert_eq!(s.unwrap().as_str(), "bookworm");
+        assert_eq!(Suite::from_disk_info("Debian GNU/Linux 11.7.0 \"x\" - Official").unwrap().as_str(), "bullseye");
+        assert!(Suite::from_disk_info("something else").is_none());
+        assert!(Suite::parse("bookworm; rm").is_err());
+    }
+
+    #[test]
+    fn uuid_shape() {
+        let u = random_uuid().unwrap();
+        assert_eq!(u.len(), 36);
+        assert_ne!(u, random_uuid().unwrap());
+    }
+}
