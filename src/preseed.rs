@@ -39,25 +39,39 @@ pub const OWNED_QUESTIONS: &[&str] = &[
     "mirror/http/directory",
 ];
 
-/// The question a logical preseed line answers, if any: `owner question
-/// type value`, where owner is e.g. `d-i`.
-fn question(logical: &str) -> Option<&str> {
-    let mut words = logical.split_whitespace();
-    let first = words.next()?;
-    if first.starts_with('#') {
-        return None;
-    }
-    words.next()
+/// Whitespace as debconf's Perl `\s` sees it in a byte string.
+pub fn is_debconf_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c')
 }
 
-/// Splits text into logical lines: debconf joins a line ending in `\` with
-/// the next one, so a dropped question must take its continuations along.
+/// The question a logical preseed line answers, read as
+/// debconf-set-selections reads it: continuation backslashes removed and
+/// the lines joined with nothing between, comments skipped, then `owner
+/// question type value`.
+fn question(logical: &[&str]) -> Option<String> {
+    let joined: String = logical.iter().map(|l| l.strip_suffix('\\').unwrap_or(l)).collect();
+    let t = joined.trim_start_matches(is_debconf_space);
+    if t.starts_with('#') {
+        return None;
+    }
+    let mut words = t.split(is_debconf_space).filter(|w| !w.is_empty());
+    words.next()?;
+    words.next().map(str::to_owned)
+}
+
+/// Splits text into logical lines as debconf reads a preseed file: only
+/// `\n` ends a line, and a line ending in `\` (a comment too) continues on
+/// the next, so a dropped question takes its continuations along.
 fn logical_lines(text: &str) -> Vec<Vec<&str>> {
+    let mut physical: Vec<&str> = text.split('\n').collect();
+    if text.ends_with('\n') || text.is_empty() {
+        physical.pop();
+    }
     let mut out: Vec<Vec<&str>> = Vec::new();
     let mut cur: Vec<&str> = Vec::new();
-    for line in text.lines() {
+    for line in physical {
         cur.push(line);
-        if !line.trim_end().ends_with('\\') || line.trim_start().starts_with('#') {
+        if !line.ends_with('\\') {
             out.push(std::mem::take(&mut cur));
         }
     }
@@ -91,14 +105,17 @@ pub fn answers(v: &Values) -> Vec<String> {
 pub fn render(template: &str, v: &Values) -> String {
     let mut out = String::with_capacity(template.len() + 1024);
     for logical in logical_lines(template) {
-        let joined = logical.join("\n");
-        if question(&joined).is_some_and(|q| OWNED_QUESTIONS.contains(&q)) {
+        if question(&logical).is_some_and(|q| OWNED_QUESTIONS.contains(&q.as_str())) {
             continue;
         }
         for l in logical {
             out.push_str(l);
             out.push('\n');
         }
+    }
+    // A template ending in a continuation would swallow our first line.
+    if out.ends_with("\\\n") {
+        out.push('\n');
     }
     out.push_str("### guest-installer: per-VM answers (these override the template)\n");
     for a in answers(v) {
@@ -144,6 +161,17 @@ mod tests {
         assert_eq!(out.matches("netcfg/get_hostname string web1").count(), 1);
         assert!(out.contains("d-i netcfg/get_ipaddress string 192.0.2.10\n"));
         assert!(out.contains("d-i passwd/root-password-crypted password $6$"));
+    }
+
+    #[test]
+    fn continuations_are_read_as_debconf_reads_them() {
+        // debconf joins "d-i \" and "netcfg/..." into one directive.
+        let out = render_with("d-i \\\nnetcfg/get_hostname string sneaky\n# note \\\nd-i time/zone string UTC\nd-i x/y string z \\");
+        assert!(!out.contains("sneaky"), "{out}");
+        // A comment's continuation is part of the comment: kept as is.
+        assert!(out.contains("# note \\\nd-i time/zone string UTC\n"));
+        // The dangling continuation at the end is closed before our lines.
+        assert!(out.contains("d-i x/y string z \\\n\n### guest-installer"), "{out}");
     }
 
     #[test]

@@ -1,11 +1,41 @@
-//! Preseed rendering: whatever the template and the host name, the output
-//! is the template's kept lines plus exactly our answers, one line each.
+//! Preseed rendering: whatever the template and the host name, debconf
+//! reading the output (as debconf-set-selections does: only `\n` ends a
+//! line, a trailing `\` joins the next, `#` lines are comments) sees each
+//! question we answer exactly once, with our value, and never an answer of
+//! the template's for those questions; our lines come last and intact.
 #![no_main]
 use guest_installer::config::{MirrorDir, MirrorHost};
-use guest_installer::preseed::{answers, render, Values};
+use guest_installer::preseed::{answers, render, Values, OWNED_QUESTIONS};
 use guest_installer::secret::CryptHash;
 use guest_installer::types::{DomainName, Hostname, Network};
 use libfuzzer_sys::fuzz_target;
+use std::collections::HashMap;
+
+/// debconf's reading, written independently of the renderer's.
+fn directives(text: &str) -> Vec<(String, String)> {
+    let space = |c: char| matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c');
+    let mut out = Vec::new();
+    let mut lines = text.split('\n').peekable();
+    while let Some(first) = lines.next() {
+        let mut line = first.to_owned();
+        while line.ends_with('\\') {
+            line.pop();
+            match lines.next() {
+                Some(next) => line.push_str(next),
+                None => break,
+            }
+        }
+        let t = line.trim_start_matches(space);
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        let words: Vec<&str> = t.split(space).filter(|w| !w.is_empty()).collect();
+        if words.len() >= 2 {
+            out.push((words[1].to_owned(), line.clone()));
+        }
+    }
+    out
+}
 
 fuzz_target!(|data: &[u8]| {
     let Ok(s) = std::str::from_utf8(data) else { return };
@@ -19,12 +49,17 @@ fuzz_target!(|data: &[u8]| {
     let v = Values { hostname: &hostname, domain: &domain, network: &network, root_hash: &hash, mirror_host: &mh, mirror_dir: &md };
     let out = render(template, &v);
     let ours = answers(&v);
-    let tail: Vec<&str> = out.lines().rev().take(ours.len()).collect();
-    assert_eq!(tail.len(), ours.len());
-    for (line, want) in tail.iter().rev().zip(&ours) {
-        assert_eq!(line, want);
+    assert!(out.ends_with(&format!("{}\n", ours.join("\n"))), "our lines are not last and intact");
+    let mut seen: HashMap<String, Vec<String>> = HashMap::new();
+    for (q, line) in directives(&out) {
+        seen.entry(q).or_default().push(line);
     }
-    // The template contributes only its own lines, never more.
-    assert!(out.lines().count() <= template.lines().count() + 1 + ours.len());
-    assert_eq!(out.matches("d-i netcfg/get_hostname ").count(), 1);
+    for q in OWNED_QUESTIONS {
+        let ours_for_q: Vec<&String> = ours.iter().filter(|a| a.split(' ').nth(1) == Some(q)).collect();
+        let got = seen.get(*q).cloned().unwrap_or_default();
+        assert_eq!(got.len(), ours_for_q.len(), "{q}: debconf sees {got:?}");
+        for (g, o) in got.iter().zip(ours_for_q) {
+            assert_eq!(g, o, "{q}");
+        }
+    }
 });
