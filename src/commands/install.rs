@@ -2,7 +2,7 @@
 
 use super::{obj, Ctx, Outcome};
 use crate::error::{Error, Result};
-use crate::hypervisor::{self, Domain};
+use crate::hypervisor::{self, Domain, Hypervisor};
 use crate::image;
 use crate::lock;
 use crate::media;
@@ -48,19 +48,7 @@ pub fn run(
     }
 
     // From here on we change things, one request per machine at a time.
-    let vmdir = VmDir::new(config, vm);
-    for d in [config.vms_dir(), config.locks_dir(), vmdir.dir.clone()] {
-        fsutil::ensure_dir(&d, 0o700).map_err(|e| Error::failed(format!("cannot create {}: {e}", d.display())))?;
-    }
-    let _lock = lock::try_lock(&config.vm_lock(vm))?;
-    // A request killed mid-way leaves only hidden temporaries; clear them.
-    lock::remove_leftovers(&vmdir.dir, &[".build-", ".tmp-"])
-        .map_err(|e| Error::failed(format!("cannot clear leftovers in {}: {e}", vmdir.dir.display())))?;
-    let hv = hypervisor::for_config(config)?;
-    // Whatever the recorded state says, a guest that runs is never replaced.
-    if hv.is_running(vm, &vmdir)? {
-        return Err(Error::busy(format!("machine {vm} is running; cancel its install (or stop it) first")));
-    }
+    let (vmdir, _lock, hv) = claim(ctx, vm)?;
 
     let text = preseed::render(
         &template,
@@ -88,7 +76,7 @@ pub fn run(
     })?;
 
     let now = state::now();
-    let mut st = VmState {
+    let st = VmState {
         phase: Phase::Prepared,
         image: image_name.clone(),
         driver: config.hypervisor.driver,
@@ -98,27 +86,9 @@ pub fn run(
         reason: None,
         template: None,
     };
-    if !no_start {
-        if let Err(e) = hv.start(&domain, &vmdir) {
-            let err: Error = e.into();
-            let _ = vmdir.remove_media();
-            st.phase = Phase::Failed;
-            st.finished_at = Some(state::now());
-            st.reason = Some(err.message.clone());
-            vmdir.save(&st)?;
-            return Err(Error::failed(format!("starting the installer for {vm} failed: {}", err.message)));
-        }
-        st.phase = Phase::Installing;
-        st.started_at = Some(state::now());
-    }
-    if let Err(e) = vmdir.save(&st) {
-        // The guest must not run with no record of it.
-        if !no_start {
-            let _ = hv.destroy(vm, &vmdir);
-        }
-        let _ = vmdir.remove_media();
-        return Err(e.into());
-    }
+    let st = start_and_record(hv.as_ref(), &domain, &vmdir, st, no_start, "the installer", |d| {
+        let _ = d.remove_media();
+    })?;
 
     let console = hv.console_log(vm, &vmdir);
     let human = format!(
@@ -141,6 +111,61 @@ pub fn run(
             ("console_log", Value::from(console.display().to_string())),
         ]),
     })
+}
+
+/// Takes the machine's lock (busy at once if another request holds it),
+/// clears what a killed request left, and refuses while its guest runs:
+/// whatever the recorded state says, a running guest is never replaced.
+fn claim(ctx: &Ctx, vm: &VmName) -> Result<(VmDir, lock::Lock, Box<dyn Hypervisor>)> {
+    let config = ctx.config;
+    let vmdir = VmDir::new(config, vm);
+    for d in [config.vms_dir(), config.locks_dir(), vmdir.dir.clone()] {
+        fsutil::ensure_dir(&d, 0o700).map_err(|e| Error::failed(format!("cannot create {}: {e}", d.display())))?;
+    }
+    let held = lock::try_lock(&config.vm_lock(vm))?;
+    // A request killed mid-way leaves only hidden temporaries.
+    lock::remove_leftovers(&vmdir.dir, &[".build-", ".tmp-"])
+        .map_err(|e| Error::failed(format!("cannot clear leftovers in {}: {e}", vmdir.dir.display())))?;
+    let hv = hypervisor::for_config(config)?;
+    if hv.is_running(vm, &vmdir)? {
+        return Err(Error::busy(format!("machine {vm} is running; cancel its install (or stop it) first")));
+    }
+    Ok((vmdir, held, hv))
+}
+
+/// Starts the guest (unless `no_start`) and records the state. On failure
+/// `undo` removes what holds the password hash, and the state says why; a
+/// guest never runs without a record of it.
+fn start_and_record(
+    hv: &dyn Hypervisor,
+    domain: &Domain,
+    vmdir: &VmDir,
+    mut st: VmState,
+    no_start: bool,
+    what: &str,
+    undo: impl Fn(&VmDir),
+) -> Result<VmState> {
+    if !no_start {
+        if let Err(e) = hv.start(domain, vmdir) {
+            let err: Error = e.into();
+            undo(vmdir);
+            st.phase = Phase::Failed;
+            st.finished_at = Some(state::now());
+            st.reason = Some(err.message.clone());
+            vmdir.save(&st)?;
+            return Err(Error::failed(format!("starting {what} for {} failed: {}", domain.name, err.message)));
+        }
+        st.phase = Phase::Installing;
+        st.started_at = Some(state::now());
+    }
+    if let Err(e) = vmdir.save(&st) {
+        if !no_start {
+            let _ = hv.destroy(domain.name, vmdir);
+        }
+        undo(vmdir);
+        return Err(e.into());
+    }
+    Ok(st)
 }
 
 /// The machine's volume must exist (a block device or a file) before the
@@ -178,17 +203,7 @@ pub fn run_template(
     let hostname = hostname.cloned().unwrap_or_else(|| Hostname::parse(vm.as_str()).expect("a VM name is a host name"));
     let started = std::time::Instant::now();
 
-    let vmdir = VmDir::new(config, vm);
-    for d in [config.vms_dir(), config.locks_dir(), vmdir.dir.clone()] {
-        fsutil::ensure_dir(&d, 0o700).map_err(|e| Error::failed(format!("cannot create {}: {e}", d.display())))?;
-    }
-    let _lock = lock::try_lock(&config.locks_dir().join(format!("{vm}.lock")))?;
-    lock::remove_leftovers(&vmdir.dir, &[".build-", ".tmp-"])
-        .map_err(|e| Error::failed(format!("cannot clear leftovers in {}: {e}", vmdir.dir.display())))?;
-    let hv = hypervisor::for_config(config)?;
-    if hv.is_running(vm, &vmdir)? {
-        return Err(Error::busy(format!("machine {vm} is running; cancel its install (or stop it) first")));
-    }
+    let (vmdir, _lock, hv) = claim(ctx, vm)?;
 
     let fs_uuid = template::random_uuid().map_err(|e| Error::failed(format!("cannot read random bytes: {e}")))?;
     let seed_text = template::render_seed(&template::Identity {
@@ -232,7 +247,7 @@ pub fn run_template(
     };
     let clone_s = started.elapsed().as_secs_f64();
 
-    let mut st = VmState {
+    let st = VmState {
         phase: Phase::Prepared,
         image: tpl.manifest.image.clone(),
         driver: config.hypervisor.driver,
@@ -242,26 +257,9 @@ pub fn run_template(
         reason: None,
         template: Some(tname.clone()),
     };
-    if !no_start {
-        if let Err(e) = hv.start(&domain, &vmdir) {
-            let err: Error = e.into();
-            let _ = vmdir.remove_clone();
-            st.phase = Phase::Failed;
-            st.finished_at = Some(state::now());
-            st.reason = Some(err.message.clone());
-            vmdir.save(&st)?;
-            return Err(Error::failed(format!("starting the clone {vm} failed: {}", err.message)));
-        }
-        st.phase = Phase::Installing;
-        st.started_at = Some(state::now());
-    }
-    if let Err(e) = vmdir.save(&st) {
-        if !no_start {
-            let _ = hv.destroy(vm, &vmdir);
-        }
-        let _ = vmdir.remove_clone();
-        return Err(e.into());
-    }
+    let st = start_and_record(hv.as_ref(), &domain, &vmdir, st, no_start, "the clone", |d| {
+        let _ = d.remove_clone();
+    })?;
     let console = hv.console_log(vm, &vmdir);
     let human = format!(
         "{vm}: {} from template {tname} (clone + identity in {:.0} ms)\n  disk: {}\n  domain config: {}\n  console log: {}\n",
