@@ -62,15 +62,7 @@ pub fn run(
         },
     );
     let media = media::build(machine.boot, &image, &text, &vmdir)?;
-    let domain = Domain {
-        name: vm,
-        memory_mib: machine.memory_mib,
-        vcpus: machine.vcpus,
-        disk: &machine.disk,
-        mac: machine.mac,
-        bridge: &config.hypervisor.bridge,
-        media: &media,
-    };
+    let domain = Domain::for_machine(&machine, config, &media);
     let domain_config = hv.prepare(&domain, &vmdir).inspect_err(|_| {
         let _ = vmdir.remove_media();
     })?;
@@ -229,15 +221,7 @@ pub fn run_template(
         kernel: tpl.kernel(),
         initrd: tpl.initrd(),
     };
-    let domain = Domain {
-        name: vm,
-        memory_mib: machine.memory_mib,
-        vcpus: machine.vcpus,
-        disk: &machine.disk,
-        mac: machine.mac,
-        bridge: &config.hypervisor.bridge,
-        media: &media,
-    };
+    let domain = Domain::for_machine(&machine, config, &media);
     let domain_config = match hv.prepare(&domain, &vmdir) {
         Ok(p) => p,
         Err(e) => {

@@ -31,6 +31,21 @@ pub struct Domain<'a> {
     pub media: &'a Media,
 }
 
+impl<'a> Domain<'a> {
+    /// The guest for a registered machine booting `media`.
+    pub fn for_machine(m: &'a crate::registry::Machine, config: &'a Config, media: &'a Media) -> Self {
+        Domain {
+            name: &m.name,
+            memory_mib: m.memory_mib,
+            vcpus: m.vcpus,
+            disk: &m.disk,
+            mac: m.mac,
+            bridge: &config.hypervisor.bridge,
+            media,
+        }
+    }
+}
+
 pub trait Hypervisor {
     /// Writes the domain config into the VM's directory; returns its path.
     fn prepare(&self, d: &Domain, vm: &VmDir) -> Result<PathBuf, HvError>;
