@@ -15,14 +15,25 @@ use std::collections::HashMap;
 fn directives(text: &str) -> Vec<(String, String)> {
     let space = |c: char| matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c');
     let mut out = Vec::new();
-    let mut lines = text.split('\n').peekable();
+    // Each physical line is read once, as a line-by-line reader does: one
+    // ending in `\` is joined (without it) to the next physical line.
+    let mut lines = text.split('\n');
     while let Some(first) = lines.next() {
-        let mut line = first.to_owned();
-        while line.ends_with('\\') {
-            line.pop();
-            match lines.next() {
-                Some(next) => line.push_str(next),
-                None => break,
+        let mut line = String::new();
+        let mut physical = first;
+        loop {
+            match physical.strip_suffix('\\') {
+                Some(head) => {
+                    line.push_str(head);
+                    match lines.next() {
+                        Some(next) => physical = next,
+                        None => break,
+                    }
+                }
+                None => {
+                    line.push_str(physical);
+                    break;
+                }
             }
         }
         let t = line.trim_start_matches(space);
