@@ -103,19 +103,9 @@ impl Drop for Guest<'_> {
     }
 }
 
-fn console(env: &Env, vm: &str) -> String {
-    String::from_utf8_lossy(&fs::read(env.vm_file(vm, "console.log")).unwrap_or_default()).into_owned()
-}
-
-/// Console text without escape sequences and line-drawing noise, for
-/// failure messages.
+/// Console text for failure messages.
 fn readable(text: &str) -> String {
-    let lines: Vec<String> = text
-        .split(['\n', '\r'])
-        .map(guest_installer::fsutil::clean_console_line)
-        .filter(|l| !l.trim().is_empty())
-        .collect();
-    lines[lines.len().saturating_sub(60)..].join("\n")
+    readable_tail(text, 60)
 }
 
 /// Some console line (d-i's screen output may precede it on the same line)

@@ -91,17 +91,8 @@ impl Drop for Guest<'_> {
     }
 }
 
-fn console(env: &Env, vm: &str) -> String {
-    String::from_utf8_lossy(&fs::read(env.vm_file(vm, "console.log")).unwrap_or_default()).into_owned()
-}
-
 fn tail(text: &str) -> String {
-    let lines: Vec<String> = text
-        .split(['\n', '\r'])
-        .map(guest_installer::fsutil::clean_console_line)
-        .filter(|l| !l.trim().is_empty())
-        .collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
+    readable_tail(text, 40)
 }
 
 /// `gi-identity: KEY=VALUE` lines from a console.

@@ -401,3 +401,19 @@ impl Env {
         disk
     }
 }
+
+/// The VM's serial console log as text (qemu driver).
+pub fn console(env: &Env, vm: &str) -> String {
+    String::from_utf8_lossy(&fs::read(env.vm_file(vm, "console.log")).unwrap_or_default()).into_owned()
+}
+
+/// The last `n` console lines without escape sequences and line-drawing
+/// noise, for failure messages.
+pub fn readable_tail(text: &str, n: usize) -> String {
+    let lines: Vec<String> = text
+        .split(['\n', '\r'])
+        .map(guest_installer::fsutil::clean_console_line)
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
