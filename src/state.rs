@@ -49,6 +49,22 @@ pub struct VmState {
     pub template: Option<TemplateName>,
 }
 
+impl VmState {
+    /// A new install whose media and domain config have just been written.
+    pub fn prepared(image: ImageName, driver: Driver, template: Option<TemplateName>) -> Self {
+        VmState {
+            phase: Phase::Prepared,
+            image,
+            driver,
+            prepared_at: now(),
+            started_at: None,
+            finished_at: None,
+            reason: None,
+            template,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error("cannot read state file {path}: {source}")]

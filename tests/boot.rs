@@ -62,47 +62,6 @@ sleep 3; done) </dev/null >/dev/ttyS0 2>&1 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- &"
 /// configuration is over ("Checking the Debian archive mirror" on screen).
 const MIRROR_STEP: &str = "Menu item 'choose-mirror' selected";
 
-/// Stops the installer guest whatever happens to the test: `cancel`, then
-/// SIGKILL if our qemu is still there. Never panics (it runs while
-/// unwinding).
-struct Guest<'a> {
-    env: &'a Env,
-    vm: String,
-    pid: Option<i32>,
-}
-
-impl<'a> Guest<'a> {
-    fn new(env: &'a Env, vm: &str) -> Self {
-        let pid = fs::read_to_string(env.vm_file(vm, "qemu.pid")).ok().and_then(|s| s.trim().parse().ok());
-        Guest { env, vm: vm.to_owned(), pid }
-    }
-
-    fn qemu_alive(&self) -> bool {
-        let Some(pid) = self.pid else { return false };
-        let marker = format!("guest={0},process=gi-{0}", self.vm);
-        fs::read(format!("/proc/{pid}/cmdline"))
-            .map(|c| c.split(|b| *b == 0).any(|a| a == marker.as_bytes()))
-            .unwrap_or(false)
-    }
-}
-
-impl Drop for Guest<'_> {
-    fn drop(&mut self) {
-        let _ = Command::new(bin())
-            .args(["cancel", &self.vm])
-            .env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .env("GUEST_INSTALLER_CONFIG", &self.env.config)
-            .stdin(std::process::Stdio::null())
-            .output();
-        if self.qemu_alive() {
-            if let Some(pid) = self.pid {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
-            }
-        }
-    }
-}
-
 /// Console text for failure messages.
 fn readable(text: &str) -> String {
     readable_tail(text, 60)

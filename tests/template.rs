@@ -56,41 +56,6 @@ fn add_template(env: &Env) {
     sh(Command::new("cp").args(["-a", "--sparse=always"]).arg(template_fixture().join("tpl")).arg(t.join("tpl")));
 }
 
-/// Stops a clone whatever happens to the test: `cancel` (refused for an
-/// installed clone), then SIGKILL of our qemu. Never panics.
-struct Guest<'a> {
-    env: &'a Env,
-    vm: String,
-}
-
-impl Guest<'_> {
-    fn pid(&self) -> Option<i32> {
-        let pid: i32 = fs::read_to_string(self.env.vm_file(&self.vm, "qemu.pid")).ok()?.trim().parse().ok()?;
-        let marker = format!("guest={0},process=gi-{0}", self.vm);
-        let cmd = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-        cmd.split(|b| *b == 0).any(|a| a == marker.as_bytes()).then_some(pid)
-    }
-}
-
-impl Drop for Guest<'_> {
-    fn drop(&mut self) {
-        let _ = Command::new(bin())
-            .args(["cancel", &self.vm])
-            .env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .env("GUEST_INSTALLER_CONFIG", &self.env.config)
-            .stdin(std::process::Stdio::null())
-            .output();
-        if let Some(pid) = self.pid() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while self.pid().is_some() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    }
-}
-
 fn tail(text: &str) -> String {
     readable_tail(text, 40)
 }
@@ -134,7 +99,7 @@ fn two_clones_of_one_template_boot_with_their_own_identity() {
             PW_HASH.as_bytes(),
         );
         let wall = t0.elapsed();
-        guards.push(Guest { env: &env, vm: vm.to_owned() });
+        guards.push(Guest::new(&env, vm));
         let j = o.ok().json();
         assert_eq!(j["state"], "installing", "{j}");
         assert_eq!(j["template"], "tpl");
@@ -208,7 +173,7 @@ fn two_clones_of_one_template_boot_with_their_own_identity() {
     assert_eq!(fs_uuid(&env.state.join("templates/tpl/root.img")), tpl_uuid);
     drop(guards);
     for (vm, _, _) in vms {
-        assert!(Guest { env: &env, vm: vm.to_owned() }.pid().is_none(), "qemu for {vm} still runs");
+        assert!(Guest::new(&env, vm).pid().is_none(), "qemu for {vm} still runs");
     }
 }
 
@@ -437,7 +402,7 @@ fn clone_with_a_tampered_seed_refuses_it_and_powers_off() {
     let program = lines.next().unwrap().to_owned();
     let args: Vec<&str> = lines.collect();
     sh(Command::new(&program).args(&args));
-    let guard = Guest { env: &env, vm: "bad1".into() };
+    let guard = Guest::new(&env, "bad1");
     let deadline = Instant::now() + BOOT_BOUND;
     while guard.pid().is_some() {
         assert!(Instant::now() < deadline, "the guest did not power off:\n{}", tail(&console(&env, "bad1")));

@@ -67,17 +67,7 @@ pub fn run(
         let _ = vmdir.remove_media();
     })?;
 
-    let now = state::now();
-    let st = VmState {
-        phase: Phase::Prepared,
-        image: image_name.clone(),
-        driver: config.hypervisor.driver,
-        prepared_at: now,
-        started_at: None,
-        finished_at: None,
-        reason: None,
-        template: None,
-    };
+    let st = VmState::prepared(image_name.clone(), config.hypervisor.driver, None);
     let st = start_and_record(hv.as_ref(), &domain, &vmdir, st, no_start, "the installer", |d| {
         let _ = d.remove_media();
     })?;
@@ -231,16 +221,7 @@ pub fn run_template(
     };
     let clone_s = started.elapsed().as_secs_f64();
 
-    let st = VmState {
-        phase: Phase::Prepared,
-        image: tpl.manifest.image.clone(),
-        driver: config.hypervisor.driver,
-        prepared_at: state::now(),
-        started_at: None,
-        finished_at: None,
-        reason: None,
-        template: Some(tname.clone()),
-    };
+    let st = VmState::prepared(tpl.manifest.image.clone(), config.hypervisor.driver, Some(tname.clone()));
     let st = start_and_record(hv.as_ref(), &domain, &vmdir, st, no_start, "the clone", |d| {
         let _ = d.remove_clone();
     })?;

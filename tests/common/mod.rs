@@ -417,3 +417,54 @@ pub fn readable_tail(text: &str, n: usize) -> String {
         .collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
+
+/// A qemu guest of the qemu driver, stopped whatever happens to the test:
+/// `cancel`, then SIGKILL if our qemu is still there. Never panics (it
+/// runs while unwinding).
+pub struct Guest<'a> {
+    env: &'a Env,
+    pub vm: String,
+    /// The last pid seen in the pidfile: `cancel` removes the file, and a
+    /// qemu that outlived it must still be found.
+    seen: std::cell::Cell<Option<i32>>,
+}
+
+impl<'a> Guest<'a> {
+    pub fn new(env: &'a Env, vm: &str) -> Self {
+        Guest { env, vm: vm.to_owned(), seen: std::cell::Cell::new(None) }
+    }
+
+    /// Our qemu's pid, if it runs (checked against its command line).
+    pub fn pid(&self) -> Option<i32> {
+        if let Some(p) = fs::read_to_string(self.env.vm_file(&self.vm, "qemu.pid")).ok().and_then(|s| s.trim().parse().ok()) {
+            self.seen.set(Some(p));
+        }
+        let pid = self.seen.get()?;
+        let marker = format!("guest={0},process=gi-{0}", self.vm);
+        let cmd = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        cmd.split(|b| *b == 0).any(|a| a == marker.as_bytes()).then_some(pid)
+    }
+
+    pub fn qemu_alive(&self) -> bool {
+        self.pid().is_some()
+    }
+}
+
+impl Drop for Guest<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new(bin())
+            .args(["cancel", &self.vm])
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("GUEST_INSTALLER_CONFIG", &self.env.config)
+            .stdin(Stdio::null())
+            .output();
+        if let Some(pid) = self.pid() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while self.pid().is_some() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+    }
+}
