@@ -226,7 +226,7 @@ fn machine_add(rest: &[&str]) -> Result<Machine, UsageError> {
     let name = vm_name(rest.first())?;
     let p = pairs(
         &rest[1..],
-        &["owner", "ip", "netmask", "gateway", "nameserver", "mac", "disk", "memory", "vcpus", "image", "boot"],
+        &["owner", "ip", "netmask", "gateway", "nameserver", "mac", "disk", "memory", "vcpus", "image", "template", "boot"],
         &["owner", "nameserver"],
     )?;
     let owners = all(&p, "owner")
@@ -256,6 +256,7 @@ fn machine_add(rest: &[&str]) -> Result<Machine, UsageError> {
             Vcpus::try_from(1).expect("default vcpus is in range"),
         ),
         image: get(&p, "image").map(|i| ImageName::parse(i).map_err(value("image"))).transpose()?,
+        template: get(&p, "template").map(|t| TemplateName::parse(t).map_err(value("template"))).transpose()?,
         boot: get(&p, "boot").map(|b| Boot::parse(b).map_err(value("boot"))).transpose()?.unwrap_or_default(),
     })
 }
@@ -293,8 +294,9 @@ usage (remote callers: remctl HOST guest SUBCOMMAND ...):
   install VM [hostname=H] [image=I | template=T] [--no-start]
                      install VM; the root password (or its $6$/$y$ crypt
                      hash) is read from standard input, one line; with
-                     template=T, clone a golden template (seconds, not
-                     the installer's minutes)
+                     template=T, clone a golden template onto the VM's
+                     volume (seconds, not the installer's minutes); with
+                     neither, the machine's template, else its image
   status VM          state, image, times and the last console line
   cancel VM          stop the installer and remove its media
   list               the machines you may manage
@@ -305,7 +307,7 @@ usage (remote callers: remctl HOST guest SUBCOMMAND ...):
 admin:
   machine add VM owner=P... ip=A netmask=M gateway=G nameserver=N...
               mac=M disk=D [memory=MiB] [vcpus=N] [image=I]
-              [boot=hvm-iso|pv-initrd]
+              [template=T] [boot=hvm-iso|pv-initrd]
   machine remove VM
   machine show VM
   image import NAME ISO sha256=HEX      (local root only)

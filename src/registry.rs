@@ -4,7 +4,7 @@
 //! hand-edited file cannot carry what argv could not.
 
 use crate::fsutil;
-use crate::types::{Boot, DiskPath, ImageName, Mac, MemoryMib, Network, Principal, Vcpus, VmName};
+use crate::types::{Boot, DiskPath, ImageName, Mac, MemoryMib, Network, Principal, TemplateName, Vcpus, VmName};
 use serde::{Deserialize, Serialize};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -23,6 +23,10 @@ pub struct Machine {
     pub vcpus: Vcpus,
     #[serde(default)]
     pub image: Option<ImageName>,
+    /// The golden template `install VM` clones when the request names
+    /// neither an image nor a template (wins over `image`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<TemplateName>,
     #[serde(default)]
     pub boot: Boot,
 }

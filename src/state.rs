@@ -104,10 +104,6 @@ impl VmDir {
     pub fn pidfile(&self) -> PathBuf {
         self.dir.join("qemu.pid")
     }
-    /// A clone's disk: a qcow2 overlay of the template's root image.
-    pub fn clone_disk(&self) -> PathBuf {
-        self.dir.join("disk.qcow2")
-    }
     /// A clone's identity seed disk (holds the root password hash).
     pub fn identity_seed(&self) -> PathBuf {
         self.dir.join("identity.img")
@@ -116,13 +112,6 @@ impl VmDir {
     /// Every file that holds the root password hash.
     pub fn media(&self) -> [PathBuf; 3] {
         [self.cdrom(), self.initrd(), self.identity_seed()]
-    }
-
-    /// Removes a clone: its disk and its seed.
-    pub fn remove_clone(&self) -> io::Result<()> {
-        fsutil::remove_if_exists(&self.identity_seed())?;
-        fsutil::remove_if_exists(&self.clone_disk())?;
-        Ok(())
     }
 
     pub fn load(&self) -> Result<Option<VmState>, StateError> {

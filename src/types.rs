@@ -195,7 +195,34 @@ impl CdPath {
     }
 }
 
+/// How a volume's bytes are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskFormat {
+    Raw,
+    Qcow2,
+}
+
+impl DiskFormat {
+    /// The name qemu and xl use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DiskFormat::Raw => "raw",
+            DiskFormat::Qcow2 => "qcow2",
+        }
+    }
+}
+
 impl DiskPath {
+    /// A file named `*.qcow2` is a qcow2 image; every other volume (a
+    /// block device, a raw file) is raw.
+    pub fn format(&self) -> DiskFormat {
+        if self.0.ends_with(".qcow2") {
+            DiskFormat::Qcow2
+        } else {
+            DiskFormat::Raw
+        }
+    }
+
     /// True if this path lies under `root` (itself a canonical DiskPath).
     pub fn is_under(&self, root: &DiskPath) -> bool {
         self.0

@@ -87,11 +87,15 @@ fn two_clones_of_one_template_boot_with_their_own_identity() {
     assert_eq!(t["templates"][0]["name"], "tpl", "{t}");
     assert_eq!(t["templates"][0]["suite"], "bookworm", "{t}");
 
+    // One clone on each kind of volume: a qcow2 file takes an overlay, a
+    // raw file a sparse copy.
     let vms = [("clone1", 1u8, "gi-clone-a"), ("clone2", 2, "gi-clone-b")];
+    let volumes = [env.volume_qcow2("clone1"), env.volume_sized("clone2", 3 << 30)];
+    let methods = ["qcow2-overlay", "sparse-copy"];
     let mut guards = Vec::new();
     let mut requested = BTreeMap::new();
-    for (vm, n, host) in vms {
-        env.machine_with(vm, n, None, &["memory=512"]);
+    for (i, (vm, n, host)) in vms.into_iter().enumerate() {
+        env.machine_with(vm, n, None, &["memory=512", &format!("disk={}", volumes[i].display())]);
         let t0 = Instant::now();
         let o = env.run(
             As::Remote(OWNER),
@@ -103,6 +107,7 @@ fn two_clones_of_one_template_boot_with_their_own_identity() {
         let j = o.ok().json();
         assert_eq!(j["state"], "installing", "{j}");
         assert_eq!(j["template"], "tpl");
+        assert_eq!(j["clone_method"], methods[i], "{j}");
         eprintln!(
             "BENCH {vm}: clone + identity seed (host side, in the program) {:.1} ms; whole install request incl. qemu start {:.0} ms",
             j["clone_s"].as_f64().unwrap() * 1000.0,
@@ -114,7 +119,7 @@ fn two_clones_of_one_template_boot_with_their_own_identity() {
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(fs::metadata(&seed).unwrap().permissions().mode() & 0o777, 0o600);
         let cfg = fs::read_to_string(env.vm_file(vm, "domain.cfg")).unwrap();
-        assert!(cfg.contains("-kernel") && cfg.contains("disk.qcow2") && !cfg.contains(&format!("{vm}.img")), "{cfg}");
+        assert!(cfg.contains("-kernel") && cfg.contains(&format!("file={},", volumes[i].display())), "{cfg}");
     }
 
     // Both boot at once; wait for each login prompt with its own hostname.
@@ -298,17 +303,18 @@ fn template_build_is_local_admin_only_and_a_failed_build_leaves_nothing() {
     let t = env.run(As::Remote(STRANGER), &["templates", "--json"], b"").ok().json();
     assert_eq!(t["templates"], serde_json::json!([]));
     // install template=T of an unknown template: not found, nothing made.
-    env.machine("vm1", 1, None);
+    let vol = env.machine("vm1", 1, None);
     let o = env.run(As::Remote(OWNER), &["install", "vm1", "template=nosuch", "--json"], PW_HASH.as_bytes());
     assert_eq!(o.code, 4, "{o:?}");
-    assert!(!env.vm_file("vm1", "disk.qcow2").exists());
+    assert_untouched(&vol);
 }
 
 #[test]
 fn clone_gets_an_xl_pv_config_that_xen_accepts_and_cancel_removes_it() {
     let env = Env::new(); // the xl stand-in
     add_template(&env);
-    env.machine("xc1", 3, None);
+    let vol = env.volume_qcow2("xc1");
+    env.machine_with("xc1", 3, None, &[&format!("disk={}", vol.display())]);
     let j = env
         .run(As::Remote(OWNER), &["install", "xc1", "template=tpl", "hostname=gi-xen", "--no-start", "--json"], PW_HASH.as_bytes())
         .ok()
@@ -328,12 +334,13 @@ fn clone_gets_an_xl_pv_config_that_xen_accepts_and_cancel_removes_it() {
     assert_eq!(b["ramdisk"], tpl.join("initrd.img").to_str().unwrap(), "{parsed}");
     assert_eq!(b["cmdline"], format!("{} console=hvc0", template::CLONE_ARGS), "{parsed}");
     let text = fs::read_to_string(&cfg).unwrap();
-    assert!(text.contains(&format!("format=qcow2, vdev=xvda, access=rw, target={}", env.vm_file("xc1", "disk.qcow2").display())), "{text}");
+    assert!(text.contains(&format!("format=qcow2, vdev=xvda, access=rw, target={}", vol.display())), "{text}");
     assert!(text.contains(&format!("format=raw, vdev=xvdb, access=ro, target={}", env.vm_file("xc1", "identity.img").display())), "{text}");
     assert!(text.contains("on_reboot = \"restart\""), "{text}");
 
-    // The overlay reads as the template's image (qemu-img agrees).
-    let info = sh(Command::new("qemu-img").args(["info", "--output=json"]).arg(env.vm_file("xc1", "disk.qcow2")));
+    // The machine's qcow2 volume is now an overlay that reads as the
+    // template's image (qemu-img agrees).
+    let info = sh(Command::new("qemu-img").args(["info", "--output=json"]).arg(&vol));
     let info: serde_json::Value = serde_json::from_str(&info).unwrap();
     assert_eq!(info["backing-filename"], tpl.join("root.img").to_str().unwrap(), "{info}");
     assert_eq!(info["backing-filename-format"], "raw", "{info}");
@@ -345,9 +352,8 @@ fn clone_gets_an_xl_pv_config_that_xen_accepts_and_cancel_removes_it() {
     assert_eq!(status(&env, "xc1")["state"], "installing");
     env.run(As::Remote(OWNER), &["cancel", "xc1", "--json"], b"").ok();
     assert!(!env.xl_running("xc1"));
-    for f in ["disk.qcow2", "identity.img"] {
-        assert!(!env.vm_file("xc1", f).exists(), "{f} left after cancel");
-    }
+    assert!(!env.vm_file("xc1", "identity.img").exists(), "the seed is left after cancel");
+    assert_wiped(&vol);
     assert_eq!(status(&env, "xc1")["state"], "cancelled");
 }
 
@@ -385,7 +391,8 @@ fn clone_with_a_tampered_seed_refuses_it_and_powers_off() {
     let env = Env::new();
     env.use_qemu();
     add_template(&env);
-    env.machine_with("bad1", 5, None, &["memory=512"]);
+    let vol = env.volume_qcow2("bad1");
+    env.machine_with("bad1", 5, None, &["memory=512", &format!("disk={}", vol.display())]);
     env.run(As::Remote(OWNER), &["install", "bad1", "template=tpl", "hostname=gi-bad", "--no-start", "--json"], PW_HASH.as_bytes())
         .ok();
     let seed_path = env.vm_file("bad1", "identity.img");
@@ -424,7 +431,129 @@ fn clone_with_a_tampered_seed_refuses_it_and_powers_off() {
     let s = status(&env, "bad1");
     assert_eq!(s["state"], "failed", "{s}");
     assert!(s["reason"].as_str().unwrap().contains("refused its identity seed"), "{s}");
-    for f in ["disk.qcow2", "identity.img"] {
-        assert!(!env.vm_file("bad1", f).exists(), "{f} left after a refused seed");
+    assert!(!env.vm_file("bad1", "identity.img").exists(), "the seed is left after a refused seed");
+    assert_wiped(&vol);
+}
+
+/// A volume nothing was ever written to: a sparse file with no blocks.
+fn assert_untouched(vol: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(fs::metadata(vol).unwrap().blocks(), 0, "{} was written to", vol.display());
+}
+
+/// The first MiB of the volume, as a guest sees it, reads as zeros: the
+/// clone neither mounts nor boots.
+fn assert_wiped(vol: &Path) {
+    let d = tempfile::tempdir().unwrap();
+    let head = d.path().join("head");
+    let fmt = if vol.extension().is_some_and(|e| e == "qcow2") { "qcow2" } else { "raw" };
+    sh(Command::new("qemu-img")
+        .args(["dd", "-f", fmt, "-O", "raw", "bs=1M", "count=1"])
+        .arg(format!("if={}", vol.display()))
+        .arg(format!("of={}", head.display())));
+    let b = fs::read(&head).unwrap();
+    assert_eq!(b.len(), 1 << 20);
+    assert!(b.iter().all(|x| *x == 0), "the start of {} still holds the clone", vol.display());
+    let o = Command::new("blkid").arg("-p").arg(&head).output().unwrap();
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("ext4"));
+}
+
+/// True if the first `len` bytes of `a` and `b` are equal (cmp(1): GiB
+/// in a debug-built test would be slow).
+fn same_prefix(a: &Path, b: &Path, len: u64) -> bool {
+    Command::new("cmp").arg("-s").arg(format!("--bytes={len}")).arg(a).arg(b).status().unwrap().success()
+}
+
+/// The state a clone request may change (the template dir is read-only
+/// and GiB: reading it twice per check would dominate the test).
+fn vm_state(env: &Env) -> BTreeMap<PathBuf, (u32, u32, Vec<u8>)> {
+    let mut s = BTreeMap::new();
+    for d in ["vms", "machines", "locks"] {
+        if env.state.join(d).exists() {
+            s.extend(snapshot(&env.state.join(d)));
+        }
     }
+    s
+}
+
+/// A loop device over a sparse file, detached when dropped.
+struct Loop(String);
+impl Loop {
+    fn new(backing: &Path) -> Loop {
+        Loop(sh(Command::new("losetup").args(["--find", "--show"]).arg(backing)).trim().to_owned())
+    }
+}
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).output();
+        let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
+    }
+}
+
+/// On a block device (a loop device here, an LV on a dom0) the clone is a
+/// sparse copy that reads back as the template byte for byte; a mounted
+/// volume is refused as busy with nothing changed; cancel wipes the clone.
+#[test]
+fn clone_onto_a_block_device_is_a_sparse_copy_and_a_mounted_one_is_refused() {
+    let env = Env::new();
+    add_template(&env);
+    let backing = env.volume_sized("blk1", 3 << 30);
+    let dev = Loop::new(&backing);
+    env.machine_with("blk1", 6, None, &[&format!("disk={}", dev.0)]);
+    let j = env
+        .run(As::Remote(OWNER), &["install", "blk1", "template=tpl", "--no-start", "--json"], PW_HASH.as_bytes())
+        .ok()
+        .json();
+    assert_eq!(j["clone_method"], "sparse-copy", "{j}");
+    assert_eq!(j["disk"], dev.0.as_str());
+    let root = env.state.join("templates/tpl/root.img");
+    let len = fs::metadata(&root).unwrap().len();
+    assert!(same_prefix(Path::new(&dev.0), &root, len), "the device does not read as the template");
+    let cfg = fs::read_to_string(env.vm_file("blk1", "domain.cfg")).unwrap();
+    assert!(cfg.contains(&format!("format=raw, vdev=xvda, access=rw, target={}", dev.0)), "{cfg}");
+
+    // Mounted (as an admin might have it): busy, and nothing changes.
+    let mnt = tempfile::tempdir().unwrap();
+    sh(Command::new("mount").args(["-o", "ro"]).arg(&dev.0).arg(mnt.path()));
+    let before = vm_state(&env);
+    let o = env.run(As::Remote(OWNER), &["install", "blk1", "template=tpl", "--no-start", "--json"], PW_HASH.as_bytes());
+    let _ = Command::new("umount").arg(mnt.path()).status();
+    assert_eq!(o.code, 5, "{o:?}");
+    assert!(o.json()["error"]["message"].as_str().unwrap().contains("in use"), "{o:?}");
+    assert_same_tree(&before, &vm_state(&env), "a refused clone changed the state dir");
+    assert!(same_prefix(Path::new(&dev.0), &root, len));
+
+    env.run(As::Remote(OWNER), &["cancel", "blk1", "--json"], b"").ok();
+    assert!(!env.vm_file("blk1", "identity.img").exists());
+    assert_wiped(Path::new(&dev.0));
+}
+
+/// A machine's default template is what `install VM` clones; a volume
+/// smaller than the template is refused before anything is written.
+#[test]
+fn default_template_and_a_volume_too_small() {
+    let env = Env::new();
+    add_template(&env);
+    let o = env.run(As::Remote(ADMIN), &["machine", "add", "x", "owner=bob@EXAMPLE.ORG", "ip=192.0.2.9", "netmask=255.255.255.0",
+        "gateway=192.0.2.1", "nameserver=192.0.2.53", "mac=00:16:3e:00:00:09", "disk=/srv/x.img", "template=nosuch", "--json"], b"");
+    assert_eq!(o.code, 4, "{o:?}");
+
+    let small = env.machine_with("small1", 7, None, &["template=tpl"]);
+    let before = vm_state(&env);
+    let o = env.run(As::Remote(OWNER), &["install", "small1", "--json"], PW_HASH.as_bytes());
+    assert_eq!(o.code, 1, "{o:?}");
+    let msg = o.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(msg.contains("less than the template") && msg.contains("grow"), "{msg}");
+    assert_same_tree(&before, &vm_state(&env), "a refused clone changed the state dir");
+    assert_untouched(&small);
+
+    env.import("deb12", false);
+    let vol = env.volume_qcow2("dflt1");
+    env.machine_with("dflt1", 8, Some("deb12"), &["template=tpl", &format!("disk={}", vol.display())]);
+    let show = env.run(As::Remote(ADMIN), &["machine", "show", "dflt1", "--json"], b"").ok().json();
+    assert_eq!(show["template"], "tpl", "{show}");
+    let j = env.run(As::Remote(OWNER), &["install", "dflt1", "--no-start", "--json"], PW_HASH.as_bytes()).ok().json();
+    assert_eq!(j["template"], "tpl", "{j}");
+    assert_eq!(j["clone_method"], "qcow2-overlay", "{j}");
+    assert_eq!(status(&env, "dflt1")["template"], "tpl");
 }

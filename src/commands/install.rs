@@ -10,7 +10,7 @@ use crate::preseed;
 use crate::registry::Machine;
 use crate::secret::CryptHash;
 use crate::state::{self, Phase, VmDir, VmState};
-use crate::template::{self, TemplateName};
+use crate::template::{self, clone, TemplateName};
 use crate::types::{Hostname, ImageName, VmName};
 use crate::fsutil;
 use serde_json::Value;
@@ -19,23 +19,50 @@ use std::path::Path;
 
 const MAX_TEMPLATE_BYTES: u64 = 1 << 20;
 
-pub fn run(
+/// What an install request names, if anything.
+pub enum Source<'a> {
+    Image(&'a ImageName),
+    Template(&'a TemplateName),
+    /// The machine's default: its template if it has one, else its image.
+    Default,
+}
+
+pub fn request(
     ctx: &Ctx,
     vm: &VmName,
     hostname: Option<&Hostname>,
-    image_name: Option<&ImageName>,
+    source: Source,
+    no_start: bool,
+    stdin: &mut dyn Read,
+) -> Result<Outcome> {
+    // Caller and policy first: nothing is read from stdin or written
+    // anywhere for a caller who may not manage this machine.
+    let machine = ctx.managed_machine(vm)?;
+    match source {
+        Source::Image(i) => run(ctx, &machine, hostname, i, no_start, stdin),
+        Source::Template(t) => run_template(ctx, &machine, hostname, t, no_start, stdin),
+        Source::Default => match (&machine.template, &machine.image) {
+            (Some(t), _) => run_template(ctx, &machine, hostname, t, no_start, stdin),
+            (None, Some(i)) => run(ctx, &machine, hostname, i, no_start, stdin),
+            (None, None) => Err(Error::invalid(
+                "no image or template given and the machine has no default: add image=NAME or template=NAME \
+                 (see `guest-installer images` and `guest-installer templates`)",
+            )),
+        },
+    }
+}
+
+fn run(
+    ctx: &Ctx,
+    machine: &Machine,
+    hostname: Option<&Hostname>,
+    image_name: &ImageName,
     no_start: bool,
     stdin: &mut dyn Read,
 ) -> Result<Outcome> {
     let config = ctx.config;
-    // Caller and policy first: nothing is read from stdin or written
-    // anywhere for a caller who may not manage this machine.
-    let machine = ctx.managed_machine(vm)?;
-
+    let vm = &machine.name;
     // The request, fully validated before any file is touched.
-    let image_name = image_name
-        .or(machine.image.as_ref())
-        .ok_or_else(|| Error::invalid("no image given and the machine has no default: add image=NAME (see `guest-installer images`)"))?;
     let image = image::load(&config.images_dir(), image_name)?;
     let root_hash = CryptHash::read_from(stdin).map_err(|rule| Error::invalid(format!("root password on standard input {rule}")))?;
     let hostname = hostname.cloned().unwrap_or_else(|| Hostname::parse(vm.as_str()).expect("a VM name is a host name"));
@@ -44,7 +71,7 @@ pub fn run(
     })?;
     let template = String::from_utf8(template).map_err(|_| Error::failed("the preseed template is not UTF-8"))?;
     if !no_start {
-        check_volume(&machine)?;
+        check_volume(machine)?;
     }
 
     // From here on we change things, one request per machine at a time.
@@ -62,7 +89,7 @@ pub fn run(
         },
     );
     let media = media::build(machine.boot, &image, &text, &vmdir)?;
-    let domain = Domain::for_machine(&machine, config, &media);
+    let domain = Domain::for_machine(machine, config, &media);
     let domain_config = hv.prepare(&domain, &vmdir).inspect_err(|_| {
         let _ = vmdir.remove_media();
     })?;
@@ -162,30 +189,33 @@ fn check_volume(m: &Machine) -> Result<()> {
     }
 }
 
-/// `install VM template=T`: the fast path. The clone is a qcow2 overlay of
-/// the template's root image in the VM's directory (`vms/VM/disk.qcow2`;
-/// the machine's registered volume is not used by clones), its identity a
-/// seed disk built from the same typed values as the preseed
+/// `install VM template=T`: the fast path. The template's root image is
+/// put onto the machine's own volume (a qcow2 overlay for a `*.qcow2`
+/// file, a sparse copy otherwise: see `template::clone`), its identity is
+/// a seed disk built from the same typed values as the preseed
 /// (`vms/VM/identity.img`, 0600), applied by the template's first-boot
 /// unit. The guest boots the template's kernel and initrd. The state is
 /// `installing` until the console shows that the identity was applied,
 /// then `installed` (see `status`).
-pub fn run_template(
+fn run_template(
     ctx: &Ctx,
-    vm: &VmName,
+    machine: &Machine,
     hostname: Option<&Hostname>,
     tname: &TemplateName,
     no_start: bool,
     stdin: &mut dyn Read,
 ) -> Result<Outcome> {
     let config = ctx.config;
-    let machine = ctx.managed_machine(vm)?;
+    let vm = &machine.name;
     let tpl = template::load(&config.templates_dir(), tname)?;
     let root_hash = CryptHash::read_from(stdin).map_err(|rule| Error::invalid(format!("root password on standard input {rule}")))?;
     let hostname = hostname.cloned().unwrap_or_else(|| Hostname::parse(vm.as_str()).expect("a VM name is a host name"));
+    // Refused before anything is written: a volume that cannot take it.
+    clone::check(&tpl.root(), &machine.disk).map_err(clone_error)?;
     let started = std::time::Instant::now();
 
     let (vmdir, _lock, hv) = claim(ctx, vm)?;
+    clone::remove_leftovers(&machine.disk).map_err(clone_error)?;
 
     let fs_uuid = template::random_uuid().map_err(|e| Error::failed(format!("cannot read random bytes: {e}")))?;
     let seed_text = template::render_seed(&template::Identity {
@@ -196,26 +226,30 @@ pub fn run_template(
         fs_uuid: &fs_uuid,
     });
     let seed = template::seed_disk(&seed_text).ok_or_else(|| Error::failed("the identity seed is too large"))?;
-    let made = make_clone(&vmdir, &tpl, &seed);
-    if let Err(e) = made {
-        let _ = vmdir.remove_clone();
-        return Err(e);
-    }
+    fsutil::write_atomic(&vmdir.identity_seed(), &seed, 0o600)
+        .map_err(|e| Error::failed(format!("cannot write the clone's identity seed in {}: {e}", vmdir.dir.display())))?;
+    let method = match clone::clone_onto(&tpl.root(), &machine.disk) {
+        Ok(m) => m,
+        Err(e) => {
+            // A clone refused before writing leaves the volume as it was.
+            if e.touched_volume() {
+                let _ = discard_clone(machine, &vmdir, Some(&tpl));
+            } else {
+                let _ = fsutil::remove_if_exists(&vmdir.identity_seed());
+            }
+            return Err(clone_error(e));
+        }
+    };
     // Installer media of an earlier install are of no use to a clone.
     for p in [vmdir.cdrom(), vmdir.initrd()] {
         fsutil::remove_if_exists(&p).map_err(|e| Error::failed(format!("cannot remove {}: {e}", p.display())))?;
     }
-    let media = media::Media::Clone {
-        disk: vmdir.clone_disk(),
-        seed: vmdir.identity_seed(),
-        kernel: tpl.kernel(),
-        initrd: tpl.initrd(),
-    };
-    let domain = Domain::for_machine(&machine, config, &media);
+    let media = media::Media::Clone { seed: vmdir.identity_seed(), kernel: tpl.kernel(), initrd: tpl.initrd() };
+    let domain = Domain::for_machine(machine, config, &media);
     let domain_config = match hv.prepare(&domain, &vmdir) {
         Ok(p) => p,
         Err(e) => {
-            let _ = vmdir.remove_clone();
+            let _ = discard_clone(machine, &vmdir, Some(&tpl));
             return Err(e.into());
         }
     };
@@ -223,14 +257,15 @@ pub fn run_template(
 
     let st = VmState::prepared(tpl.manifest.image.clone(), config.hypervisor.driver, Some(tname.clone()));
     let st = start_and_record(hv.as_ref(), &domain, &vmdir, st, no_start, "the clone", |d| {
-        let _ = d.remove_clone();
+        let _ = discard_clone(machine, d, Some(&tpl));
     })?;
     let console = hv.console_log(vm, &vmdir);
     let human = format!(
-        "{vm}: {} from template {tname} (clone + identity in {:.0} ms)\n  disk: {}\n  domain config: {}\n  console log: {}\n",
+        "{vm}: {} from template {tname} ({} onto {}, with identity, in {:.0} ms)\n  domain config: {}\n  console log: {}\n",
         if no_start { "cloned (not started)" } else { "cloned and started" },
+        method.as_str(),
+        machine.disk,
         clone_s * 1000.0,
-        vmdir.clone_disk().display(),
         domain_config.display(),
         console.display(),
     );
@@ -242,7 +277,8 @@ pub fn run_template(
             ("image", Value::from(st.image.as_str())),
             ("template", Value::from(tname.as_str())),
             ("hostname", Value::from(hostname.as_str())),
-            ("disk", Value::from(vmdir.clone_disk().display().to_string())),
+            ("disk", Value::from(machine.disk.as_str())),
+            ("clone_method", Value::from(method.as_str())),
             ("media", Value::from(media.path().display().to_string())),
             ("domain_config", Value::from(domain_config.display().to_string())),
             ("console_log", Value::from(console.display().to_string())),
@@ -251,18 +287,20 @@ pub fn run_template(
     })
 }
 
-/// Writes the seed disk and the overlay, each under a temporary name
-/// renamed into place.
-fn make_clone(vmdir: &VmDir, tpl: &template::Template, seed: &[u8]) -> Result<()> {
-    let fail = |what: &str, e: &dyn std::fmt::Display| Error::failed(format!("cannot write the clone's {what} in {}: {e}", vmdir.dir.display()));
-    fsutil::write_atomic(&vmdir.identity_seed(), seed, 0o600).map_err(|e| fail("identity seed", &e))?;
-    let root = tpl.root();
-    let mut base = std::fs::File::open(&root).map_err(|e| fail("disk (template image)", &e))?;
-    let len = base.metadata().map_err(|e| fail("disk (template image)", &e))?.len();
-    let tmp = tempfile::Builder::new().prefix(".build-").tempfile_in(&vmdir.dir).map_err(|e| fail("disk", &e))?;
-    media::qcow2::write_overlay(tmp.as_file(), &mut base, len, &root, &[]).map_err(|e| fail("disk", &e))?;
-    tmp.as_file().sync_all().map_err(|e| fail("disk", &e))?;
-    tmp.persist(vmdir.clone_disk()).map_err(|e| fail("disk", &e.error))?;
-    fsutil::sync_dir(&vmdir.dir).map_err(|e| fail("directory", &e))?;
-    Ok(())
+fn clone_error(e: clone::CloneError) -> Error {
+    use clone::CloneError as C;
+    match e {
+        C::InUse(_) => Error::busy(e.to_string()),
+        _ => Error::failed(e.to_string()),
+    }
+}
+
+/// Removes a half-made clone: its seed (which holds the password hash),
+/// and the clone on the volume is wiped so that it neither mounts nor
+/// boots. `tpl` is the template an overlay was made from, if it is still
+/// there.
+pub(super) fn discard_clone(machine: &Machine, vmdir: &VmDir, tpl: Option<&template::Template>) -> Result<()> {
+    fsutil::remove_if_exists(&vmdir.identity_seed())
+        .map_err(|e| Error::failed(format!("cannot remove the identity seed of {}: {e}", machine.name)))?;
+    clone::wipe(&machine.disk, tpl.map(|t| t.root()).as_deref()).map_err(clone_error)
 }

@@ -21,6 +21,9 @@ pub fn add(ctx: &Ctx, m: &Machine) -> Result<Outcome> {
     if let Some(i) = &m.image {
         image::load(&ctx.config.images_dir(), i)?;
     }
+    if let Some(t) = &m.template {
+        crate::template::load(&ctx.config.templates_dir(), t)?;
+    }
     let reg = ctx.registry();
     if let Some((other, what)) = reg.conflicts(m)? {
         return Err(Error::invalid(format!("invalid {what}: machine {other} already uses it")));

@@ -74,11 +74,13 @@ pub fn help() -> Outcome {
 pub fn run(ctx: &Ctx, cmd: &Command, stdin: &mut dyn Read) -> Result<Outcome> {
     match cmd {
         Command::Help => Ok(help()),
-        Command::Install { vm, hostname, image, template: None, no_start } => {
-            install::run(ctx, vm, hostname.as_ref(), image.as_ref(), *no_start, stdin)
-        }
-        Command::Install { vm, hostname, template: Some(t), no_start, .. } => {
-            install::run_template(ctx, vm, hostname.as_ref(), t, *no_start, stdin)
+        Command::Install { vm, hostname, image, template, no_start } => {
+            let source = match (image, template) {
+                (Some(i), _) => install::Source::Image(i),
+                (None, Some(t)) => install::Source::Template(t),
+                (None, None) => install::Source::Default,
+            };
+            install::request(ctx, vm, hostname.as_ref(), source, *no_start, stdin)
         }
         Command::Status { vm } => status::status(ctx, vm),
         Command::Cancel { vm } => status::cancel(ctx, vm),

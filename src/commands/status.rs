@@ -6,6 +6,8 @@ use crate::hypervisor::{self, Hypervisor};
 use crate::lock;
 use crate::policy::{self, Decision};
 use crate::state::{self, Phase, VmDir, VmState};
+use crate::registry::Machine;
+use crate::template;
 use crate::types::VmName;
 use crate::fsutil;
 use crate::progress;
@@ -16,9 +18,10 @@ use serde_json::Value;
 /// lock, and skipped if another request holds it. The installer prints its
 /// last stage on the console before the guest reboots (or powers off); a
 /// console that shows an installer which never got there means it died.
-fn settle(ctx: &Ctx, hv: &dyn Hypervisor, vm: &VmName, vmdir: &VmDir, st: VmState) -> Result<VmState> {
+fn settle(ctx: &Ctx, hv: &dyn Hypervisor, machine: &Machine, vmdir: &VmDir, st: VmState) -> Result<VmState> {
+    let vm = &machine.name;
     if st.phase == Phase::Installing && st.template.is_some() {
-        return settle_clone(ctx, hv, vm, vmdir, st);
+        return settle_clone(ctx, hv, machine, vmdir, st);
     }
     if st.phase != Phase::Installing || hv.is_running(vm, vmdir)? {
         return Ok(st);
@@ -66,15 +69,16 @@ fn identity_outcome(console: &std::path::Path) -> Option<bool> {
 /// A clone is `installed` once its console shows that the identity seed
 /// was applied (the seed, which holds the password hash, is then
 /// removed); `failed` if the guest refused the seed or stopped before
-/// applying it (the clone is then removed).
-fn settle_clone(ctx: &Ctx, hv: &dyn Hypervisor, vm: &VmName, vmdir: &VmDir, st: VmState) -> Result<VmState> {
+/// applying it (the clone is then discarded).
+fn settle_clone(ctx: &Ctx, hv: &dyn Hypervisor, machine: &Machine, vmdir: &VmDir, st: VmState) -> Result<VmState> {
+    let vm = &machine.name;
     let console = hv.console_log(vm, vmdir);
     let outcome = identity_outcome(&console);
     let running = hv.is_running(vm, vmdir)?;
     if outcome.is_none() && running {
         return Ok(st);
     }
-    let Ok(_lock) = lock::try_lock(&ctx.config.locks_dir().join(format!("{vm}.lock"))) else {
+    let Ok(_lock) = lock::try_lock(&ctx.config.vm_lock(vm)) else {
         return Ok(st);
     };
     let Some(mut st) = vmdir.load()? else { return Ok(st) };
@@ -95,11 +99,17 @@ fn settle_clone(ctx: &Ctx, hv: &dyn Hypervisor, vm: &VmName, vmdir: &VmDir, st: 
         } else {
             "the clone stopped before applying its identity; see the console log".to_owned()
         });
-        vmdir.remove_clone().map_err(|e| Error::failed(format!("cannot remove the clone of {vm}: {e}")))?;
+        discard(ctx, machine, vmdir, &st)?;
     }
     st.finished_at = Some(state::now());
     vmdir.save(&st)?;
     Ok(st)
+}
+
+/// Discards the clone `st` recorded (see `install::discard_clone`).
+fn discard(ctx: &Ctx, machine: &Machine, vmdir: &VmDir, st: &VmState) -> Result<()> {
+    let tpl = st.template.as_ref().and_then(|t| template::load(&ctx.config.templates_dir(), t).ok());
+    super::install::discard_clone(machine, vmdir, tpl.as_ref())
 }
 
 fn opt_time(t: Option<u64>) -> Value {
@@ -107,11 +117,11 @@ fn opt_time(t: Option<u64>) -> Value {
 }
 
 pub fn status(ctx: &Ctx, vm: &VmName) -> Result<Outcome> {
-    ctx.managed_machine(vm)?;
+    let machine = ctx.managed_machine(vm)?;
     let vmdir = VmDir::new(ctx.config, vm);
     let hv = hypervisor::for_config(ctx.config)?;
     let st = match vmdir.load()? {
-        Some(st) => Some(settle(ctx, hv.as_ref(), vm, &vmdir, st)?),
+        Some(st) => Some(settle(ctx, hv.as_ref(), &machine, &vmdir, st)?),
         None => None,
     };
     let running = hv.is_running(vm, &vmdir)?;
@@ -172,7 +182,7 @@ pub fn status(ctx: &Ctx, vm: &VmName) -> Result<Outcome> {
 }
 
 pub fn cancel(ctx: &Ctx, vm: &VmName) -> Result<Outcome> {
-    ctx.managed_machine(vm)?;
+    let machine = ctx.managed_machine(vm)?;
     let vmdir = VmDir::new(ctx.config, vm);
     if vmdir.load()?.is_none() {
         return Err(Error::invalid(format!("machine {vm} has no install to cancel")));
@@ -189,7 +199,7 @@ pub fn cancel(ctx: &Ctx, vm: &VmName) -> Result<Outcome> {
     vmdir.remove_media().map_err(|e| Error::failed(format!("cannot remove the install media of {vm}: {e}")))?;
     if st.template.is_some() {
         // A half-made (or never booted) clone goes with its install.
-        vmdir.remove_clone().map_err(|e| Error::failed(format!("cannot remove the clone of {vm}: {e}")))?;
+        discard(ctx, &machine, &vmdir, &st)?;
     }
     if st.phase != Phase::Cancelled {
         st.phase = Phase::Cancelled;

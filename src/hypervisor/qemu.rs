@@ -72,14 +72,10 @@ impl Qemu {
         push("-daemonize".into());
         push("-pidfile".into());
         push(vm.pidfile().display().to_string());
-        if !matches!(d.media, Media::Clone { .. }) {
-            push("-drive".into());
-            push(format!("file={},format=raw,if=virtio", d.disk));
-        }
+        push("-drive".into());
+        push(format!("file={},format={},if=virtio", d.disk, d.disk.format().as_str()));
         match d.media {
-            Media::Clone { disk, seed, kernel, initrd } => {
-                push("-drive".into());
-                push(format!("file={},format=qcow2,if=virtio", disk.display()));
+            Media::Clone { seed, kernel, initrd } => {
                 push("-drive".into());
                 push(format!("file={},format=raw,if=virtio,readonly=on", seed.display()));
                 push("-kernel".into());

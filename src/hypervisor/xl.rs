@@ -41,10 +41,10 @@ pub fn render(d: &Domain) -> String {
         mem = d.memory_mib,
         vcpus = d.vcpus,
     );
-    let disk = format!("\"format=raw, vdev=xvda, access=rw, target={}\"", d.disk);
+    let disk = format!("\"format={}, vdev=xvda, access=rw, target={}\"", d.disk.format().as_str(), d.disk);
     let mut on_reboot = "destroy";
     match d.media {
-        Media::Clone { disk, seed, kernel, initrd } => {
+        Media::Clone { seed, kernel, initrd } => {
             // A running guest, not an installer: a reboot is a reboot.
             on_reboot = "restart";
             c.push_str(&format!(
@@ -52,11 +52,10 @@ pub fn render(d: &Domain) -> String {
                  kernel = \"{kernel}\"\n\
                  ramdisk = \"{initrd}\"\n\
                  extra = \"{args} console=hvc0\"\n\
-                 disk = [ \"format=qcow2, vdev=xvda, access=rw, target={disk}\",\n         \"format=raw, vdev=xvdb, access=ro, target={seed}\" ]\n",
+                 disk = [ {disk},\n         \"format=raw, vdev=xvdb, access=ro, target={seed}\" ]\n",
                 kernel = kernel.display(),
                 initrd = initrd.display(),
                 args = crate::template::CLONE_ARGS,
-                disk = disk.display(),
                 seed = seed.display(),
             ))
         }

@@ -27,10 +27,9 @@ pub enum MediaError {
 pub enum Media {
     Cdrom(PathBuf),
     Kernel { kernel: PathBuf, initrd: PathBuf },
-    /// A clone of a golden template: its own disk (a qcow2 overlay of the
-    /// template's root image, used instead of the machine's volume), the
+    /// A clone of a golden template, already on the machine's volume: the
     /// identity seed as a second disk, and the template's kernel/initrd.
-    Clone { disk: PathBuf, seed: PathBuf, kernel: PathBuf, initrd: PathBuf },
+    Clone { seed: PathBuf, kernel: PathBuf, initrd: PathBuf },
 }
 
 impl Media {

@@ -12,6 +12,8 @@
 //! small raw disk holding the identity seed (`vms/VM/identity.img`): no
 //! mount, no copy, cost independent of the template's size.
 
+pub mod clone;
+
 use crate::exec::{self, ExecError};
 use crate::fsutil;
 use crate::secret::CryptHash;

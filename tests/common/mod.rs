@@ -244,6 +244,20 @@ syslog_socket = "{sock}"
         p
     }
 
+    /// A sparse raw volume of `bytes` bytes.
+    pub fn volume_sized(&self, vm: &str, bytes: u64) -> PathBuf {
+        let p = self.root().join(format!("{vm}-big.img"));
+        fs::File::create(&p).unwrap().set_len(bytes).unwrap();
+        p
+    }
+
+    /// A qcow2 volume (`qemu-img create`), 4 GiB virtual.
+    pub fn volume_qcow2(&self, vm: &str) -> PathBuf {
+        let p = self.root().join(format!("{vm}.qcow2"));
+        sh(Command::new("qemu-img").args(["create", "-q", "-f", "qcow2"]).arg(&p).arg("4G"));
+        p
+    }
+
     pub fn import(&self, name: &str, xen: bool) {
         let iso = installer_iso(xen);
         let sum = format!("sha256={}", sha256(&iso));
@@ -278,6 +292,14 @@ syslog_socket = "{sock}"
     pub fn vm_file(&self, vm: &str, f: &str) -> PathBuf {
         self.state.join("vms").join(vm).join(f)
     }
+}
+
+/// Panics naming the paths whose type, mode, owner or contents differ
+/// (never printing contents: a template image is GiB).
+pub fn assert_same_tree(before: &BTreeMap<PathBuf, (u32, u32, Vec<u8>)>, after: &BTreeMap<PathBuf, (u32, u32, Vec<u8>)>, what: &str) {
+    let mut diff: Vec<&PathBuf> = before.keys().chain(after.keys()).filter(|k| before.get(*k) != after.get(*k)).collect();
+    diff.dedup();
+    assert!(diff.is_empty(), "{what}: {diff:?}");
 }
 
 pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, (u32, u32, Vec<u8>)> {

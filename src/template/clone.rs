@@ -1,0 +1,352 @@
+//! Puts a template's root filesystem onto a machine's own volume, the way
+//! the volume allows:
+//!
+//! - a file volume named `*.qcow2`: a qcow2 overlay backed by the
+//!   template's `root.img` replaces the file (copy-on-write; costs the
+//!   same whatever the template's size; the template must outlive it);
+//! - any other file, or a block device: a sparse copy: the template's data
+//!   extents are copied and its holes punched (files) or zeroed with
+//!   `BLKZEROOUT` (devices, cheap on thin volumes), so the clone owes the
+//!   template nothing afterwards.
+//!
+//! LVM snapshots (`lvcreate -s`) would need the template to be a logical
+//! volume in the machine's volume group; that is not built (there is no
+//! device-mapper on the machines this was written on).
+
+use crate::media::qcow2;
+use crate::types::{DiskFormat, DiskPath};
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// How a clone was put onto its volume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Overlay,
+    SparseCopy,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Overlay => "qcow2-overlay",
+            Method::SparseCopy => "sparse-copy",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CloneError {
+    #[error("the volume {0} does not exist; ask an admin to create it")]
+    Missing(DiskPath),
+    #[error("the volume {0} is not a block device or a regular file; ask an admin")]
+    NotAVolume(DiskPath),
+    #[error("the volume {0} is a symbolic link; a qcow2 volume must be the file itself")]
+    Symlink(DiskPath),
+    #[error("the volume {disk} holds {have} bytes, less than the template's {need}; ask an admin to grow it")]
+    TooSmall { disk: DiskPath, have: u64, need: u64 },
+    #[error("the volume {0} is in use (mounted or open by another program)")]
+    InUse(DiskPath),
+    #[error("cannot read {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    /// The volume may hold part of a clone.
+    #[error("cannot write the clone onto {path}: {source}")]
+    Write { path: PathBuf, source: io::Error },
+}
+
+impl CloneError {
+    /// True if the volume was written to before the error.
+    pub fn touched_volume(&self) -> bool {
+        matches!(self, CloneError::Write { .. })
+    }
+}
+
+fn write_err(path: &Path) -> impl FnOnce(io::Error) -> CloneError {
+    let path = path.to_path_buf();
+    move |source| CloneError::Write { path, source }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CloneError {
+    let path = path.to_path_buf();
+    move |source| CloneError::Io { path, source }
+}
+
+/// Leftovers of an overlay write killed mid-way start with this, beside
+/// the volume (`.NAME.gi-clone-XXXXXX`).
+fn temp_prefix(volume: &Path) -> String {
+    format!(".{}.gi-clone-", volume.file_name().unwrap_or_default().to_string_lossy())
+}
+
+/// The way `disk` takes a clone.
+pub fn method(disk: &DiskPath) -> Result<Method, CloneError> {
+    let p = Path::new(disk.as_str());
+    let md = fs::metadata(p).map_err(|_| CloneError::Missing(disk.clone()))?;
+    if disk.format() == DiskFormat::Qcow2 {
+        // The overlay replaces the file by renaming onto its path, which
+        // would replace a symlink rather than what it points to.
+        if fs::symlink_metadata(p).map_err(io_err(p))?.file_type().is_symlink() {
+            return Err(CloneError::Symlink(disk.clone()));
+        }
+        return if md.is_file() { Ok(Method::Overlay) } else { Err(CloneError::NotAVolume(disk.clone())) };
+    }
+    if md.is_file() || md.file_type().is_block_device() {
+        Ok(Method::SparseCopy)
+    } else {
+        Err(CloneError::NotAVolume(disk.clone()))
+    }
+}
+
+/// Checks, without writing anything, that `disk` can take a clone of the
+/// template image `root`.
+pub fn check(root: &Path, disk: &DiskPath) -> Result<Method, CloneError> {
+    let m = method(disk)?;
+    if m == Method::SparseCopy {
+        let need = fs::metadata(root).map_err(io_err(root))?.len();
+        let p = Path::new(disk.as_str());
+        // Opened as for the copy (O_EXCL on a device): a mounted volume is
+        // refused here, before anything is written.
+        let have = volume_len(&open_volume(disk)?).map_err(io_err(p))?;
+        if have < need {
+            return Err(CloneError::TooSmall { disk: disk.clone(), have, need });
+        }
+    }
+    Ok(m)
+}
+
+/// Clones the template image `root` onto `disk`. If the error says it
+/// `touched_volume`, the volume may hold part of a clone and the caller
+/// wipes it (see `wipe`); otherwise nothing was written.
+pub fn clone_onto(root: &Path, disk: &DiskPath) -> Result<Method, CloneError> {
+    let m = check(root, disk)?;
+    let volume = Path::new(disk.as_str());
+    let mut base = File::open(root).map_err(io_err(root))?;
+    let len = base.metadata().map_err(io_err(root))?.len();
+    match m {
+        Method::Overlay => write_overlay(volume, &mut base, len, root, &[])?,
+        Method::SparseCopy => {
+            let dst = open_volume(disk)?;
+            let have = volume_len(&dst).map_err(io_err(volume))?;
+            if have < len {
+                return Err(CloneError::TooSmall { disk: disk.clone(), have, need: len });
+            }
+            copy_sparse(&base, len, &dst).map_err(write_err(volume))?;
+            dst.sync_all().map_err(write_err(volume))?;
+        }
+    }
+    Ok(m)
+}
+
+/// Makes a half-made clone unusable: the first MiB of the volume, where
+/// the filesystem's superblock and the start of its metadata live, reads
+/// as zeros afterwards, so it neither mounts nor boots. For an overlay
+/// this needs the template it was made from (`root`).
+pub fn wipe(disk: &DiskPath, root: Option<&Path>) -> Result<(), CloneError> {
+    const WIPE: usize = 1 << 20;
+    let volume = Path::new(disk.as_str());
+    let zeros = vec![0u8; WIPE];
+    match method(disk) {
+        Err(CloneError::Missing(_)) => Ok(()),
+        Err(e) => Err(e),
+        Ok(Method::Overlay) => match root {
+            Some(root) => {
+                let mut base = File::open(root).map_err(io_err(root))?;
+                let len = base.metadata().map_err(io_err(root))?.len();
+                write_overlay(volume, &mut base, len, root, &[(0, &zeros[..WIPE.min(len as usize)])])
+            }
+            // No template to lay zeros over: an empty file is no disk.
+            None => write_replacing(volume, |_| Ok(())),
+        },
+        Ok(Method::SparseCopy) => {
+            let dst = open_volume(disk)?;
+            let n = (volume_len(&dst).map_err(io_err(volume))? as usize).min(WIPE);
+            dst.write_all_at(&zeros[..n], 0).map_err(write_err(volume))?;
+            dst.sync_all().map_err(write_err(volume))
+        }
+    }
+}
+
+/// Removes what a clone killed while writing an overlay left beside its
+/// volume.
+pub fn remove_leftovers(disk: &DiskPath) -> Result<(), CloneError> {
+    let volume = Path::new(disk.as_str());
+    let Some(dir) = volume.parent() else { return Ok(()) };
+    if disk.format() != DiskFormat::Qcow2 {
+        return Ok(());
+    }
+    crate::lock::remove_leftovers(dir, &[&temp_prefix(volume)]).map_err(io_err(dir))
+}
+
+/// Opens a volume for writing in place. A block device is opened with
+/// O_EXCL, which the kernel refuses while it is mounted or claimed.
+fn open_volume(disk: &DiskPath) -> Result<File, CloneError> {
+    let p = Path::new(disk.as_str());
+    let is_dev = fs::metadata(p).map_err(io_err(p))?.file_type().is_block_device();
+    let mut o = OpenOptions::new();
+    o.write(true);
+    if is_dev {
+        o.custom_flags(libc::O_EXCL);
+    }
+    o.open(p).map_err(|e| if e.raw_os_error() == Some(libc::EBUSY) { CloneError::InUse(disk.clone()) } else { CloneError::Io { path: p.into(), source: e } })
+}
+
+fn volume_len(f: &File) -> io::Result<u64> {
+    let md = f.metadata()?;
+    if md.file_type().is_block_device() {
+        let mut size: u64 = 0;
+        // SAFETY: BLKGETSIZE64 writes one u64 through the pointer.
+        let r = unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(f), BLKGETSIZE64, &mut size as *mut u64) };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(size)
+    } else {
+        Ok(md.len())
+    }
+}
+
+const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
+const BLKZEROOUT: libc::c_ulong = 0x127f;
+
+/// Writes the overlay to a temporary beside `volume` and renames it over
+/// the volume, keeping the volume's owner and mode.
+fn write_overlay(volume: &Path, base: &mut File, len: u64, root: &Path, writes: &[(u64, &[u8])]) -> Result<(), CloneError> {
+    write_replacing(volume, |out| qcow2::write_overlay(out, base, len, root, writes))
+}
+
+fn write_replacing(volume: &Path, fill: impl FnOnce(&File) -> io::Result<()>) -> Result<(), CloneError> {
+    let dir = volume.parent().ok_or_else(|| CloneError::Io { path: volume.into(), source: io::Error::other("no parent directory") })?;
+    let old = fs::symlink_metadata(volume).map_err(io_err(volume))?;
+    let tmp = tempfile::Builder::new().prefix(&temp_prefix(volume)).tempfile_in(dir).map_err(io_err(dir))?;
+    fill(tmp.as_file()).map_err(io_err(volume))?;
+    tmp.as_file().set_permissions(fs::Permissions::from_mode(old.mode() & 0o7777)).map_err(io_err(volume))?;
+    std::os::unix::fs::fchown(tmp.as_file(), Some(old.uid()), Some(old.gid())).map_err(io_err(volume))?;
+    tmp.as_file().sync_all().map_err(io_err(volume))?;
+    tmp.persist(volume).map_err(|e| CloneError::Io { path: volume.into(), source: e.error })?;
+    crate::fsutil::sync_dir(dir).map_err(write_err(dir))
+}
+
+/// Copies the first `len` bytes of `src` onto `dst`: data extents are
+/// copied, holes made to read as zeros without writing them.
+fn copy_sparse(src: &File, len: u64, dst: &File) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let is_dev = dst.metadata()?.file_type().is_block_device();
+    let mut buf = vec![0u8; 4 << 20];
+    let mut pos = 0u64;
+    while pos < len {
+        let data = match nix::unistd::lseek(src.as_raw_fd(), pos as i64, nix::unistd::Whence::SeekData) {
+            Ok(d) => (d as u64).min(len),
+            Err(nix::errno::Errno::ENXIO) => len,
+            Err(e) => return Err(e.into()),
+        };
+        if data > pos {
+            zero_range(dst, is_dev, pos, data - pos, &buf)?;
+        }
+        if data >= len {
+            break;
+        }
+        let hole = match nix::unistd::lseek(src.as_raw_fd(), data as i64, nix::unistd::Whence::SeekHole) {
+            Ok(h) => (h as u64).min(len),
+            Err(e) => return Err(e.into()),
+        };
+        let mut at = data;
+        while at < hole {
+            let n = ((hole - at) as usize).min(buf.len());
+            src.read_exact_at(&mut buf[..n], at)?;
+            dst.write_all_at(&buf[..n], at)?;
+            at += n as u64;
+        }
+        pos = hole;
+    }
+    Ok(())
+}
+
+/// Makes `[off, off+n)` of `dst` read as zeros: a punched hole in a file,
+/// BLKZEROOUT on a device; written zeros where neither is supported.
+fn zero_range(dst: &File, is_dev: bool, off: u64, n: u64, scratch: &[u8]) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = dst.as_raw_fd();
+    let done = if is_dev {
+        let range: [u64; 2] = [off, n];
+        // SAFETY: BLKZEROOUT reads two u64 (start, length) through the pointer.
+        off % 512 == 0 && n % 512 == 0 && unsafe { libc::ioctl(fd, BLKZEROOUT, range.as_ptr()) } == 0
+    } else {
+        // SAFETY: plain fallocate(2) on an open descriptor.
+        let r = unsafe { libc::fallocate(fd, libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, off as i64, n as i64) };
+        r == 0
+    };
+    if done {
+        return Ok(());
+    }
+    let zeros = &vec![0u8; scratch.len()][..];
+    let mut at = off;
+    while at < off + n {
+        let k = ((off + n - at) as usize).min(zeros.len());
+        dst.write_all_at(&zeros[..k], at)?;
+        at += k as u64;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sparse_source(dir: &Path) -> PathBuf {
+        let p = dir.join("root.img");
+        let f = File::create(&p).unwrap();
+        f.set_len(8 << 20).unwrap();
+        f.write_all_at(&[0xaa; 4096], 0).unwrap();
+        f.write_all_at(&[0xbb; 8192], 5 << 20).unwrap();
+        p
+    }
+
+    #[test]
+    fn sparse_copy_reproduces_data_and_zeroes_holes() {
+        let d = tempfile::tempdir().unwrap();
+        let src = sparse_source(d.path());
+        let vol = d.path().join("vm.img");
+        // The volume held something before: holes must read as zeros after.
+        fs::write(&vol, vec![0x55u8; 12 << 20]).unwrap();
+        let disk = DiskPath::parse(vol.to_str().unwrap()).unwrap();
+        assert_eq!(clone_onto(&src, &disk).unwrap(), Method::SparseCopy);
+        let got = fs::read(&vol).unwrap();
+        let want = fs::read(&src).unwrap();
+        assert_eq!(&got[..want.len()], &want[..]);
+        // Beyond the template's size the volume is left alone.
+        assert!(got[want.len()..].iter().all(|b| *b == 0x55));
+        wipe(&disk, None).unwrap();
+        assert!(fs::read(&vol).unwrap()[..1 << 20].iter().all(|b| *b == 0));
+    }
+
+    #[test]
+    fn refuses_a_volume_smaller_than_the_template() {
+        let d = tempfile::tempdir().unwrap();
+        let src = sparse_source(d.path());
+        let vol = d.path().join("vm.img");
+        fs::write(&vol, vec![0x55u8; 1 << 20]).unwrap();
+        let disk = DiskPath::parse(vol.to_str().unwrap()).unwrap();
+        assert!(matches!(clone_onto(&src, &disk), Err(CloneError::TooSmall { .. })));
+        assert!(fs::read(&vol).unwrap().iter().all(|b| *b == 0x55), "a refused clone wrote to the volume");
+    }
+
+    #[test]
+    fn qcow2_volume_gets_an_overlay_with_its_mode() {
+        let d = tempfile::tempdir().unwrap();
+        let src = sparse_source(d.path());
+        let vol = d.path().join("vm.qcow2");
+        fs::write(&vol, b"").unwrap();
+        fs::set_permissions(&vol, fs::Permissions::from_mode(0o640)).unwrap();
+        let disk = DiskPath::parse(vol.to_str().unwrap()).unwrap();
+        assert_eq!(clone_onto(&src, &disk).unwrap(), Method::Overlay);
+        let head = fs::read(&vol).unwrap();
+        assert_eq!(&head[..4], b"QFI\xfb");
+        assert_eq!(fs::metadata(&vol).unwrap().mode() & 0o777, 0o640);
+        let link = d.path().join("link.qcow2");
+        std::os::unix::fs::symlink(&vol, &link).unwrap();
+        let disk = DiskPath::parse(link.to_str().unwrap()).unwrap();
+        assert!(matches!(clone_onto(&src, &disk), Err(CloneError::Symlink(_))));
+        let missing = DiskPath::parse(d.path().join("nope.img").to_str().unwrap()).unwrap();
+        assert!(matches!(clone_onto(&src, &missing), Err(CloneError::Missing(_))));
+    }
+}
