@@ -40,18 +40,50 @@ const MARKERS: &[(Stage, &[&str])] = &[
 /// later stages are near the end, and status must stay cheap.
 const SCAN_BYTES: u64 = 4 << 20;
 
-pub fn stage(console_log: &Path) -> Option<Stage> {
+/// The end of a console log, as text.
+fn tail(console_log: &Path) -> Option<String> {
     let mut f = crate::fsutil::open_nofollow(console_log).ok()?;
     let len = f.metadata().ok()?.len();
     f.seek(SeekFrom::Start(len.saturating_sub(SCAN_BYTES))).ok()?;
     let mut buf = Vec::new();
     f.read_to_end(&mut buf).ok()?;
-    let text = String::from_utf8_lossy(&buf);
-    stage_of(&text)
+    Some(String::from_utf8_lossy(&buf).into_owned())
+}
+
+pub fn stage(console_log: &Path) -> Option<Stage> {
+    stage_of(&tail(console_log)?)
 }
 
 pub fn stage_of(text: &str) -> Option<Stage> {
     MARKERS.iter().find(|(_, pats)| pats.iter().any(|p| text.contains(p))).map(|(s, _)| *s)
+}
+
+/// The title of a dialog the installer drew after its last stage marker
+/// (`[!!] Download installer components`). With priority=critical a dialog
+/// means a question nobody will answer or an error: the install waits
+/// there for ever, while the stage alone would look as if it were going on.
+pub fn waiting_dialog(console_log: &Path) -> Option<String> {
+    dialog_of(&tail(console_log)?)
+}
+
+pub fn dialog_of(text: &str) -> Option<String> {
+    // newt marks the title with the question's priority: [!!] critical,
+    // [!] high, [.] medium.
+    let (at, mark) = ["[!!] ", "[!] ", "[.] "].iter().filter_map(|m| text.rfind(m).map(|i| (i, *m))).max()?;
+    let last_marker = MARKERS.iter().flat_map(|(_, pats)| pats.iter()).filter_map(|p| text.rfind(p)).max();
+    if last_marker.is_some_and(|m| m > at) {
+        return None;
+    }
+    // The title runs to the next escape sequence; keep it plain and short:
+    // it comes from the guest.
+    let title: String = text[at + mark.len()..]
+        .chars()
+        .take_while(|c| *c != '\x1b' && *c != '\n' && *c != '\r')
+        .filter(|c| c.is_ascii_graphic() || *c == ' ')
+        .take(80)
+        .collect();
+    let title = title.trim();
+    (!title.is_empty()).then(|| title.to_owned())
 }
 
 #[cfg(test)]
@@ -68,5 +100,20 @@ mod tests {
         );
         assert_eq!(stage_of("Linux version ... Installing the base system ... "), Some(Stage::InstallingBaseSystem));
         assert_eq!(stage_of("Installing the base system\nreboot: Restarting system"), Some(Stage::Finished));
+    }
+
+    /// As the real installer drew it here (the mirror lacked its udebs).
+    const STUCK: &str = "Checking the Debian archive mirror\x1b[H\x1b[0m\x1b(0\x1b[30m\x1b[47mlqqqqqqqqu\x1b[0m\x1b(B\x1b[30m\x1b[47m \x1b[31m[!!] Download installer components\x1b[30m \x1b(0tqqqk\x1b[6;3H The installer failed to download a file";
+
+    #[test]
+    fn a_dialog_after_the_last_stage_is_where_the_installer_waits() {
+        assert_eq!(dialog_of(STUCK).as_deref(), Some("Download installer components"));
+        assert_eq!(stage_of(STUCK), Some(Stage::NetworkConfigured));
+        // Answered (by the preseed) and gone on: not waiting.
+        assert_eq!(dialog_of(&format!("{STUCK}\nInstalling the base system")), None);
+        assert_eq!(dialog_of("Linux version"), None);
+        assert_eq!(dialog_of("[!] \x1b[0m"), None);
+        let hostile = "[!!] a\u{7}b\u{202e}c";
+        assert_eq!(dialog_of(hostile).as_deref(), Some("abc"));
     }
 }

@@ -208,6 +208,27 @@ fn started_install_is_followed_to_the_end() {
     assert!(!env.vm_file("web1", "install.qcow2").exists(), "media holding the hash must go");
 }
 
+/// An installer stuck at a dialog (here the one the real installer drew
+/// when this machine's mirror lacked its udebs) is reported as waiting,
+/// not as going on; once it goes past the dialog, it is not.
+#[test]
+fn installer_waiting_at_a_dialog_is_reported() {
+    let env = ready("web1");
+    env.run(As::Remote(OWNER), &["install", "web1"], PW_HASH.as_bytes()).ok();
+    let log = env.root().join("console/guest-web1.log");
+    let stuck = "Checking the Debian archive mirror\u{1b}[H\u{1b}(0lqqqu\u{1b}(B\u{1b}[30m\u{1b}[47m \u{1b}[31m[!!] Download installer components\u{1b}[30m \u{1b}(0tqk\u{1b}[6;3H The installer failed to download a file";
+    fs::write(&log, stuck).unwrap();
+    let s = env.run(As::Remote(OWNER), &["status", "web1", "--json"], b"").ok().json();
+    assert_eq!(s["state"], "installing");
+    assert_eq!(s["waiting_dialog"], "Download installer components", "{s}");
+    let h = env.run(As::Remote(OWNER), &["status", "web1"], b"");
+    h.ok();
+    assert!(h.stdout.contains("will not go on by itself"), "{h:?}");
+    fs::write(&log, format!("{stuck}\r\nInstalling the base system\r\n")).unwrap();
+    let s = env.run(As::Remote(OWNER), &["status", "web1", "--json"], b"").ok().json();
+    assert_eq!(s["waiting_dialog"], serde_json::Value::Null, "{s}");
+}
+
 #[test]
 fn guest_that_dies_mid_install_is_failed_not_installed() {
     let env = ready("web1");

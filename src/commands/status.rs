@@ -159,6 +159,16 @@ pub fn status(ctx: &Ctx, vm: &VmName) -> Result<Outcome> {
     if let Some(p) = stage {
         human.push_str(&format!("  progress: {}\n", p.as_str()));
     }
+    // An unattended installer showing a dialog waits for ever: say so.
+    let waiting = (st.phase == Phase::Installing && st.template.is_none() && running)
+        .then(|| progress::waiting_dialog(&console))
+        .flatten();
+    if let Some(w) = &waiting {
+        human.push_str(&format!(
+            "  waiting:  the installer shows the dialog \"{w}\" and will not go on by itself; \
+             see the console log, fix the cause (mirror, preseed) and cancel\n"
+        ));
+    }
     if let Some(c) = &console_tail {
         human.push_str(&format!("  console:  {c}\n"));
     }
@@ -176,6 +186,7 @@ pub fn status(ctx: &Ctx, vm: &VmName) -> Result<Outcome> {
             ("template", st.template.as_ref().map(|t| Value::from(t.as_str())).unwrap_or(Value::Null)),
             ("reason", st.reason.map(Value::from).unwrap_or(Value::Null)),
             ("progress", stage.map(|p| Value::from(p.as_str())).unwrap_or(Value::Null)),
+            ("waiting_dialog", waiting.map(Value::from).unwrap_or(Value::Null)),
             ("console_tail", console_tail.map(Value::from).unwrap_or(Value::Null)),
         ]),
     })
