@@ -43,6 +43,9 @@
 //! almost all of it the two baselines on the 2.4 GB image. Our figures
 //! are taken for all sizes in turn, run by run, after the baselines.
 
+mod common;
+
+use common::{bin, env_num, ms, repo, stats, Stats};
 use guest_installer::config::Config;
 use guest_installer::image::{self, Image};
 use guest_installer::media;
@@ -66,44 +69,6 @@ const PASSWORD: &str = "correct horse battery staple";
 const BENCH_HASH: &str =
     "$6$abcdefgh$3rj1vTLX64btReFsM4MQ22otcD40l7vbtw7qCyr0dxc4kxNmgx53xVM8gWiLYbCqTHTbXFaVFU7ZT28pnvdyu0";
 const SEED_VOLID: &str = "SIPB-Xen_Custom_Install_CD";
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_guest-installer"))
-}
-
-fn env_num(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default)
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-#[derive(Clone, Copy, Debug)]
-struct Stats {
-    p50: f64,
-    min: f64,
-    max: f64,
-    n: usize,
-}
-
-fn stats(v: &[f64]) -> Stats {
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let n = s.len();
-    let p50 = if n % 2 == 1 { s[n / 2] } else { (s[n / 2 - 1] + s[n / 2]) / 2.0 };
-    Stats { p50, min: s[0], max: s[n - 1], n }
-}
-
-impl std::fmt::Display for Stats {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "p50 {:>9.2} ms  (min {:.2}, max {:.2}, n={})", self.p50, self.min, self.max, self.n)
-    }
-}
 
 /// What one child process cost.
 struct Ran {
