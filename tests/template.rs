@@ -355,6 +355,34 @@ fn clone_gets_an_xl_pv_config_that_xen_accepts_and_cancel_removes_it() {
     assert!(!env.vm_file("xc1", "identity.img").exists(), "the seed is left after cancel");
     assert_wiped(&vol);
     assert_eq!(status(&env, "xc1")["state"], "cancelled");
+
+    // With no console log (xenconsoled not logging guests) nothing can be
+    // known: a clone that stops is installed, with a reason, and its
+    // volume is never wiped on a guess.
+    let console_log = env.root().join("console/guest-xc1.log");
+    env.run(As::Remote(OWNER), &["install", "xc1", "template=tpl", "--json"], PW_HASH.as_bytes()).ok();
+    assert!(!console_log.exists());
+    env.xl_guest_finishes("xc1");
+    let s = status(&env, "xc1");
+    assert_eq!(s["state"], "installed", "{s}");
+    assert!(s["reason"].as_str().unwrap().contains("could not be confirmed"), "{s}");
+    assert!(!env.vm_file("xc1", "identity.img").exists());
+    let info = sh(Command::new("qemu-img").args(["info", "--output=json"]).arg(&vol));
+    assert!(info.contains("root.img"), "the clone's volume was replaced: {info}");
+    let o = Command::new("qemu-img").args(["dd", "-f", "qcow2", "-O", "raw", "bs=1M", "count=2"]).arg(format!("if={}", vol.display()))
+        .arg(format!("of={}", env.root().join("head").display())).status().unwrap();
+    assert!(o.success());
+    assert!(sh(Command::new("blkid").arg("-p").arg(env.root().join("head"))).contains("ext4"), "the clone was wiped");
+
+    // With a console log that never shows the identity applied, the clone
+    // that stopped is failed and wiped.
+    env.run(As::Remote(OWNER), &["install", "xc1", "template=tpl", "--json"], PW_HASH.as_bytes()).ok();
+    fs::write(&console_log, "[    0.000000] Linux version 6.1.0\r\nKernel panic - not syncing\r\n").unwrap();
+    env.xl_guest_finishes("xc1");
+    let s = status(&env, "xc1");
+    assert_eq!(s["state"], "failed", "{s}");
+    assert!(!env.vm_file("xc1", "identity.img").exists());
+    assert_wiped(&vol);
 }
 
 /// What a killed build leaves (a hidden build directory, with something

@@ -69,7 +69,11 @@ fn identity_outcome(console: &std::path::Path) -> Option<bool> {
 /// A clone is `installed` once its console shows that the identity seed
 /// was applied (the seed, which holds the password hash, is then
 /// removed); `failed` if the guest refused the seed or stopped before
-/// applying it (the clone is then discarded).
+/// applying it (the clone is then discarded). With no console log at all
+/// (xl without xenconsoled's guest logging) nothing can be known: a
+/// stopped clone is then `installed` with a reason saying so, and its
+/// volume is left alone, for a guest its owner used and shut down must
+/// never be wiped on a guess.
 fn settle_clone(ctx: &Ctx, hv: &dyn Hypervisor, machine: &Machine, vmdir: &VmDir, st: VmState) -> Result<VmState> {
     let vm = &machine.name;
     let console = hv.console_log(vm, vmdir);
@@ -85,8 +89,15 @@ fn settle_clone(ctx: &Ctx, hv: &dyn Hypervisor, machine: &Machine, vmdir: &VmDir
     if st.phase != Phase::Installing {
         return Ok(st);
     }
-    if outcome == Some(true) {
+    let unknown = outcome.is_none() && std::fs::symlink_metadata(&console).is_err();
+    if outcome == Some(true) || unknown {
         st.phase = Phase::Installed;
+        if unknown {
+            st.reason = Some(format!(
+                "no console log ({}): the identity could not be confirmed; turn on the hypervisor's console logging",
+                console.display()
+            ));
+        }
         fsutil::remove_if_exists(&vmdir.identity_seed())
             .map_err(|e| Error::failed(format!("cannot remove the identity seed of {vm}: {e}")))?;
     } else {
