@@ -6,9 +6,8 @@ mod common;
 
 use common::*;
 use std::fs;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 const HASH: &str = "$6$abcdefgh$3rj1vTLX64btReFsM4MQ22otcD40l7vbtw7qCyr0dxc4kxNmgx53xVM8gWiLYbCqTHTbXFaVFU7ZT28pnvdyu0";
@@ -20,26 +19,6 @@ impl Lcg {
         self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         (self.0 >> 33) % n
     }
-}
-
-/// Starts the binary, kills it with SIGKILL after `delay`, and reaps it.
-fn kill_after(env: &Env, args: &[&str], stdin: &[u8], delay: Duration) {
-    let mut c = Command::new(bin());
-    c.args(args)
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .env("GUEST_INSTALLER_CONFIG", &env.config)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0);
-    let mut child = c.spawn().unwrap();
-    let _ = std::io::Write::write_all(child.stdin.as_mut().unwrap(), stdin);
-    drop(child.stdin.take());
-    std::thread::sleep(delay);
-    // The whole group: xorriso too, if it was running.
-    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGKILL);
-    let _ = child.wait();
 }
 
 fn visible_files(dir: &Path) -> Vec<std::path::PathBuf> {

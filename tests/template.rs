@@ -585,3 +585,42 @@ fn default_template_and_a_volume_too_small() {
     assert_eq!(j["clone_method"], "qcow2-overlay", "{j}");
     assert_eq!(status(&env, "dflt1")["template"], "tpl");
 }
+
+/// A clone request killed at random points (mid-copy onto a raw volume,
+/// mid-overlay onto a qcow2 one) leaves any state file whole and the lock
+/// free; a retry succeeds, clears the overlay's temporaries and leaves a
+/// volume that reads as the template.
+#[test]
+fn clone_killed_at_random_points_then_retried() {
+    let env = Env::new();
+    add_template(&env);
+    let raw = env.volume_sized("kc1", 3 << 30);
+    let qcow = env.volume_qcow2("kc2");
+    env.machine_with("kc1", 9, None, &[&format!("disk={}", raw.display())]);
+    env.machine_with("kc2", 10, None, &[&format!("disk={}", qcow.display())]);
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    for trial in 0..16 {
+        let (vm, span_ms) = if trial % 2 == 0 { ("kc1", 1500) } else { ("kc2", 40) };
+        rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let delay = Duration::from_millis((rng >> 33) % span_ms);
+        kill_after(&env, &["install", vm, "template=tpl", "--no-start"], PW_HASH.as_bytes(), delay);
+        if let Ok(b) = fs::read(env.vm_file(vm, "state.json")) {
+            serde_json::from_slice::<serde_json::Value>(&b).unwrap_or_else(|e| panic!("trial {trial}: torn state.json: {e}"));
+        }
+    }
+    let root = env.state.join("templates/tpl/root.img");
+    let len = fs::metadata(&root).unwrap().len();
+    for (vm, vol) in [("kc1", &raw), ("kc2", &qcow)] {
+        let j = env.run(As::Remote(OWNER), &["install", vm, "template=tpl", "--no-start", "--json"], PW_HASH.as_bytes()).ok().json();
+        assert_eq!(j["state"], "prepared", "{j}");
+        let left: Vec<String> = fs::read_dir(vol.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".gi-clone-"))
+            .collect();
+        assert!(left.is_empty(), "{vm}: leftovers {left:?}");
+    }
+    assert!(same_prefix(&raw, &root, len), "the raw volume does not read as the template");
+    let cmp = Command::new("qemu-img").args(["compare", "-q", "-f", "qcow2", "-F", "raw"]).arg(&qcow).arg(&root).status().unwrap();
+    assert!(cmp.success(), "the qcow2 volume does not read as the template");
+}

@@ -294,6 +294,26 @@ syslog_socket = "{sock}"
     }
 }
 
+/// Starts the binary, kills it with SIGKILL after `delay`, and reaps it.
+pub fn kill_after(env: &Env, args: &[&str], stdin: &[u8], delay: std::time::Duration) {
+    let mut c = Command::new(bin());
+    c.args(args)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("GUEST_INSTALLER_CONFIG", &env.config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0);
+    let mut child = c.spawn().unwrap();
+    let _ = std::io::Write::write_all(child.stdin.as_mut().unwrap(), stdin);
+    drop(child.stdin.take());
+    std::thread::sleep(delay);
+    // The whole group: xorriso too, if it was running.
+    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGKILL);
+    let _ = child.wait();
+}
+
 /// Panics naming the paths whose type, mode, owner or contents differ
 /// (never printing contents: a template image is GiB).
 pub fn assert_same_tree(before: &BTreeMap<PathBuf, (u32, u32, Vec<u8>)>, after: &BTreeMap<PathBuf, (u32, u32, Vec<u8>)>, what: &str) {
