@@ -149,7 +149,8 @@ fn two_clones_of_one_template_boot_with_their_own_identity() {
 
     let tpl_uuid = fs_uuid(&env.state.join("templates/tpl/root.img"));
     let mut seen: Vec<BTreeMap<String, String>> = Vec::new();
-    for (vm, n, host) in vms {
+    let volume_bytes = [4u64 << 30, 3 << 30];
+    for (i, (vm, n, host)) in vms.into_iter().enumerate() {
         let c = console(&env, vm);
         let id = identity_lines(&c);
         assert_eq!(id.get("hostname").map(String::as_str), Some(host), "{id:?}\n{}", tail(&c));
@@ -163,6 +164,10 @@ fn two_clones_of_one_template_boot_with_their_own_identity() {
         assert!(id["ssh-host-key"].starts_with("SHA256:"), "{id:?}");
         assert_eq!(id["fs-uuid"].len(), 36, "{id:?}");
         assert_ne!(id["fs-uuid"], tpl_uuid, "the clone kept the template's filesystem UUID");
+        // The root filesystem grew from the template's 2 GiB to fill the
+        // machine's volume (less ext4's own overhead).
+        let root_bytes: u64 = id["root-bytes"].parse().unwrap();
+        assert!(root_bytes > volume_bytes[i] / 10 * 9, "{vm}: root filesystem {root_bytes} bytes on a {} byte volume", volume_bytes[i]);
         assert!(c.contains(template::APPLIED_LINE));
         // Installed once the identity is applied; the seed is then gone.
         let s = status(&env, vm);
@@ -344,6 +349,8 @@ fn clone_gets_an_xl_pv_config_that_xen_accepts_and_cancel_removes_it() {
     let info: serde_json::Value = serde_json::from_str(&info).unwrap();
     assert_eq!(info["backing-filename"], tpl.join("root.img").to_str().unwrap(), "{info}");
     assert_eq!(info["backing-filename-format"], "raw", "{info}");
+    // The size the admin gave the volume is kept (the template is 2 GiB).
+    assert_eq!(info["virtual-size"], 4u64 << 30, "{info}");
 
     // Started (the stand-in), then cancelled: the half-made clone goes.
     let j = env.run(As::Remote(OWNER), &["install", "xc1", "template=tpl", "--json"], PW_HASH.as_bytes()).ok().json();

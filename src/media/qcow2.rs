@@ -33,6 +33,22 @@ pub fn write_overlay(
     backing_name: &Path,
     writes: &[(u64, &[u8])],
 ) -> io::Result<()> {
+    write_overlay_sized(out, base, base_len, base_len, backing_name, writes)
+}
+
+/// Like `write_overlay`, for a disk of `size` bytes (at least `base_len`):
+/// past the base's end the guest reads zeros until it writes there.
+pub fn write_overlay_sized(
+    out: &File,
+    base: &mut File,
+    base_len: u64,
+    size: u64,
+    backing_name: &Path,
+    writes: &[(u64, &[u8])],
+) -> io::Result<()> {
+    if size < base_len {
+        return Err(io::Error::other("the overlay cannot be smaller than its base"));
+    }
     let name = backing_name.as_os_str().as_encoded_bytes();
     if !backing_name.is_absolute() || name.len() > 1023 {
         return Err(io::Error::other("the backing file name must be an absolute path of at most 1023 bytes"));
@@ -66,7 +82,7 @@ pub fn write_overlay(
         }
     }
 
-    let guest_clusters = base_len.div_ceil(CLUSTER);
+    let guest_clusters = size.div_ceil(CLUSTER);
     let l1_size = guest_clusters.div_ceil(L2_ENTRIES).max(1);
     let l1_clusters = (l1_size * 8).div_ceil(CLUSTER);
     let l2_indices: Vec<u64> = {
@@ -92,7 +108,7 @@ pub fn write_overlay(
     h.extend_from_slice(&name_at.to_be_bytes());
     h.extend_from_slice(&(name.len() as u32).to_be_bytes());
     h.extend_from_slice(&CLUSTER_BITS.to_be_bytes());
-    h.extend_from_slice(&base_len.to_be_bytes());
+    h.extend_from_slice(&size.to_be_bytes());
     h.extend_from_slice(&0u32.to_be_bytes()); // no encryption
     h.extend_from_slice(&(l1_size as u32).to_be_bytes());
     h.extend_from_slice(&(l1_at * CLUSTER).to_be_bytes());
@@ -145,6 +161,14 @@ pub fn write_overlay(
     Ok(())
 }
 
+/// The virtual size in a qcow2 image's header, if `f` is one.
+pub fn virtual_size(f: &File) -> Option<u64> {
+    use std::os::unix::fs::FileExt;
+    let mut h = [0u8; 32];
+    f.read_exact_at(&mut h, 0).ok()?;
+    (&h[..4] == b"QFI\xfb").then(|| u64::from_be_bytes(h[24..32].try_into().expect("8 bytes")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,6 +206,42 @@ mod tests {
         // Only the touched clusters are stored: 5 data clusters (0, 1, 2, 3
         // and 5) after header, refcount table and block, L1 and one L2.
         assert_eq!(std::fs::metadata(&out_path).unwrap().len(), 10 * CLUSTER);
+    }
+
+    /// A disk larger than its base: qemu-img sees the size, and the part
+    /// past the base reads as zeros.
+    #[test]
+    fn an_overlay_may_be_larger_than_its_base() {
+        let d = tempfile::tempdir().unwrap();
+        let base_path = d.path().join("base.img");
+        std::fs::write(&base_path, vec![0x11u8; 3 * CLUSTER as usize]).unwrap();
+        let out_path = d.path().join("big.qcow2");
+        let out = File::create(&out_path).unwrap();
+        let size = 3 * L2_ENTRIES * CLUSTER + 5 * CLUSTER; // needs four L1 entries
+        let mut base = File::open(&base_path).unwrap();
+        write_overlay_sized(&out, &mut base, 3 * CLUSTER, size, &base_path, &[(0, &[0x22u8; 10])]).unwrap();
+        assert_eq!(virtual_size(&File::open(&out_path).unwrap()), Some(size));
+        assert!(write_overlay_sized(&out, &mut base, 3 * CLUSTER, CLUSTER, &base_path, &[]).is_err());
+        drop(out);
+        let check = Command::new("qemu-img").args(["check", "-f", "qcow2"]).arg(&out_path).output().unwrap();
+        assert!(check.status.success(), "qemu-img check: {}", String::from_utf8_lossy(&check.stdout));
+        let info = Command::new("qemu-img").args(["info", "--output=json"]).arg(&out_path).output().unwrap();
+        let info = String::from_utf8_lossy(&info.stdout).into_owned();
+        assert!(info.contains(&format!("\"virtual-size\": {size}")), "{info}");
+        let raw = d.path().join("raw");
+        let conv = Command::new("qemu-img").args(["convert", "-f", "qcow2", "-O", "raw"]).arg(&out_path).arg(&raw).output().unwrap();
+        assert!(conv.status.success());
+        // (qemu-img writes the raw file sparse: read only some of it.)
+        use std::os::unix::fs::FileExt;
+        let raw = File::open(&raw).unwrap();
+        assert_eq!(raw.metadata().unwrap().len(), size);
+        let mut head = vec![0u8; 4 * CLUSTER as usize];
+        raw.read_exact_at(&mut head, 0).unwrap();
+        assert!(head[..10].iter().all(|b| *b == 0x22) && head[10..3 * CLUSTER as usize].iter().all(|b| *b == 0x11));
+        assert!(head[3 * CLUSTER as usize..].iter().all(|b| *b == 0));
+        raw.read_exact_at(&mut head, size - 4 * CLUSTER).unwrap();
+        assert!(head.iter().all(|b| *b == 0));
+        assert_eq!(virtual_size(&File::open(&base_path).unwrap()), None);
     }
 
     #[test]

@@ -123,7 +123,12 @@ pub fn clone_onto(root: &Path, disk: &DiskPath) -> Result<Method, CloneError> {
     let mut base = File::open(root).map_err(io_err(root))?;
     let len = base.metadata().map_err(io_err(root))?.len();
     match m {
-        Method::Overlay => write_overlay(volume, &mut base, len, root, &[])?,
+        Method::Overlay => {
+            // Keep the size the admin gave the volume (the guest grows its
+            // root filesystem into it at first boot).
+            let size = File::open(volume).ok().and_then(|f| qcow2::virtual_size(&f)).unwrap_or(0).max(len);
+            write_overlay(volume, &mut base, len, size, root, &[])?
+        }
         Method::SparseCopy => {
             let dst = open_volume(disk)?;
             let have = volume_len(&dst).map_err(io_err(volume))?;
@@ -152,7 +157,8 @@ pub fn wipe(disk: &DiskPath, root: Option<&Path>) -> Result<(), CloneError> {
             Some(root) => {
                 let mut base = File::open(root).map_err(io_err(root))?;
                 let len = base.metadata().map_err(io_err(root))?.len();
-                write_overlay(volume, &mut base, len, root, &[(0, &zeros[..WIPE.min(len as usize)])])
+                let size = File::open(volume).ok().and_then(|f| qcow2::virtual_size(&f)).unwrap_or(0).max(len);
+                write_overlay(volume, &mut base, len, size, root, &[(0, &zeros[..WIPE.min(len as usize)])])
             }
             // No template to lay zeros over: an empty file is no disk.
             None => write_replacing(volume, |_| Ok(())),
@@ -210,8 +216,8 @@ const BLKZEROOUT: libc::c_ulong = 0x127f;
 
 /// Writes the overlay to a temporary beside `volume` and renames it over
 /// the volume, keeping the volume's owner and mode.
-fn write_overlay(volume: &Path, base: &mut File, len: u64, root: &Path, writes: &[(u64, &[u8])]) -> Result<(), CloneError> {
-    write_replacing(volume, |out| qcow2::write_overlay(out, base, len, root, writes))
+fn write_overlay(volume: &Path, base: &mut File, len: u64, size: u64, root: &Path, writes: &[(u64, &[u8])]) -> Result<(), CloneError> {
+    write_replacing(volume, |out| qcow2::write_overlay_sized(out, base, len, size, root, writes))
 }
 
 fn write_replacing(volume: &Path, fill: impl FnOnce(&File) -> io::Result<()>) -> Result<(), CloneError> {
