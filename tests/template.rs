@@ -173,6 +173,8 @@ fn two_clones_of_one_template_boot_with_their_own_identity() {
         let s = status(&env, vm);
         assert_eq!(s["state"], "installed", "{s}");
         assert_eq!(s["running"], true, "{s}");
+        // The owner learns the guest's host key for known_hosts.
+        assert_eq!(s["ssh_host_key"], id["ssh-host-key"].as_str(), "{s}");
         assert!(!env.vm_file(vm, "identity.img").exists(), "the seed (password hash) outlived its use");
         seen.push(id);
     }

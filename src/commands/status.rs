@@ -66,6 +66,19 @@ fn identity_outcome(console: &std::path::Path) -> Option<bool> {
     }
 }
 
+/// The SSH host key fingerprint the clone's identity unit printed (the
+/// first one: it comes before any login is possible), for the owner's
+/// known_hosts.
+fn ssh_host_key(console: &std::path::Path) -> Option<String> {
+    use std::io::Read;
+    let mut text = Vec::new();
+    std::fs::File::open(console).ok()?.take(8 << 20).read_to_end(&mut text).ok()?;
+    let text = String::from_utf8_lossy(&text);
+    let at = text.find("gi-identity: ssh-host-key=SHA256:")? + "gi-identity: ssh-host-key=".len();
+    let fp: String = text[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || "+/=:".contains(*c)).take(64).collect();
+    (fp.len() > "SHA256:".len()).then_some(fp)
+}
+
 /// A clone is `installed` once its console shows that the identity seed
 /// was applied (the seed, which holds the password hash, is then
 /// removed); `failed` if the guest refused the seed or stopped before
@@ -171,6 +184,10 @@ pub fn status(ctx: &Ctx, vm: &VmName) -> Result<Outcome> {
         human.push_str(&format!("  progress: {}\n", p.as_str()));
     }
     // An unattended installer showing a dialog waits for ever: say so.
+    let host_key = (st.template.is_some() && st.phase == Phase::Installed).then(|| ssh_host_key(&console)).flatten();
+    if let Some(k) = &host_key {
+        human.push_str(&format!("  ssh host key: {k} (ed25519)\n"));
+    }
     let waiting = (st.phase == Phase::Installing && st.template.is_none() && running)
         .then(|| progress::waiting_dialog(&console))
         .flatten();
@@ -198,6 +215,7 @@ pub fn status(ctx: &Ctx, vm: &VmName) -> Result<Outcome> {
             ("reason", st.reason.map(Value::from).unwrap_or(Value::Null)),
             ("progress", stage.map(|p| Value::from(p.as_str())).unwrap_or(Value::Null)),
             ("waiting_dialog", waiting.map(Value::from).unwrap_or(Value::Null)),
+            ("ssh_host_key", host_key.map(Value::from).unwrap_or(Value::Null)),
             ("console_tail", console_tail.map(Value::from).unwrap_or(Value::Null)),
         ]),
     })
