@@ -42,7 +42,7 @@ pub enum CloneError {
     Missing(DiskPath),
     #[error("the volume {0} is not a block device or a regular file; ask an admin")]
     NotAVolume(DiskPath),
-    #[error("the volume {0} is a symbolic link; a qcow2 volume must be the file itself")]
+    #[error("the volume {0} is a symbolic link to a file; register the file itself")]
     Symlink(DiskPath),
     #[error("the volume {disk} holds {have} bytes, less than the template's {need}; ask an admin to grow it")]
     TooSmall { disk: DiskPath, have: u64, need: u64 },
@@ -82,12 +82,14 @@ fn temp_prefix(volume: &Path) -> String {
 pub fn method(disk: &DiskPath) -> Result<Method, CloneError> {
     let p = Path::new(disk.as_str());
     let md = fs::metadata(p).map_err(|_| CloneError::Missing(disk.clone()))?;
+    // A file volume is written through its own name only: the overlay is
+    // renamed onto the path (which would replace a symlink, not its
+    // target), and a copy must not follow a link someone put in its
+    // place. Block devices are reached through links (/dev/VG/LV).
+    if md.is_file() && fs::symlink_metadata(p).map_err(io_err(p))?.file_type().is_symlink() {
+        return Err(CloneError::Symlink(disk.clone()));
+    }
     if disk.format() == DiskFormat::Qcow2 {
-        // The overlay replaces the file by renaming onto its path, which
-        // would replace a symlink rather than what it points to.
-        if fs::symlink_metadata(p).map_err(io_err(p))?.file_type().is_symlink() {
-            return Err(CloneError::Symlink(disk.clone()));
-        }
         return if md.is_file() { Ok(Method::Overlay) } else { Err(CloneError::NotAVolume(disk.clone())) };
     }
     if md.is_file() || md.file_type().is_block_device() {
@@ -184,15 +186,14 @@ pub fn remove_leftovers(disk: &DiskPath) -> Result<(), CloneError> {
 }
 
 /// Opens a volume for writing in place. A block device is opened with
-/// O_EXCL, which the kernel refuses while it is mounted or claimed.
+/// O_EXCL, which the kernel refuses while it is mounted or claimed; a file
+/// with O_NOFOLLOW.
 fn open_volume(disk: &DiskPath) -> Result<File, CloneError> {
     let p = Path::new(disk.as_str());
     let is_dev = fs::metadata(p).map_err(io_err(p))?.file_type().is_block_device();
     let mut o = OpenOptions::new();
     o.write(true);
-    if is_dev {
-        o.custom_flags(libc::O_EXCL);
-    }
+    o.custom_flags(if is_dev { libc::O_EXCL } else { libc::O_NOFOLLOW });
     o.open(p).map_err(|e| if e.raw_os_error() == Some(libc::EBUSY) { CloneError::InUse(disk.clone()) } else { CloneError::Io { path: p.into(), source: e } })
 }
 
@@ -348,10 +349,12 @@ mod tests {
         let head = fs::read(&vol).unwrap();
         assert_eq!(&head[..4], b"QFI\xfb");
         assert_eq!(fs::metadata(&vol).unwrap().mode() & 0o777, 0o640);
-        let link = d.path().join("link.qcow2");
-        std::os::unix::fs::symlink(&vol, &link).unwrap();
-        let disk = DiskPath::parse(link.to_str().unwrap()).unwrap();
-        assert!(matches!(clone_onto(&src, &disk), Err(CloneError::Symlink(_))));
+        for name in ["link.qcow2", "link.img"] {
+            let link = d.path().join(name);
+            std::os::unix::fs::symlink(&vol, &link).unwrap();
+            let disk = DiskPath::parse(link.to_str().unwrap()).unwrap();
+            assert!(matches!(clone_onto(&src, &disk), Err(CloneError::Symlink(_))), "{name}");
+        }
         let missing = DiskPath::parse(d.path().join("nope.img").to_str().unwrap()).unwrap();
         assert!(matches!(clone_onto(&src, &missing), Err(CloneError::Missing(_))));
     }
