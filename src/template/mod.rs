@@ -1,7 +1,13 @@
 //! Golden templates (the fast path): a sealed Debian root filesystem built
-//! once per image with mmdebstrap, stored as a raw ext4 image beside the
-//! kernel and initrd found inside it; and the per-VM identity seed that the
-//! template's first-boot unit applies to a clone.
+//! once per image, stored as a raw ext4 image beside the kernel and initrd
+//! found inside it; and the per-VM identity seed that the template's
+//! first-boot unit applies to a clone.
+//!
+//! Two builders make the root tree, behind one interface ([`Builder`]):
+//! [`mmdebstrap`] from the configured mirror, and [`installer`], our own
+//! preseeded install run in a registered machine and read back from its
+//! disk. Both end in the same step ([`finish`]): seal the tree, find the
+//! kernel and initrd, `mke2fs -d`, digests, manifest.
 //!
 //! Layout: `STATE/templates/T/{manifest.json,root.img,vmlinuz,initrd.img}`,
 //! all read-only. A build happens in `STATE/.template-T-*` and is renamed
@@ -11,6 +17,11 @@
 //! A clone is a qcow2 overlay of `root.img` (`vms/VM/disk.qcow2`) plus a
 //! small raw disk holding the identity seed (`vms/VM/identity.img`): no
 //! mount, no copy, cost independent of the template's size.
+
+pub mod extract;
+pub mod installer;
+pub mod mmdebstrap;
+pub mod partition;
 
 use crate::exec::{self, ExecError};
 use crate::fsutil;
@@ -82,7 +93,7 @@ pub fn build_key() -> String {
     }
     h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
-const SEAL_VERSION: &str = "seal-1";
+const SEAL_VERSION: &str = "seal-2";
 
 pub use crate::types::TemplateName;
 
@@ -185,6 +196,14 @@ pub enum TemplateError {
     Busy,
     #[error("mmdebstrap failed: {0}")]
     Bootstrap(ExecError),
+    #[error("{0}")]
+    MachineBusy(String),
+    #[error("the install into the build machine failed: {0}")]
+    Install(String),
+    #[error("cannot read the installed system from the build machine's disk {disk}: {message}")]
+    Disk { disk: String, message: String },
+    #[error("cannot copy the installed system out of its filesystem: {0}")]
+    Extract(#[from] extract::ExtractError),
     #[error("mke2fs failed: {0}")]
     Mkfs(ExecError),
     #[error("the built system is not usable: {0}")]
@@ -239,21 +258,53 @@ pub fn list(templates_dir: &Path) -> Result<Vec<Template>, TemplateError> {
     Ok(out)
 }
 
+/// Which builder made a template (recorded in its manifest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BuilderKind {
+    #[default]
+    Mmdebstrap,
+    Installer,
+}
+
+impl BuilderKind {
+    pub fn parse(s: &str) -> Result<Self, Rule> {
+        match s {
+            "mmdebstrap" => Ok(BuilderKind::Mmdebstrap),
+            "installer" => Ok(BuilderKind::Installer),
+            _ => Err(Rule("must be mmdebstrap or installer")),
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BuilderKind::Mmdebstrap => "mmdebstrap",
+            BuilderKind::Installer => "installer",
+        }
+    }
+}
+
+/// Makes a template's root tree; the rest of a build is shared.
+pub trait Builder {
+    fn kind(&self) -> BuilderKind;
+    /// Fills `tree` (which does not exist yet) with a Debian root
+    /// filesystem, using `work` (the hidden build directory) for scratch
+    /// files. Nothing needs to be sealed yet.
+    fn make_tree(&self, work: &Path, tree: &Path) -> Result<(), TemplateError>;
+}
+
 pub struct BuildRequest<'a> {
     pub name: &'a TemplateName,
     pub image: &'a ImageName,
     pub suite: Suite,
     /// `http://HOST/DIR`, from the config.
     pub mirror: String,
-    pub mmdebstrap: &'a Path,
     pub mke2fs: &'a Path,
     pub umount: &'a Path,
     pub timeout: Duration,
     pub locks_dir: &'a Path,
 }
 
-/// Builds `templates_dir/NAME`.
-pub fn build(templates_dir: &Path, req: &BuildRequest) -> Result<Manifest, TemplateError> {
+/// Builds `templates_dir/NAME` with `builder`.
+pub fn build(templates_dir: &Path, req: &BuildRequest, builder: &dyn Builder) -> Result<Manifest, TemplateError> {
     let state_dir = templates_dir
         .parent()
         .ok_or_else(|| TemplateError::Io { path: templates_dir.into(), source: io::Error::other("no parent") })?;
@@ -273,7 +324,7 @@ pub fn build(templates_dir: &Path, req: &BuildRequest) -> Result<Manifest, Templ
         .map_err(io_err(state_dir))?;
     // From here an error drops `work`; a build killed outright leaves it
     // for the next build's clear_leftovers.
-    let result = build_in(work.path(), req);
+    let result = build_in(work.path(), req, builder);
     if result.is_err() && unmount_under(work.path(), req.umount).is_err() {
         // Never remove a tree that still has something mounted in it (a
         // killed mmdebstrap's /dev or /proc): leave it for the next build.
@@ -294,25 +345,19 @@ pub fn build(templates_dir: &Path, req: &BuildRequest) -> Result<Manifest, Templ
     Ok(manifest)
 }
 
-fn build_in(work: &Path, req: &BuildRequest) -> Result<Manifest, TemplateError> {
+fn build_in(work: &Path, req: &BuildRequest, builder: &dyn Builder) -> Result<Manifest, TemplateError> {
     let tree = work.join("tree");
-    let source = format!("deb {} {} main", req.mirror, req.suite.as_str());
-    let mut args: Vec<String> = vec![
-        "--variant=minbase".into(),
-        "--mode=root".into(),
-        format!("--include={}", PACKAGES.join(",")),
-        "--dpkgopt=path-exclude=/usr/share/man/*".into(),
-        "--dpkgopt=path-exclude=/usr/share/doc/*".into(),
-        "--dpkgopt=path-exclude=/usr/share/locale/*".into(),
-        "--dpkgopt=path-include=/usr/share/doc/*/copyright".into(),
-        req.suite.as_str().into(),
-    ];
-    args.push(tree.display().to_string());
-    args.push(source);
-    exec::run(req.mmdebstrap, &args, req.timeout).map_err(TemplateError::Bootstrap)?;
-    // mmdebstrap unmounts what it mounted; make sure before we touch the tree.
+    builder.make_tree(work, &tree)?;
+    // A builder may have mounted things in its tree (mmdebstrap unmounts
+    // what it mounted); make sure before we touch the tree.
     unmount_under(work, req.umount)?;
+    finish(work, &tree, req, builder.kind())
+}
 
+/// The step both builders share: seal the tree, copy out the kernel and
+/// initrd, make the ext4 image from the tree, and write the manifest.
+fn finish(work: &Path, tree: &Path, req: &BuildRequest, kind: BuilderKind) -> Result<Manifest, TemplateError> {
+    let tree = tree.to_path_buf();
     seal(&tree)?;
     let packages = installed_packages(&tree)?;
     let (kernel_src, initrd_src, kernel_version) = find_kernel(&tree)?;
@@ -348,7 +393,7 @@ fn build_in(work: &Path, req: &BuildRequest) -> Result<Manifest, TemplateError> 
         image: req.image.clone(),
         suite: req.suite.clone(),
         mirror: req.mirror.clone(),
-        builder: "mmdebstrap".into(),
+        builder: kind.as_str().into(),
         built_at: crate::state::now(),
         build_key: build_key(),
         packages,
@@ -390,6 +435,14 @@ fn link(tree: &Path, rel: &str, target: &str) -> Result<(), TemplateError> {
     symlink(target, &p).map_err(io_err(&p))
 }
 
+fn remove_dir(tree: &Path, rel: &str) -> Result<(), TemplateError> {
+    let p = tree.join(rel);
+    match fs::symlink_metadata(&p) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        _ => fsutil::remove_tree(&p).map_err(io_err(&p)),
+    }
+}
+
 fn remove(tree: &Path, rel: &str) -> Result<(), TemplateError> {
     let p = tree.join(rel);
     fsutil::remove_if_exists(&p).map(|_| ()).map_err(io_err(&p))
@@ -397,9 +450,21 @@ fn remove(tree: &Path, rel: &str) -> Result<(), TemplateError> {
 
 /// Seals the tree: nothing unique to one guest stays in it (SSH host keys,
 /// machine id, random seed, logs, apt lists), root's password is locked,
-/// and the first-boot identity unit is installed and enabled.
+/// and the first-boot identity unit is installed and enabled. It serves
+/// both builders, so it also undoes what an install leaves of its build
+/// machine: its hostname, hosts entry, static address and name servers,
+/// its root password, the installer's logs and a DHCP lease.
 pub fn seal(tree: &Path) -> Result<(), TemplateError> {
     write(tree, "etc/hostname", "localhost\n", 0o644)?;
+    // d-i writes the build machine's static address here (ifupdown);
+    // clones get theirs from the identity seed through systemd-networkd.
+    if fs::symlink_metadata(tree.join("etc/network/interfaces")).is_ok() {
+        write(tree, "etc/network/interfaces", LOOPBACK_ONLY, 0o644)?;
+    }
+    // The identity unit writes the clone's own.
+    remove(tree, "etc/resolv.conf")?;
+    remove_dir(tree, "var/log/installer")?;
+    empty_files(&tree.join("var/lib/dhcp"))?;
     write(tree, "etc/hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n", 0o644)?;
     write(tree, "etc/fstab", &format!("LABEL={ROOT_LABEL}\t/\text4\tdefaults,errors=remount-ro\t0\t1\n"), 0o644)?;
     // An empty machine-id: systemd makes a fresh one at first boot.
@@ -434,6 +499,11 @@ pub fn seal(tree: &Path) -> Result<(), TemplateError> {
     remove(tree, "var/lib/gi-identity/done")?;
     Ok(())
 }
+
+/// What is left of /etc/network/interfaces in a template.
+const LOOPBACK_ONLY: &str = "# The loopback interface only: guest-installer's identity seed configures\n\
+# the network with systemd-networkd (/etc/systemd/network/).\n\
+source /etc/network/interfaces.d/*\n\nauto lo\niface lo inet loopback\n";
 
 /// Root's password field becomes `!`: no login until the seed sets a hash.
 fn lock_root(tree: &Path) -> Result<(), TemplateError> {
