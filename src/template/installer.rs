@@ -58,9 +58,8 @@ impl<'a> Installer<'a> {
     /// holds it), and its guest must not be running.
     pub fn claim(config: &'a Config, machine: &'a Machine, image: &'a Image, name: &TemplateName) -> Result<Self, TemplateError> {
         let vmdir = VmDir::new(config, &machine.name);
-        for d in [config.vms_dir(), config.locks_dir(), vmdir.dir.clone()] {
-            fsutil::ensure_dir(&d, 0o700).map_err(|source| TemplateError::Io { path: d.clone(), source })?;
-        }
+        let ensure = |d: &Path| fsutil::ensure_dir(d, 0o700).map_err(|source| TemplateError::Io { path: d.to_path_buf(), source });
+        ensure(&config.locks_dir())?;
         let held = lock::try_lock(&config.vm_lock(&machine.name)).map_err(|e| match e {
             lock::LockError::Held => TemplateError::MachineBusy(format!(
                 "another request for the build machine {} is in progress; try again when it has finished",
@@ -68,6 +67,8 @@ impl<'a> Installer<'a> {
             )),
             lock::LockError::Io { path, source } => TemplateError::Io { path: path.into(), source },
         })?;
+        ensure(&config.vms_dir())?;
+        ensure(&vmdir.dir)?;
         // What a killed request left: only hidden temporaries.
         lock::remove_leftovers(&vmdir.dir, &[".build-", ".tmp-"])
             .map_err(|source| TemplateError::Io { path: vmdir.dir.clone(), source })?;
