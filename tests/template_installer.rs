@@ -337,3 +337,29 @@ fn installer_builder_refusals() {
     let new = new_paths(&env, &before);
     assert!(new.is_empty(), "left behind: {new:?}");
 }
+
+/// The real Debian installer cannot finish here (no mirror is reachable
+/// from the guest), so a build bounded by a few seconds always times out:
+/// the guest is destroyed, its media removed, nothing built.
+#[test]
+fn an_install_that_does_not_stop_in_time_is_destroyed() {
+    let env = Env::new();
+    env.use_qemu();
+    let cfg = fs::read_to_string(&env.config).unwrap();
+    assert!(cfg.contains("hypervisor_s = 10\n"));
+    fs::write(&env.config, cfg.replace("hypervisor_s = 10\n", "hypervisor_s = 10\ntemplate_s = 5\n")).unwrap();
+    env.import("deb12", false);
+    env.machine_with("build4", 4, Some("deb12"), &[]);
+    let guest = Guest::new(&env, "build4");
+    let before = env.snapshot();
+
+    let o = env.run(As::Root, &["template", "build", "deb12", "name=t4", "builder=installer", "machine=build4", "--json"], b"");
+    assert_eq!(o.code, 1, "{o:?}");
+    let msg = o.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(msg.contains("did not stop within 5 s and was destroyed"), "{msg}");
+    assert!(!guest.qemu_alive(), "the timed-out guest still runs");
+    assert!(env.vm_file("build4", "console.log").exists(), "the guest was never started: {msg}");
+    let new = new_paths(&env, &before);
+    assert!(new.is_empty(), "left behind: {new:?}");
+    assert!(!env.state.join("templates/t4").exists());
+}
