@@ -41,6 +41,15 @@ Package: openssh-server\nStatus: install ok installed\nVersion: 1:9.2p1-2+deb12u
 Package: linux-image-6.1.0-99-amd64\nStatus: install ok installed\nVersion: 6.1.99-1\n\n\
 Package: removed-thing\nStatus: deinstall ok config-files\nVersion: 1.0\n";
 
+/// Prints how long a test took (shown with --nocapture), however it ends.
+struct Took(&'static str, Instant);
+
+impl Drop for Took {
+    fn drop(&mut self) {
+        eprintln!("TIME {}: {:.1} s", self.0, self.1.elapsed().as_secs_f64());
+    }
+}
+
 fn write(root: &Path, rel: &str, data: &[u8], mode: u32) {
     let p = root.join(rel);
     fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -182,6 +191,7 @@ fn new_paths(env: &Env, before: &std::collections::BTreeMap<PathBuf, (u32, u32, 
 
 #[test]
 fn installer_builder_installs_reads_back_and_seals_a_template() {
+    let _took = Took("installer_builder_installs_reads_back_and_seals_a_template", Instant::now());
     let env = Env::new();
     env.use_qemu();
     let disk = installed_disk(env.root(), "tpl1");
@@ -259,9 +269,12 @@ fn installer_builder_installs_reads_back_and_seals_a_template() {
     for f in ["install.qcow2", "initrd.gz", "qemu.pid"] {
         assert!(!env.vm_file("build1", f).exists(), "{f} left behind");
     }
-    for (p, (_, _, content)) in env.snapshot() {
+    for (p, (_, _, content)) in snapshot(&env.state.join("vms")) {
         assert!(!String::from_utf8_lossy(&content).contains("root-password-crypted"), "a preseed is left in {}", p.display());
-        assert!(!p.file_name().unwrap().to_string_lossy().starts_with(".template-"), "{} left", p.display());
+    }
+    for e in fs::read_dir(&env.state).unwrap() {
+        let n = e.unwrap().file_name();
+        assert!(!n.to_string_lossy().starts_with(".template-"), "{n:?} left");
     }
 
     let t = env.run(As::Remote(OWNER), &["templates", "--json"], b"").ok().json();
@@ -271,6 +284,7 @@ fn installer_builder_installs_reads_back_and_seals_a_template() {
 
 #[test]
 fn an_install_that_stops_before_finishing_builds_nothing() {
+    let _took = Took("an_install_that_stops_before_finishing_builds_nothing", Instant::now());
     let env = Env::new();
     env.use_qemu();
     let disk = installed_disk(env.root(), "tpl2");
@@ -302,6 +316,7 @@ fn an_install_that_stops_before_finishing_builds_nothing() {
 
 #[test]
 fn installer_builder_refusals() {
+    let _took = Took("installer_builder_refusals", Instant::now());
     let env = Env::new();
     env.use_qemu();
     env.import("deb12", false);
@@ -343,6 +358,7 @@ fn installer_builder_refusals() {
 /// the guest is destroyed, its media removed, nothing built.
 #[test]
 fn an_install_that_does_not_stop_in_time_is_destroyed() {
+    let _took = Took("an_install_that_does_not_stop_in_time_is_destroyed", Instant::now());
     let env = Env::new();
     env.use_qemu();
     let cfg = fs::read_to_string(&env.config).unwrap();
