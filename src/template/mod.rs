@@ -415,8 +415,31 @@ fn finish(work: &Path, tree: &Path, req: &BuildRequest, kind: BuilderKind) -> Re
     Ok(manifest)
 }
 
+/// Refuses to go through a symlink inside the tree: `rel`'s directories
+/// (and `rel` itself if `whole`) must not be symlinks. A tree read back
+/// from a guest's disk is the guest's to shape, and an `etc` that points
+/// at the host's /etc must not make a root process write there. Missing
+/// components are fine (they are created as real directories).
+fn inside(tree: &Path, rel: &str, whole: bool) -> Result<PathBuf, TemplateError> {
+    let path = tree.join(rel);
+    let parts: Vec<&str> = rel.split('/').filter(|c| !c.is_empty()).collect();
+    let upto = if whole { parts.len() } else { parts.len().saturating_sub(1) };
+    let mut p = tree.to_path_buf();
+    for c in &parts[..upto] {
+        p.push(c);
+        match fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(TemplateError::Layout(format!("/{rel} goes through a symlink (/{}); refusing to follow it", p.strip_prefix(tree).unwrap_or(&p).display())))
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    Ok(path)
+}
+
 fn write(tree: &Path, rel: &str, text: &str, mode: u32) -> Result<(), TemplateError> {
-    let p = tree.join(rel);
+    let p = inside(tree, rel, false)?;
     if let Some(d) = p.parent() {
         fs::create_dir_all(d).map_err(io_err(d))?;
     }
@@ -427,7 +450,7 @@ fn write(tree: &Path, rel: &str, text: &str, mode: u32) -> Result<(), TemplateEr
 }
 
 fn link(tree: &Path, rel: &str, target: &str) -> Result<(), TemplateError> {
-    let p = tree.join(rel);
+    let p = inside(tree, rel, false)?;
     if let Some(d) = p.parent() {
         fs::create_dir_all(d).map_err(io_err(d))?;
     }
@@ -436,7 +459,7 @@ fn link(tree: &Path, rel: &str, target: &str) -> Result<(), TemplateError> {
 }
 
 fn remove_dir(tree: &Path, rel: &str) -> Result<(), TemplateError> {
-    let p = tree.join(rel);
+    let p = inside(tree, rel, false)?;
     match fs::symlink_metadata(&p) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         _ => fsutil::remove_tree(&p).map_err(io_err(&p)),
@@ -444,7 +467,7 @@ fn remove_dir(tree: &Path, rel: &str) -> Result<(), TemplateError> {
 }
 
 fn remove(tree: &Path, rel: &str) -> Result<(), TemplateError> {
-    let p = tree.join(rel);
+    let p = inside(tree, rel, false)?;
     fsutil::remove_if_exists(&p).map(|_| ()).map_err(io_err(&p))
 }
 
@@ -464,14 +487,14 @@ pub fn seal(tree: &Path) -> Result<(), TemplateError> {
     // The identity unit writes the clone's own.
     remove(tree, "etc/resolv.conf")?;
     remove_dir(tree, "var/log/installer")?;
-    empty_files(&tree.join("var/lib/dhcp"))?;
+    empty_files(&inside(tree, "var/lib/dhcp", true)?)?;
     write(tree, "etc/hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n", 0o644)?;
     write(tree, "etc/fstab", &format!("LABEL={ROOT_LABEL}\t/\text4\tdefaults,errors=remount-ro\t0\t1\n"), 0o644)?;
     // An empty machine-id: systemd makes a fresh one at first boot.
     write(tree, "etc/machine-id", "", 0o444)?;
     remove(tree, "var/lib/dbus/machine-id")?;
     remove(tree, "var/lib/systemd/random-seed")?;
-    let ssh = tree.join("etc/ssh");
+    let ssh = inside(tree, "etc/ssh", true)?;
     if let Ok(entries) = fs::read_dir(&ssh) {
         for e in entries.flatten() {
             if e.file_name().to_string_lossy().starts_with("ssh_host_") {
@@ -483,7 +506,7 @@ pub fn seal(tree: &Path) -> Result<(), TemplateError> {
     lock_root(tree)?;
     // Logs and caches.
     for dir in ["var/log", "var/cache/apt", "var/lib/apt/lists"] {
-        empty_files(&tree.join(dir))?;
+        empty_files(&inside(tree, dir, true)?)?;
     }
     write(tree, "etc/systemd/journald.conf.d/guest-installer.conf", "[Journal]\nStorage=volatile\n", 0o644)?;
     // systemd-networkd configures the static address the seed gives.
@@ -507,7 +530,7 @@ source /etc/network/interfaces.d/*\n\nauto lo\niface lo inet loopback\n";
 
 /// Root's password field becomes `!`: no login until the seed sets a hash.
 fn lock_root(tree: &Path) -> Result<(), TemplateError> {
-    let p = tree.join("etc/shadow");
+    let p = regular_file(tree, "etc/shadow")?;
     let text = fs::read_to_string(&p).map_err(io_err(&p))?;
     let mut out = String::with_capacity(text.len());
     let mut found = false;
@@ -523,8 +546,20 @@ fn lock_root(tree: &Path) -> Result<(), TemplateError> {
     if !found {
         return Err(TemplateError::Layout("/etc/shadow has no root entry".into()));
     }
+    // Written to a new file: never through whatever was there.
+    fs::remove_file(&p).map_err(io_err(&p))?;
     fs::write(&p, out).map_err(io_err(&p))?;
     fs::set_permissions(&p, fs::Permissions::from_mode(0o640)).map_err(io_err(&p))
+}
+
+/// A regular file of the tree (not a symlink, reached through no symlink).
+fn regular_file(tree: &Path, rel: &str) -> Result<PathBuf, TemplateError> {
+    let p = inside(tree, rel, true)?;
+    match fs::symlink_metadata(&p) {
+        Ok(m) if m.is_file() => Ok(p),
+        Ok(_) => Err(TemplateError::Layout(format!("/{rel} is not a regular file"))),
+        Err(source) => Err(TemplateError::Io { path: p, source }),
+    }
 }
 
 /// Removes the regular files under `dir` (not following symlinks), keeping
@@ -545,7 +580,7 @@ fn empty_files(dir: &Path) -> Result<(), TemplateError> {
 
 /// `name version` of each installed package, from dpkg's status file.
 fn installed_packages(tree: &Path) -> Result<Vec<String>, TemplateError> {
-    let p = tree.join("var/lib/dpkg/status");
+    let p = regular_file(tree, "var/lib/dpkg/status")?;
     let text = fs::read_to_string(&p).map_err(io_err(&p))?;
     let mut out = Vec::new();
     for para in text.split("\n\n") {
@@ -565,7 +600,7 @@ fn installed_packages(tree: &Path) -> Result<Vec<String>, TemplateError> {
 
 /// The one kernel and its initrd in /boot.
 fn find_kernel(tree: &Path) -> Result<(PathBuf, PathBuf, String), TemplateError> {
-    let boot = tree.join("boot");
+    let boot = inside(tree, "boot", true)?;
     let mut versions = Vec::new();
     for e in fs::read_dir(&boot).map_err(io_err(&boot))?.flatten() {
         if let Some(v) = e.file_name().to_str().and_then(|n| n.strip_prefix("vmlinuz-")) {
@@ -682,6 +717,37 @@ mod tests {
         assert_eq!(Suite::from_disk_info("Debian GNU/Linux 11.7.0 \"x\" - Official").unwrap().as_str(), "bullseye");
         assert!(Suite::from_disk_info("something else").is_none());
         assert!(Suite::parse("bookworm; rm").is_err());
+    }
+
+    /// A tree read back from a guest may hold symlinks that point out of
+    /// it (absolute ones resolve on the host): sealing must never write,
+    /// empty or read through them.
+    #[test]
+    fn seal_never_follows_symlinks_out_of_the_tree() {
+        let outside = tempfile::tempdir().unwrap();
+        let victim = outside.path().join("precious");
+        for link in ["etc", "var/log", "etc/ssh", "etc/shadow", "var/lib/dpkg/status"] {
+            fs::write(&victim, "root:keep:me\n").unwrap();
+            fs::write(outside.path().join("ssh_host_rsa_key"), "host key").unwrap();
+            let t = tempfile::tempdir().unwrap();
+            let tree = t.path();
+            // An otherwise sealable tree, with `link` pointing outside.
+            fs::create_dir_all(tree.join("etc")).unwrap();
+            fs::write(tree.join("etc/shadow"), "root:$6$x:1::::::\n").unwrap();
+            fs::create_dir_all(tree.join("var/lib/dpkg")).unwrap();
+            fs::write(tree.join("var/lib/dpkg/status"), "Package: a\nVersion: 1\nStatus: install ok installed\n").unwrap();
+            let l = tree.join(link);
+            let _ = fs::remove_file(&l);
+            let _ = fs::remove_dir_all(&l);
+            fs::create_dir_all(l.parent().unwrap()).unwrap();
+            let target = if link.ends_with("shadow") || link.ends_with("status") { victim.clone() } else { outside.path().to_path_buf() };
+            symlink(&target, &l).unwrap();
+            let r = seal(tree).and_then(|_| installed_packages(tree).map(|_| ()));
+            assert!(matches!(r, Err(TemplateError::Layout(_))), "{link}: {r:?}");
+            assert_eq!(fs::read_to_string(&victim).unwrap(), "root:keep:me\n", "{link}");
+            assert!(outside.path().join("ssh_host_rsa_key").exists(), "{link}");
+            assert!(!outside.path().join("hostname").exists(), "{link}");
+        }
     }
 
     #[test]
