@@ -97,6 +97,23 @@ fn installed_tree(root: &Path, hostname: &str) {
     fs::set_permissions(root.join("usr/bin/su"), fs::Permissions::from_mode(0o4755)).unwrap();
     write(root, "usr/bin/perl5.36.0", b"perl, twice\n", 0o755);
     fs::hard_link(root.join("usr/bin/perl5.36.0"), root.join("usr/bin/perl")).unwrap();
+    // ... and a file capability (what iputils-ping's postinst sets) and a
+    // user attribute.
+    write(root, "usr/bin/ping", b"#!/bin/true\n", 0o755);
+    set_xattr(&root.join("usr/bin/ping"), "security.capability", &PING_CAP);
+    set_xattr(&root.join("usr/lib/os-release"), "user.gi-test", b"kept");
+}
+
+/// cap_net_raw+ep, as `setcap cap_net_raw+ep` writes it (VFS_CAP_REVISION_2).
+const PING_CAP: [u8; 20] = [1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+
+fn set_xattr(path: &Path, name: &str, value: &[u8]) {
+    use std::os::unix::ffi::OsStrExt;
+    let p = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    let n = std::ffi::CString::new(name).unwrap();
+    // SAFETY: NUL-terminated strings and a live slice for the call.
+    let r = unsafe { libc::lsetxattr(p.as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+    assert_eq!(r, 0, "setxattr {name} on {}: {}", path.display(), std::io::Error::last_os_error());
 }
 
 /// A 48 MiB disk: MBR, p1 ext4 root (40 MiB at 1 MiB), p2 extended holding
@@ -261,6 +278,10 @@ fn installer_builder_installs_reads_back_and_seals_a_template() {
     assert_eq!(su.1 & 0o7777, 0o4755, "setuid lost on /usr/bin/su");
     let perl: Vec<u64> = bin.iter().filter(|e| e.2.starts_with("perl")).map(|e| e.0).collect();
     assert!(perl.len() == 2 && perl[0] == perl[1], "hard link not kept: {bin:?}");
+    let cap = debugfs(&img, "ea_list /usr/bin/ping");
+    assert!(cap.contains("security.capability (20) = 01 00 00 02 00 20 00 00"), "file capability lost: {cap}");
+    let user = debugfs(&img, "ea_list /usr/lib/os-release");
+    assert!(user.contains("user.gi-test (4) = \"kept\""), "user attribute lost: {user}");
     assert!(debugfs(&img, "stat /etc/os-release").contains("Fast link dest: \"../usr/lib/os-release\""));
     assert!(debugfs(&img, "stat /etc/shadow").contains("Group:    42"), "{}", debugfs(&img, "stat /etc/shadow"));
 

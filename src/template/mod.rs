@@ -546,9 +546,15 @@ fn lock_root(tree: &Path) -> Result<(), TemplateError> {
     if !found {
         return Err(TemplateError::Layout("/etc/shadow has no root entry".into()));
     }
-    // Written to a new file: never through whatever was there.
+    // Written to a new file (never through whatever was there) that keeps
+    // the old one's owner and group (shadow, for unix_chkpwd).
+    let m = fs::symlink_metadata(&p).map_err(io_err(&p))?;
     fs::remove_file(&p).map_err(io_err(&p))?;
     fs::write(&p, out).map_err(io_err(&p))?;
+    {
+        use std::os::unix::fs::MetadataExt;
+        std::os::unix::fs::lchown(&p, Some(m.uid()), Some(m.gid())).map_err(io_err(&p))?;
+    }
     fs::set_permissions(&p, fs::Permissions::from_mode(0o640)).map_err(io_err(&p))
 }
 
