@@ -400,3 +400,56 @@ fn an_install_that_does_not_stop_in_time_is_destroyed() {
     assert!(new.is_empty(), "left behind: {new:?}");
     assert!(!env.state.join("templates/t4").exists());
 }
+
+/// The same build with the xl driver (Xen's own config parser checks the
+/// domain config; the xl stand-in plays the hypervisor): the test plays
+/// the installer, writing the installed disk onto the volume and d-i's
+/// last words into xenconsoled's log, then making the domain go away. A
+/// machine whose domain runs is refused (busy).
+#[test]
+fn installer_builder_with_the_xl_driver() {
+    let _took = Took("installer_builder_with_the_xl_driver", Instant::now());
+    let env = Env::new(); // the xl stand-in
+    env.import("deb12", false);
+    let volume = env.machine_with("xlb1", 5, Some("deb12"), &[]);
+    let disk = installed_disk(env.root(), "tpl5");
+
+    let o = std::thread::scope(|s| {
+        let build = s.spawn(|| {
+            env.run(As::Root, &["template", "build", "deb12", "name=tpl5", "builder=installer", "machine=xlb1", "--json"], b"")
+        });
+        let t0 = Instant::now();
+        while !env.xl_running("xlb1") {
+            assert!(!build.is_finished(), "the build ended without starting the guest: {:?}", build.join().unwrap());
+            assert!(t0.elapsed().as_secs() < 120, "the guest was never started");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        // Still installing: the program waits for the guest.
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        assert!(!build.is_finished(), "the build did not wait for the guest");
+        let cfg = fs::read_to_string(env.vm_file("xlb1", "domain.cfg")).unwrap();
+        check_xl_config(&env.vm_file("xlb1", "domain.cfg"));
+        assert!(cfg.contains("on_reboot = \"destroy\"") && cfg.contains(&volume.display().to_string()), "{cfg}");
+        assert!(env.vm_file("xlb1", "install.qcow2").exists(), "no per-VM media while installing");
+        fs::copy(&disk, &volume).unwrap();
+        fs::write(env.root().join("console/guest-xlb1.log"), "Installing the base system\nInstallation complete\nreboot: Restarting system\n").unwrap();
+        env.xl_guest_finishes("xlb1");
+        build.join().unwrap()
+    });
+    let j = o.ok().json();
+    assert_eq!(j["builder"], "installer", "{j}");
+    assert_eq!(j["kernel_version"], KVER, "{j}");
+    assert!(!env.vm_file("xlb1", "install.qcow2").exists(), "media left behind");
+    let img = env.state.join("templates/tpl5/root.img");
+    assert!(cat(&img, "/etc/shadow").lines().any(|l| l.starts_with("root:!:")));
+    assert!(!ls(&img, "/etc/ssh").iter().any(|e| e.2.starts_with("ssh_host_")));
+
+    // Its domain runs: refused at once, nothing started or built.
+    env.machine_with("xlb2", 6, Some("deb12"), &[]);
+    fs::write(env.xl.parent().unwrap().join("domains/xlb2"), "7 512 1\n").unwrap();
+    let o = env.run(As::Root, &["template", "build", "deb12", "name=tpl6", "builder=installer", "machine=xlb2", "--json"], b"");
+    assert_eq!(o.code, 5, "{o:?}");
+    assert!(o.json()["error"]["message"].as_str().unwrap().contains("is running"), "{o:?}");
+    assert!(!env.vm_file("xlb2", "install.qcow2").exists());
+    assert!(!env.state.join("templates/tpl6").exists());
+}
