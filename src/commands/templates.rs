@@ -15,10 +15,11 @@ pub fn list(ctx: &Ctx) -> Result<Outcome> {
     for t in template::list(&ctx.config.templates_dir())? {
         let m = &t.manifest;
         human.push_str(&format!(
-            "{:<24} image {} suite {} kernel {} ({} packages)\n",
+            "{:<24} image {} suite {} by {} kernel {} ({} packages)\n",
             m.name,
             m.image,
             m.suite.as_str(),
+            m.builder,
             m.kernel_version,
             m.packages.len()
         ));
