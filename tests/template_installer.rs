@@ -341,7 +341,7 @@ fn installer_builder_refusals() {
     let env = Env::new();
     env.use_qemu();
     env.import("deb12", false);
-    env.machine_with("build3", 3, Some("deb12"), &[]);
+    let volume = env.machine_with("build3", 3, Some("deb12"), &[]);
     let before = env.snapshot();
     let build = |args: &[&str], who: As| {
         let mut a = vec!["template", "build", "deb12", "name=t3"];
@@ -369,6 +369,13 @@ fn installer_builder_refusals() {
     let o = build(&["builder=installer", "machine=build3"], As::Root);
     assert_eq!((o.code, kind(&o)), (5, "busy".into()), "{o:?}");
     drop(held);
+
+    // No volume: failed before any guest is started.
+    fs::remove_file(&volume).unwrap();
+    let o = build(&["builder=installer", "machine=build3"], As::Root);
+    assert_eq!((o.code, kind(&o)), (1, "failed".into()), "{o:?}");
+    assert!(o.json()["error"]["message"].as_str().unwrap().contains("is missing"), "{o:?}");
+    assert!(!env.vm_file("build3", "console.log").exists(), "a guest was started");
 
     let new = new_paths(&env, &before);
     assert!(new.is_empty(), "left behind: {new:?}");

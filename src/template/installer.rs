@@ -79,6 +79,18 @@ impl<'a> Installer<'a> {
                 machine.name
             )));
         }
+        // Like `install`: the volume must be there before a guest is
+        // pointed at it (a block device, or a file for the qemu driver).
+        use std::os::unix::fs::FileTypeExt;
+        match std::fs::metadata(machine.disk.as_str()) {
+            Ok(m) if m.file_type().is_block_device() || m.is_file() => {}
+            _ => {
+                return Err(TemplateError::Install(format!(
+                    "the volume {} of the build machine {} is missing or not a block device or file",
+                    machine.disk, machine.name
+                )))
+            }
+        }
         let hostname = Hostname::parse(name.as_str())
             .unwrap_or_else(|_| Hostname::parse(FALLBACK_HOSTNAME).expect("the fallback is a host name"));
         Ok(Installer { config, machine, image, hostname, hv, vmdir, _lock: held })
