@@ -7,6 +7,7 @@ use crate::types::{
     VmName,
 };
 use crate::registry::Machine;
+use crate::template::BuilderKind;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
@@ -47,7 +48,8 @@ pub enum Command {
     MachineRemove { vm: VmName },
     MachineShow { vm: VmName },
     ImageImport { name: ImageName, iso: PathBuf, sha256: Sha256Hex },
-    TemplateBuild { image: ImageName, name: Option<TemplateName> },
+    /// `machine` is the build machine of `builder=installer` (and only of it).
+    TemplateBuild { image: ImageName, name: Option<TemplateName>, builder: BuilderKind, machine: Option<VmName> },
     Templates,
 }
 
@@ -81,7 +83,7 @@ impl Command {
             Command::MachineAdd(m) => Some(m.name.as_str()),
             Command::ImageImport { name, .. } => Some(name.as_str()),
             Command::TemplateBuild { name: Some(name), .. } => Some(name.as_str()),
-            Command::TemplateBuild { image, name: None } => Some(image.as_str()),
+            Command::TemplateBuild { image, name: None, .. } => Some(image.as_str()),
             Command::Help | Command::List | Command::Images | Command::Templates => None,
         }
     }
@@ -265,11 +267,18 @@ fn template(rest: &[&str]) -> Result<Command, UsageError> {
     match rest {
         ["build", image, more @ ..] => {
             let image = ImageName::parse(image).map_err(value("image name"))?;
-            let p = pairs(more, &["name"], &[])?;
+            let p = pairs(more, &["name", "builder", "machine"], &[])?;
             let name = get(&p, "name").map(|n| TemplateName::parse(n).map_err(value("template name"))).transpose()?;
-            Ok(Command::TemplateBuild { image, name })
+            let builder = get(&p, "builder").map(|b| BuilderKind::parse(b).map_err(value("builder"))).transpose()?.unwrap_or_default();
+            let machine = get(&p, "machine").map(|m| VmName::parse(m).map_err(value("machine"))).transpose()?;
+            match (builder, &machine) {
+                (BuilderKind::Installer, None) => return Err(usage("builder=installer needs machine=VM (the build machine)")),
+                (BuilderKind::Mmdebstrap, Some(_)) => return Err(usage("machine= is only for builder=installer")),
+                _ => {}
+            }
+            Ok(Command::TemplateBuild { image, name, builder, machine })
         }
-        ["build"] => Err(usage("template build needs IMAGE [name=T]")),
+        ["build"] => Err(usage("template build needs IMAGE [name=T] [builder=mmdebstrap|installer] [machine=VM]")),
         _ => Err(usage("template needs build")),
     }
 }
@@ -311,7 +320,10 @@ admin:
   machine remove VM
   machine show VM
   image import NAME ISO sha256=HEX      (local root only)
-  template build IMAGE [name=T]         (local root only)
+  template build IMAGE [name=T] [builder=mmdebstrap|installer] [machine=VM]
+                                        (local root only; builder=installer
+                                        runs our preseeded install in the
+                                        registered build machine VM)
 
 --json anywhere: one JSON document on stdout, for success and failure.
 exit: 0 ok, 1 failed, 2 invalid, 3 denied, 4 not found, 5 busy
@@ -353,6 +365,11 @@ mod tests {
             &["install", "web1", "template=t", "image=i"],
             &["template", "build", "img", "name=a/b"],
             &["template", "build", "img", "suite=sid"],
+            &["template", "build", "img", "builder=installer"],
+            &["template", "build", "img", "builder=debootstrap", "machine=vm1"],
+            &["template", "build", "img", "machine=vm1"],
+            &["template", "build", "img", "builder=mmdebstrap", "machine=vm1"],
+            &["template", "build", "img", "builder=installer", "machine=../x"],
             &["templates", "x"],
             &["status"],
             &["status", "web1", "extra"],
@@ -375,6 +392,22 @@ mod tests {
         assert_eq!(m.network.nameservers().len(), 2);
         assert_eq!(m.mac.to_string(), "00:16:3e:00:00:01");
         assert_eq!(m.memory_mib.get(), 1024);
+    }
+
+    #[test]
+    fn template_build_takes_a_builder_and_its_machine() {
+        let c = p(&["template", "build", "img", "name=t", "builder=installer", "machine=vm1"]).unwrap();
+        assert_eq!(
+            c,
+            Command::TemplateBuild {
+                image: ImageName::parse("img").unwrap(),
+                name: Some(TemplateName::parse("t").unwrap()),
+                builder: BuilderKind::Installer,
+                machine: Some(VmName::parse("vm1").unwrap()),
+            }
+        );
+        let Command::TemplateBuild { builder, machine, .. } = p(&["template", "build", "img"]).unwrap() else { panic!() };
+        assert_eq!((builder, machine), (BuilderKind::Mmdebstrap, None));
     }
 
     #[test]

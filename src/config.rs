@@ -37,6 +37,10 @@ pub struct Config {
     pub mke2fs: AbsPath,
     #[serde(default = "default_umount")]
     pub umount: AbsPath,
+    /// Reads an installed guest's root filesystem without mounting it
+    /// (`template build ... builder=installer`).
+    #[serde(default = "default_debugfs")]
+    pub debugfs: AbsPath,
     pub mirror: Mirror,
     pub hypervisor: Hypervisor,
     #[serde(default)]
@@ -56,6 +60,9 @@ fn default_mke2fs() -> AbsPath {
 }
 fn default_umount() -> AbsPath {
     AbsPath("/usr/bin/umount".into())
+}
+fn default_debugfs() -> AbsPath {
+    AbsPath("/usr/sbin/debugfs".into())
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -126,7 +133,8 @@ pub struct Timeouts {
     /// The hypervisor's control program (`xl create`, `xl destroy`, ...).
     #[serde(default = "default_hypervisor_s")]
     pub hypervisor_s: u64,
-    /// A whole template build (mmdebstrap downloads ~150 packages).
+    /// A whole template build (mmdebstrap downloads ~150 packages; the
+    /// installer builder's guest must stop within it).
     #[serde(default = "default_template_s")]
     pub template_s: u64,
 }
@@ -311,6 +319,7 @@ driver = "xl"
         assert_eq!(c.hypervisor.driver, Driver::Xl);
         assert_eq!(c.hypervisor.xl.path(), Path::new("/usr/sbin/xl"));
         assert_eq!(c.timeouts.hypervisor_s, 60);
+        assert_eq!(c.debugfs.path(), Path::new("/usr/sbin/debugfs"));
     }
 
     #[test]

@@ -52,6 +52,13 @@ fn last_lines(s: &str, n: usize) -> String {
 /// cannot make us wait for ever.
 pub fn run<S: AsRef<OsStr>>(program: &Path, args: &[S], limit: Duration) -> Result<Output, ExecError> {
     let out = tempfile::tempfile().map_err(|source| ExecError::Spawn { program: program.into(), source })?;
+    run_with_stdout(program, args, limit, out)
+}
+
+/// Like [`run`], with the program's whole standard output written to
+/// `stdout` (for listings longer than the tail [`run`] keeps); the
+/// returned `Output::stdout` is still only its tail.
+pub fn run_with_stdout<S: AsRef<OsStr>>(program: &Path, args: &[S], limit: Duration, out: File) -> Result<Output, ExecError> {
     let err = tempfile::tempfile().map_err(|source| ExecError::Spawn { program: program.into(), source })?;
     let mut cmd = Command::new(program);
     cmd.args(args)

@@ -67,6 +67,16 @@ impl CryptHash {
         Self::parse_hash(&h)
     }
 
+    /// The hash of a random password that nobody ever sees: for a guest
+    /// whose root account is locked afterwards anyway (a template build).
+    pub fn random() -> std::io::Result<Self> {
+        let mut b = [0u8; 24];
+        std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b))?;
+        let pw: String = b.iter().map(|x| format!("{x:02x}")).collect();
+        b.iter_mut().for_each(|x| *x = 0);
+        Self::hash_cleartext(&pw).map_err(|r| std::io::Error::other(r.0))
+    }
+
     /// One line from the caller: a crypt hash, or a cleartext password.
     pub fn from_line(line: &[u8]) -> Result<Self, Rule> {
         let line = line.strip_suffix(b"\n").unwrap_or(line);
@@ -149,6 +159,13 @@ mod tests {
     fn oversized_stdin_is_refused_without_reading_it_all() {
         let endless = std::io::repeat(b'a');
         assert!(CryptHash::read_from(endless).is_err());
+    }
+
+    #[test]
+    fn random_hashes_differ_and_are_well_formed() {
+        let (a, b) = (CryptHash::random().unwrap(), CryptHash::random().unwrap());
+        assert!(a.expose().starts_with("$6$"));
+        assert_ne!(a, b);
     }
 
     #[test]

@@ -87,7 +87,9 @@ pub fn run(ctx: &Ctx, cmd: &Command, stdin: &mut dyn Read) -> Result<Outcome> {
         Command::List => status::list(ctx),
         Command::Images => images::list(ctx),
         Command::ImageImport { name, iso, sha256 } => images::import(ctx, name, iso, sha256),
-        Command::TemplateBuild { image, name } => templates::build(ctx, image, name.as_ref()),
+        Command::TemplateBuild { image, name, builder, machine } => {
+            templates::build(ctx, image, name.as_ref(), *builder, machine.as_ref())
+        }
         Command::Templates => templates::list(ctx),
         Command::MachineAdd(m) => machines::add(ctx, m),
         Command::MachineRemove { vm } => machines::remove(ctx, vm),

@@ -1,18 +1,28 @@
 //! Golden templates (the fast path): a sealed Debian root filesystem built
-//! once per image with mmdebstrap, stored as a raw ext4 image beside the
-//! kernel and initrd found inside it; and the per-VM identity seed that the
-//! template's first-boot unit applies to a clone.
+//! once per image, stored as a raw ext4 image beside the kernel and initrd
+//! found inside it; and the per-VM identity seed that the template's
+//! first-boot unit applies to a clone.
+//!
+//! Two builders make the root tree, behind one interface ([`Builder`]):
+//! [`mmdebstrap`] from the configured mirror, and [`installer`], our own
+//! preseeded install run in a registered machine and read back from its
+//! disk. Both end in the same step ([`finish`]): seal the tree, find the
+//! kernel and initrd, `mke2fs -d`, digests, manifest.
 //!
 //! Layout: `STATE/templates/T/{manifest.json,root.img,vmlinuz,initrd.img}`,
 //! all read-only. A build happens in `STATE/.template-T-*` and is renamed
 //! into place only when complete, so a failed or killed build leaves no
 //! template behind (its leftovers are cleared by the next build).
 //!
-//! A clone is a qcow2 overlay of `root.img` (`vms/VM/disk.qcow2`) plus a
-//! small raw disk holding the identity seed (`vms/VM/identity.img`): no
-//! mount, no copy, cost independent of the template's size.
+//! A clone goes onto the machine's own volume ([`clone`]: a qcow2 overlay
+//! of `root.img` or a sparse copy) plus a small raw disk holding the
+//! identity seed (`vms/VM/identity.img`); nothing is mounted.
 
 pub mod clone;
+pub mod extract;
+pub mod installer;
+pub mod mmdebstrap;
+pub mod partition;
 
 use crate::exec::{self, ExecError};
 use crate::fsutil;
@@ -84,7 +94,7 @@ pub fn build_key() -> String {
     }
     h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
-const SEAL_VERSION: &str = "seal-1";
+const SEAL_VERSION: &str = "seal-2";
 
 pub use crate::types::TemplateName;
 
@@ -187,6 +197,14 @@ pub enum TemplateError {
     Busy,
     #[error("mmdebstrap failed: {0}")]
     Bootstrap(ExecError),
+    #[error("{0}")]
+    MachineBusy(String),
+    #[error("the install into the build machine failed: {0}")]
+    Install(String),
+    #[error("cannot read the installed system from the build machine's disk {disk}: {message}")]
+    Disk { disk: String, message: String },
+    #[error("cannot copy the installed system out of its filesystem: {0}")]
+    Extract(#[from] extract::ExtractError),
     #[error("mke2fs failed: {0}")]
     Mkfs(ExecError),
     #[error("the built system is not usable: {0}")]
@@ -241,21 +259,53 @@ pub fn list(templates_dir: &Path) -> Result<Vec<Template>, TemplateError> {
     Ok(out)
 }
 
+/// Which builder made a template (recorded in its manifest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BuilderKind {
+    #[default]
+    Mmdebstrap,
+    Installer,
+}
+
+impl BuilderKind {
+    pub fn parse(s: &str) -> Result<Self, Rule> {
+        match s {
+            "mmdebstrap" => Ok(BuilderKind::Mmdebstrap),
+            "installer" => Ok(BuilderKind::Installer),
+            _ => Err(Rule("must be mmdebstrap or installer")),
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BuilderKind::Mmdebstrap => "mmdebstrap",
+            BuilderKind::Installer => "installer",
+        }
+    }
+}
+
+/// Makes a template's root tree; the rest of a build is shared.
+pub trait Builder {
+    fn kind(&self) -> BuilderKind;
+    /// Fills `tree` (which does not exist yet) with a Debian root
+    /// filesystem, using `work` (the hidden build directory) for scratch
+    /// files. Nothing needs to be sealed yet.
+    fn make_tree(&self, work: &Path, tree: &Path) -> Result<(), TemplateError>;
+}
+
 pub struct BuildRequest<'a> {
     pub name: &'a TemplateName,
     pub image: &'a ImageName,
     pub suite: Suite,
     /// `http://HOST/DIR`, from the config.
     pub mirror: String,
-    pub mmdebstrap: &'a Path,
     pub mke2fs: &'a Path,
     pub umount: &'a Path,
     pub timeout: Duration,
     pub locks_dir: &'a Path,
 }
 
-/// Builds `templates_dir/NAME`.
-pub fn build(templates_dir: &Path, req: &BuildRequest) -> Result<Manifest, TemplateError> {
+/// Builds `templates_dir/NAME` with `builder`.
+pub fn build(templates_dir: &Path, req: &BuildRequest, builder: &dyn Builder) -> Result<Manifest, TemplateError> {
     let state_dir = templates_dir
         .parent()
         .ok_or_else(|| TemplateError::Io { path: templates_dir.into(), source: io::Error::other("no parent") })?;
@@ -275,7 +325,7 @@ pub fn build(templates_dir: &Path, req: &BuildRequest) -> Result<Manifest, Templ
         .map_err(io_err(state_dir))?;
     // From here an error drops `work`; a build killed outright leaves it
     // for the next build's clear_leftovers.
-    let result = build_in(work.path(), req);
+    let result = build_in(work.path(), req, builder);
     if result.is_err() && unmount_under(work.path(), req.umount).is_err() {
         // Never remove a tree that still has something mounted in it (a
         // killed mmdebstrap's /dev or /proc): leave it for the next build.
@@ -296,25 +346,19 @@ pub fn build(templates_dir: &Path, req: &BuildRequest) -> Result<Manifest, Templ
     Ok(manifest)
 }
 
-fn build_in(work: &Path, req: &BuildRequest) -> Result<Manifest, TemplateError> {
+fn build_in(work: &Path, req: &BuildRequest, builder: &dyn Builder) -> Result<Manifest, TemplateError> {
     let tree = work.join("tree");
-    let source = format!("deb {} {} main", req.mirror, req.suite.as_str());
-    let mut args: Vec<String> = vec![
-        "--variant=minbase".into(),
-        "--mode=root".into(),
-        format!("--include={}", PACKAGES.join(",")),
-        "--dpkgopt=path-exclude=/usr/share/man/*".into(),
-        "--dpkgopt=path-exclude=/usr/share/doc/*".into(),
-        "--dpkgopt=path-exclude=/usr/share/locale/*".into(),
-        "--dpkgopt=path-include=/usr/share/doc/*/copyright".into(),
-        req.suite.as_str().into(),
-    ];
-    args.push(tree.display().to_string());
-    args.push(source);
-    exec::run(req.mmdebstrap, &args, req.timeout).map_err(TemplateError::Bootstrap)?;
-    // mmdebstrap unmounts what it mounted; make sure before we touch the tree.
+    builder.make_tree(work, &tree)?;
+    // A builder may have mounted things in its tree (mmdebstrap unmounts
+    // what it mounted); make sure before we touch the tree.
     unmount_under(work, req.umount)?;
+    finish(work, &tree, req, builder.kind())
+}
 
+/// The step both builders share: seal the tree, copy out the kernel and
+/// initrd, make the ext4 image from the tree, and write the manifest.
+fn finish(work: &Path, tree: &Path, req: &BuildRequest, kind: BuilderKind) -> Result<Manifest, TemplateError> {
+    let tree = tree.to_path_buf();
     seal(&tree)?;
     let packages = installed_packages(&tree)?;
     let (kernel_src, initrd_src, kernel_version) = find_kernel(&tree)?;
@@ -350,7 +394,7 @@ fn build_in(work: &Path, req: &BuildRequest) -> Result<Manifest, TemplateError> 
         image: req.image.clone(),
         suite: req.suite.clone(),
         mirror: req.mirror.clone(),
-        builder: "mmdebstrap".into(),
+        builder: kind.as_str().into(),
         built_at: crate::state::now(),
         build_key: build_key(),
         packages,
@@ -372,8 +416,31 @@ fn build_in(work: &Path, req: &BuildRequest) -> Result<Manifest, TemplateError> 
     Ok(manifest)
 }
 
+/// Refuses to go through a symlink inside the tree: `rel`'s directories
+/// (and `rel` itself if `whole`) must not be symlinks. A tree read back
+/// from a guest's disk is the guest's to shape, and an `etc` that points
+/// at the host's /etc must not make a root process write there. Missing
+/// components are fine (they are created as real directories).
+fn inside(tree: &Path, rel: &str, whole: bool) -> Result<PathBuf, TemplateError> {
+    let path = tree.join(rel);
+    let parts: Vec<&str> = rel.split('/').filter(|c| !c.is_empty()).collect();
+    let upto = if whole { parts.len() } else { parts.len().saturating_sub(1) };
+    let mut p = tree.to_path_buf();
+    for c in &parts[..upto] {
+        p.push(c);
+        match fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(TemplateError::Layout(format!("/{rel} goes through a symlink (/{}); refusing to follow it", p.strip_prefix(tree).unwrap_or(&p).display())))
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    Ok(path)
+}
+
 fn write(tree: &Path, rel: &str, text: &str, mode: u32) -> Result<(), TemplateError> {
-    let p = tree.join(rel);
+    let p = inside(tree, rel, false)?;
     if let Some(d) = p.parent() {
         fs::create_dir_all(d).map_err(io_err(d))?;
     }
@@ -384,7 +451,7 @@ fn write(tree: &Path, rel: &str, text: &str, mode: u32) -> Result<(), TemplateEr
 }
 
 fn link(tree: &Path, rel: &str, target: &str) -> Result<(), TemplateError> {
-    let p = tree.join(rel);
+    let p = inside(tree, rel, false)?;
     if let Some(d) = p.parent() {
         fs::create_dir_all(d).map_err(io_err(d))?;
     }
@@ -392,23 +459,43 @@ fn link(tree: &Path, rel: &str, target: &str) -> Result<(), TemplateError> {
     symlink(target, &p).map_err(io_err(&p))
 }
 
+fn remove_dir(tree: &Path, rel: &str) -> Result<(), TemplateError> {
+    let p = inside(tree, rel, false)?;
+    match fs::symlink_metadata(&p) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        _ => fsutil::remove_tree(&p).map_err(io_err(&p)),
+    }
+}
+
 fn remove(tree: &Path, rel: &str) -> Result<(), TemplateError> {
-    let p = tree.join(rel);
+    let p = inside(tree, rel, false)?;
     fsutil::remove_if_exists(&p).map(|_| ()).map_err(io_err(&p))
 }
 
 /// Seals the tree: nothing unique to one guest stays in it (SSH host keys,
 /// machine id, random seed, logs, apt lists), root's password is locked,
-/// and the first-boot identity unit is installed and enabled.
+/// and the first-boot identity unit is installed and enabled. It serves
+/// both builders, so it also undoes what an install leaves of its build
+/// machine: its hostname, hosts entry, static address and name servers,
+/// its root password, the installer's logs and a DHCP lease.
 pub fn seal(tree: &Path) -> Result<(), TemplateError> {
     write(tree, "etc/hostname", "localhost\n", 0o644)?;
+    // d-i writes the build machine's static address here (ifupdown);
+    // clones get theirs from the identity seed through systemd-networkd.
+    if fs::symlink_metadata(tree.join("etc/network/interfaces")).is_ok() {
+        write(tree, "etc/network/interfaces", LOOPBACK_ONLY, 0o644)?;
+    }
+    // The identity unit writes the clone's own.
+    remove(tree, "etc/resolv.conf")?;
+    remove_dir(tree, "var/log/installer")?;
+    empty_files(&inside(tree, "var/lib/dhcp", true)?)?;
     write(tree, "etc/hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n", 0o644)?;
     write(tree, "etc/fstab", &format!("LABEL={ROOT_LABEL}\t/\text4\tdefaults,errors=remount-ro\t0\t1\n"), 0o644)?;
     // An empty machine-id: systemd makes a fresh one at first boot.
     write(tree, "etc/machine-id", "", 0o444)?;
     remove(tree, "var/lib/dbus/machine-id")?;
     remove(tree, "var/lib/systemd/random-seed")?;
-    let ssh = tree.join("etc/ssh");
+    let ssh = inside(tree, "etc/ssh", true)?;
     if let Ok(entries) = fs::read_dir(&ssh) {
         for e in entries.flatten() {
             if e.file_name().to_string_lossy().starts_with("ssh_host_") {
@@ -420,7 +507,7 @@ pub fn seal(tree: &Path) -> Result<(), TemplateError> {
     lock_root(tree)?;
     // Logs and caches.
     for dir in ["var/log", "var/cache/apt", "var/lib/apt/lists"] {
-        empty_files(&tree.join(dir))?;
+        empty_files(&inside(tree, dir, true)?)?;
     }
     write(tree, "etc/systemd/journald.conf.d/guest-installer.conf", "[Journal]\nStorage=volatile\n", 0o644)?;
     // systemd-networkd configures the static address the seed gives.
@@ -437,9 +524,14 @@ pub fn seal(tree: &Path) -> Result<(), TemplateError> {
     Ok(())
 }
 
+/// What is left of /etc/network/interfaces in a template.
+const LOOPBACK_ONLY: &str = "# The loopback interface only: guest-installer's identity seed configures\n\
+# the network with systemd-networkd (/etc/systemd/network/).\n\
+source /etc/network/interfaces.d/*\n\nauto lo\niface lo inet loopback\n";
+
 /// Root's password field becomes `!`: no login until the seed sets a hash.
 fn lock_root(tree: &Path) -> Result<(), TemplateError> {
-    let p = tree.join("etc/shadow");
+    let p = regular_file(tree, "etc/shadow")?;
     let text = fs::read_to_string(&p).map_err(io_err(&p))?;
     let mut out = String::with_capacity(text.len());
     let mut found = false;
@@ -455,8 +547,26 @@ fn lock_root(tree: &Path) -> Result<(), TemplateError> {
     if !found {
         return Err(TemplateError::Layout("/etc/shadow has no root entry".into()));
     }
+    // Written to a new file (never through whatever was there) that keeps
+    // the old one's owner and group (shadow, for unix_chkpwd).
+    let m = fs::symlink_metadata(&p).map_err(io_err(&p))?;
+    fs::remove_file(&p).map_err(io_err(&p))?;
     fs::write(&p, out).map_err(io_err(&p))?;
+    {
+        use std::os::unix::fs::MetadataExt;
+        std::os::unix::fs::lchown(&p, Some(m.uid()), Some(m.gid())).map_err(io_err(&p))?;
+    }
     fs::set_permissions(&p, fs::Permissions::from_mode(0o640)).map_err(io_err(&p))
+}
+
+/// A regular file of the tree (not a symlink, reached through no symlink).
+fn regular_file(tree: &Path, rel: &str) -> Result<PathBuf, TemplateError> {
+    let p = inside(tree, rel, true)?;
+    match fs::symlink_metadata(&p) {
+        Ok(m) if m.is_file() => Ok(p),
+        Ok(_) => Err(TemplateError::Layout(format!("/{rel} is not a regular file"))),
+        Err(source) => Err(TemplateError::Io { path: p, source }),
+    }
 }
 
 /// Removes the regular files under `dir` (not following symlinks), keeping
@@ -477,7 +587,7 @@ fn empty_files(dir: &Path) -> Result<(), TemplateError> {
 
 /// `name version` of each installed package, from dpkg's status file.
 fn installed_packages(tree: &Path) -> Result<Vec<String>, TemplateError> {
-    let p = tree.join("var/lib/dpkg/status");
+    let p = regular_file(tree, "var/lib/dpkg/status")?;
     let text = fs::read_to_string(&p).map_err(io_err(&p))?;
     let mut out = Vec::new();
     for para in text.split("\n\n") {
@@ -497,7 +607,7 @@ fn installed_packages(tree: &Path) -> Result<Vec<String>, TemplateError> {
 
 /// The one kernel and its initrd in /boot.
 fn find_kernel(tree: &Path) -> Result<(PathBuf, PathBuf, String), TemplateError> {
-    let boot = tree.join("boot");
+    let boot = inside(tree, "boot", true)?;
     let mut versions = Vec::new();
     for e in fs::read_dir(&boot).map_err(io_err(&boot))?.flatten() {
         if let Some(v) = e.file_name().to_str().and_then(|n| n.strip_prefix("vmlinuz-")) {
@@ -614,6 +724,37 @@ mod tests {
         assert_eq!(Suite::from_disk_info("Debian GNU/Linux 11.7.0 \"x\" - Official").unwrap().as_str(), "bullseye");
         assert!(Suite::from_disk_info("something else").is_none());
         assert!(Suite::parse("bookworm; rm").is_err());
+    }
+
+    /// A tree read back from a guest may hold symlinks that point out of
+    /// it (absolute ones resolve on the host): sealing must never write,
+    /// empty or read through them.
+    #[test]
+    fn seal_never_follows_symlinks_out_of_the_tree() {
+        let outside = tempfile::tempdir().unwrap();
+        let victim = outside.path().join("precious");
+        for link in ["etc", "var/log", "etc/ssh", "etc/shadow", "var/lib/dpkg/status"] {
+            fs::write(&victim, "root:keep:me\n").unwrap();
+            fs::write(outside.path().join("ssh_host_rsa_key"), "host key").unwrap();
+            let t = tempfile::tempdir().unwrap();
+            let tree = t.path();
+            // An otherwise sealable tree, with `link` pointing outside.
+            fs::create_dir_all(tree.join("etc")).unwrap();
+            fs::write(tree.join("etc/shadow"), "root:$6$x:1::::::\n").unwrap();
+            fs::create_dir_all(tree.join("var/lib/dpkg")).unwrap();
+            fs::write(tree.join("var/lib/dpkg/status"), "Package: a\nVersion: 1\nStatus: install ok installed\n").unwrap();
+            let l = tree.join(link);
+            let _ = fs::remove_file(&l);
+            let _ = fs::remove_dir_all(&l);
+            fs::create_dir_all(l.parent().unwrap()).unwrap();
+            let target = if link.ends_with("shadow") || link.ends_with("status") { victim.clone() } else { outside.path().to_path_buf() };
+            symlink(&target, &l).unwrap();
+            let r = seal(tree).and_then(|_| installed_packages(tree).map(|_| ()));
+            assert!(matches!(r, Err(TemplateError::Layout(_))), "{link}: {r:?}");
+            assert_eq!(fs::read_to_string(&victim).unwrap(), "root:keep:me\n", "{link}");
+            assert!(outside.path().join("ssh_host_rsa_key").exists(), "{link}");
+            assert!(!outside.path().join("hostname").exists(), "{link}");
+        }
     }
 
     #[test]

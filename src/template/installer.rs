@@ -1,0 +1,232 @@
+//! The second builder: "the installer itself". Our own preseeded install
+//! runs in a registered build machine (its network, MAC, volume, memory,
+//! vcpus and boot route) with the configured hypervisor driver, exactly as
+//! `install VM` would run it; when the guest has stopped with the
+//! installer finished, its root filesystem is read back from the volume
+//! without mounting anything (partition table → first ext4 partition →
+//! sparse copy → `debugfs rdump`), and the shared finish step seals it.
+//!
+//! The root password of the build install is random and never shown: the
+//! seal locks root anyway. The per-VM media (which hold its hash) are
+//! removed whatever happens. The machine's lock is held for the whole
+//! build, so no `install VM` can race it; its state file is not touched
+//! (the build is not an install of that machine).
+//!
+//! Which partition is root: the first ext4 partition in the table's order
+//! (primary 1–4, then logical 5…, or GPT order), which is where every d-i
+//! partman-auto recipe puts `/`. It must hold /etc/os-release, or the build
+//! fails (a separate /boot first, or LVM, is not supported).
+
+use super::{extract, partition, Builder, BuilderKind, TemplateError, TemplateName};
+use crate::config::Config;
+use crate::fsutil;
+use crate::hypervisor::{self, Domain, Hypervisor};
+use crate::image::Image;
+use crate::lock;
+use crate::media;
+use crate::preseed;
+use crate::progress::{self, Stage};
+use crate::registry::Machine;
+use crate::secret::CryptHash;
+use crate::state::VmDir;
+use crate::types::Hostname;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const MAX_PRESEED_TEMPLATE_BYTES: u64 = 1 << 20;
+/// How often the guest is checked while the install runs.
+const POLL: Duration = Duration::from_millis(500);
+/// Used when the template's name is not a valid host name.
+const FALLBACK_HOSTNAME: &str = "template";
+
+pub struct Installer<'a> {
+    config: &'a Config,
+    machine: &'a Machine,
+    image: &'a Image,
+    hostname: Hostname,
+    hv: Box<dyn Hypervisor>,
+    vmdir: VmDir,
+    _lock: lock::Lock,
+}
+
+fn failed(what: &str, e: impl std::fmt::Display) -> TemplateError {
+    TemplateError::Install(format!("{what}: {e}"))
+}
+
+impl<'a> Installer<'a> {
+    /// Claims the build machine: its lock (busy at once if another request
+    /// holds it), and its guest must not be running.
+    pub fn claim(config: &'a Config, machine: &'a Machine, image: &'a Image, name: &TemplateName) -> Result<Self, TemplateError> {
+        let vmdir = VmDir::new(config, &machine.name);
+        let ensure = |d: &Path| fsutil::ensure_dir(d, 0o700).map_err(|source| TemplateError::Io { path: d.to_path_buf(), source });
+        ensure(&config.locks_dir())?;
+        let held = lock::try_lock(&config.vm_lock(&machine.name)).map_err(|e| match e {
+            lock::LockError::Held => TemplateError::MachineBusy(format!(
+                "another request for the build machine {} is in progress; try again when it has finished",
+                machine.name
+            )),
+            lock::LockError::Io { path, source } => TemplateError::Io { path: path.into(), source },
+        })?;
+        ensure(&config.vms_dir())?;
+        ensure(&vmdir.dir)?;
+        // What a killed request left: only hidden temporaries.
+        lock::remove_leftovers(&vmdir.dir, &[".build-", ".tmp-"])
+            .map_err(|source| TemplateError::Io { path: vmdir.dir.clone(), source })?;
+        let hv = hypervisor::for_config(config).map_err(|e| failed("hypervisor", e))?;
+        if hv.is_running(&machine.name, &vmdir).map_err(|e| failed("hypervisor", e))? {
+            return Err(TemplateError::MachineBusy(format!(
+                "the build machine {} is running; stop it (or cancel its install) first",
+                machine.name
+            )));
+        }
+        // Like `install`: the volume must be there before a guest is
+        // pointed at it (a block device, or a file for the qemu driver).
+        use std::os::unix::fs::FileTypeExt;
+        match std::fs::metadata(machine.disk.as_str()) {
+            Ok(m) if m.file_type().is_block_device() || m.is_file() => {}
+            _ => {
+                return Err(TemplateError::Install(format!(
+                    "the volume {} of the build machine {} is missing or not a block device or file",
+                    machine.disk, machine.name
+                )))
+            }
+        }
+        // The volume is read back as a raw disk (partition table first).
+        if machine.disk.format() == crate::types::DiskFormat::Qcow2 {
+            return Err(TemplateError::Install(format!(
+                "the volume {} of the build machine {} is a qcow2 image; a build machine needs a raw volume (a file or a block device)",
+                machine.disk, machine.name
+            )));
+        }
+        let hostname = Hostname::parse(name.as_str())
+            .unwrap_or_else(|_| Hostname::parse(FALLBACK_HOSTNAME).expect("the fallback is a host name"));
+        Ok(Installer { config, machine, image, hostname, hv, vmdir, _lock: held })
+    }
+
+    /// Runs the install to its end. The media are removed (and the guest
+    /// stopped) whatever happens.
+    fn install(&self) -> Result<(), TemplateError> {
+        let config = self.config;
+        let tpl_path = config.preseed_template.path();
+        let tpl = fsutil::read_limited(tpl_path, MAX_PRESEED_TEMPLATE_BYTES)
+            .map_err(|e| failed(&format!("cannot read the preseed template {}", tpl_path.display()), e))?;
+        let tpl = String::from_utf8(tpl).map_err(|_| TemplateError::Install("the preseed template is not UTF-8".into()))?;
+        let root_hash = CryptHash::random().map_err(|e| failed("cannot make a random root password", e))?;
+        let text = preseed::render(
+            &tpl,
+            &preseed::Values {
+                hostname: &self.hostname,
+                domain: &config.domain,
+                network: &self.machine.network,
+                root_hash: &root_hash,
+                mirror_host: &config.mirror.host,
+                mirror_dir: &config.mirror.directory,
+            },
+        );
+        let guard = Running { hv: self.hv.as_ref(), machine: self.machine, vmdir: &self.vmdir, done: false };
+        let media = media::build(self.machine.boot, self.image, &text, &self.vmdir).map_err(|e| failed("media", e))?;
+        drop(text);
+        let domain = Domain::for_machine(self.machine, config, &media);
+        self.hv.prepare(&domain, &self.vmdir).map_err(|e| failed("hypervisor", e))?;
+        self.hv.start(&domain, &self.vmdir).map_err(|e| failed("starting the installer guest", e))?;
+
+        let limit = config.timeouts.template();
+        let deadline = Instant::now() + limit;
+        while self.hv.is_running(&self.machine.name, &self.vmdir).map_err(|e| failed("hypervisor", e))? {
+            if Instant::now() > deadline {
+                let last = self.last_stage();
+                guard.close()?;
+                return Err(TemplateError::Install(format!(
+                    "the installer guest did not stop within {} s and was destroyed (last stage: {last})",
+                    limit.as_secs()
+                )));
+            }
+            std::thread::sleep(POLL);
+        }
+        guard.close()?;
+        match progress::stage(&self.console()) {
+            Some(Stage::Finished) => Ok(()),
+            _ => Err(TemplateError::Install(format!(
+                "the installer guest stopped before the install finished (last stage: {}); see {}",
+                self.last_stage(),
+                self.console().display()
+            ))),
+        }
+    }
+
+    fn console(&self) -> std::path::PathBuf {
+        self.hv.console_log(&self.machine.name, &self.vmdir)
+    }
+
+    fn last_stage(&self) -> &'static str {
+        progress::stage(&self.console()).map_or("none seen on the console", Stage::as_str)
+    }
+
+    /// Copies the root partition of the installed disk into `out`.
+    fn copy_root(&self, out: &Path) -> Result<u32, TemplateError> {
+        let disk = self.machine.disk.as_str();
+        let bad = |message: String| TemplateError::Disk { disk: disk.to_owned(), message };
+        let mut f = std::fs::File::open(disk).map_err(|e| bad(e.to_string()))?;
+        let parts = partition::partitions(&mut f).map_err(|e| bad(e.to_string()))?;
+        for p in &parts {
+            if partition::is_ext4(&mut f, p).map_err(|e| bad(e.to_string()))? {
+                partition::copy_sparse(&mut f, p, out).map_err(|e| bad(e.to_string()))?;
+                return Ok(p.number);
+            }
+        }
+        Err(bad(format!("none of its {} partitions holds an ext4 filesystem", parts.len())))
+    }
+}
+
+impl Builder for Installer<'_> {
+    fn kind(&self) -> BuilderKind {
+        BuilderKind::Installer
+    }
+
+    fn make_tree(&self, work: &Path, tree: &Path) -> Result<(), TemplateError> {
+        self.install()?;
+        let part = work.join("root-partition.img");
+        let number = self.copy_root(&part)?;
+        extract::extract(self.config.debugfs.path(), &part, tree, work, self.config.timeouts.tool())?;
+        fsutil::remove_if_exists(&part).map_err(|source| TemplateError::Io { path: part.clone(), source })?;
+        if std::fs::symlink_metadata(tree.join("etc/os-release")).is_err() {
+            return Err(TemplateError::Disk {
+                disk: self.machine.disk.as_str().to_owned(),
+                message: format!(
+                    "its first ext4 partition ({number}) holds no /etc/os-release, so it is not the root filesystem \
+                     (a separate /boot before it, or LVM, is not supported)"
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The installer guest and its media: on every way out, the guest is
+/// stopped and the media (which hold the password hash) removed.
+struct Running<'a> {
+    hv: &'a dyn Hypervisor,
+    machine: &'a Machine,
+    vmdir: &'a VmDir,
+    done: bool,
+}
+
+impl Running<'_> {
+    fn stop(&self) -> Result<(), TemplateError> {
+        self.hv.destroy(&self.machine.name, self.vmdir).map_err(|e| failed("stopping the installer guest", e))?;
+        self.vmdir.remove_media().map_err(|e| failed("removing the install media", e))
+    }
+
+    fn close(mut self) -> Result<(), TemplateError> {
+        self.done = true;
+        self.stop()
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.stop();
+        }
+    }
+}

@@ -1,0 +1,39 @@
+//! The first builder: `mmdebstrap --variant=minbase` from the configured
+//! mirror into the tree (the way CI builds templates: ~2 min, no guest).
+
+use super::{Builder, BuilderKind, Suite, TemplateError, PACKAGES};
+use crate::exec;
+use std::path::Path;
+use std::time::Duration;
+
+pub struct Mmdebstrap<'a> {
+    pub program: &'a Path,
+    pub suite: &'a Suite,
+    /// `http://HOST/DIR`, from the config.
+    pub mirror: &'a str,
+    pub timeout: Duration,
+}
+
+impl Builder for Mmdebstrap<'_> {
+    fn kind(&self) -> BuilderKind {
+        BuilderKind::Mmdebstrap
+    }
+
+    fn make_tree(&self, _work: &Path, tree: &Path) -> Result<(), TemplateError> {
+        let source = format!("deb {} {} main", self.mirror, self.suite.as_str());
+        let args: Vec<String> = vec![
+            "--variant=minbase".into(),
+            "--mode=root".into(),
+            format!("--include={}", PACKAGES.join(",")),
+            "--dpkgopt=path-exclude=/usr/share/man/*".into(),
+            "--dpkgopt=path-exclude=/usr/share/doc/*".into(),
+            "--dpkgopt=path-exclude=/usr/share/locale/*".into(),
+            "--dpkgopt=path-include=/usr/share/doc/*/copyright".into(),
+            self.suite.as_str().into(),
+            tree.display().to_string(),
+            source,
+        ];
+        exec::run(self.program, &args, self.timeout).map_err(TemplateError::Bootstrap)?;
+        Ok(())
+    }
+}
