@@ -91,6 +91,9 @@ fn two_clones_of_one_template_boot_with_their_own_identity() {
     // raw file a sparse copy.
     let vms = [("clone1", 1u8, "gi-clone-a"), ("clone2", 2, "gi-clone-b")];
     let volumes = [env.volume_qcow2("clone1"), env.volume_sized("clone2", 3 << 30)];
+    // One root password as a crypt hash, one in clear (hashed by the
+    // program with a fresh salt).
+    let passwords = [PW_HASH, "clone-b's own root password"];
     let methods = ["qcow2-overlay", "sparse-copy"];
     let mut guards = Vec::new();
     let mut requested = BTreeMap::new();
@@ -100,7 +103,7 @@ fn two_clones_of_one_template_boot_with_their_own_identity() {
         let o = env.run(
             As::Remote(OWNER),
             &["install", vm, &format!("hostname={host}"), "template=tpl", "--json"],
-            PW_HASH.as_bytes(),
+            passwords[i].as_bytes(),
         );
         let wall = t0.elapsed();
         guards.push(Guest::new(&env, vm));
@@ -181,12 +184,32 @@ fn two_clones_of_one_template_boot_with_their_own_identity() {
     for k in ["machine-id", "ssh-host-key", "fs-uuid", "hostname", "address"] {
         assert_ne!(seen[0][k], seen[1][k], "{k} is the same on both clones");
     }
+    // Root's password hash, read from each clone's own disk (a copy, its
+    // journal replayed): the one its request gave.
+    let hashes: Vec<String> = volumes.iter().map(|v| root_hash_on(v)).collect();
+    assert_eq!(hashes[0], PW_HASH, "clone1's root hash");
+    assert!(hashes[1].starts_with("$6$") && hashes[1] != PW_HASH, "{}", hashes[1]);
+    assert!(sha_crypt::sha512_check(passwords[1], &hashes[1]).is_ok(), "clone2's root hash does not verify its password");
     // The template itself is untouched by its clones.
     assert_eq!(fs_uuid(&env.state.join("templates/tpl/root.img")), tpl_uuid);
     drop(guards);
     for (vm, _, _) in vms {
         assert!(Guest::new(&env, vm).pid().is_none(), "qemu for {vm} still runs");
     }
+}
+
+/// Root's password field in /etc/shadow on a clone's volume, read from a
+/// raw copy whose journal is replayed (the guest still runs; its identity
+/// unit synced before the login prompt).
+fn root_hash_on(volume: &Path) -> String {
+    let d = tempfile::tempdir().unwrap();
+    let raw = d.path().join("raw.img");
+    let fmt = if volume.extension().is_some_and(|e| e == "qcow2") { "qcow2" } else { "raw" };
+    sh(Command::new("qemu-img").args(["convert", "-U", "-f", fmt, "-O", "raw"]).arg(volume).arg(&raw));
+    let _ = Command::new("e2fsck").args(["-fy", "-E", "journal_only"]).arg(&raw).output().unwrap();
+    let shadow = sh(Command::new("debugfs").arg("-R").arg("cat /etc/shadow").arg(&raw));
+    let line = shadow.lines().find(|l| l.starts_with("root:")).unwrap_or_else(|| panic!("no root in /etc/shadow:\n{shadow}"));
+    line.split(':').nth(1).unwrap().to_owned()
 }
 
 fn fs_uuid(img: &Path) -> String {
