@@ -38,7 +38,7 @@ pub enum PartitionError {
     Malformed(&'static str),
 }
 
-fn read_at(f: &mut File, off: u64, buf: &mut [u8]) -> io::Result<()> {
+fn read_at<R: Read + Seek>(f: &mut R, off: u64, buf: &mut [u8]) -> io::Result<()> {
     f.seek(SeekFrom::Start(off))?;
     f.read_exact(buf)
 }
@@ -51,7 +51,7 @@ fn u64le(b: &[u8]) -> u64 {
 }
 
 /// The disk's size: a file's length, or a block device's (seek to its end).
-fn disk_len(f: &mut File) -> io::Result<u64> {
+fn disk_len<R: Seek>(f: &mut R) -> io::Result<u64> {
     f.seek(SeekFrom::End(0))
 }
 
@@ -73,7 +73,7 @@ fn is_extended(t: u8) -> bool {
 }
 
 /// Every partition on the disk, in Linux's order.
-pub fn partitions(f: &mut File) -> Result<Vec<Partition>, PartitionError> {
+pub fn partitions<R: Read + Seek>(f: &mut R) -> Result<Vec<Partition>, PartitionError> {
     let size = disk_len(f)?;
     let mut mbr = [0u8; 512];
     read_at(f, 0, &mut mbr)?;
@@ -131,7 +131,7 @@ fn checked(number: u32, lba: u64, sectors: u64, size: u64) -> Result<Partition, 
 }
 
 /// GPT: the header in LBA 1, then its entry array.
-fn gpt(f: &mut File, size: u64) -> Result<Vec<Partition>, PartitionError> {
+fn gpt<R: Read + Seek>(f: &mut R, size: u64) -> Result<Vec<Partition>, PartitionError> {
     let mut h = [0u8; 92];
     read_at(f, SECTOR, &mut h)?;
     if &h[0..8] != b"EFI PART" {
@@ -147,7 +147,7 @@ fn gpt(f: &mut File, size: u64) -> Result<Vec<Partition>, PartitionError> {
         let off = array
             .checked_mul(SECTOR)
             .and_then(|a| a.checked_add(u64::from(i) * u64::from(esize)))
-            .filter(|o| o + u64::from(esize) <= size)
+            .filter(|o| o.checked_add(u64::from(esize)).is_some_and(|end| end <= size))
             .ok_or(PartitionError::Malformed("the GPT entry array lies beyond the disk"))?;
         read_at(f, off, &mut e)?;
         if e[0..16].iter().all(|b| *b == 0) {
@@ -163,7 +163,7 @@ fn gpt(f: &mut File, size: u64) -> Result<Vec<Partition>, PartitionError> {
 }
 
 /// Whether an ext2/3/4 superblock starts the partition.
-pub fn is_ext4(f: &mut File, p: &Partition) -> io::Result<bool> {
+pub fn is_ext4<R: Read + Seek>(f: &mut R, p: &Partition) -> io::Result<bool> {
     if p.len < EXT4_MAGIC_AT + 2 {
         return Ok(false);
     }
