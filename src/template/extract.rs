@@ -116,7 +116,7 @@ fn command(cmd: &str, rel: &Path, rest: &str) -> Vec<u8> {
 }
 
 /// Directories under `tree` (relative, "" for the root), not following
-/// symlinks.
+/// symlinks. Refuses a tree with a newline in any name.
 fn directories(tree: &Path) -> io::Result<Vec<PathBuf>> {
     let mut out = vec![PathBuf::new()];
     let mut i = 0;
@@ -124,6 +124,14 @@ fn directories(tree: &Path) -> io::Result<Vec<PathBuf>> {
         let rel = out[i].clone();
         for e in fs::read_dir(tree.join(&rel))? {
             let e = e?;
+            // debugfs lists one entry a line: a name holding a newline
+            // could forge entries (modes, hard links) for its siblings.
+            if e.file_name().as_bytes().contains(&b'\n') {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("a file name in /{} holds a newline; refusing a filesystem that could forge its own listing", rel.display()),
+                ));
+            }
             if e.file_type()?.is_dir() {
                 out.push(rel.join(e.file_name()));
             }
@@ -285,6 +293,16 @@ fn set_xattr(path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_name_with_a_newline_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir(d.path().join("etc")).unwrap();
+        assert!(directories(d.path()).is_ok());
+        fs::write(d.path().join("etc/x\nfake"), b"").unwrap();
+        let e = directories(d.path()).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+    }
 
     #[test]
     fn listing_lines() {
