@@ -250,7 +250,7 @@ fn real_template(env: &Env) -> TemplateName {
     if template::load(&templates, &name).is_ok_and(|t| t.manifest.build_key == template::build_key()) {
         return name;
     }
-    let _ = Command::new("chmod").arg("-R").arg("u+w").arg(templates.join("real")).status();
+    let _ = Command::new("chmod").arg("-R").arg("u+w").arg(templates.join("real")).stderr(Stdio::null()).status();
     let _ = fs::remove_dir_all(templates.join("real"));
     let tests_cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("gi-fixtures/template-{}/tpl", template::build_key()));
     if tests_cache.join("manifest.json").exists() {
