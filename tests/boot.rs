@@ -28,7 +28,6 @@ use common::*;
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -224,19 +223,7 @@ fn real_installer_boots_our_label_and_takes_our_preseed_from_the_cd() {
 fn complete_install_with_the_busybox_installer_is_followed_to_the_end() {
     let env = qemu_env();
     // An importable image whose kernel and initrd are the fake installer's.
-    let work = env.root().join("fake");
-    let (bb, tree, iso) = (work.join("bb"), work.join("tree"), work.join("fake.iso"));
-    let support = repo().join("tests/support/iso");
-    sh(Command::new(support.join("make-busybox-installer")).arg(&bb));
-    sh(Command::new(support.join("make-installer-tree"))
-        .arg(&tree)
-        .arg("--kernel")
-        .arg(bb.join("vmlinuz"))
-        .arg("--initrd")
-        .arg(bb.join("initrd.gz")));
-    sh(Command::new(support.join("make-installer-iso")).arg(&tree).arg(&iso));
-    let sum = format!("sha256={}", sha256(&iso));
-    env.run(As::Root, &["image", "import", "fake", iso.to_str().unwrap(), &sum], b"").ok();
+    env.import_busybox_installer(&[]);
     let disk = env.machine("fake1", 2, Some("fake"));
 
     let start = Instant::now();

@@ -151,24 +151,11 @@ fn installed_disk(dir: &Path, hostname: &str) -> PathBuf {
 /// Imports, as image `fake`, an install CD whose installer is the busybox
 /// fake carrying `disk` (or failing before the end).
 fn import_fake_installer(env: &Env, disk: &Path, fail: bool) {
-    let work = env.root().join("fake");
-    let (bb, tree, iso) = (work.join("bb"), work.join("tree"), work.join("fake.iso"));
-    let support = repo().join("tests/support/iso");
-    let mut c = Command::new(support.join("make-busybox-installer"));
-    c.arg(&bb).arg("--disk").arg(disk);
+    let mut args = vec![std::ffi::OsStr::new("--disk"), disk.as_os_str()];
     if fail {
-        c.arg("--fail-before-finish");
+        args.push(std::ffi::OsStr::new("--fail-before-finish"));
     }
-    sh(&mut c);
-    sh(Command::new(support.join("make-installer-tree"))
-        .arg(&tree)
-        .arg("--kernel")
-        .arg(bb.join("vmlinuz"))
-        .arg("--initrd")
-        .arg(bb.join("initrd.gz")));
-    sh(Command::new(support.join("make-installer-iso")).arg(&tree).arg(&iso));
-    let sum = format!("sha256={}", sha256(&iso));
-    env.run(As::Root, &["image", "import", "fake", iso.to_str().unwrap(), &sum], b"").ok();
+    env.import_busybox_installer(&args);
 }
 
 fn debugfs(img: &Path, req: &str) -> String {

@@ -258,6 +258,25 @@ syslog_socket = "{sock}"
         p
     }
 
+    /// Imports, as image `fake`, an install CD whose installer is the
+    /// busybox fake installer (tests/support/iso/make-busybox-installer,
+    /// given `args`).
+    pub fn import_busybox_installer(&self, args: &[&std::ffi::OsStr]) {
+        let work = self.root().join("fake");
+        let (bb, tree, iso) = (work.join("bb"), work.join("tree"), work.join("fake.iso"));
+        let support = repo().join("tests/support/iso");
+        sh(Command::new(support.join("make-busybox-installer")).arg(&bb).args(args));
+        sh(Command::new(support.join("make-installer-tree"))
+            .arg(&tree)
+            .arg("--kernel")
+            .arg(bb.join("vmlinuz"))
+            .arg("--initrd")
+            .arg(bb.join("initrd.gz")));
+        sh(Command::new(support.join("make-installer-iso")).arg(&tree).arg(&iso));
+        let sum = format!("sha256={}", sha256(&iso));
+        self.run(As::Root, &["image", "import", "fake", iso.to_str().unwrap(), &sum], b"").ok();
+    }
+
     pub fn import(&self, name: &str, xen: bool) {
         let iso = installer_iso(xen);
         let sum = format!("sha256={}", sha256(&iso));
