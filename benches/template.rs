@@ -169,7 +169,7 @@ fn synthetic_template(env: &Env, mib: u64) -> TemplateName {
     for i in 0..(mib / 4 / 64).max(1) {
         sh(Command::new("head").args(["-c", "64M", "/dev/urandom"]).stdout(fs::File::create(tree.join(format!("usr/lib/data/{i}"))).unwrap()));
     }
-    fs::create_dir_all(&work.join("out")).unwrap();
+    fs::create_dir_all(work.join("out")).unwrap();
     let root = work.join("out/root.img");
     sh(Command::new("mke2fs").args(["-q", "-F", "-t", "ext4", "-L", template::ROOT_LABEL, "-O", "metadata_csum_seed", "-d"])
         .arg(&tree)
