@@ -121,21 +121,6 @@ fn fsutil_remove(p: &Path) {
     guest_installer::fsutil::remove_tree(p).unwrap();
 }
 
-/// A small filesystem mounted for the test, unmounted on drop.
-struct Tmpfs(std::path::PathBuf);
-impl Tmpfs {
-    fn mount(at: &Path, size: &str) -> Tmpfs {
-        fs::create_dir_all(at).unwrap();
-        sh(Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"]).arg(at));
-        Tmpfs(at.to_path_buf())
-    }
-}
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn full_disk_fails_cleanly_and_keeps_the_previous_media() {
     if !nix::unistd::geteuid().is_root() {

@@ -656,3 +656,43 @@ fn clone_killed_at_random_points_then_retried() {
     let cmp = Command::new("qemu-img").args(["compare", "-q", "-f", "qcow2", "-F", "raw"]).arg(&qcow).arg(&root).status().unwrap();
     assert!(cmp.success(), "the qcow2 volume does not read as the template");
 }
+
+/// The volume's filesystem runs out of space. A sparse copy that fails
+/// half-way says so (exit 1), its seed goes and the half copy is wiped
+/// (a punched hole: wiping needs no space). An overlay that cannot be
+/// written leaves the volume byte for byte as it was, and no temporary
+/// beside it.
+#[test]
+fn full_volume_filesystem_fails_cleanly() {
+    let env = Env::new();
+    add_template(&env);
+    let dir = env.root().join("vols");
+    let _fs = Tmpfs::mount(&dir, "64m");
+    let raw = dir.join("full1.img");
+    fs::File::create(&raw).unwrap().set_len(3 << 30).unwrap();
+    env.machine_with("full1", 11, None, &[&format!("disk={}", raw.display())]);
+    let o = env.run(As::Remote(OWNER), &["install", "full1", "template=tpl", "--no-start", "--json"], PW_HASH.as_bytes());
+    assert_eq!(o.code, 1, "{o:?}");
+    let msg = o.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(msg.contains("No space left"), "{msg}");
+    assert!(!env.vm_file("full1", "identity.img").exists(), "the seed outlived a failed clone");
+    assert!(!env.vm_file("full1", "state.json").exists(), "a failed clone was recorded as made");
+    assert_wiped(&raw);
+
+    // A qcow2 volume on a filesystem with no block left.
+    fs::remove_file(&raw).unwrap();
+    let qcow = dir.join("full2.qcow2");
+    sh(Command::new("qemu-img").args(["create", "-q", "-f", "qcow2"]).arg(&qcow).arg("4G"));
+    env.machine_with("full2", 12, None, &[&format!("disk={}", qcow.display())]);
+    let mut f = fs::File::create(dir.join("filler")).unwrap();
+    while std::io::Write::write_all(&mut f, &[0x55u8; 1 << 16]).is_ok() {}
+    drop(f);
+    let vol_before = fs::read(&qcow).unwrap();
+    let o = env.run(As::Remote(OWNER), &["install", "full2", "template=tpl", "--no-start", "--json"], PW_HASH.as_bytes());
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(o.json()["error"]["message"].as_str().unwrap().contains("No space left"), "{o:?}");
+    assert!(fs::read(&qcow).unwrap() == vol_before, "the qcow2 volume changed");
+    let left: Vec<String> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(!env.vm_file("full2", "identity.img").exists());
+}

@@ -166,9 +166,13 @@ pub fn wipe(disk: &DiskPath, root: Option<&Path>) -> Result<(), CloneError> {
             None => write_replacing(volume, |_| Ok(())),
         },
         Ok(Method::SparseCopy) => {
+            // A punched hole (files) or BLKZEROOUT (devices): it needs no
+            // free space, so a clone that failed on a full filesystem can
+            // still be wiped.
             let dst = open_volume(disk)?;
-            let n = (volume_len(&dst).map_err(io_err(volume))? as usize).min(WIPE);
-            dst.write_all_at(&zeros[..n], 0).map_err(write_err(volume))?;
+            let is_dev = dst.metadata().map_err(io_err(volume))?.file_type().is_block_device();
+            let n = volume_len(&dst).map_err(io_err(volume))?.min(WIPE as u64);
+            zero_range(&dst, is_dev, 0, n, &zeros).map_err(write_err(volume))?;
             dst.sync_all().map_err(write_err(volume))
         }
     }

@@ -333,6 +333,21 @@ pub fn kill_after(env: &Env, args: &[&str], stdin: &[u8], delay: std::time::Dura
     let _ = child.wait();
 }
 
+/// A small filesystem mounted for the test, unmounted on drop.
+pub struct Tmpfs(std::path::PathBuf);
+impl Tmpfs {
+    pub fn mount(at: &Path, size: &str) -> Tmpfs {
+        fs::create_dir_all(at).unwrap();
+        sh(Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"]).arg(at));
+        Tmpfs(at.to_path_buf())
+    }
+}
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
 /// Panics naming the paths whose type, mode, owner or contents differ
 /// (never printing contents: a template image is GiB).
 pub fn assert_same_tree(before: &BTreeMap<PathBuf, (u32, u32, Vec<u8>)>, after: &BTreeMap<PathBuf, (u32, u32, Vec<u8>)>, what: &str) {
