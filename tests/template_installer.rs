@@ -322,6 +322,37 @@ fn an_install_that_stops_before_finishing_builds_nothing() {
     assert_eq!(t["templates"], serde_json::json!([]));
 }
 
+/// The install finishes but the tool that reads the disk back is missing:
+/// the build fails naming it, and leaves no template, no hidden build
+/// directory and no media.
+#[test]
+fn a_missing_debugfs_builds_nothing() {
+    let _took = Took("a_missing_debugfs_builds_nothing", Instant::now());
+    let env = Env::with_config_extra("debugfs = \"/nonexistent/debugfs\"");
+    env.use_qemu();
+    let disk = installed_disk(env.root(), "tpl6");
+    import_fake_installer(&env, &disk, false);
+    env.machine_with("build6", 6, Some("fake"), &[]);
+    let _guest = Guest::new(&env, "build6");
+    let before = env.snapshot();
+    let o = env.run(As::Root, &["template", "build", "fake", "name=tpl6", "builder=installer", "machine=build6", "--json"], b"");
+    let c = console(&env, "build6");
+    assert_eq!(o.code, 1, "{o:?}\nconsole:\n{}", readable_tail(&c, 40));
+    assert!(c.contains("GI-FAKE-INSTALLER: disk written"), "the install did not run to its end:\n{}", readable_tail(&c, 40));
+    let msg = o.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(msg.contains("/nonexistent/debugfs"), "{msg}");
+    assert!(!env.state.join("templates/tpl6").exists());
+    let new = new_paths(&env, &before);
+    assert!(new.is_empty(), "left behind: {new:?}");
+    for e in fs::read_dir(&env.state).unwrap() {
+        let n = e.unwrap().file_name();
+        assert!(!n.to_string_lossy().starts_with(".template-"), "{n:?} left");
+    }
+    for f in ["install.qcow2", "initrd.gz"] {
+        assert!(!env.vm_file("build6", f).exists(), "{f} left behind");
+    }
+}
+
 #[test]
 fn installer_builder_refusals() {
     let _took = Took("installer_builder_refusals", Instant::now());
