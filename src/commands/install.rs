@@ -38,12 +38,14 @@ pub fn request(
     // Caller and policy first: nothing is read from stdin or written
     // anywhere for a caller who may not manage this machine.
     let machine = ctx.managed_machine(vm)?;
+    let hostname = hostname.cloned().unwrap_or_else(|| Hostname::parse(vm.as_str()).expect("a VM name is a host name"));
+    let req = Request { machine: &machine, hostname: &hostname, no_start, stdin };
     match source {
-        Source::Image(i) => run(ctx, &machine, hostname, i, no_start, stdin),
-        Source::Template(t) => run_template(ctx, &machine, hostname, t, no_start, stdin),
+        Source::Image(i) => run(ctx, req, i),
+        Source::Template(t) => run_template(ctx, req, t),
         Source::Default => match (&machine.template, &machine.image) {
-            (Some(t), _) => run_template(ctx, &machine, hostname, t, no_start, stdin),
-            (None, Some(i)) => run(ctx, &machine, hostname, i, no_start, stdin),
+            (Some(t), _) => run_template(ctx, req, t),
+            (None, Some(i)) => run(ctx, req, i),
             (None, None) => Err(Error::invalid(
                 "no image or template given and the machine has no default: add image=NAME or template=NAME \
                  (see `guest-installer images` and `guest-installer templates`)",
@@ -52,20 +54,28 @@ pub fn request(
     }
 }
 
-fn run(
-    ctx: &Ctx,
-    machine: &Machine,
-    hostname: Option<&Hostname>,
-    image_name: &ImageName,
+/// What both install paths are given.
+struct Request<'a> {
+    machine: &'a Machine,
+    hostname: &'a Hostname,
     no_start: bool,
-    stdin: &mut dyn Read,
-) -> Result<Outcome> {
+    stdin: &'a mut dyn Read,
+}
+
+impl Request<'_> {
+    /// The root password from standard input, as a crypt hash.
+    fn root_hash(&mut self) -> Result<CryptHash> {
+        CryptHash::read_from(&mut *self.stdin).map_err(|rule| Error::invalid(format!("root password on standard input {rule}")))
+    }
+}
+
+fn run(ctx: &Ctx, mut req: Request, image_name: &ImageName) -> Result<Outcome> {
     let config = ctx.config;
+    let (machine, hostname, no_start) = (req.machine, req.hostname, req.no_start);
     let vm = &machine.name;
     // The request, fully validated before any file is touched.
     let image = image::load(&config.images_dir(), image_name)?;
-    let root_hash = CryptHash::read_from(stdin).map_err(|rule| Error::invalid(format!("root password on standard input {rule}")))?;
-    let hostname = hostname.cloned().unwrap_or_else(|| Hostname::parse(vm.as_str()).expect("a VM name is a host name"));
+    let root_hash = req.root_hash()?;
     let template = fsutil::read_limited(config.preseed_template.path(), MAX_TEMPLATE_BYTES).map_err(|e| {
         Error::failed(format!("cannot read the preseed template {}: {e}", config.preseed_template.path().display()))
     })?;
@@ -80,7 +90,7 @@ fn run(
     let text = preseed::render(
         &template,
         &preseed::Values {
-            hostname: &hostname,
+            hostname,
             domain: &config.domain,
             network: &machine.network,
             root_hash: &root_hash,
@@ -197,19 +207,12 @@ fn check_volume(m: &Machine) -> Result<()> {
 /// unit. The guest boots the template's kernel and initrd. The state is
 /// `installing` until the console shows that the identity was applied,
 /// then `installed` (see `status`).
-fn run_template(
-    ctx: &Ctx,
-    machine: &Machine,
-    hostname: Option<&Hostname>,
-    tname: &TemplateName,
-    no_start: bool,
-    stdin: &mut dyn Read,
-) -> Result<Outcome> {
+fn run_template(ctx: &Ctx, mut req: Request, tname: &TemplateName) -> Result<Outcome> {
     let config = ctx.config;
+    let (machine, hostname, no_start) = (req.machine, req.hostname, req.no_start);
     let vm = &machine.name;
     let tpl = template::load(&config.templates_dir(), tname)?;
-    let root_hash = CryptHash::read_from(stdin).map_err(|rule| Error::invalid(format!("root password on standard input {rule}")))?;
-    let hostname = hostname.cloned().unwrap_or_else(|| Hostname::parse(vm.as_str()).expect("a VM name is a host name"));
+    let root_hash = req.root_hash()?;
     // Refused before anything is written: a volume that cannot take it.
     clone::check(&tpl.root(), &machine.disk).map_err(clone_error)?;
     let started = std::time::Instant::now();
@@ -219,7 +222,7 @@ fn run_template(
 
     let fs_uuid = template::random_uuid().map_err(|e| Error::failed(format!("cannot read random bytes: {e}")))?;
     let seed_text = template::render_seed(&template::Identity {
-        hostname: &hostname,
+        hostname,
         domain: &config.domain,
         network: &machine.network,
         root_hash: &root_hash,
