@@ -50,13 +50,18 @@ fn settle(ctx: &Ctx, hv: &dyn Hypervisor, machine: &Machine, vmdir: &VmDir, st: 
     Ok(st)
 }
 
-/// What the clone's first-boot identity unit printed, from the console.
-fn identity_outcome(console: &std::path::Path) -> Option<bool> {
+/// The start of a clone's console, where its identity unit prints (early
+/// in the first boot): bounded, whatever the guest wrote after.
+fn console_head(console: &std::path::Path) -> Option<String> {
     use std::io::Read;
     let mut text = Vec::new();
-    let f = std::fs::File::open(console).ok()?;
-    f.take(8 << 20).read_to_end(&mut text).ok()?;
-    let text = String::from_utf8_lossy(&text);
+    fsutil::open_nofollow(console).ok()?.take(8 << 20).read_to_end(&mut text).ok()?;
+    Some(String::from_utf8_lossy(&text).into_owned())
+}
+
+/// What the clone's first-boot identity unit printed, from the console.
+fn identity_outcome(console: &std::path::Path) -> Option<bool> {
+    let text = console_head(console)?;
     if text.contains(crate::template::APPLIED_LINE) {
         Some(true)
     } else if text.contains(crate::template::REFUSED_LINE) {
@@ -70,10 +75,7 @@ fn identity_outcome(console: &std::path::Path) -> Option<bool> {
 /// first one: it comes before any login is possible), for the owner's
 /// known_hosts.
 fn ssh_host_key(console: &std::path::Path) -> Option<String> {
-    use std::io::Read;
-    let mut text = Vec::new();
-    std::fs::File::open(console).ok()?.take(8 << 20).read_to_end(&mut text).ok()?;
-    let text = String::from_utf8_lossy(&text);
+    let text = console_head(console)?;
     let at = text.find("gi-identity: ssh-host-key=SHA256:")? + "gi-identity: ssh-host-key=".len();
     let fp: String = text[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || "+/=:".contains(*c)).take(64).collect();
     (fp.len() > "SHA256:".len()).then_some(fp)

@@ -125,12 +125,7 @@ pub fn clone_onto(root: &Path, disk: &DiskPath) -> Result<Method, CloneError> {
     let mut base = File::open(root).map_err(io_err(root))?;
     let len = base.metadata().map_err(io_err(root))?.len();
     match m {
-        Method::Overlay => {
-            // Keep the size the admin gave the volume (the guest grows its
-            // root filesystem into it at first boot).
-            let size = File::open(volume).ok().and_then(|f| qcow2::virtual_size(&f)).unwrap_or(0).max(len);
-            write_overlay(volume, &mut base, len, size, root, &[])?
-        }
+        Method::Overlay => write_overlay(volume, &mut base, len, overlay_size(volume, len), root, &[])?,
         Method::SparseCopy => {
             let dst = open_volume(disk)?;
             let have = volume_len(&dst).map_err(io_err(volume))?;
@@ -151,7 +146,6 @@ pub fn clone_onto(root: &Path, disk: &DiskPath) -> Result<Method, CloneError> {
 pub fn wipe(disk: &DiskPath, root: Option<&Path>) -> Result<(), CloneError> {
     const WIPE: usize = 1 << 20;
     let volume = Path::new(disk.as_str());
-    let zeros = vec![0u8; WIPE];
     match method(disk) {
         Err(CloneError::Missing(_)) => Ok(()),
         Err(e) => Err(e),
@@ -159,8 +153,8 @@ pub fn wipe(disk: &DiskPath, root: Option<&Path>) -> Result<(), CloneError> {
             Some(root) => {
                 let mut base = File::open(root).map_err(io_err(root))?;
                 let len = base.metadata().map_err(io_err(root))?.len();
-                let size = File::open(volume).ok().and_then(|f| qcow2::virtual_size(&f)).unwrap_or(0).max(len);
-                write_overlay(volume, &mut base, len, size, root, &[(0, &zeros[..WIPE.min(len as usize)])])
+                let zeros = vec![0u8; WIPE.min(len as usize)];
+                write_overlay(volume, &mut base, len, overlay_size(volume, len), root, &[(0, &zeros)])
             }
             // No template to lay zeros over: an empty file is no disk.
             None => write_replacing(volume, |_| Ok(())),
@@ -172,7 +166,7 @@ pub fn wipe(disk: &DiskPath, root: Option<&Path>) -> Result<(), CloneError> {
             let dst = open_volume(disk)?;
             let is_dev = dst.metadata().map_err(io_err(volume))?.file_type().is_block_device();
             let n = volume_len(&dst).map_err(io_err(volume))?.min(WIPE as u64);
-            zero_range(&dst, is_dev, 0, n, &zeros).map_err(write_err(volume))?;
+            zero_range(&dst, is_dev, 0, n).map_err(write_err(volume))?;
             dst.sync_all().map_err(write_err(volume))
         }
     }
@@ -219,6 +213,13 @@ fn volume_len(f: &File) -> io::Result<u64> {
 const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
 const BLKZEROOUT: libc::c_ulong = 0x127f;
 
+/// The size of an overlay replacing `volume`: the size the admin gave it
+/// if it is a qcow2 image (the guest grows its root filesystem into it at
+/// first boot), never less than the template's `len`.
+fn overlay_size(volume: &Path, len: u64) -> u64 {
+    File::open(volume).ok().and_then(|f| qcow2::virtual_size(&f)).unwrap_or(0).max(len)
+}
+
 /// Writes the overlay to a temporary beside `volume` and renames it over
 /// the volume, keeping the volume's owner and mode.
 fn write_overlay(volume: &Path, base: &mut File, len: u64, size: u64, root: &Path, writes: &[(u64, &[u8])]) -> Result<(), CloneError> {
@@ -251,7 +252,7 @@ fn copy_sparse(src: &File, len: u64, dst: &File) -> io::Result<()> {
             Err(e) => return Err(e.into()),
         };
         if data > pos {
-            zero_range(dst, is_dev, pos, data - pos, &buf)?;
+            zero_range(dst, is_dev, pos, data - pos)?;
         }
         if data >= len {
             break;
@@ -274,7 +275,7 @@ fn copy_sparse(src: &File, len: u64, dst: &File) -> io::Result<()> {
 
 /// Makes `[off, off+n)` of `dst` read as zeros: a punched hole in a file,
 /// BLKZEROOUT on a device; written zeros where neither is supported.
-fn zero_range(dst: &File, is_dev: bool, off: u64, n: u64, scratch: &[u8]) -> io::Result<()> {
+fn zero_range(dst: &File, is_dev: bool, off: u64, n: u64) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     let fd = dst.as_raw_fd();
     let done = if is_dev {
@@ -289,7 +290,7 @@ fn zero_range(dst: &File, is_dev: bool, off: u64, n: u64, scratch: &[u8]) -> io:
     if done {
         return Ok(());
     }
-    let zeros = &vec![0u8; scratch.len()][..];
+    let zeros = vec![0u8; (1 << 20).min(n as usize)];
     let mut at = off;
     while at < off + n {
         let k = ((off + n - at) as usize).min(zeros.len());
