@@ -42,6 +42,8 @@ pub enum Command {
     },
     Status { vm: VmName },
     Cancel { vm: VmName },
+    /// Settle every machine (the package's timer runs it every minute).
+    Settle,
     List,
     Images,
     MachineAdd(Box<Machine>),
@@ -61,6 +63,7 @@ impl Command {
             Command::Install { .. } => "install",
             Command::Status { .. } => "status",
             Command::Cancel { .. } => "cancel",
+            Command::Settle => "settle",
             Command::List => "list",
             Command::Images => "images",
             Command::MachineAdd(_) => "machine-add",
@@ -84,7 +87,7 @@ impl Command {
             Command::ImageImport { name, .. } => Some(name.as_str()),
             Command::TemplateBuild { name: Some(name), .. } => Some(name.as_str()),
             Command::TemplateBuild { image, name: None, .. } => Some(image.as_str()),
-            Command::Help | Command::List | Command::Images | Command::Templates => None,
+            Command::Help | Command::Settle | Command::List | Command::Images | Command::Templates => None,
         }
     }
 }
@@ -120,6 +123,7 @@ pub fn parse(args: &[OsString]) -> Result<Command, UsageError> {
         "install" => install(rest),
         "status" => one_vm(rest).map(|vm| Command::Status { vm }),
         "cancel" => one_vm(rest).map(|vm| Command::Cancel { vm }),
+        "settle" => no_more(rest).map(|_| Command::Settle),
         "list" => no_more(rest).map(|_| Command::List),
         "images" => no_more(rest).map(|_| Command::Images),
         "machine" => machine(rest),
@@ -307,7 +311,7 @@ usage (remote callers: remctl HOST guest SUBCOMMAND ...):
                      volume (seconds, not the installer's minutes); with
                      neither, the machine's template, else its image
   status VM          state, image, times and the last console line
-  cancel VM          stop the installer and remove its media
+  cancel VM          stop an install that has not finished, remove its media
   list               the machines you may manage
   images             installable images
   templates          golden templates (for install template=T)
@@ -320,6 +324,10 @@ admin:
   machine remove VM
   machine show VM
   image import NAME ISO sha256=HEX      (local root only)
+  settle                                (local root only; run every minute
+                                        by the package's timer: records
+                                        finished installs, removes media,
+                                        expires --no-start media)
   template build IMAGE [name=T] [builder=mmdebstrap|installer] [machine=VM]
                                         (local root only; builder=installer
                                         runs our preseeded install in the

@@ -137,6 +137,14 @@ pub struct Timeouts {
     /// installer builder's guest must stop within it).
     #[serde(default = "default_template_s")]
     pub template_s: u64,
+    /// How long `install --no-start` media (they hold the password hash)
+    /// may wait to be used before `settle` removes them.
+    #[serde(default = "default_prepared_media_s")]
+    pub prepared_media_s: u64,
+}
+
+fn default_prepared_media_s() -> u64 {
+    3600
 }
 
 fn default_template_s() -> u64 {
@@ -152,7 +160,12 @@ fn default_hypervisor_s() -> u64 {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Timeouts { tool_s: default_tool_s(), hypervisor_s: default_hypervisor_s(), template_s: default_template_s() }
+        Timeouts {
+            tool_s: default_tool_s(),
+            hypervisor_s: default_hypervisor_s(),
+            template_s: default_template_s(),
+            prepared_media_s: default_prepared_media_s(),
+        }
     }
 }
 

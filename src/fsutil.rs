@@ -97,6 +97,16 @@ pub fn remove_if_exists(path: &Path) -> io::Result<bool> {
     }
 }
 
+/// The start of a console log, where a clone's identity unit prints (early
+/// in its first boot): at most 8 MiB, whatever the guest wrote after.
+/// `None` if there is no log.
+pub fn read_console_head(path: &Path) -> Option<String> {
+    const HEAD_BYTES: u64 = 8 << 20;
+    let mut text = Vec::new();
+    open_nofollow(path).ok()?.take(HEAD_BYTES).read_to_end(&mut text).ok()?;
+    Some(String::from_utf8_lossy(&text).into_owned())
+}
+
 /// The last line of a log file that has visible text, reading at most the
 /// last 8 KiB; control characters (a console log is full of escape
 /// sequences) are dropped so the line is safe to print.

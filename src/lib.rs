@@ -18,6 +18,7 @@ pub mod hypervisor;
 pub mod image;
 pub mod iso9660;
 pub mod isolinux;
+pub mod lifecycle;
 pub mod lock;
 pub mod media;
 pub mod policy;

@@ -13,6 +13,8 @@ const MAX_STATE_BYTES: u64 = 64 * 1024;
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
     Prepared,
+    /// Saved before the hypervisor is asked to start the guest.
+    Starting,
     Installing,
     Installed,
     Failed,
@@ -23,6 +25,7 @@ impl Phase {
     pub fn as_str(self) -> &'static str {
         match self {
             Phase::Prepared => "prepared",
+            Phase::Starting => "starting",
             Phase::Installing => "installing",
             Phase::Installed => "installed",
             Phase::Failed => "failed",

@@ -33,6 +33,9 @@ const PATHS: &[&str] = &[
     "/var/lib/guest-installer",
     "/usr/share/doc/guest-installer",
     "/usr/share/man/man8/guest-installer.8.gz",
+    "/lib/systemd/system/guest-installer-settle.service",
+    "/lib/systemd/system/guest-installer-settle.timer",
+    "/etc/systemd/system/timers.target.wants/guest-installer-settle.timer",
 ];
 
 fn cmd(program: &str, args: &[&str]) -> Command {
@@ -303,6 +306,25 @@ fn debian_package_builds_lints_installs_serves_remctl_and_purges() {
     let j = installed(&["images", "--json"], None).ok().json();
     assert_eq!(j["images"], serde_json::json!([]), "{j}");
     let j = installed(&["list", "--json"], None).ok().json();
+    assert_eq!(j["machines"], serde_json::json!([]), "{j}");
+
+    // The timer that settles every machine each minute is enabled, its
+    // units are valid, and what its service runs works.
+    let wants = Path::new("/etc/systemd/system/timers.target.wants/guest-installer-settle.timer");
+    assert!(wants.symlink_metadata().is_ok(), "the settle timer is not enabled");
+    let verify = must(
+        cmd(
+            "systemd-analyze",
+            &["verify", "/lib/systemd/system/guest-installer-settle.timer", "/lib/systemd/system/guest-installer-settle.service"],
+        ),
+        Duration::from_secs(60),
+    );
+    assert!(!verify.stderr.contains("guest-installer-settle"), "systemd-analyze: {}", verify.stderr);
+    let service = fs::read_to_string("/lib/systemd/system/guest-installer-settle.service").unwrap();
+    let exec = service.lines().find_map(|l| l.strip_prefix("ExecStart=")).expect("ExecStart");
+    let argv: Vec<&str> = exec.split_whitespace().collect();
+    assert_eq!(argv[0], "/usr/sbin/guest-installer", "{exec}");
+    let j = installed(&[&argv[1..], &["--json"]].concat(), None).ok().json();
     assert_eq!(j["machines"], serde_json::json!([]), "{j}");
 
     // ------------------------------------------------------------ remctl

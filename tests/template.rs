@@ -18,7 +18,6 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 const PW_HASH: &str =
@@ -27,34 +26,6 @@ const PW_HASH: &str =
 /// A clone that has not shown its login prompt by then is hung (measured:
 /// ~50 s each under TCG, two at once on two cores).
 const BOOT_BOUND: Duration = Duration::from_secs(420);
-
-/// The template built once per run by the real binary from an imported
-/// image; returns the directory holding `tpl/` (the template) and
-/// `build.json` (the build's output).
-fn template_fixture() -> PathBuf {
-    static T: OnceLock<PathBuf> = OnceLock::new();
-    T.get_or_init(|| {
-        cached(&format!("template-{}", template::build_key()), |out| {
-            let env = Env::new();
-            env.import("deb12", false);
-            let started = Instant::now();
-            let o = env.run(As::Root, &["template", "build", "deb12", "name=tpl", "--json"], b"");
-            assert_eq!(o.code, 0, "template build failed: {o:?}");
-            eprintln!("BENCH template build (mmdebstrap + seal + mke2fs): {:.1} s", started.elapsed().as_secs_f64());
-            fs::create_dir_all(out).unwrap();
-            sh(Command::new("cp").args(["-a", "--sparse=always"]).arg(env.state.join("templates/tpl")).arg(out.join("tpl")));
-            fs::write(out.join("build.json"), o.stdout).unwrap();
-        })
-    })
-    .clone()
-}
-
-/// Puts the cached template into the env's state dir as `tpl`.
-fn add_template(env: &Env) {
-    let t = env.state.join("templates");
-    fs::create_dir_all(&t).unwrap();
-    sh(Command::new("cp").args(["-a", "--sparse=always"]).arg(template_fixture().join("tpl")).arg(t.join("tpl")));
-}
 
 fn tail(text: &str) -> String {
     readable_tail(text, 40)

@@ -2,14 +2,14 @@
 
 use super::{obj, Ctx, Outcome};
 use crate::error::{Error, Result};
-use crate::hypervisor::{self, Domain, Hypervisor};
+use crate::hypervisor::Domain;
+use crate::lifecycle::{self, clone_error};
 use crate::image;
-use crate::lock;
 use crate::media;
 use crate::preseed;
 use crate::registry::Machine;
 use crate::secret::CryptHash;
-use crate::state::{self, Phase, VmDir, VmState};
+use crate::state::VmState;
 use crate::template::{self, clone, TemplateName};
 use crate::types::{Hostname, ImageName, VmName};
 use crate::fsutil;
@@ -85,7 +85,8 @@ fn run(ctx: &Ctx, mut req: Request, image_name: &ImageName) -> Result<Outcome> {
     }
 
     // From here on we change things, one request per machine at a time.
-    let (vmdir, _lock, hv) = claim(ctx, vm)?;
+    let held = claim(ctx, machine)?;
+    let (vmdir, hv) = (&held.vmdir, held.hv.as_ref());
 
     let text = preseed::render(
         &template,
@@ -98,18 +99,18 @@ fn run(ctx: &Ctx, mut req: Request, image_name: &ImageName) -> Result<Outcome> {
             mirror_dir: &config.mirror.directory,
         },
     );
-    let media = media::build(machine.boot, &image, &text, &vmdir)?;
+    let media = media::build(machine.boot, &image, &text, vmdir)?;
     let domain = Domain::for_machine(machine, config, &media);
-    let domain_config = hv.prepare(&domain, &vmdir).inspect_err(|_| {
+    let domain_config = hv.prepare(&domain, vmdir).inspect_err(|_| {
         let _ = vmdir.remove_media();
     })?;
 
     let st = VmState::prepared(image_name.clone(), config.hypervisor.driver, None);
-    let st = start_and_record(hv.as_ref(), &domain, &vmdir, st, no_start, "the installer", |d| {
-        let _ = d.remove_media();
+    let st = record_and_start(&held, &domain, st, no_start, "the installer", || {
+        let _ = vmdir.remove_media();
     })?;
 
-    let console = hv.console_log(vm, &vmdir);
+    let console = hv.console_log(vm, vmdir);
     let human = format!(
         "{vm}: {} from image {image_name}\n  media: {}\n  domain config: {}\n  console log: {}\n",
         if no_start { "prepared (not started)" } else { "installer started" },
@@ -132,59 +133,33 @@ fn run(ctx: &Ctx, mut req: Request, image_name: &ImageName) -> Result<Outcome> {
     })
 }
 
-/// Takes the machine's lock (busy at once if another request holds it),
-/// clears what a killed request left, and refuses while its guest runs:
-/// whatever the recorded state says, a running guest is never replaced.
-fn claim(ctx: &Ctx, vm: &VmName) -> Result<(VmDir, lock::Lock, Box<dyn Hypervisor>)> {
-    let config = ctx.config;
-    let vmdir = VmDir::new(config, vm);
-    for d in [config.vms_dir(), config.locks_dir(), vmdir.dir.clone()] {
-        fsutil::ensure_dir(&d, 0o700).map_err(|e| Error::failed(format!("cannot create {}: {e}", d.display())))?;
-    }
-    let held = lock::try_lock(&config.vm_lock(vm))?;
-    // A request killed mid-way leaves only hidden temporaries.
-    lock::remove_leftovers(&vmdir.dir, &[".build-", ".tmp-"])
-        .map_err(|e| Error::failed(format!("cannot clear leftovers in {}: {e}", vmdir.dir.display())))?;
-    let hv = hypervisor::for_config(config)?;
-    if hv.is_running(vm, &vmdir)? {
-        return Err(Error::busy(format!("machine {vm} is running; cancel its install (or stop it) first")));
-    }
-    Ok((vmdir, held, hv))
+/// Takes the machine's lock (busy at once if another request holds it)
+/// and refuses while its guest runs: whatever the recorded state says, a
+/// running guest is never replaced.
+fn claim<'a>(ctx: &'a Ctx, machine: &'a Machine) -> Result<lifecycle::Held<'a>> {
+    let held = lifecycle::hold(ctx.config, machine)?;
+    held.require_stopped()?;
+    Ok(held)
 }
 
-/// Starts the guest (unless `no_start`) and records the state. On failure
-/// `undo` removes what holds the password hash, and the state says why; a
-/// guest never runs without a record of it.
-fn start_and_record(
-    hv: &dyn Hypervisor,
+/// Records the prepared install, or starts its guest (see
+/// `Held::start_install`): a guest never runs without a record of it.
+fn record_and_start(
+    held: &lifecycle::Held,
     domain: &Domain,
-    vmdir: &VmDir,
-    mut st: VmState,
+    st: VmState,
     no_start: bool,
     what: &str,
-    undo: impl Fn(&VmDir),
+    undo: impl Fn(),
 ) -> Result<VmState> {
-    if !no_start {
-        if let Err(e) = hv.start(domain, vmdir) {
-            let err: Error = e.into();
-            undo(vmdir);
-            st.phase = Phase::Failed;
-            st.finished_at = Some(state::now());
-            st.reason = Some(err.message.clone());
-            vmdir.save(&st)?;
-            return Err(Error::failed(format!("starting {what} for {} failed: {}", domain.name, err.message)));
+    if no_start {
+        if let Err(e) = held.vmdir.save(&st) {
+            undo();
+            return Err(e.into());
         }
-        st.phase = Phase::Installing;
-        st.started_at = Some(state::now());
+        return Ok(st);
     }
-    if let Err(e) = vmdir.save(&st) {
-        if !no_start {
-            let _ = hv.destroy(domain.name, vmdir);
-        }
-        undo(vmdir);
-        return Err(e.into());
-    }
-    Ok(st)
+    held.start_install(domain, st, what, undo)
 }
 
 /// The machine's volume must exist (a block device or a file) before the
@@ -217,7 +192,8 @@ fn run_template(ctx: &Ctx, mut req: Request, tname: &TemplateName) -> Result<Out
     clone::check(&tpl.root(), &machine.disk).map_err(clone_error)?;
     let started = std::time::Instant::now();
 
-    let (vmdir, _lock, hv) = claim(ctx, vm)?;
+    let held = claim(ctx, machine)?;
+    let (vmdir, hv) = (&held.vmdir, held.hv.as_ref());
     clone::remove_leftovers(&machine.disk).map_err(clone_error)?;
 
     let fs_uuid = template::random_uuid().map_err(|e| Error::failed(format!("cannot read random bytes: {e}")))?;
@@ -236,7 +212,7 @@ fn run_template(ctx: &Ctx, mut req: Request, tname: &TemplateName) -> Result<Out
         Err(e) => {
             // A clone refused before writing leaves the volume as it was.
             if e.touched_volume() {
-                let _ = discard_clone(machine, &vmdir, Some(&tpl));
+                let _ = held.discard(Some(&tpl));
             } else {
                 let _ = fsutil::remove_if_exists(&vmdir.identity_seed());
             }
@@ -249,20 +225,20 @@ fn run_template(ctx: &Ctx, mut req: Request, tname: &TemplateName) -> Result<Out
     }
     let media = media::Media::Clone { seed: vmdir.identity_seed(), kernel: tpl.kernel(), initrd: tpl.initrd() };
     let domain = Domain::for_machine(machine, config, &media);
-    let domain_config = match hv.prepare(&domain, &vmdir) {
+    let domain_config = match hv.prepare(&domain, vmdir) {
         Ok(p) => p,
         Err(e) => {
-            let _ = discard_clone(machine, &vmdir, Some(&tpl));
+            let _ = held.discard(Some(&tpl));
             return Err(e.into());
         }
     };
     let clone_s = started.elapsed().as_secs_f64();
 
     let st = VmState::prepared(tpl.manifest.image.clone(), config.hypervisor.driver, Some(tname.clone()));
-    let st = start_and_record(hv.as_ref(), &domain, &vmdir, st, no_start, "the clone", |d| {
-        let _ = discard_clone(machine, d, Some(&tpl));
+    let st = record_and_start(&held, &domain, st, no_start, "the clone", || {
+        let _ = held.discard(Some(&tpl));
     })?;
-    let console = hv.console_log(vm, &vmdir);
+    let console = hv.console_log(vm, vmdir);
     let human = format!(
         "{vm}: {} from template {tname} ({} onto {}, with identity, in {:.0} ms)\n  domain config: {}\n  console log: {}\n",
         if no_start { "cloned (not started)" } else { "cloned and started" },
@@ -290,20 +266,3 @@ fn run_template(ctx: &Ctx, mut req: Request, tname: &TemplateName) -> Result<Out
     })
 }
 
-fn clone_error(e: clone::CloneError) -> Error {
-    use clone::CloneError as C;
-    match e {
-        C::InUse(_) => Error::busy(e.to_string()),
-        _ => Error::failed(e.to_string()),
-    }
-}
-
-/// Removes a half-made clone: its seed (which holds the password hash),
-/// and the clone on the volume is wiped so that it neither mounts nor
-/// boots. `tpl` is the template an overlay was made from, if it is still
-/// there.
-pub(super) fn discard_clone(machine: &Machine, vmdir: &VmDir, tpl: Option<&template::Template>) -> Result<()> {
-    fsutil::remove_if_exists(&vmdir.identity_seed())
-        .map_err(|e| Error::failed(format!("cannot remove the identity seed of {}: {e}", machine.name)))?;
-    clone::wipe(&machine.disk, tpl.map(|t| t.root()).as_deref()).map_err(clone_error)
-}

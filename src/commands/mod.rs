@@ -84,6 +84,7 @@ pub fn run(ctx: &Ctx, cmd: &Command, stdin: &mut dyn Read) -> Result<Outcome> {
         }
         Command::Status { vm } => status::status(ctx, vm),
         Command::Cancel { vm } => status::cancel(ctx, vm),
+        Command::Settle => status::settle(ctx),
         Command::List => status::list(ctx),
         Command::Images => images::list(ctx),
         Command::ImageImport { name, iso, sha256 } => images::import(ctx, name, iso, sha256),

@@ -13,6 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
+pub mod golden;
+#[allow(unused_imports)]
+pub use golden::{add_template, template_fixture};
+
 pub const ADMIN: &str = "alice/admin@EXAMPLE.ORG";
 pub const OWNER: &str = "bob@EXAMPLE.ORG";
 pub const COOWNER: &str = "carol@EXAMPLE.ORG";

@@ -1,0 +1,477 @@
+//! A machine's life, in one place:
+//!
+//! ```text
+//!  install ──► prepared ──► starting ──► installing ──► installed (running | stopped)
+//!               │  (--no-start)  │              │ └────► failed
+//!               │                │              └──────► cancelled (cancel)
+//!               └─ expired ──────┴─ interrupted ───────► failed / cancelled
+//! ```
+//!
+//! Every transition holds the machine's lock ([`Held`]) and observes the
+//! guest (running? what did its console say?) only after taking it, so no
+//! decision rests on a view another request may have changed. `starting`
+//! is saved before the hypervisor is asked for anything, so a request
+//! killed mid-way leaves a record that the next one settles. A clone is
+//! wiped only when its identity never applied and its guest is confirmed
+//! stopped: a guest someone may be using is never wiped on a guess.
+//!
+//! [`decide`] is the pure part (state + observation → what to do); the
+//! rest carries it out.
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::fsutil;
+use crate::hypervisor::{self, Domain, Hypervisor};
+use crate::lock;
+use crate::progress::{self, Stage};
+use crate::registry::Machine;
+use crate::state::{self, Phase, VmDir, VmState};
+use crate::template::{self, clone};
+use std::path::Path;
+
+/// A machine whose lock this request holds, with its files and driver.
+pub struct Held<'a> {
+    pub config: &'a Config,
+    pub machine: &'a Machine,
+    pub vmdir: VmDir,
+    pub hv: Box<dyn Hypervisor>,
+    _lock: lock::Lock,
+}
+
+/// Takes the machine's lock, `busy` at once if another request holds it,
+/// and clears the hidden temporaries a killed request left.
+pub fn hold<'a>(config: &'a Config, machine: &'a Machine) -> Result<Held<'a>> {
+    let vmdir = VmDir::new(config, &machine.name);
+    for d in [config.vms_dir(), config.locks_dir(), vmdir.dir.clone()] {
+        fsutil::ensure_dir(&d, 0o700).map_err(|e| Error::failed(format!("cannot create {}: {e}", d.display())))?;
+    }
+    let held = lock::try_lock(&config.vm_lock(&machine.name))?;
+    lock::remove_leftovers(&vmdir.dir, &[".build-", ".tmp-"])
+        .map_err(|e| Error::failed(format!("cannot clear leftovers in {}: {e}", vmdir.dir.display())))?;
+    let hv = hypervisor::for_config(config)?;
+    Ok(Held { config, machine, vmdir, hv, _lock: held })
+}
+
+/// Like [`hold`], but `None` when another request holds the lock (that
+/// request will settle the machine itself).
+pub fn try_hold<'a>(config: &'a Config, machine: &'a Machine) -> Result<Option<Held<'a>>> {
+    match hold(config, machine) {
+        Ok(h) => Ok(Some(h)),
+        Err(e) if e.kind == crate::error::Kind::Busy => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// What the guest shows, read while holding its lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Observation {
+    pub running: bool,
+    /// Whether the console log exists at all (xl without xenconsoled's
+    /// guest logging has none: then nothing can be known from it).
+    pub console: bool,
+    /// What a clone's identity unit printed: applied, refused, nothing.
+    pub identity: Option<bool>,
+    /// The installer's last stage on the console.
+    pub stage: Option<Stage>,
+}
+
+/// What a settle does to a machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Nothing to do.
+    Keep,
+    /// The guest runs: a `starting` record whose request was killed after
+    /// the start becomes `installing`.
+    Installing,
+    /// The install ended well. A clone's seed is detached and removed.
+    Installed { reason: Option<String> },
+    /// The install ended badly. `wipe`: the clone on the volume is
+    /// discarded (its identity never applied and its guest has stopped or
+    /// is stopped first).
+    Failed { reason: String, wipe: bool },
+    /// `--no-start` media outlived their time; a prepared clone goes too.
+    Expired { after_s: u64 },
+}
+
+/// The state machine's rules. Pure: the state, what was observed under
+/// the lock, the time, and how long `--no-start` media may stay.
+pub fn decide(st: &VmState, o: &Observation, now: u64, media_ttl_s: u64) -> Action {
+    let clone = st.template.is_some();
+    match st.phase {
+        Phase::Installed | Phase::Failed | Phase::Cancelled => Action::Keep,
+        Phase::Prepared if !o.running && now.saturating_sub(st.prepared_at) >= media_ttl_s => {
+            Action::Expired { after_s: media_ttl_s }
+        }
+        Phase::Prepared => Action::Keep,
+        // The request that saved `starting` is gone (we hold its lock). The
+        // console was moved aside before `starting` was saved, so a console
+        // now is this start's: the guest ran.
+        Phase::Starting if o.running => Action::Installing,
+        Phase::Starting if !o.console => Action::Failed {
+            reason: "the request that started the guest was interrupted before the guest ran; install again".into(),
+            // Nothing shows it ever ran, nor that it did not: not a guess
+            // to wipe on.
+            wipe: false,
+        },
+        Phase::Starting | Phase::Installing if clone => match (o.identity, o.running) {
+            (Some(true), _) => Action::Installed { reason: None },
+            (Some(false), _) => Action::Failed {
+                reason: "the clone refused its identity seed and powered off; see the console log".into(),
+                wipe: true,
+            },
+            (None, true) => Action::Keep,
+            (None, false) if !o.console => Action::Installed {
+                reason: Some(
+                    "no console log: the identity could not be confirmed; turn on the hypervisor's console logging"
+                        .into(),
+                ),
+            },
+            (None, false) => Action::Failed {
+                reason: "the clone stopped before applying its identity; see the console log".into(),
+                wipe: true,
+            },
+        },
+        Phase::Starting | Phase::Installing => match (o.running, o.stage) {
+            (true, _) => Action::Keep,
+            // No console log (xl without guest logging): the guest went
+            // away on its own, as the installer makes it at the end.
+            (false, None) | (false, Some(Stage::Finished)) => Action::Installed { reason: None },
+            (false, Some(stage)) => Action::Failed {
+                reason: format!(
+                    "the installer guest stopped before the install finished (last stage: {}); see the console log",
+                    stage.as_str()
+                ),
+                wipe: false,
+            },
+        },
+    }
+}
+
+impl Held<'_> {
+    pub fn load(&self) -> Result<Option<VmState>> {
+        Ok(self.vmdir.load()?)
+    }
+
+    fn console_path(&self) -> std::path::PathBuf {
+        self.hv.console_log(&self.machine.name, &self.vmdir)
+    }
+
+    pub fn running(&self) -> Result<bool> {
+        Ok(self.hv.is_running(&self.machine.name, &self.vmdir)?)
+    }
+
+    /// Looks at the guest. Only a holder of the lock can call this.
+    pub fn observe(&self) -> Result<Observation> {
+        let console = self.console_path();
+        // Whether it runs first: a guest that stops between the two reads
+        // has printed everything we read after.
+        let running = self.running()?;
+        let head = fsutil::read_console_head(&console);
+        Ok(Observation {
+            running,
+            console: head.is_some(),
+            identity: head.as_deref().and_then(identity_outcome),
+            stage: progress::stage(&console),
+        })
+    }
+
+    /// Records finished installs, removes media and seeds that are no
+    /// longer needed (they hold the password hash), expires `--no-start`
+    /// media. Returns the state after.
+    pub fn settle(&self) -> Result<Option<VmState>> {
+        let Some(mut st) = self.load()? else { return Ok(None) };
+        let obs = self.observe()?;
+        let mut action = decide(&st, &obs, state::now(), self.config.timeouts.prepared_media_s);
+        if action == Action::Installing {
+            st.phase = Phase::Installing;
+            self.vmdir.save(&st)?;
+            action = decide(&st, &obs, state::now(), self.config.timeouts.prepared_media_s);
+        }
+        match action {
+            Action::Keep | Action::Installing => {}
+            Action::Installed { reason } => {
+                self.detach_seed(&st)?;
+                self.remove_media()?;
+                st.phase = Phase::Installed;
+                st.reason = reason;
+                st.finished_at = Some(state::now());
+                self.vmdir.save(&st)?;
+            }
+            Action::Failed { reason, wipe } => {
+                self.stop_for_good()?;
+                self.remove_media()?;
+                if wipe {
+                    self.discard_clone(&st)?;
+                }
+                st.phase = Phase::Failed;
+                st.reason = Some(reason);
+                st.finished_at = Some(state::now());
+                self.vmdir.save(&st)?;
+            }
+            Action::Expired { after_s } => {
+                self.remove_media()?;
+                if st.template.is_some() {
+                    self.discard_clone(&st)?;
+                }
+                st.phase = Phase::Cancelled;
+                st.reason = Some(format!(
+                    "the prepared media expired after {after_s} s unused (they hold the password hash); install again"
+                ));
+                st.finished_at = Some(state::now());
+                self.vmdir.save(&st)?;
+            }
+        }
+        Ok(Some(st))
+    }
+
+    /// `cancel`: settles first; an install that has finished is refused
+    /// (exit 2) and left as it is.
+    pub fn cancel(&self) -> Result<VmState> {
+        let vm = &self.machine.name;
+        let Some(mut st) = self.settle()? else {
+            return Err(Error::invalid(format!("machine {vm} has no install to cancel")));
+        };
+        let finished = || Error::invalid(format!("the install of {vm} has finished; nothing to cancel (see `status {vm}`)"));
+        if st.phase == Phase::Installed {
+            return Err(finished());
+        }
+        if matches!(st.phase, Phase::Starting | Phase::Installing) {
+            let obs = self.observe()?;
+            // An installer at its last step is about to power off by itself.
+            if st.template.is_none() && obs.stage == Some(Stage::Finished) {
+                return Err(finished());
+            }
+            self.stop_for_good()?;
+            // The identity may have applied between the settle and the
+            // stop: then the install finished, and the clone stays.
+            if st.template.is_some() && self.observe()?.identity == Some(true) {
+                self.settle()?;
+                return Err(Error::invalid(format!(
+                    "the install of {vm} finished while it was being cancelled; it is installed and stopped \
+                     (`start {vm}` runs it)"
+                )));
+            }
+        }
+        self.remove_media()?;
+        if st.template.is_some() && st.phase != Phase::Failed {
+            // A half-made (or never booted) clone goes with its install.
+            self.discard_clone(&st)?;
+        }
+        if st.phase != Phase::Cancelled {
+            st.phase = Phase::Cancelled;
+            st.finished_at = Some(state::now());
+            self.vmdir.save(&st)?;
+        }
+        Ok(st)
+    }
+
+    /// Starts an install's guest: `starting` is recorded (with the old
+    /// console moved aside) before the hypervisor is asked, `installing`
+    /// after. On failure `undo` removes what holds the password hash and
+    /// the state says why.
+    pub fn start_install(&self, domain: &Domain, mut st: VmState, what: &str, undo: impl Fn()) -> Result<VmState> {
+        let console = self.console_path();
+        set_aside(&console).map_err(|e| Error::failed(format!("cannot move the old console log {} aside: {e}", console.display())))?;
+        st.phase = Phase::Starting;
+        st.started_at = Some(state::now());
+        if let Err(e) = self.vmdir.save(&st) {
+            undo();
+            return Err(e.into());
+        }
+        if let Err(e) = self.hv.start(domain, &self.vmdir) {
+            let err: Error = e.into();
+            // xl may leave a half-made domain behind a failed create.
+            let _ = self.hv.destroy(&self.machine.name, &self.vmdir);
+            undo();
+            st.phase = Phase::Failed;
+            st.finished_at = Some(state::now());
+            st.reason = Some(err.message.clone());
+            self.vmdir.save(&st)?;
+            return Err(Error::failed(format!("starting {what} for {} failed: {}", domain.name, err.message)));
+        }
+        st.phase = Phase::Installing;
+        // A failure to record this is settled by the next request: the
+        // `starting` record and a running guest become `installing`.
+        self.vmdir.save(&st)?;
+        Ok(st)
+    }
+
+    /// Refuses while the guest runs: whatever the recorded state says, a
+    /// running guest is never replaced.
+    pub fn require_stopped(&self) -> Result<()> {
+        if self.running()? {
+            let vm = &self.machine.name;
+            return Err(Error::busy(format!("machine {vm} is running; stop it (or cancel its install) first")));
+        }
+        Ok(())
+    }
+
+    /// The machine must have a finished install and none running: what
+    /// `start`, `stop` and `reboot` need. Settles first.
+    pub fn require_installed(&self) -> Result<VmState> {
+        let vm = &self.machine.name;
+        match self.settle()? {
+            Some(st) if st.phase == Phase::Installed => Ok(st),
+            Some(st) if matches!(st.phase, Phase::Prepared | Phase::Starting | Phase::Installing) => Err(Error::busy(
+                format!("machine {vm} has an install that has not finished ({}); wait for it or cancel it", st.phase.as_str()),
+            )),
+            _ => Err(Error::invalid(format!("machine {vm} has no finished install; install it first"))),
+        }
+    }
+
+    /// Stops the guest at once and confirms it has stopped.
+    fn stop_for_good(&self) -> Result<()> {
+        let vm = &self.machine.name;
+        self.hv.destroy(vm, &self.vmdir)?;
+        if self.running()? {
+            return Err(Error::failed(format!("machine {vm} is still running after being destroyed; ask an admin")));
+        }
+        Ok(())
+    }
+
+    fn remove_media(&self) -> Result<()> {
+        let vm = &self.machine.name;
+        self.vmdir.remove_media().map_err(|e| Error::failed(format!("cannot remove the install media of {vm}: {e}")))
+    }
+
+    /// The identity applied: no config the guest restarts from may name
+    /// the seed we are about to remove.
+    fn detach_seed(&self, st: &VmState) -> Result<()> {
+        if st.template.is_none() {
+            return Ok(());
+        }
+        // MERGE: hv.detach_seed with Media::Loader once the boot loader lands.
+        Ok(())
+    }
+
+    /// Removes the clone `st` recorded (see [`Held::discard`]).
+    pub fn discard_clone(&self, st: &VmState) -> Result<()> {
+        let tpl = st.template.as_ref().and_then(|t| template::load(&self.config.templates_dir(), t).ok());
+        self.discard(tpl.as_ref())
+    }
+
+    /// Removes a half-made clone: its seed (which holds the password
+    /// hash), and the clone on the volume is wiped so that it neither
+    /// mounts nor boots. `tpl` is the template an overlay was made from, if
+    /// it is still there. Refused while the guest runs.
+    pub fn discard(&self, tpl: Option<&template::Template>) -> Result<()> {
+        let vm = &self.machine.name;
+        if self.running()? {
+            return Err(Error::failed(format!("machine {vm} still runs; its clone is not wiped")));
+        }
+        fsutil::remove_if_exists(&self.vmdir.identity_seed())
+            .map_err(|e| Error::failed(format!("cannot remove the identity seed of {vm}: {e}")))?;
+        clone::wipe(&self.machine.disk, tpl.map(|t| t.root()).as_deref()).map_err(clone_error)
+    }
+}
+
+pub fn clone_error(e: clone::CloneError) -> Error {
+    use clone::CloneError as C;
+    match e {
+        C::InUse(_) => Error::busy(e.to_string()),
+        _ => Error::failed(e.to_string()),
+    }
+}
+
+/// What a clone's first-boot identity unit printed on its console.
+pub fn identity_outcome(head: &str) -> Option<bool> {
+    if head.contains(template::APPLIED_LINE) {
+        Some(true)
+    } else if head.contains(template::REFUSED_LINE) {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// Moves a console log aside (to `NAME.old`), so that what is read after
+/// a start is that start's.
+fn set_aside(console: &Path) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(console) {
+        Ok(_) => std::fs::rename(console, console.with_extension("log.old")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Driver;
+    use crate::types::{ImageName, TemplateName};
+
+    fn st(phase: Phase, clone: bool) -> VmState {
+        let mut s = VmState::prepared(
+            ImageName::parse("deb12").unwrap(),
+            Driver::Qemu,
+            clone.then(|| TemplateName::parse("tpl").unwrap()),
+        );
+        s.phase = phase;
+        s.prepared_at = 1000;
+        s
+    }
+
+    fn obs(running: bool, console: bool, identity: Option<bool>, stage: Option<Stage>) -> Observation {
+        Observation { running, console, identity, stage }
+    }
+
+    #[test]
+    fn a_clone_is_wiped_only_when_stopped_with_a_console_that_never_showed_the_identity_applied() {
+        for running in [false, true] {
+            for console in [false, true] {
+                for identity in [None, Some(true), Some(false)] {
+                    if identity.is_some() && !console {
+                        continue; // what the unit printed comes from the console
+                    }
+                    for phase in [Phase::Starting, Phase::Installing, Phase::Installed, Phase::Prepared] {
+                        let a = decide(&st(phase, true), &obs(running, console, identity, None), 1001, 3600);
+                        if let Action::Failed { wipe: true, .. } = a {
+                            assert!(identity != Some(true), "{phase:?} {running} {console} {identity:?}");
+                            assert!(console, "wiped with no console: {phase:?} {running} {identity:?}");
+                        }
+                        if phase == Phase::Installed {
+                            assert_eq!(a, Action::Keep);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn applied_identity_is_installed_even_while_running() {
+        let a = decide(&st(Phase::Installing, true), &obs(true, true, Some(true), None), 1001, 3600);
+        assert_eq!(a, Action::Installed { reason: None });
+    }
+
+    #[test]
+    fn a_running_starting_record_becomes_installing() {
+        assert_eq!(decide(&st(Phase::Starting, false), &obs(true, true, None, None), 1001, 3600), Action::Installing);
+        assert_eq!(decide(&st(Phase::Starting, true), &obs(true, false, None, None), 1001, 3600), Action::Installing);
+    }
+
+    #[test]
+    fn an_interrupted_start_with_no_sign_of_a_guest_fails_without_a_wipe() {
+        let a = decide(&st(Phase::Starting, true), &obs(false, false, None, None), 1001, 3600);
+        assert!(matches!(a, Action::Failed { wipe: false, .. }), "{a:?}");
+    }
+
+    #[test]
+    fn prepared_media_expire_only_when_old_and_not_running() {
+        let s = st(Phase::Prepared, false);
+        assert_eq!(decide(&s, &obs(false, false, None, None), 1000 + 3599, 3600), Action::Keep);
+        assert_eq!(decide(&s, &obs(false, false, None, None), 1000 + 3600, 3600), Action::Expired { after_s: 3600 });
+        assert_eq!(decide(&s, &obs(true, true, None, None), 1000 + 9999, 3600), Action::Keep);
+    }
+
+    #[test]
+    fn an_installer_that_stops_early_fails_and_one_that_finished_is_installed() {
+        let s = st(Phase::Installing, false);
+        assert!(matches!(
+            decide(&s, &obs(false, true, None, Some(Stage::NetworkConfigured)), 1001, 3600),
+            Action::Failed { wipe: false, .. }
+        ));
+        assert_eq!(decide(&s, &obs(false, true, None, Some(Stage::Finished)), 1001, 3600), Action::Installed { reason: None });
+        assert_eq!(decide(&s, &obs(true, true, None, Some(Stage::Finished)), 1001, 3600), Action::Keep);
+    }
+}
