@@ -188,7 +188,14 @@ impl Held<'_> {
             action = decide(&st, &obs, state::now(), self.config.timeouts.prepared_media_s);
         }
         match action {
-            Action::Keep | Action::Installing => {}
+            Action::Keep | Action::Installing => {
+                // What a killed request made before putting itself on
+                // record: a finished install keeps no media (they hold the
+                // hash).
+                if matches!(st.phase, Phase::Installed | Phase::Failed | Phase::Cancelled) {
+                    self.remove_media()?;
+                }
+            }
             Action::Installed { reason } => {
                 self.detach_seed(&st)?;
                 self.remove_media()?;
@@ -265,28 +272,47 @@ impl Held<'_> {
         Ok(st)
     }
 
-    /// Starts an install's guest: `starting` is recorded (with the old
-    /// console moved aside) before the hypervisor is asked, `installing`
-    /// after. On failure `undo` removes what holds the password hash and
-    /// the state says why.
-    pub fn start_install(&self, domain: &Domain, mut st: VmState, what: &str, undo: impl Fn()) -> Result<VmState> {
+    /// Puts an install that will start its guest on record as `starting`,
+    /// before anything of it is made: a request killed at any later point
+    /// leaves a record the next request settles. The old console is moved
+    /// aside first, so a console seen later is this start's.
+    pub fn begin_start(&self, mut st: VmState) -> Result<VmState> {
         let console = self.console_path();
-        set_aside(&console).map_err(|e| Error::failed(format!("cannot move the old console log {} aside: {e}", console.display())))?;
+        set_aside(&console)
+            .map_err(|e| Error::failed(format!("cannot move the old console log {} aside: {e}", console.display())))?;
         st.phase = Phase::Starting;
         st.started_at = Some(state::now());
-        if let Err(e) = self.vmdir.save(&st) {
-            undo();
-            return Err(e.into());
-        }
+        self.vmdir.save(&st)?;
+        Ok(st)
+    }
+
+    /// What making an install's media and config came to. On failure, an
+    /// install on record as `starting` is recorded as failed, with why.
+    pub fn unless_failed<T>(&self, made: Result<T>, st: &VmState, no_start: bool) -> Result<T> {
+        made.inspect_err(|e| {
+            if !no_start {
+                let _ = self.record_failure(st.clone(), &e.message);
+            }
+        })
+    }
+
+    fn record_failure(&self, mut st: VmState, why: &str) -> Result<()> {
+        st.phase = Phase::Failed;
+        st.finished_at = Some(state::now());
+        st.reason = Some(why.to_owned());
+        Ok(self.vmdir.save(&st)?)
+    }
+
+    /// Starts the guest of an install on record as `starting`, and records
+    /// `installing`. On failure `undo` removes what holds the password
+    /// hash and the state says why.
+    pub fn start_guest(&self, domain: &Domain, mut st: VmState, what: &str, undo: impl Fn()) -> Result<VmState> {
         if let Err(e) = self.hv.start(domain, &self.vmdir) {
             let err: Error = e.into();
             // xl may leave a half-made domain behind a failed create.
             let _ = self.hv.destroy(&self.machine.name, &self.vmdir);
             undo();
-            st.phase = Phase::Failed;
-            st.finished_at = Some(state::now());
-            st.reason = Some(err.message.clone());
-            self.vmdir.save(&st)?;
+            self.record_failure(st, &err.message)?;
             return Err(Error::failed(format!("starting {what} for {} failed: {}", domain.name, err.message)));
         }
         st.phase = Phase::Installing;

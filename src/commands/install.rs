@@ -88,27 +88,32 @@ fn run(ctx: &Ctx, mut req: Request, image_name: &ImageName) -> Result<Outcome> {
     let held = claim(ctx, machine)?;
     let (vmdir, hv) = (&held.vmdir, held.hv.as_ref());
 
-    let text = preseed::render(
-        &template,
-        &preseed::Values {
-            hostname,
-            domain: &config.domain,
-            network: &machine.network,
-            root_hash: &root_hash,
-            mirror_host: &config.mirror.host,
-            mirror_dir: &config.mirror.directory,
-        },
-    );
-    let media = media::build(machine.boot, &image, &text, vmdir)?;
-    let domain = Domain::for_machine(machine, config, &media);
-    let domain_config = hv.prepare(&domain, vmdir).inspect_err(|_| {
-        let _ = vmdir.remove_media();
-    })?;
-
+    // A request that will start its guest is on record (`starting`) before
+    // anything changes, so a kill at any later point is settled.
     let st = VmState::prepared(image_name.clone(), config.hypervisor.driver, None);
-    let st = record_and_start(&held, &domain, st, no_start, "the installer", || {
+    let st = if no_start { st } else { held.begin_start(st)? };
+    let undo = || {
         let _ = vmdir.remove_media();
-    })?;
+    };
+    let made = (|| -> Result<_> {
+        let text = preseed::render(
+            &template,
+            &preseed::Values {
+                hostname,
+                domain: &config.domain,
+                network: &machine.network,
+                root_hash: &root_hash,
+                mirror_host: &config.mirror.host,
+                mirror_dir: &config.mirror.directory,
+            },
+        );
+        let media = media::build(machine.boot, &image, &text, vmdir)?;
+        let domain_config = hv.prepare(&Domain::for_machine(machine, config, &media), vmdir).inspect_err(|_| undo())?;
+        Ok((media, domain_config))
+    })();
+    let (media, domain_config) = held.unless_failed(made, &st, no_start)?;
+    let domain = Domain::for_machine(machine, config, &media);
+    let st = record_or_start(&held, &domain, st, no_start, "the installer", undo)?;
 
     let console = hv.console_log(vm, vmdir);
     let human = format!(
@@ -142,9 +147,9 @@ fn claim<'a>(ctx: &'a Ctx, machine: &'a Machine) -> Result<lifecycle::Held<'a>> 
     Ok(held)
 }
 
-/// Records the prepared install, or starts its guest (see
-/// `Held::start_install`): a guest never runs without a record of it.
-fn record_and_start(
+/// Records the prepared install (`--no-start`), or starts its guest (see
+/// `Held::start_guest`): a guest never runs without a record of it.
+fn record_or_start(
     held: &lifecycle::Held,
     domain: &Domain,
     st: VmState,
@@ -159,7 +164,7 @@ fn record_and_start(
         }
         return Ok(st);
     }
-    held.start_install(domain, st, what, undo)
+    held.start_guest(domain, st, what, undo)
 }
 
 /// The machine's volume must exist (a block device or a file) before the
@@ -196,46 +201,51 @@ fn run_template(ctx: &Ctx, mut req: Request, tname: &TemplateName) -> Result<Out
     let (vmdir, hv) = (&held.vmdir, held.hv.as_ref());
     clone::remove_leftovers(&machine.disk).map_err(clone_error)?;
 
-    let fs_uuid = template::random_uuid().map_err(|e| Error::failed(format!("cannot read random bytes: {e}")))?;
-    let seed_text = template::render_seed(&template::Identity {
-        hostname,
-        domain: &config.domain,
-        network: &machine.network,
-        root_hash: &root_hash,
-        fs_uuid: &fs_uuid,
-    });
-    let seed = template::seed_disk(&seed_text).ok_or_else(|| Error::failed("the identity seed is too large"))?;
-    fsutil::write_atomic(&vmdir.identity_seed(), &seed, 0o600)
-        .map_err(|e| Error::failed(format!("cannot write the clone's identity seed in {}: {e}", vmdir.dir.display())))?;
-    let method = match clone::clone_onto(&tpl.root(), &machine.disk) {
-        Ok(m) => m,
-        Err(e) => {
-            // A clone refused before writing leaves the volume as it was.
-            if e.touched_volume() {
-                let _ = held.discard(Some(&tpl));
-            } else {
-                let _ = fsutil::remove_if_exists(&vmdir.identity_seed());
+    let st = VmState::prepared(tpl.manifest.image.clone(), config.hypervisor.driver, Some(tname.clone()));
+    let st = if no_start { st } else { held.begin_start(st)? };
+    let made = (|| -> Result<_> {
+        let fs_uuid = template::random_uuid().map_err(|e| Error::failed(format!("cannot read random bytes: {e}")))?;
+        let seed_text = template::render_seed(&template::Identity {
+            hostname,
+            domain: &config.domain,
+            network: &machine.network,
+            root_hash: &root_hash,
+            fs_uuid: &fs_uuid,
+        });
+        let seed = template::seed_disk(&seed_text).ok_or_else(|| Error::failed("the identity seed is too large"))?;
+        fsutil::write_atomic(&vmdir.identity_seed(), &seed, 0o600)
+            .map_err(|e| Error::failed(format!("cannot write the clone's identity seed in {}: {e}", vmdir.dir.display())))?;
+        let method = match clone::clone_onto(&tpl.root(), &machine.disk) {
+            Ok(m) => m,
+            Err(e) => {
+                // A clone refused before writing leaves the volume as it was.
+                if e.touched_volume() {
+                    let _ = held.discard(Some(&tpl));
+                } else {
+                    let _ = fsutil::remove_if_exists(&vmdir.identity_seed());
+                }
+                return Err(clone_error(e));
             }
-            return Err(clone_error(e));
+        };
+        // Installer media of an earlier install are of no use to a clone.
+        for p in [vmdir.cdrom(), vmdir.initrd()] {
+            fsutil::remove_if_exists(&p).map_err(|e| Error::failed(format!("cannot remove {}: {e}", p.display())))?;
         }
-    };
-    // Installer media of an earlier install are of no use to a clone.
-    for p in [vmdir.cdrom(), vmdir.initrd()] {
-        fsutil::remove_if_exists(&p).map_err(|e| Error::failed(format!("cannot remove {}: {e}", p.display())))?;
-    }
-    let media = media::Media::Clone { seed: vmdir.identity_seed(), kernel: tpl.kernel(), initrd: tpl.initrd() };
+        let media = media::Media::Clone { seed: vmdir.identity_seed(), kernel: tpl.kernel(), initrd: tpl.initrd() };
+        let domain_config = match hv.prepare(&Domain::for_machine(machine, config, &media), vmdir) {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = held.discard(Some(&tpl));
+                return Err(e.into());
+            }
+        };
+        Ok((method, media, domain_config))
+    })();
+    let (method, media, domain_config) = held.unless_failed(made, &st, no_start)?;
     let domain = Domain::for_machine(machine, config, &media);
-    let domain_config = match hv.prepare(&domain, vmdir) {
-        Ok(p) => p,
-        Err(e) => {
-            let _ = held.discard(Some(&tpl));
-            return Err(e.into());
-        }
-    };
     let clone_s = started.elapsed().as_secs_f64();
 
-    let st = VmState::prepared(tpl.manifest.image.clone(), config.hypervisor.driver, Some(tname.clone()));
-    let st = record_and_start(&held, &domain, st, no_start, "the clone", || {
+    let st = record_or_start(&held, &domain, st, no_start, "the clone", || {
         let _ = held.discard(Some(&tpl));
     })?;
     let console = hv.console_log(vm, vmdir);

@@ -30,9 +30,14 @@ pub fn status(ctx: &Ctx, vm: &VmName) -> Result<Outcome> {
     let vmdir = VmDir::new(ctx.config, vm);
     // Settled under the machine's lock; if another request holds it, that
     // request settles, and this one only reports what is recorded.
-    let st = match lifecycle::try_hold(ctx.config, &machine)? {
-        Some(held) => held.settle()?,
-        None => vmdir.load()?,
+    // A machine with no install has nothing to settle: status then creates
+    // nothing (no lock file, no directory).
+    let st = match vmdir.load()? {
+        None => None,
+        Some(recorded) => match lifecycle::try_hold(ctx.config, &machine)? {
+            Some(held) => held.settle()?,
+            None => Some(recorded),
+        },
     };
     let hv = hypervisor::for_config(ctx.config)?;
     let running = hv.is_running(vm, &vmdir)?;
@@ -138,7 +143,22 @@ pub fn settle(ctx: &Ctx) -> Result<Outcome> {
     let mut rows = Vec::new();
     let mut failures = 0;
     for m in ctx.registry().all()? {
-        let (state, note) = match lifecycle::try_hold(ctx.config, &m) {
+        let recorded = match VmDir::new(ctx.config, &m.name).load() {
+            Ok(r) => r.is_some(),
+            Err(e) => {
+                failures += 1;
+                human.push_str(&format!("{:<24} error: {e}\n", m.name));
+                rows.push(Value::Object(obj([
+                    ("vm", Value::from(m.name.as_str())),
+                    ("state", Value::from("error")),
+                    ("error", Value::from(e.to_string())),
+                ])));
+                continue;
+            }
+        };
+        let held = if recorded { lifecycle::try_hold(ctx.config, &m) } else { Ok(None) };
+        let (state, note) = match held {
+            Ok(_) if !recorded => ("none", None),
             Ok(Some(held)) => match held.settle() {
                 Ok(st) => (st.map(|s| s.phase.as_str()).unwrap_or("none"), None),
                 Err(e) => ("error", Some(e.message)),
