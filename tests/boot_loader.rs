@@ -21,13 +21,14 @@
 //! once per run and cached), busybox-static, xorriso, isolinux.
 
 mod common;
+mod tplfix;
 
 use common::*;
+use tplfix::add_template;
 use guest_installer::template;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 const PW_HASH: &str =
@@ -35,29 +36,6 @@ const PW_HASH: &str =
 
 /// A guest that has not reached what we wait for by then is hung.
 const BOUND: Duration = Duration::from_secs(600);
-
-/// The template (the same cache as tests/template.rs).
-fn template_fixture() -> PathBuf {
-    static T: OnceLock<PathBuf> = OnceLock::new();
-    T.get_or_init(|| {
-        cached(&format!("template-{}", template::build_key()), |out| {
-            let env = Env::new();
-            env.import("deb12", false);
-            let o = env.run(As::Root, &["template", "build", "deb12", "name=tpl", "--json"], b"");
-            assert_eq!(o.code, 0, "template build failed: {o:?}");
-            fs::create_dir_all(out).unwrap();
-            sh(Command::new("cp").args(["-a", "--sparse=always"]).arg(env.state.join("templates/tpl")).arg(out.join("tpl")));
-            fs::write(out.join("build.json"), o.stdout).unwrap();
-        })
-    })
-    .clone()
-}
-
-fn add_template(env: &Env) {
-    let t = env.state.join("templates");
-    fs::create_dir_all(&t).unwrap();
-    sh(Command::new("cp").args(["-a", "--sparse=always"]).arg(template_fixture().join("tpl")).arg(t.join("tpl")));
-}
 
 /// An Env with the qemu driver and `stop_s` set.
 fn qemu_env(stop_s: u64) -> Env {

@@ -1,0 +1,53 @@
+//! The golden template built once per test run by the real binary
+//! (mmdebstrap from the config's mirror), cached under CARGO_TARGET_TMPDIR
+//! keyed by `template::build_key()` (the same cache as tests/template.rs).
+#![allow(dead_code)]
+
+use crate::common::*;
+use guest_installer::template;
+use std::fs;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The directory holding `tpl/` (the template) and `build.json`.
+pub fn template_fixture() -> PathBuf {
+    static T: OnceLock<PathBuf> = OnceLock::new();
+    T.get_or_init(|| {
+        cached(&format!("template-{}", template::build_key()), |out| {
+            let env = Env::new();
+            env.import("deb12", false);
+            let o = env.run(As::Root, &["template", "build", "deb12", "name=tpl", "--json"], b"");
+            assert_eq!(o.code, 0, "template build failed: {o:?}");
+            fs::create_dir_all(out).unwrap();
+            sh(Command::new("cp").args(["-a", "--sparse=always"]).arg(env.state.join("templates/tpl")).arg(out.join("tpl")));
+            fs::write(out.join("build.json"), o.stdout).unwrap();
+        })
+    })
+    .clone()
+}
+
+/// Puts the cached template into the env's state dir as `tpl`.
+pub fn add_template(env: &Env) {
+    let t = env.state.join("templates");
+    fs::create_dir_all(&t).unwrap();
+    sh(Command::new("cp").args(["-a", "--sparse=always"]).arg(template_fixture().join("tpl")).arg(t.join("tpl")));
+}
+
+/// An XFS filesystem made with reflink support on a sparse image file,
+/// loop-mounted at `at`; unmounted (and its loop device freed) on drop.
+pub struct Xfs(pub PathBuf);
+impl Xfs {
+    pub fn mount(image: &std::path::Path, bytes: u64, at: &std::path::Path) -> Xfs {
+        fs::File::create(image).unwrap().set_len(bytes).unwrap();
+        sh(Command::new("mkfs.xfs").args(["-q", "-m", "reflink=1"]).arg(image));
+        fs::create_dir_all(at).unwrap();
+        sh(Command::new("mount").args(["-o", "loop"]).arg(image).arg(at));
+        Xfs(at.to_path_buf())
+    }
+}
+impl Drop for Xfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
