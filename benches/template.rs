@@ -1,6 +1,7 @@
-//! Golden templates (issue 7): clone + identity against the template's
-//! size, and request → login prompt against the installer path, measured
-//! in one run. Run it with
+//! Golden templates: clone + identity against the template's size, and
+//! request → login prompt (through the boot loader, against a direct
+//! kernel boot, and `start` of a stopped clone) against the installer
+//! path, measured in one run. Run it with
 //!
 //!     cargo bench --bench template
 //!
@@ -14,13 +15,23 @@
 //! raw sparse file (sparse copy). It prints the program's own `clone_s`
 //! (clone + identity seed + domain config) and the process's wall time,
 //! medians of `GI_BENCH_RUNS` (default 11), the ratio to the issue's
-//! 300 ms target, and the largest/smallest size ratio (1.0 = flat).
+//! 300 ms target, and the largest/smallest size ratio (1.0 = flat). The
+//! same templates are then put on a loop-mounted XFS made with reflink
+//! (`target/tmp/bench-template/xfs.img`, mounted for the run only), beside
+//! a raw volume: there the clone is a reflink (skipped with
+//! `GI_BENCH_XFS=0`).
 //!
 //! Part 2, under TCG (skipped with `GI_BENCH_BOOT=0`): the real minimal
 //! template (the tests' cached one under `target/tmp/gi-fixtures/` if its
 //! key matches, else `template build` with mmdebstrap, ~2 min, cached
-//! here), one clone started with the qemu driver, timed from the request
-//! to `HOST login:` on its serial console; then the preseeded installer
+//! here), in `GI_BENCH_BOOT_ROUNDS` (default 2) rounds, each timed to
+//! `HOST login:` on the serial console: (a) a clone booted the old way,
+//! the template's kernel and initrd given to qemu directly (kept here
+//! only, to compare: the request is `--no-start`, then the recorded qemu
+//! command line with GRUB swapped for the kernel); (b) a clone started by
+//! the request, through the boot loader (GRUB reading the clone's own
+//! grub.cfg); (c) that clone stopped cleanly (`stop`), then `start`ed.
+//! The ratios (b)/(a) and (c)/(a) are printed. Then the preseeded installer
 //! for the same image (our CD, real d-i), timed from the request to the
 //! installer's first contact with the mirror ("Checking the Debian archive
 //! mirror"), where it would start downloading the base system. The
@@ -212,7 +223,8 @@ struct CloneFig {
     volume_kib: u64,
 }
 
-fn bench_clones(env: &Env, sizes: &[u64], runs: usize) -> Vec<CloneFig> {
+/// `with_qcow`: a qcow2 volume besides the raw one.
+fn bench_clones(env: &Env, sizes: &[u64], runs: usize, with_qcow: bool) -> Vec<CloneFig> {
     let mut out = Vec::new();
     for (i, &mib) in sizes.iter().enumerate() {
         let t = synthetic_template(env, mib);
@@ -221,7 +233,11 @@ fn bench_clones(env: &Env, sizes: &[u64], runs: usize) -> Vec<CloneFig> {
         let raw = env.dir.join(format!("raw{mib}.img"));
         sh(Command::new("qemu-img").args(["create", "-q", "-f", "qcow2"]).arg(&qcow).arg(format!("{}M", mib * 2)));
         fs::File::create(&raw).unwrap().set_len((mib * 2) << 20).unwrap();
-        for (vm, disk, k) in [(format!("ovl{mib}"), &qcow, n), (format!("raw{mib}"), &raw, n + 1)] {
+        let mut volumes = vec![(format!("raw{mib}"), &raw, n + 1)];
+        if with_qcow {
+            volumes.insert(0, (format!("ovl{mib}"), &qcow, n));
+        }
+        for (vm, disk, k) in volumes {
             env.machine(&vm, k, disk, &[]);
             // Page cache warm for every run alike.
             sh(Command::new("cat").arg(env.state().join("templates").join(t.as_str()).join("root.img")).stdout(Stdio::null()));
@@ -240,6 +256,28 @@ fn bench_clones(env: &Env, sizes: &[u64], runs: usize) -> Vec<CloneFig> {
         }
     }
     out
+}
+
+/// An XFS made with reflink on a sparse image in the cache, mounted for
+/// the run (the templates made on it stay in the image).
+struct XfsMount(PathBuf);
+impl XfsMount {
+    fn mount() -> XfsMount {
+        let img = cache().join("xfs.img");
+        let at = cache().join("xfs");
+        fs::create_dir_all(&at).unwrap();
+        if !img.exists() {
+            fs::File::create(&img).unwrap().set_len(16 << 30).unwrap();
+            sh(Command::new("mkfs.xfs").args(["-q", "-m", "reflink=1"]).arg(&img));
+        }
+        sh(Command::new("mount").args(["-o", "loop"]).arg(&img).arg(&at));
+        XfsMount(at)
+    }
+}
+impl Drop for XfsMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
 }
 
 /// The real template: the tests' cached build if it matches this code,
@@ -269,33 +307,94 @@ fn real_template(env: &Env) -> TemplateName {
     name
 }
 
-/// Starts `args` (an install) and waits for `marker` on the console;
-/// kills the guest at once after. Returns request → marker.
-fn time_to(env: &Env, vm: &str, args: &[&str], marker: &str) -> Option<Duration> {
+/// Waits for `marker` on the VM's console; request time `t0`.
+fn wait_for(env: &Env, vm: &str, t0: Instant, marker: &str) -> Option<Duration> {
     let console = env.state().join("vms").join(vm).join("console.log");
-    let t0 = Instant::now();
-    env.ok(Some(OWNER), args, HASH.as_bytes());
-    let mut got = None;
     while t0.elapsed() < BOOT_BOUND {
         let text = fs::read(&console).unwrap_or_default();
         if String::from_utf8_lossy(&text).contains(marker) {
-            got = Some(t0.elapsed());
-            break;
+            return Some(t0.elapsed());
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+    None
+}
+
+/// Kills the VM's qemu at once and cancels what is left.
+fn kill(env: &Env, vm: &str) {
     let pid = fs::read_to_string(env.state().join("vms").join(vm).join("qemu.pid")).unwrap_or_default();
     if let Ok(pid) = pid.trim().parse::<i32>() {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
     }
     std::thread::sleep(Duration::from_millis(500));
     let _ = env.run(Some(OWNER), &["cancel", vm], b"");
+}
+
+/// Starts `args` (an install) and waits for `marker` on the console;
+/// kills the guest at once after. Returns request → marker.
+fn time_to(env: &Env, vm: &str, args: &[&str], marker: &str) -> Option<Duration> {
+    let t0 = Instant::now();
+    env.ok(Some(OWNER), args, HASH.as_bytes());
+    let got = wait_for(env, vm, t0, marker);
+    kill(env, vm);
     got
 }
 
-fn bench_boots(env: &Env) -> (Option<Duration>, Option<Duration>) {
+const LOGIN: &str = "gi-bench login:";
+
+/// The old way, kept here only to compare: the clone is made by the
+/// request (`--no-start`), then qemu is run with the recorded command line
+/// but the template's kernel and initrd instead of the boot loader.
+fn boot_direct(env: &Env, vm: &str, t: &TemplateName) -> Option<Duration> {
+    let tpl = template::load(&env.state().join("templates"), t).unwrap();
+    let t0 = Instant::now();
+    env.ok(Some(OWNER), &["install", vm, &format!("template={t}"), "hostname=gi-bench", "--no-start", "--json"], HASH.as_bytes());
+    let cfg = fs::read_to_string(env.state().join("vms").join(vm).join("domain.cfg")).unwrap();
+    let mut lines = cfg.lines().filter(|l| !l.starts_with('#'));
+    let program = lines.next().unwrap().to_owned();
+    let mut args: Vec<String> = lines.map(str::to_owned).collect();
+    let k = args.iter().position(|a| a == "-kernel").expect("a clone boots with -kernel");
+    args[k + 1] = tpl.kernel().display().to_string();
+    let extra = ["-initrd".to_owned(), tpl.initrd().display().to_string(), "-append".into(), template::CLONE_ARGS.into()];
+    args.splice(k + 2..k + 2, extra);
+    sh(Command::new(&program).args(&args));
+    let got = wait_for(env, vm, t0, LOGIN);
+    kill(env, vm);
+    got
+}
+
+/// Through the boot loader: request → login; then a clean `stop` and
+/// `start` → login. Returns both.
+fn boot_loader_and_start(env: &Env, vm: &str, t: &TemplateName) -> (Option<Duration>, Option<Duration>) {
+    let t0 = Instant::now();
+    env.ok(Some(OWNER), &["install", vm, &format!("template={t}"), "hostname=gi-bench", "--json"], HASH.as_bytes());
+    let first = wait_for(env, vm, t0, LOGIN);
+    let mut again = None;
+    if first.is_some() {
+        let (st, _) = env.ok(Some(OWNER), &["status", vm, "--json"], b"");
+        if st["state"] == "installed" && env.run(Some(OWNER), &["stop", vm, "--force", "--json"], b"").0 == 0 {
+            let t1 = Instant::now();
+            if env.run(Some(OWNER), &["start", vm, "--json"], b"").0 == 0 {
+                again = wait_for(env, vm, t1, LOGIN);
+            }
+        } else {
+            eprintln!("bench: {vm} is {} after its login prompt; no start figure", st["state"]);
+        }
+    }
+    kill(env, vm);
+    (first, again)
+}
+
+struct Boots {
+    direct: Vec<f64>,
+    loader: Vec<f64>,
+    start: Vec<f64>,
+    installer: Option<Duration>,
+}
+
+fn bench_boots(env: &Env, rounds: usize, installer: bool) -> Boots {
     // The installer image, as the demo builds it.
-    if !env.state().join("images/bench").exists() {
+    if installer && !env.state().join("images/bench").exists() {
         let cd = env.dir.join("cd");
         let _ = fs::remove_dir_all(&cd);
         sh(Command::new(repo().join("tests/support/iso/make-installer-tree")).arg(&cd));
@@ -312,12 +411,26 @@ fn bench_boots(env: &Env) -> (Option<Duration>, Option<Duration>) {
     sh(Command::new("qemu-img").args(["create", "-q", "-f", "qcow2"]).arg(&qcow).arg("4G"));
     fs::File::create(&raw).unwrap().set_len(4 << 30).unwrap();
     env.machine("bootclone", 20, &qcow, &["memory=1024", "vcpus=2"]);
-    env.machine("bootinst", 21, &raw, &["memory=1024", "vcpus=2", "image=bench"]);
-    eprintln!("bench: booting a clone to its login prompt (TCG)");
-    let clone = time_to(env, "bootclone", &["install", "bootclone", &format!("template={t}"), "hostname=gi-bench", "--json"], "gi-bench login:");
-    eprintln!("bench: booting the installer to its mirror step (TCG)");
-    let inst = time_to(env, "bootinst", &["install", "bootinst", "image=bench", "--json"], "Checking the Debian archive mirror");
-    (clone, inst)
+    let secs = |d: Option<Duration>, v: &mut Vec<f64>| {
+        if let Some(d) = d {
+            v.push(d.as_secs_f64());
+        }
+    };
+    let mut b = Boots { direct: Vec::new(), loader: Vec::new(), start: Vec::new(), installer: None };
+    for round in 1..=rounds {
+        eprintln!("bench: round {round}/{rounds}: a clone booted directly (the template's kernel) to its login prompt (TCG)");
+        secs(boot_direct(env, "bootclone", &t), &mut b.direct);
+        eprintln!("bench: round {round}/{rounds}: a clone through the boot loader, then stopped and started (TCG)");
+        let (first, again) = boot_loader_and_start(env, "bootclone", &t);
+        secs(first, &mut b.loader);
+        secs(again, &mut b.start);
+    }
+    if installer {
+        env.machine("bootinst", 21, &raw, &["memory=1024", "vcpus=2", "image=bench"]);
+        eprintln!("bench: booting the installer to its mirror step (TCG)");
+        b.installer = time_to(env, "bootinst", &["install", "bootinst", "image=bench", "--json"], "Checking the Debian archive mirror");
+    }
+    b
 }
 
 fn main() {
@@ -329,11 +442,28 @@ fn main() {
     assert!(!sizes.is_empty(), "GI_BENCH_TEMPLATE_SIZES names no size");
     let runs = env_num("GI_BENCH_RUNS", 11).max(3);
     let boot = env_num("GI_BENCH_BOOT", 1) != 0;
+    let xfs = env_num("GI_BENCH_XFS", 1) != 0;
+    let rounds = env_num("GI_BENCH_BOOT_ROUNDS", 2).max(1);
+    let installer = env_num("GI_BENCH_INSTALLER", 1) != 0;
     let t_all = Instant::now();
     let load_before = fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let env = Env::new("run");
-    let clones = bench_clones(&env, &sizes, runs);
-    let boots = boot.then(|| bench_boots(&env));
+    let mut clones = bench_clones(&env, &sizes, runs, true);
+    if xfs {
+        let _mnt = XfsMount::mount();
+        let xenv = Env::new("xfs/run");
+        // The same synthetic templates, on the XFS.
+        for &mib in &sizes {
+            let name = format!("syn{mib}");
+            let (src, dst) = (env.state().join("templates").join(&name), xenv.state().join("templates").join(&name));
+            if !dst.exists() {
+                fs::create_dir_all(dst.parent().unwrap()).unwrap();
+                sh(Command::new("cp").args(["-a", "--sparse=always"]).arg(&src).arg(&dst));
+            }
+        }
+        clones.extend(bench_clones(&xenv, &sizes, runs, false));
+    }
+    let boots = boot.then(|| bench_boots(&env, rounds, installer));
 
     println!();
     println!("template bench: medians of {runs} runs; took {:.0} s; load before {}", t_all.elapsed().as_secs_f64(),
@@ -350,7 +480,7 @@ fn main() {
             c.volume_kib as f64 / 1024.0
         );
     }
-    for method in ["qcow2-overlay", "sparse-copy"] {
+    for method in ["qcow2-overlay", "sparse-copy", "reflink"] {
         let f: Vec<&CloneFig> = clones.iter().filter(|c| c.method == method).collect();
         if let (Some(a), Some(b)) = (f.first(), f.last()) {
             if a.mib != b.mib {
@@ -363,25 +493,43 @@ fn main() {
             }
         }
     }
-    if let Some((clone, inst)) = boots {
-        println!("request -> usable guest, under TCG here (one guest at a time, 1024 MiB, 2 vCPUs):");
-        match clone {
-            Some(c) => println!("  clone:     request -> 'login:' with its own hostname   {:>6.1} s", c.as_secs_f64()),
-            None => println!("  clone:     no login prompt within {BOOT_BOUND:?}"),
+    if let Some(b) = boots {
+        let med = |v: &[f64]| (!v.is_empty()).then(|| stats(v).p50);
+        let show = |v: &[f64]| v.iter().map(|x| format!("{x:.1}")).collect::<Vec<_>>().join(", ");
+        println!("request -> 'login:' with its own hostname, under TCG here (one guest at a time, 1024 MiB, 2 vCPUs; medians, runs in brackets):");
+        let (d, l, st) = (med(&b.direct), med(&b.loader), med(&b.start));
+        match d {
+            Some(d) => println!("  direct kernel (template's, from the host; bench only) {d:>6.1} s  [{}]", show(&b.direct)),
+            None => println!("  direct kernel: no login prompt within {BOOT_BOUND:?}"),
         }
-        match inst {
+        match l {
+            Some(l) => println!("  through the boot loader (GRUB, clone's grub.cfg)     {l:>6.1} s  [{}]", show(&b.loader)),
+            None => println!("  through the boot loader: no login prompt within {BOOT_BOUND:?}"),
+        }
+        match st {
+            Some(s) => println!("  `start` of the stopped clone -> login               {s:>6.1} s  [{}]", show(&b.start)),
+            None => println!("  `start` of the stopped clone: no login prompt within {BOOT_BOUND:?}"),
+        }
+        if let (Some(d), Some(l)) = (d, l) {
+            println!("  boot loader / direct: {:.2}x (target <= 1.15x)", l / d);
+        }
+        if let (Some(d), Some(s)) = (d, st) {
+            println!("  start / direct:       {:.2}x (target <= 1.15x)", s / d);
+        }
+        match b.installer {
             Some(i) => println!("  installer: request -> first contact with the mirror     {:>6.1} s (a lower bound: the base system is still to come)", i.as_secs_f64()),
-            None => println!("  installer: did not reach the mirror step within {BOOT_BOUND:?}"),
+            None if installer => println!("  installer: did not reach the mirror step within {BOOT_BOUND:?}"),
+            None => {}
         }
-        if let (Some(c), Some(i)) = (clone, inst) {
+        if let (Some(i), Some(l)) = (b.installer, l) {
             println!(
                 "  ratio: the installer before its first download is already {:.1}x the clone's whole request -> login",
-                i.as_secs_f64() / c.as_secs_f64()
+                i.as_secs_f64() / l
             );
             println!(
                 "  against the issue's ~{:.0} min for a whole install on real hardware: {:.0}x (the clone here runs under TCG, the install on hardware)",
                 REAL_HARDWARE_INSTALL_S / 60.0,
-                REAL_HARDWARE_INSTALL_S / c.as_secs_f64()
+                REAL_HARDWARE_INSTALL_S / l
             );
         }
     }

@@ -26,7 +26,8 @@ apt-get install -y -q --no-install-recommends \
     xen-utils-4.17 libxen-dev gcc \
     krb5-kdc krb5-admin-server krb5-user remctl-server remctl-client python3-pyremctl iproute2 \
     debhelper devscripts lintian fakeroot build-essential \
-    mmdebstrap fdisk
+    mmdebstrap fdisk \
+    grub-pc-bin grub-xen-host xfsprogs
 apt-get install -y -q --no-install-recommends -t bookworm-backports qemu-system-x86 qemu-utils
 
 # The linux-image package whose version matches the installer kernel (read

@@ -44,6 +44,10 @@ pub enum Command {
     Cancel { vm: VmName },
     /// Settle every machine (the package's timer runs it every minute).
     Settle,
+    Start { vm: VmName },
+    /// `force`: destroy the guest if it has not shut down in time.
+    Stop { vm: VmName, force: bool },
+    Reboot { vm: VmName },
     List,
     Images,
     MachineAdd(Box<Machine>),
@@ -64,6 +68,9 @@ impl Command {
             Command::Status { .. } => "status",
             Command::Cancel { .. } => "cancel",
             Command::Settle => "settle",
+            Command::Start { .. } => "start",
+            Command::Stop { .. } => "stop",
+            Command::Reboot { .. } => "reboot",
             Command::List => "list",
             Command::Images => "images",
             Command::MachineAdd(_) => "machine-add",
@@ -81,6 +88,9 @@ impl Command {
             Command::Install { vm, .. }
             | Command::Status { vm }
             | Command::Cancel { vm }
+            | Command::Start { vm }
+            | Command::Stop { vm, .. }
+            | Command::Reboot { vm }
             | Command::MachineRemove { vm }
             | Command::MachineShow { vm } => Some(vm.as_str()),
             Command::MachineAdd(m) => Some(m.name.as_str()),
@@ -124,6 +134,9 @@ pub fn parse(args: &[OsString]) -> Result<Command, UsageError> {
         "status" => one_vm(rest).map(|vm| Command::Status { vm }),
         "cancel" => one_vm(rest).map(|vm| Command::Cancel { vm }),
         "settle" => no_more(rest).map(|_| Command::Settle),
+        "start" => one_vm(rest).map(|vm| Command::Start { vm }),
+        "stop" => stop(rest),
+        "reboot" => one_vm(rest).map(|vm| Command::Reboot { vm }),
         "list" => no_more(rest).map(|_| Command::List),
         "images" => no_more(rest).map(|_| Command::Images),
         "machine" => machine(rest),
@@ -190,6 +203,14 @@ fn all<'a>(p: &[(&str, &'a str)], key: &str) -> Vec<&'a str> {
 
 fn required<'a>(p: &[(&str, &'a str)], key: &str) -> Result<&'a str, UsageError> {
     get(p, key).ok_or_else(|| usage(format!("missing {key}=")))
+}
+
+fn stop(rest: &[&str]) -> Result<Command, UsageError> {
+    match rest {
+        [vm] => Ok(Command::Stop { vm: vm_name(Some(vm))?, force: false }),
+        [vm, "--force"] | ["--force", vm] => Ok(Command::Stop { vm: vm_name(Some(vm))?, force: true }),
+        _ => Err(usage("stop takes VM and optionally --force")),
+    }
 }
 
 fn install(rest: &[&str]) -> Result<Command, UsageError> {
@@ -312,6 +333,10 @@ usage (remote callers: remctl HOST guest SUBCOMMAND ...):
                      neither, the machine's template, else its image
   status VM          state, image, times and the last console line
   cancel VM          stop an install that has not finished, remove its media
+  start VM           run an installed machine from its own disk and kernel
+  stop VM [--force]  shut it down cleanly; with --force, destroy it if it
+                     has not stopped within the configured time
+  reboot VM          ask it to reboot itself
   list               the machines you may manage
   images             installable images
   templates          golden templates (for install template=T)
@@ -381,6 +406,11 @@ mod tests {
             &["templates", "x"],
             &["status"],
             &["status", "web1", "extra"],
+            &["start"],
+            &["start", "web1", "--force"],
+            &["stop", "web1", "--now"],
+            &["stop", "web1", "--force", "x"],
+            &["reboot", "../web1"],
             &["frobnicate"],
             &[],
             &["machine", "add", "vm2", "owner=a@R", "ip=10.0.0.2", "netmask=255.255.255.0", "gateway=10.0.0.1",
@@ -388,6 +418,16 @@ mod tests {
         ] {
             assert!(p(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn power_commands_parse() {
+        let vm = VmName::parse("web1").unwrap();
+        assert_eq!(p(&["start", "web1", "--json"]).unwrap(), Command::Start { vm: vm.clone() });
+        assert_eq!(p(&["stop", "web1"]).unwrap(), Command::Stop { vm: vm.clone(), force: false });
+        assert_eq!(p(&["stop", "--force", "web1"]).unwrap(), Command::Stop { vm: vm.clone(), force: true });
+        assert_eq!(p(&["stop", "web1", "--force"]).unwrap(), Command::Stop { vm: vm.clone(), force: true });
+        assert_eq!(p(&["reboot", "web1"]).unwrap(), Command::Reboot { vm });
     }
 
     #[test]

@@ -97,6 +97,26 @@ pub struct Hypervisor {
     /// Where xenconsoled (XENCONSOLED_TRACE=guest) writes guest-NAME.log.
     #[serde(default = "default_console_dir")]
     pub console_dir: AbsPath,
+    /// The boot loader Xen runs inside PV guests booting from their own
+    /// disk (pvgrub2, Debian's grub-xen-host).
+    #[serde(default = "default_pvgrub")]
+    pub pvgrub: AbsPath,
+    /// Makes the GRUB image qemu loads for guests booting from their own
+    /// disk (grub-pc-bin), from the modules in `grub_pc`.
+    #[serde(default = "default_grub_mkimage")]
+    pub grub_mkimage: AbsPath,
+    #[serde(default = "default_grub_pc")]
+    pub grub_pc: AbsPath,
+}
+
+fn default_pvgrub() -> AbsPath {
+    AbsPath("/usr/lib/grub-xen/grub-x86_64-xen.bin".into())
+}
+fn default_grub_mkimage() -> AbsPath {
+    AbsPath("/usr/bin/grub-mkimage".into())
+}
+fn default_grub_pc() -> AbsPath {
+    AbsPath("/usr/lib/grub/i386-pc".into())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -141,10 +161,18 @@ pub struct Timeouts {
     /// may wait to be used before `settle` removes them.
     #[serde(default = "default_prepared_media_s")]
     pub prepared_media_s: u64,
+    /// How long `stop --force` waits for a clean shutdown before it
+    /// destroys the guest.
+    #[serde(default = "default_stop_s")]
+    pub stop_s: u64,
 }
 
 fn default_prepared_media_s() -> u64 {
     3600
+}
+
+fn default_stop_s() -> u64 {
+    60
 }
 
 fn default_template_s() -> u64 {
@@ -165,6 +193,7 @@ impl Default for Timeouts {
             hypervisor_s: default_hypervisor_s(),
             template_s: default_template_s(),
             prepared_media_s: default_prepared_media_s(),
+            stop_s: default_stop_s(),
         }
     }
 }
@@ -178,6 +207,9 @@ impl Timeouts {
     }
     pub fn template(&self) -> Duration {
         Duration::from_secs(self.template_s)
+    }
+    pub fn stop(&self) -> Duration {
+        Duration::from_secs(self.stop_s)
     }
 }
 

@@ -23,10 +23,12 @@ use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::hypervisor::{self, Domain, Hypervisor};
 use crate::lock;
+use crate::media::Media;
 use crate::progress::{self, Stage};
 use crate::registry::Machine;
 use crate::state::{self, Phase, VmDir, VmState};
 use crate::template::{self, clone};
+use crate::types::Boot;
 use std::path::Path;
 
 /// A machine whose lock this request holds, with its files and driver.
@@ -366,8 +368,9 @@ impl Held<'_> {
         if st.template.is_none() {
             return Ok(());
         }
-        // MERGE: hv.detach_seed with Media::Loader once the boot loader lands.
-        Ok(())
+        let media = run_media(self.machine, st);
+        let domain = Domain::for_machine(self.machine, self.config, &media);
+        Ok(self.hv.detach_seed(&domain, &self.vmdir)?)
     }
 
     /// Removes the clone `st` recorded (see [`Held::discard`]).
@@ -388,6 +391,16 @@ impl Held<'_> {
         fsutil::remove_if_exists(&self.vmdir.identity_seed())
             .map_err(|e| Error::failed(format!("cannot remove the identity seed of {vm}: {e}")))?;
         clone::wipe(&self.machine.disk, tpl.map(|t| t.root()).as_deref()).map_err(clone_error)
+    }
+}
+
+/// What an installed machine boots: a clone, the boot loader inside it;
+/// an installed system, its own disk.
+pub fn run_media(m: &Machine, st: &VmState) -> Media {
+    if st.template.is_some() {
+        Media::Loader
+    } else {
+        Media::Disk { pv: m.boot == Boot::PvInitrd }
     }
 }
 

@@ -67,8 +67,13 @@ fn cancel_after_the_identity_applied_refuses_and_keeps_the_running_clone() {
     assert!(fs::read(&vol).unwrap() == before, "cancel changed the volume of a finished clone");
     let s = status(&env, "c1");
     assert_eq!((s["state"].as_str(), s["running"].as_bool()), (Some("installed"), Some(true)), "{s}");
-    // The seed (it holds the hash) went when the install was recorded.
+    // The seed (it holds the hash) went when the install was recorded, and
+    // nothing the guest restarts from names it: the running domain had it
+    // detached, and every path in the domain config exists.
     assert!(!env.vm_file("c1", "identity.img").exists());
+    let detached = fs::read_to_string(xl_file(&env, "detached/c1")).unwrap_or_default();
+    assert_eq!(detached.trim(), "xvdb", "the seed disk was not detached from the running domain");
+    assert_paths_exist(&env.vm_file("c1", "domain.cfg"));
     let listed = env.run(As::Remote(OWNER), &["list", "--json"], b"").ok().json();
     assert_eq!(listed["machines"][0]["running"], true, "{listed}");
 }
@@ -248,6 +253,20 @@ fn an_expired_prepared_clone_is_discarded() {
         .unwrap();
     assert!(!same.success(), "the expired clone was not wiped");
     assert!(Path::new(&vol).exists());
+}
+
+/// Every absolute path a domain config names (disk targets, kernel)
+/// exists, and the config is one Xen's own parser accepts.
+fn assert_paths_exist(cfg: &Path) {
+    let text = fs::read_to_string(cfg).unwrap();
+    assert!(!text.contains("identity.img"), "the restart config names the seed:\n{text}");
+    for word in text.split(|c: char| c == '"' || c == ',' || c.is_whitespace()) {
+        let path = word.strip_prefix("target=").unwrap_or(word);
+        if path.starts_with('/') {
+            assert!(Path::new(path).exists(), "{path} named in the domain config does not exist:\n{text}");
+        }
+    }
+    check_xl_config(cfg);
 }
 
 struct Rng(u64);

@@ -119,7 +119,7 @@ fn run(ctx: &Ctx, mut req: Request, image_name: &ImageName) -> Result<Outcome> {
     let human = format!(
         "{vm}: {} from image {image_name}\n  media: {}\n  domain config: {}\n  console log: {}\n",
         if no_start { "prepared (not started)" } else { "installer started" },
-        media.path().display(),
+        media.path().unwrap_or(&vmdir.dir).display(),
         domain_config.display(),
         console.display(),
     );
@@ -130,7 +130,7 @@ fn run(ctx: &Ctx, mut req: Request, image_name: &ImageName) -> Result<Outcome> {
             ("state", Value::from(st.phase.as_str())),
             ("image", Value::from(image_name.as_str())),
             ("hostname", Value::from(hostname.as_str())),
-            ("media", Value::from(media.path().display().to_string())),
+            ("media", Value::from(media.path().unwrap_or(&vmdir.dir).display().to_string())),
             ("boot", Value::from(machine.boot.as_str())),
             ("domain_config", Value::from(domain_config.display().to_string())),
             ("console_log", Value::from(console.display().to_string())),
@@ -184,7 +184,7 @@ fn check_volume(m: &Machine) -> Result<()> {
 /// file, a sparse copy otherwise: see `template::clone`), its identity is
 /// a seed disk built from the same typed values as the preseed
 /// (`vms/VM/identity.img`, 0600), applied by the template's first-boot
-/// unit. The guest boots the template's kernel and initrd. The state is
+/// unit. The guest boots its own kernel through a boot loader. The state is
 /// `installing` until the console shows that the identity was applied,
 /// then `installed` (see `status`).
 fn run_template(ctx: &Ctx, mut req: Request, tname: &TemplateName) -> Result<Outcome> {
@@ -231,7 +231,7 @@ fn run_template(ctx: &Ctx, mut req: Request, tname: &TemplateName) -> Result<Out
         for p in [vmdir.cdrom(), vmdir.initrd()] {
             fsutil::remove_if_exists(&p).map_err(|e| Error::failed(format!("cannot remove {}: {e}", p.display())))?;
         }
-        let media = media::Media::Clone { seed: vmdir.identity_seed(), kernel: tpl.kernel(), initrd: tpl.initrd() };
+        let media = media::Media::Clone { seed: vmdir.identity_seed() };
         let domain_config = match hv.prepare(&Domain::for_machine(machine, config, &media), vmdir) {
             Ok(p) => p,
             Err(e) => {
@@ -268,7 +268,7 @@ fn run_template(ctx: &Ctx, mut req: Request, tname: &TemplateName) -> Result<Out
             ("hostname", Value::from(hostname.as_str())),
             ("disk", Value::from(machine.disk.as_str())),
             ("clone_method", Value::from(method.as_str())),
-            ("media", Value::from(media.path().display().to_string())),
+            ("media", Value::from(media.path().unwrap_or(&vmdir.dir).display().to_string())),
             ("domain_config", Value::from(domain_config.display().to_string())),
             ("console_log", Value::from(console.display().to_string())),
             ("clone_s", Value::from(clone_s)),

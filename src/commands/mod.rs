@@ -4,6 +4,7 @@
 mod images;
 mod install;
 mod machines;
+mod power;
 mod status;
 mod templates;
 
@@ -85,6 +86,9 @@ pub fn run(ctx: &Ctx, cmd: &Command, stdin: &mut dyn Read) -> Result<Outcome> {
         Command::Status { vm } => status::status(ctx, vm),
         Command::Cancel { vm } => status::cancel(ctx, vm),
         Command::Settle => status::settle(ctx),
+        Command::Start { vm } => power::start(ctx, vm),
+        Command::Stop { vm, force } => power::stop(ctx, vm, *force),
+        Command::Reboot { vm } => power::reboot(ctx, vm),
         Command::List => status::list(ctx),
         Command::Images => images::list(ctx),
         Command::ImageImport { name, iso, sha256 } => images::import(ctx, name, iso, sha256),

@@ -1,7 +1,10 @@
-//! Hypervisor drivers: write a domain config for the installer guest,
-//! start it, tell whether it still runs, stop it.
+//! Hypervisor drivers: write a domain config for a guest (an installer, a
+//! clone's first boot, an installed machine), start it, tell whether it
+//! still runs, ask it to shut down or reboot, stop it.
 
+pub mod grub;
 pub mod qemu;
+mod qmp;
 pub mod xl;
 
 use crate::config::{Bridge, Config, Driver};
@@ -18,9 +21,14 @@ pub enum HvError {
     Tool(#[from] ExecError),
     #[error("cannot write the domain config {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    /// The boot loader that runs inside guests is missing or cannot be made.
+    #[error("the guests' boot loader {path} is not usable: {message}")]
+    BootLoader { path: PathBuf, message: String },
+    #[error("cannot talk to the guest's qemu over {path}: {message}")]
+    Qmp { path: PathBuf, message: String },
 }
 
-/// The installer guest, as every driver needs it.
+/// A guest, as every driver needs it.
 pub struct Domain<'a> {
     pub name: &'a VmName,
     pub memory_mib: MemoryMib,
@@ -54,6 +62,17 @@ pub trait Hypervisor {
     fn is_running(&self, name: &VmName, vm: &VmDir) -> Result<bool, HvError>;
     /// Stops the guest at once; not an error if it is already gone.
     fn destroy(&self, name: &VmName, vm: &VmDir) -> Result<(), HvError>;
+    /// Asks the guest to shut down cleanly (ACPI power button, Xen's PV
+    /// shutdown request) and returns without waiting for it.
+    fn shutdown(&self, name: &VmName, vm: &VmDir) -> Result<(), HvError>;
+    /// Asks the guest to reboot itself (its own clean reboot, not a reset)
+    /// and returns without waiting for it.
+    fn reboot(&self, name: &VmName, vm: &VmDir) -> Result<(), HvError>;
+    /// Once a clone has applied its identity: the seed disk leaves the
+    /// running guest (if the driver can detach it) and the domain config
+    /// it restarts from, so that no config names the seed when it is
+    /// removed. `d.media` is `Media::Loader`.
+    fn detach_seed(&self, d: &Domain, vm: &VmDir) -> Result<(), HvError>;
     /// Where the guest's serial console is logged.
     fn console_log(&self, name: &VmName, vm: &VmDir) -> PathBuf;
 }

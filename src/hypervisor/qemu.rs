@@ -4,7 +4,7 @@
 //! counterpart of xl's `on_reboot="destroy"`, KVM when it works and TCG
 //! otherwise.
 
-use super::{Domain, HvError, Hypervisor};
+use super::{grub::GrubPc, qmp, Domain, HvError, Hypervisor};
 use crate::config::{Config, QemuNet};
 use crate::exec;
 use crate::fsutil;
@@ -20,6 +20,7 @@ pub struct Qemu {
     net: QemuNet,
     bridge: String,
     timeout: Duration,
+    grub: GrubPc,
 }
 
 /// KVM only if the CPU has hardware virtualisation and /dev/kvm is there:
@@ -42,7 +43,27 @@ impl Qemu {
             net: config.hypervisor.qemu_net,
             bridge: config.hypervisor.bridge.as_str().to_owned(),
             timeout: config.timeouts.hypervisor(),
+            grub: GrubPc {
+                mkimage: config.hypervisor.grub_mkimage.path().into(),
+                modules: config.hypervisor.grub_pc.path().into(),
+                out_dir: config.state_dir.path().join("boot"),
+                timeout: config.timeouts.tool(),
+            },
         }
+    }
+
+    /// qemu's control socket, for clean shutdowns and reboots.
+    pub fn qmp_socket(vm: &VmDir) -> PathBuf {
+        vm.dir.join("qmp.sock")
+    }
+
+    /// Makes sure what `args` names exists: the GRUB image, for guests
+    /// that boot through it.
+    fn ensure_loader(&self, d: &Domain) -> Result<(), HvError> {
+        if matches!(d.media, Media::Clone { .. } | Media::Loader) {
+            self.grub.image()?;
+        }
+        Ok(())
     }
 
     /// The whole command line. Values are validated types and config paths
@@ -65,25 +86,32 @@ impl Qemu {
         push("none".into());
         push("-serial".into());
         push(format!("file:{}", vm.console_log().display()));
-        if !matches!(d.media, Media::Clone { .. }) {
+        if d.media.is_installer() {
             // The installer's reboot at the end is how we see it finished.
             push("-no-reboot".into());
         }
+        push("-qmp".into());
+        push(format!("unix:{},server=on,wait=off", Self::qmp_socket(vm).display()));
         push("-daemonize".into());
         push("-pidfile".into());
         push(vm.pidfile().display().to_string());
         push("-drive".into());
         push(format!("file={},format={},if=virtio", d.disk, d.disk.format().as_str()));
         match d.media {
-            Media::Clone { seed, kernel, initrd } => {
+            // GRUB, which boots what the guest's own grub.cfg names.
+            Media::Clone { seed } => {
                 push("-drive".into());
                 push(format!("file={},format=raw,if=virtio,readonly=on", seed.display()));
                 push("-kernel".into());
-                push(kernel.display().to_string());
-                push("-initrd".into());
-                push(initrd.display().to_string());
-                push("-append".into());
-                push(format!("{} console=ttyS0,115200n8", crate::template::CLONE_ARGS));
+                push(self.grub.path().display().to_string());
+            }
+            Media::Loader => {
+                push("-kernel".into());
+                push(self.grub.path().display().to_string());
+            }
+            Media::Disk { .. } => {
+                push("-boot".into());
+                push("c".into());
             }
             Media::Cdrom(iso) => {
                 push("-drive".into());
@@ -125,6 +153,7 @@ impl Qemu {
 
 impl Hypervisor for Qemu {
     fn prepare(&self, d: &Domain, vm: &VmDir) -> Result<PathBuf, HvError> {
+        self.ensure_loader(d)?;
         // Not read back: a record of what is run, for the admin.
         let path = vm.domain_config();
         let mut text = String::from("# qemu command line written by guest-installer; one argument per line\n");
@@ -139,7 +168,8 @@ impl Hypervisor for Qemu {
     }
 
     fn start(&self, d: &Domain, vm: &VmDir) -> Result<(), HvError> {
-        for p in [vm.console_log(), vm.pidfile()] {
+        self.ensure_loader(d)?;
+        for p in [vm.console_log(), vm.pidfile(), Self::qmp_socket(vm)] {
             fsutil::remove_if_exists(&p).map_err(|source| HvError::Io { path: p.clone(), source })?;
         }
         exec::run(&self.program, &self.args(d, vm), self.timeout)?;
@@ -164,6 +194,36 @@ impl Hypervisor for Qemu {
         }
         let _ = fsutil::remove_if_exists(&vm.pidfile());
         Ok(())
+    }
+
+    fn shutdown(&self, name: &VmName, vm: &VmDir) -> Result<(), HvError> {
+        if self.pid(name, vm).is_none() {
+            return Ok(());
+        }
+        // The ACPI power button: the guest's systemd-logind powers it off.
+        qmp::execute(&Self::qmp_socket(vm), "system_powerdown", None, self.timeout)
+    }
+
+    fn reboot(&self, name: &VmName, vm: &VmDir) -> Result<(), HvError> {
+        if self.pid(name, vm).is_none() {
+            return Ok(());
+        }
+        // Ctrl-Alt-Del on the guest's keyboard: the kernel hands it to
+        // init, which reboots cleanly (a `system_reset` would be a reset
+        // button, losing what the guest had not written).
+        let keys = serde_json::json!({"keys": [
+            {"type": "qcode", "data": "ctrl"},
+            {"type": "qcode", "data": "alt"},
+            {"type": "qcode", "data": "delete"}
+        ]});
+        qmp::execute(&Self::qmp_socket(vm), "send-key", Some(keys), self.timeout)
+    }
+
+    fn detach_seed(&self, d: &Domain, vm: &VmDir) -> Result<(), HvError> {
+        // qemu never re-reads its config: a guest reboot stays in the same
+        // process. The recorded command line, which `start` rewrites, is
+        // what must not name the seed.
+        self.prepare(d, vm).map(|_| ())
     }
 
     fn console_log(&self, _name: &VmName, vm: &VmDir) -> PathBuf {

@@ -1,20 +1,24 @@
-//! The Xen driver: an HVM domain booting the per-VM ISO with the machine's
-//! volume as its first disk, started with `xl create`. `on_reboot` is
+//! The Xen driver: an HVM domain booting the per-VM ISO (or a PV one
+//! booting the installer's kernel) with the machine's volume as its first
+//! disk, started with `xl create`. While installing, `on_reboot` is
 //! `destroy` so the domain disappears when the installer reboots at the
-//! end, which is how we see that the install finished.
+//! end, which is how we see that the install finished. Installed machines
+//! and clones boot from their own disk: HVM through its boot sector, PV
+//! through pvgrub2.
 
-use super::{Domain, HvError, Hypervisor};
+use super::{grub, Domain, HvError, Hypervisor};
 use crate::config::Config;
 use crate::exec::{self, ExecError};
 use crate::fsutil;
 use crate::media::{self, Media};
 use crate::state::VmDir;
 use crate::types::VmName;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub struct Xl {
     program: PathBuf,
+    pvgrub: PathBuf,
     console_dir: PathBuf,
     timeout: Duration,
 }
@@ -23,6 +27,7 @@ impl Xl {
     pub fn new(config: &Config) -> Self {
         Xl {
             program: config.hypervisor.xl.path().into(),
+            pvgrub: config.hypervisor.pvgrub.path().into(),
             console_dir: config.hypervisor.console_dir.path().into(),
             timeout: config.timeouts.hypervisor(),
         }
@@ -30,10 +35,13 @@ impl Xl {
 }
 
 /// The xl domain config. Every value is a validated type or a config path
-/// of a safe character set, so none can close a quoted string.
-pub fn render(d: &Domain) -> String {
+/// of a safe character set, so none can close a quoted string. Guests that
+/// boot from their own disk as PV guests run `pvgrub` (pvgrub2), which
+/// reads the guest's own /boot/grub/grub.cfg: the host never picks their
+/// kernel.
+pub fn render(d: &Domain, pvgrub: &Path) -> String {
     let mut c = format!(
-        "# Written by guest-installer for the installer guest; replaced on each install.\n\
+        "# Written by guest-installer; replaced on each install and start.\n\
          name = \"{name}\"\n\
          memory = {mem}\n\
          vcpus = {vcpus}\n",
@@ -42,23 +50,25 @@ pub fn render(d: &Domain) -> String {
         vcpus = d.vcpus,
     );
     let disk = format!("\"format={}, vdev=xvda, access=rw, target={}\"", d.disk.format().as_str(), d.disk);
-    let mut on_reboot = "destroy";
+    let pv_loader = |extra_disk: String| {
+        format!(
+            "type = \"pv\"\n\
+             kernel = \"{pvgrub}\"\n\
+             disk = [ {disk}{extra_disk} ]\n",
+            pvgrub = pvgrub.display(),
+        )
+    };
     match d.media {
-        Media::Clone { seed, kernel, initrd } => {
-            // A running guest, not an installer: a reboot is a reboot.
-            on_reboot = "restart";
-            c.push_str(&format!(
-                "type = \"pv\"\n\
-                 kernel = \"{kernel}\"\n\
-                 ramdisk = \"{initrd}\"\n\
-                 extra = \"{args} console=hvc0\"\n\
-                 disk = [ {disk},\n         \"format=raw, vdev=xvdb, access=ro, target={seed}\" ]\n",
-                kernel = kernel.display(),
-                initrd = initrd.display(),
-                args = crate::template::CLONE_ARGS,
-                seed = seed.display(),
-            ))
+        Media::Clone { seed } => {
+            c.push_str(&pv_loader(format!(",\n         \"format=raw, vdev={SEED_VDEV}, access=ro, target={}\"", seed.display())))
         }
+        Media::Loader | Media::Disk { pv: true } => c.push_str(&pv_loader(String::new())),
+        Media::Disk { pv: false } => c.push_str(&format!(
+            "type = \"hvm\"\n\
+             disk = [ {disk} ]\n\
+             boot = \"c\"\n\
+             serial = \"pty\"\n"
+        )),
         Media::Cdrom(iso) => c.push_str(&format!(
             "type = \"hvm\"\n\
              disk = [ {disk},\n         \"format=qcow2, vdev=hdc, access=ro, devtype=cdrom, target={iso}\" ]\n\
@@ -77,6 +87,9 @@ pub fn render(d: &Domain) -> String {
             args = media::INSTALLER_ARGS,
         )),
     }
+    // An installer's reboot at the end is how we see it finished; any
+    // other guest's reboot is a reboot.
+    let on_reboot = if d.media.is_installer() { "destroy" } else { "restart" };
     c.push_str(&format!(
         "vif = [ \"mac={mac}, bridge={bridge}\" ]\n\
          on_poweroff = \"destroy\"\n\
@@ -88,12 +101,30 @@ pub fn render(d: &Domain) -> String {
     c
 }
 
-impl Hypervisor for Xl {
-    fn prepare(&self, d: &Domain, vm: &VmDir) -> Result<PathBuf, HvError> {
+/// The identity seed's device in a clone's first boot.
+const SEED_VDEV: &str = "xvdb";
+
+impl Xl {
+    fn write_config(&self, d: &Domain, vm: &VmDir) -> Result<PathBuf, HvError> {
+        if !d.media.is_installer() && !matches!(d.media, Media::Disk { pv: false }) {
+            grub::check_file(&self.pvgrub, "grub-xen-host")?;
+        }
         let path = vm.domain_config();
-        fsutil::write_atomic(&path, render(d).as_bytes(), 0o600)
+        fsutil::write_atomic(&path, render(d, &self.pvgrub).as_bytes(), 0o600)
             .map_err(|source| HvError::Io { path: path.clone(), source })?;
         Ok(path)
+    }
+
+    /// Runs `xl VERB NAME` on a running guest.
+    fn control(&self, verb: &str, name: &VmName) -> Result<(), HvError> {
+        exec::run(&self.program, &[verb, name.as_str()], self.timeout)?;
+        Ok(())
+    }
+}
+
+impl Hypervisor for Xl {
+    fn prepare(&self, d: &Domain, vm: &VmDir) -> Result<PathBuf, HvError> {
+        self.write_config(d, vm)
     }
 
     fn start(&self, d: &Domain, vm: &VmDir) -> Result<(), HvError> {
@@ -127,6 +158,25 @@ impl Hypervisor for Xl {
             return Ok(());
         }
         exec::run(&self.program, &["destroy", name.as_str()], self.timeout)?;
+        Ok(())
+    }
+
+    fn shutdown(&self, name: &VmName, _vm: &VmDir) -> Result<(), HvError> {
+        self.control("shutdown", name)
+    }
+
+    fn reboot(&self, name: &VmName, _vm: &VmDir) -> Result<(), HvError> {
+        self.control("reboot", name)
+    }
+
+    fn detach_seed(&self, d: &Domain, vm: &VmDir) -> Result<(), HvError> {
+        // The file first (a later `xl create` reads it), then the running
+        // domain: libxl drops the disk from the config it keeps for the
+        // domain, which is what on_reboot = "restart" re-creates it from.
+        self.write_config(d, vm)?;
+        if self.is_running(d.name, vm)? {
+            exec::run(&self.program, &["block-detach", d.name.as_str(), SEED_VDEV], self.timeout)?;
+        }
         Ok(())
     }
 

@@ -27,19 +27,34 @@ pub enum MediaError {
 pub enum Media {
     Cdrom(PathBuf),
     Kernel { kernel: PathBuf, initrd: PathBuf },
-    /// A clone of a golden template, already on the machine's volume: the
-    /// identity seed as a second disk, and the template's kernel/initrd.
-    Clone { seed: PathBuf, kernel: PathBuf, initrd: PathBuf },
+    /// The first boot of a clone of a golden template, already on the
+    /// machine's volume: the boot loader inside the guest (the kernel and
+    /// initrd come from the guest's own filesystem) and the identity seed
+    /// as a second disk.
+    Clone { seed: PathBuf },
+    /// An installed clone: the boot loader inside the guest, no seed.
+    Loader,
+    /// An installed installer-path machine: its own disk and nothing else.
+    /// `pv` if it was installed as a PV guest (Xen then boots it through
+    /// pvgrub, as a clone).
+    Disk { pv: bool },
 }
 
 impl Media {
-    /// The per-VM file (the one that holds the password hash).
-    pub fn path(&self) -> &Path {
+    /// The per-VM file (the one that holds the password hash), if any.
+    pub fn path(&self) -> Option<&Path> {
         match self {
-            Media::Cdrom(p) => p,
-            Media::Kernel { initrd, .. } => initrd,
-            Media::Clone { seed, .. } => seed,
+            Media::Cdrom(p) => Some(p),
+            Media::Kernel { initrd, .. } => Some(initrd),
+            Media::Clone { seed } => Some(seed),
+            Media::Loader | Media::Disk { .. } => None,
         }
+    }
+
+    /// True while an installer runs: its reboot at the end is how the end
+    /// is seen, so the hypervisor must not restart it.
+    pub fn is_installer(&self) -> bool {
+        matches!(self, Media::Cdrom(_) | Media::Kernel { .. })
     }
 }
 
@@ -60,7 +75,7 @@ pub fn build(
         Boot::PvInitrd => build_initrd(image, preseed, vm)?,
     };
     for stale in vm.media() {
-        if stale != media.path() {
+        if Some(stale.as_path()) != media.path() {
             crate::fsutil::remove_if_exists(&stale).map_err(|source| MediaError::Io { path: stale.clone(), source })?;
         }
     }

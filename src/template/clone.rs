@@ -4,6 +4,11 @@
 //! - a file volume named `*.qcow2`: a qcow2 overlay backed by the
 //!   template's `root.img` replaces the file (copy-on-write; costs the
 //!   same whatever the template's size; the template must outlive it);
+//! - any other file on the template's own filesystem, where that
+//!   filesystem shares extents (XFS with reflink, btrfs): a reflink
+//!   (`FICLONE`): the volume shares the template's blocks copy-on-write,
+//!   costs the same whatever the template's size, and owes the template
+//!   nothing (removing the template leaves it whole);
 //! - any other file, or a block device: a sparse copy: the template's data
 //!   extents are copied and its holes punched (files) or zeroed with
 //!   `BLKZEROOUT` (devices, cheap on thin volumes), so the clone owes the
@@ -24,7 +29,9 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
     Overlay,
+    /// Chosen for any raw volume; a file volume may end up a [`Method::Reflink`].
     SparseCopy,
+    Reflink,
 }
 
 impl Method {
@@ -32,6 +39,7 @@ impl Method {
         match self {
             Method::Overlay => "qcow2-overlay",
             Method::SparseCopy => "sparse-copy",
+            Method::Reflink => "reflink",
         }
     }
 }
@@ -126,17 +134,36 @@ pub fn clone_onto(root: &Path, disk: &DiskPath) -> Result<Method, CloneError> {
     let len = base.metadata().map_err(io_err(root))?.len();
     match m {
         Method::Overlay => write_overlay(volume, &mut base, len, overlay_size(volume, len), root, &[])?,
-        Method::SparseCopy => {
+        Method::SparseCopy | Method::Reflink => {
             let dst = open_volume(disk)?;
             let have = volume_len(&dst).map_err(io_err(volume))?;
             if have < len {
                 return Err(CloneError::TooSmall { disk: disk.clone(), have, need: len });
+            }
+            if reflink(&base, &dst) {
+                dst.sync_all().map_err(write_err(volume))?;
+                return Ok(Method::Reflink);
             }
             copy_sparse(&base, len, &dst).map_err(write_err(volume))?;
             dst.sync_all().map_err(write_err(volume))?;
         }
     }
     Ok(m)
+}
+
+/// Makes the start of the file `dst` share the whole of `src`'s blocks
+/// (FICLONE); the rest of a larger volume is left as it was, as a copy
+/// leaves it. False where the filesystem cannot (another filesystem, no
+/// reflink support, a block device, a template whose size is not a whole
+/// number of blocks below a larger volume's end): nothing was changed
+/// then, and the caller copies.
+fn reflink(src: &File, dst: &File) -> bool {
+    use std::os::fd::AsRawFd;
+    if dst.metadata().map(|m| !m.is_file()).unwrap_or(true) {
+        return false;
+    }
+    // SAFETY: FICLONE takes the source descriptor as its argument.
+    unsafe { libc::ioctl(dst.as_raw_fd(), libc::FICLONE, src.as_raw_fd()) == 0 }
 }
 
 /// Makes a half-made clone unusable: the first MiB of the volume, where
@@ -159,7 +186,7 @@ pub fn wipe(disk: &DiskPath, root: Option<&Path>) -> Result<(), CloneError> {
             // No template to lay zeros over: an empty file is no disk.
             None => write_replacing(volume, |_| Ok(())),
         },
-        Ok(Method::SparseCopy) => {
+        Ok(Method::SparseCopy | Method::Reflink) => {
             // A punched hole (files) or BLKZEROOUT (devices): it needs no
             // free space, so a clone that failed on a full filesystem can
             // still be wiped.

@@ -18,6 +18,7 @@
 //! of `root.img` or a sparse copy) plus a small raw disk holding the
 //! identity seed (`vms/VM/identity.img`); nothing is mounted.
 
+pub mod boot;
 pub mod clone;
 pub mod extract;
 pub mod installer;
@@ -52,8 +53,10 @@ pub const ROOT_LABEL: &str = "gi-root";
 const ROOT_SIZE: &str = "2G";
 /// Used when the image does not say which release it installs.
 pub const DEFAULT_SUITE: &str = "bookworm";
-/// Kernel arguments for a clone; drivers add their console.
-pub const CLONE_ARGS: &str = "root=LABEL=gi-root rw quiet";
+/// Kernel arguments for a clone, in the template's grub.cfg: the root by
+/// label, and a console on qemu's serial port and on Xen's PV console
+/// (whichever exists; the last one present is /dev/console).
+pub const CLONE_ARGS: &str = "root=LABEL=gi-root rw quiet console=ttyS0,115200n8 console=hvc0";
 
 /// What the template holds beyond minbase.
 pub const PACKAGES: &[&str] = &[
@@ -67,6 +70,9 @@ pub const PACKAGES: &[&str] = &[
     "netbase",
     "passwd",
     "e2fsprogs",
+    // systemd-logind needs the bus; it turns the hypervisor's power
+    // button (`stop`) into a clean shutdown.
+    "dbus",
 ];
 
 /// Units masked in the template: slow or useless on a first boot under
@@ -88,13 +94,14 @@ const MASKED: &[&str] = &[
 pub fn build_key() -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
-    for part in [IDENTITY_SCRIPT, IDENTITY_UNIT, &PACKAGES.join(","), &MASKED.join(","), SEAL_VERSION] {
+    let grub = boot::grub_cfg();
+    for part in [IDENTITY_SCRIPT, IDENTITY_UNIT, &PACKAGES.join(","), &MASKED.join(","), SEAL_VERSION, &grub, boot::REPORT_SCRIPT, boot::REPORT_UNIT] {
         h.update(part.as_bytes());
         h.update([0]);
     }
     h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
-const SEAL_VERSION: &str = "seal-2";
+const SEAL_VERSION: &str = "seal-3";
 
 pub use crate::types::TemplateName;
 
@@ -362,6 +369,7 @@ fn finish(work: &Path, tree: &Path, req: &BuildRequest, kind: BuilderKind) -> Re
     seal(&tree)?;
     let packages = installed_packages(&tree)?;
     let (kernel_src, initrd_src, kernel_version) = find_kernel(&tree)?;
+    boot::install(&tree, &kernel_version)?;
     let kernel = work.join("vmlinuz");
     let initrd = work.join("initrd.img");
     fs::copy(&kernel_src, &kernel).map_err(io_err(&kernel))?;

@@ -33,3 +33,20 @@ pub fn add_template(env: &Env) {
     sh(Command::new("cp").args(["-a", "--sparse=always"]).arg(template_fixture().join("tpl")).arg(t.join("tpl")));
 }
 
+/// An XFS filesystem made with reflink support on a sparse image file,
+/// loop-mounted at `at`; unmounted (and its loop device freed) on drop.
+pub struct Xfs(pub PathBuf);
+impl Xfs {
+    pub fn mount(image: &std::path::Path, bytes: u64, at: &std::path::Path) -> Xfs {
+        fs::File::create(image).unwrap().set_len(bytes).unwrap();
+        sh(Command::new("mkfs.xfs").args(["-q", "-m", "reflink=1"]).arg(image));
+        fs::create_dir_all(at).unwrap();
+        sh(Command::new("mount").args(["-o", "loop"]).arg(image).arg(at));
+        Xfs(at.to_path_buf())
+    }
+}
+impl Drop for Xfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}

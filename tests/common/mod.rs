@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 
 pub mod golden;
 #[allow(unused_imports)]
-pub use golden::{add_template, template_fixture};
+pub use golden::{add_template, template_fixture, Xfs};
 
 pub const ADMIN: &str = "alice/admin@EXAMPLE.ORG";
 pub const OWNER: &str = "bob@EXAMPLE.ORG";

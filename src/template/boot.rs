@@ -1,0 +1,66 @@
+//! How a clone boots: the boot loader the hypervisor runs (GRUB under
+//! qemu, pvgrub2 under Xen) reads `/boot/grub/grub.cfg` from the guest's
+//! own filesystem, and that file boots Debian's `/vmlinuz` and
+//! `/initrd.img` links, which the kernel package moves on every kernel
+//! install: the kernel a guest installs is the one it boots next, and the
+//! host never chooses (or reads) a guest's kernel.
+//!
+//! Every boot also reports its kernel and command line on the console
+//! (`gi-boot: ...`), where the owner sees it in `status`.
+
+use super::{link, write, TemplateError, CLONE_ARGS};
+use std::path::Path;
+
+pub const GRUB_CFG_PATH: &str = "boot/grub/grub.cfg";
+
+/// The boot menu written into every template.
+pub fn grub_cfg() -> String {
+    format!(
+        "# guest-installer: read at every boot by the boot loader the hypervisor\n\
+         # runs (GRUB under qemu, pvgrub2 under Xen), from this filesystem.\n\
+         # /vmlinuz and /initrd.img follow the installed kernel package; edit the\n\
+         # linux line to change the kernel command line.\n\
+         set timeout=0\n\
+         set default=0\n\
+         if serial --unit=0 --speed=115200; then\n\
+         \x20 terminal_input serial console\n\
+         \x20 terminal_output serial console\n\
+         fi\n\
+         menuentry 'Debian GNU/Linux' {{\n\
+         \x20 linux /vmlinuz {CLONE_ARGS}\n\
+         \x20 initrd /initrd.img\n\
+         }}\n"
+    )
+}
+
+pub const REPORT_SCRIPT: &str = "#!/bin/sh\n\
+# guest-installer: which kernel this boot runs, and with what command line,\n\
+# on the console at every boot.\n\
+echo \"gi-boot: kernel $(uname -r) cmdline $(cat /proc/cmdline)\"\n";
+
+pub const REPORT_UNIT: &str = "[Unit]\n\
+Description=Report this boot's kernel on the console (guest-installer)\n\
+DefaultDependencies=no\n\
+After=systemd-remount-fs.service\n\
+Before=sysinit.target\n\
+\n\
+[Service]\n\
+Type=oneshot\n\
+ExecStart=/usr/local/sbin/gi-boot-report\n\
+StandardOutput=journal+console\n\
+\n\
+[Install]\n\
+WantedBy=sysinit.target\n";
+
+/// Writes the boot menu and the boot report into the tree, and points
+/// `/vmlinuz` and `/initrd.img` at the one kernel `version` in /boot (as
+/// the kernel package's own linux-update-symlinks does), whatever the
+/// builder left there.
+pub fn install(tree: &Path, version: &str) -> Result<(), TemplateError> {
+    write(tree, GRUB_CFG_PATH, &grub_cfg(), 0o644)?;
+    link(tree, "vmlinuz", &format!("boot/vmlinuz-{version}"))?;
+    link(tree, "initrd.img", &format!("boot/initrd.img-{version}"))?;
+    write(tree, "usr/local/sbin/gi-boot-report", REPORT_SCRIPT, 0o755)?;
+    write(tree, "etc/systemd/system/gi-boot-report.service", REPORT_UNIT, 0o644)?;
+    link(tree, "etc/systemd/system/sysinit.target.wants/gi-boot-report.service", "/etc/systemd/system/gi-boot-report.service")
+}
