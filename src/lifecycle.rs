@@ -343,7 +343,7 @@ impl Held<'_> {
             Some(st) if matches!(st.phase, Phase::Prepared | Phase::Starting | Phase::Installing) => Err(Error::busy(
                 format!("machine {vm} has an install that has not finished ({}); wait for it or cancel it", st.phase.as_str()),
             )),
-            _ => Err(Error::invalid(format!("machine {vm} has no finished install; install it first"))),
+            _ => Err(nothing_installed(vm)),
         }
     }
 
@@ -392,6 +392,10 @@ impl Held<'_> {
             .map_err(|e| Error::failed(format!("cannot remove the identity seed of {vm}: {e}")))?;
         clone::wipe(&self.machine.disk, tpl.map(|t| t.root()).as_deref()).map_err(clone_error)
     }
+}
+
+pub fn nothing_installed(vm: &crate::types::VmName) -> Error {
+    Error::invalid(format!("nothing is installed on machine {vm}; install it first"))
 }
 
 /// What an installed machine boots: a clone, the boot loader inside it;

@@ -6,9 +6,9 @@
 use super::{obj, Ctx, Outcome};
 use crate::error::{Error, Result};
 use crate::hypervisor::Domain;
-use crate::lifecycle::{self, Held};
+use crate::lifecycle::{self, nothing_installed, Held};
 use crate::registry::Machine;
-use crate::state::{Phase, VmState};
+use crate::state::{Phase, VmDir, VmState};
 use crate::types::VmName;
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -17,6 +17,10 @@ use std::time::{Duration, Instant};
 /// machine whose install has finished is run (one whose install is
 /// pending is busy).
 fn hold<'a>(ctx: &'a Ctx, machine: &'a Machine) -> Result<(Held<'a>, VmState)> {
+    // Refused before anything is created (no lock file, no directory).
+    if VmDir::new(ctx.config, &machine.name).load()?.is_none() {
+        return Err(nothing_installed(&machine.name));
+    }
     let held = lifecycle::hold(ctx.config, machine)?;
     let st = held.require_installed()?;
     Ok((held, st))
