@@ -18,6 +18,9 @@ pub enum HvError {
     Tool(#[from] ExecError),
     #[error("cannot write the domain config {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    /// The guest could not be started (the qemu driver's own launcher).
+    #[error("{0}")]
+    Start(String),
 }
 
 /// The installer guest, as every driver needs it.
