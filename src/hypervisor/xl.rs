@@ -17,6 +17,7 @@ pub struct Xl {
     program: PathBuf,
     console_dir: PathBuf,
     timeout: Duration,
+    device_model_user: Option<String>,
 }
 
 impl Xl {
@@ -25,6 +26,7 @@ impl Xl {
             program: config.hypervisor.xl.path().into(),
             console_dir: config.hypervisor.console_dir.path().into(),
             timeout: config.timeouts.hypervisor(),
+            device_model_user: config.hypervisor.device_model_user.as_ref().map(|u| u.as_str().to_owned()),
         }
     }
 }
@@ -91,7 +93,12 @@ pub fn render(d: &Domain) -> String {
 impl Hypervisor for Xl {
     fn prepare(&self, d: &Domain, vm: &VmDir) -> Result<PathBuf, HvError> {
         let path = vm.domain_config();
-        fsutil::write_atomic(&path, render(d).as_bytes(), 0o600)
+        let mut text = render(d);
+        if let Some(u) = &self.device_model_user {
+            // A validated user name: cannot close the quoted string.
+            text.push_str(&format!("device_model_user = \"{u}\"\ndm_restrict = 1\n"));
+        }
+        fsutil::write_atomic(&path, text.as_bytes(), 0o600)
             .map_err(|source| HvError::Io { path: path.clone(), source })?;
         Ok(path)
     }
