@@ -30,6 +30,12 @@ apt-get install -y -q --no-install-recommends \
     grub-pc-bin grub-xen-host xfsprogs
 apt-get install -y -q --no-install-recommends -t bookworm-backports qemu-system-x86 qemu-utils
 
+# The qemu driver runs qemu as this user (the package's postinst creates it
+# on real hosts; the tests run the cargo-built binary, not the package).
+if ! getent passwd guest-installer-qemu >/dev/null; then
+    adduser --system --group --no-create-home --home /nonexistent guest-installer-qemu
+fi
+
 # The linux-image package whose version matches the installer kernel (read
 # from the bzImage header); the busybox "installer" of the boot tests runs
 # that kernel with its own modules. Any installed kernel works as a fallback.

@@ -107,6 +107,16 @@ pub struct Hypervisor {
     pub grub_mkimage: AbsPath,
     #[serde(default = "default_grub_pc")]
     pub grub_pc: AbsPath,
+    /// The system user the qemu driver runs qemu as (never root).
+    #[serde(default = "default_qemu_user")]
+    pub qemu_user: UserName,
+    /// The qemu driver keeps a guest's console log under this size: its
+    /// first half and its latest output.
+    #[serde(default = "default_console_log_max_mib")]
+    pub console_log_max_mib: ConsoleLogMax,
+    /// xl: run the device model as this user, with `dm_restrict`.
+    #[serde(default)]
+    pub device_model_user: Option<UserName>,
 }
 
 fn default_pvgrub() -> AbsPath {
@@ -117,6 +127,34 @@ fn default_grub_mkimage() -> AbsPath {
 }
 fn default_grub_pc() -> AbsPath {
     AbsPath("/usr/lib/grub/i386-pc".into())
+}
+
+fn default_qemu_user() -> UserName {
+    UserName("guest-installer-qemu".into())
+}
+fn default_console_log_max_mib() -> ConsoleLogMax {
+    ConsoleLogMax(16)
+}
+
+/// A console log cap in MiB, 1 to 4096.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsoleLogMax(u32);
+
+impl ConsoleLogMax {
+    pub fn bytes(self) -> u64 {
+        u64::from(self.0) << 20
+    }
+}
+
+impl<'de> Deserialize<'de> for ConsoleLogMax {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = u32::deserialize(d)?;
+        if (1..=4096).contains(&n) {
+            Ok(ConsoleLogMax(n))
+        } else {
+            Err(serde::de::Error::custom("hypervisor.console_log_max_mib must be 1 to 4096"))
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -273,6 +311,19 @@ checked_string!(
     "hypervisor.bridge must be an interface name of at most 15 letters, digits, '.', '_' or '-'"
 );
 
+checked_string!(
+    /// A system user name (it ends up in a domain config).
+    UserName,
+    |s| {
+        let b = s.as_bytes();
+        !b.is_empty()
+            && b.len() <= 32
+            && (b[0].is_ascii_lowercase() || b[0] == b'_')
+            && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"_-".contains(c))
+    },
+    "a user name must be 1 to 32 lowercase letters, digits, '_' or '-', starting with a letter or '_'"
+);
+
 /// An absolute path without `..`, from the config (admin-chosen, but it
 /// still ends up in argv and domain configs, so it may not hold quotes or
 /// control characters).
@@ -365,6 +416,27 @@ driver = "xl"
         assert_eq!(c.hypervisor.xl.path(), Path::new("/usr/sbin/xl"));
         assert_eq!(c.timeouts.hypervisor_s, 60);
         assert_eq!(c.debugfs.path(), Path::new("/usr/sbin/debugfs"));
+        assert_eq!(c.hypervisor.qemu_user.as_str(), "guest-installer-qemu");
+        assert_eq!(c.hypervisor.console_log_max_mib.bytes(), 16 << 20);
+        assert!(c.hypervisor.device_model_user.is_none());
+    }
+
+    #[test]
+    fn device_model_users_and_log_caps_are_checked() {
+        let with = |extra: &str| Config::parse(&format!("{MIN}{extra}\n"));
+        let c = with("device_model_user = \"xen-qemuuser-shared\"\nconsole_log_max_mib = 1").unwrap();
+        assert_eq!(c.hypervisor.device_model_user.unwrap().as_str(), "xen-qemuuser-shared");
+        assert_eq!(c.hypervisor.console_log_max_mib.bytes(), 1 << 20);
+        for bad in [
+            "device_model_user = \"root\\\"\"",
+            "device_model_user = \"\"",
+            "device_model_user = \"Xen\"",
+            "qemu_user = \"a b\"",
+            "console_log_max_mib = 0",
+            "console_log_max_mib = 5000",
+        ] {
+            assert!(with(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

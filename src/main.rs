@@ -7,6 +7,10 @@ use serde_json::{json, Value};
 use std::io::Write;
 
 fn main() {
+    // The qemu driver's supervisor: our own binary under another name.
+    if let Some(code) = guest_installer::hypervisor::qemu::supervisor::main_if_supervisor() {
+        std::process::exit(code);
+    }
     // Everything we create is for root alone unless we say otherwise.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let args: Vec<_> = std::env::args_os().skip(1).collect();

@@ -26,6 +26,9 @@ pub enum HvError {
     BootLoader { path: PathBuf, message: String },
     #[error("cannot talk to the guest's qemu over {path}: {message}")]
     Qmp { path: PathBuf, message: String },
+    /// The guest could not be started (the qemu driver's own launcher).
+    #[error("{0}")]
+    Start(String),
 }
 
 /// A guest, as every driver needs it.

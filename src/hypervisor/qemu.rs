@@ -2,18 +2,25 @@
 //! demo, the boot tests): the same media and disk as the xl driver, the
 //! serial console logged to the VM's directory, `-no-reboot` as the
 //! counterpart of xl's `on_reboot="destroy"`, KVM when it works and TCG
-//! otherwise.
+//! otherwise. qemu runs as an unprivileged user in its seccomp sandbox,
+//! started by a supervisor that hands it its files and caps its console
+//! log (`supervisor`).
+
+pub mod conlog;
+mod files;
+pub mod supervisor;
+mod tap;
 
 use super::{grub::GrubPc, qmp, Domain, HvError, Hypervisor};
-use crate::config::{Config, QemuNet};
-use crate::exec;
+use crate::config::{Config, QemuNet, UserName};
 use crate::fsutil;
 use crate::media::{self, Media};
 use crate::state::VmDir;
 use crate::types::VmName;
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use supervisor::{FD_BACKING, FD_DISK, FD_DISK_RO, FD_INITRD, FD_KERNEL, FD_MEDIA, FD_QMP, FD_SERIAL, FD_TAP};
 
 pub struct Qemu {
     program: PathBuf,
@@ -21,6 +28,8 @@ pub struct Qemu {
     bridge: String,
     timeout: Duration,
     grub: GrubPc,
+    user: UserName,
+    log_max: u64,
 }
 
 /// KVM only if the CPU has hardware virtualisation and /dev/kvm is there:
@@ -36,6 +45,15 @@ pub fn kvm_usable() -> bool {
     hw && std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok()
 }
 
+/// `-kernel` and `-initrd` take names, not descriptors: qemu reads our
+/// in-memory copies through its own /proc/self/fd.
+fn push_boot_files(push: &mut impl FnMut(String), _kernel: &Path, _initrd: &Path) {
+    push("-kernel".into());
+    push(format!("/proc/self/fd/{FD_KERNEL}"));
+    push("-initrd".into());
+    push(format!("/proc/self/fd/{FD_INITRD}"));
+}
+
 impl Qemu {
     pub fn new(config: &Config) -> Self {
         Qemu {
@@ -49,6 +67,8 @@ impl Qemu {
                 out_dir: config.state_dir.path().join("boot"),
                 timeout: config.timeouts.tool(),
             },
+            user: config.hypervisor.qemu_user.clone(),
+            log_max: config.hypervisor.console_log_max_mib.bytes(),
         }
     }
 
@@ -84,46 +104,69 @@ impl Qemu {
         push("none".into());
         push("-monitor".into());
         push("none".into());
+        // Files come as descriptors at fixed numbers (see `supervisor`):
+        // qemu runs as a user who cannot open anything of ours by name.
+        push("-sandbox".into());
+        push("on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny".into());
+        push("-chardev".into());
+        push(format!("socket,id=gi-serial,fd={FD_SERIAL}"));
         push("-serial".into());
-        push(format!("file:{}", vm.console_log().display()));
+        push("chardev:gi-serial".into());
+        // The supervisor's own monitor: it waits on it for qemu to be up.
+        push("-chardev".into());
+        push(format!("socket,id=gi-qmp,fd={FD_QMP}"));
+        push("-mon".into());
+        push("chardev=gi-qmp,mode=control".into());
+        // The control socket for later requests (stop, reboot): qemu
+        // listens on it from before it drops its privileges.
+        push("-qmp".into());
+        push(format!("unix:{},server=on,wait=off", Self::qmp_socket(vm).display()));
         if d.media.is_installer() {
             // The installer's reboot at the end is how we see it finished.
             push("-no-reboot".into());
         }
-        push("-qmp".into());
-        push(format!("unix:{},server=on,wait=off", Self::qmp_socket(vm).display()));
-        push("-daemonize".into());
-        push("-pidfile".into());
-        push(vm.pidfile().display().to_string());
+        // qemu opens a disk read-only first, then for writing: a set of both.
+        push("-add-fd".into());
+        push(format!("fd={FD_DISK},set={FD_DISK},opaque={}", d.disk));
+        push("-add-fd".into());
+        push(format!("fd={FD_DISK_RO},set={FD_DISK},opaque={}", d.disk));
         push("-drive".into());
-        push(format!("file={},format={},if=virtio", d.disk, d.disk.format().as_str()));
+        push(format!("file=/dev/fdset/{FD_DISK},format={},if=virtio", d.disk.format().as_str()));
         match d.media {
             // GRUB, which boots what the guest's own grub.cfg names.
             Media::Clone { seed } => {
+                push("-add-fd".into());
+                push(format!("fd={FD_MEDIA},set={FD_MEDIA},opaque={}", seed.display()));
                 push("-drive".into());
-                push(format!("file={},format=raw,if=virtio,readonly=on", seed.display()));
+                push(format!("file=/dev/fdset/{FD_MEDIA},format=raw,if=virtio,readonly=on"));
                 push("-kernel".into());
-                push(self.grub.path().display().to_string());
+                push(format!("/proc/self/fd/{FD_KERNEL}"));
             }
             Media::Loader => {
                 push("-kernel".into());
-                push(self.grub.path().display().to_string());
+                push(format!("/proc/self/fd/{FD_KERNEL}"));
             }
             Media::Disk { .. } => {
                 push("-boot".into());
                 push("c".into());
             }
             Media::Cdrom(iso) => {
+                // An overlay of the image's ISO: its backing file comes as
+                // a descriptor too (qemu would open the name in its header).
+                push("-add-fd".into());
+                push(format!("fd={FD_MEDIA},set={FD_MEDIA},opaque={}", iso.display()));
+                push("-add-fd".into());
+                push(format!("fd={FD_BACKING},set={FD_BACKING}"));
                 push("-drive".into());
-                push(format!("file={},format=qcow2,media=cdrom,readonly=on", iso.display()));
+                push(format!(
+                    "file=/dev/fdset/{FD_MEDIA},format=qcow2,media=cdrom,readonly=on,\
+                     backing.driver=raw,backing.file.filename=/dev/fdset/{FD_BACKING}"
+                ));
                 push("-boot".into());
                 push("d".into());
             }
             Media::Kernel { kernel, initrd } => {
-                push("-kernel".into());
-                push(kernel.display().to_string());
-                push("-initrd".into());
-                push(initrd.display().to_string());
+                push_boot_files(&mut push, kernel, initrd);
                 push("-append".into());
                 push(format!("{} console=ttyS0,115200n8", media::INSTALLER_ARGS));
             }
@@ -132,7 +175,8 @@ impl Qemu {
         push(match self.net {
             // No way out of the guest: for tests and demos.
             QemuNet::User => format!("user,model=virtio-net-pci,mac={},restrict=on", d.mac),
-            QemuNet::Bridge => format!("bridge,br={},model=virtio-net-pci,mac={}", self.bridge, d.mac),
+            // A tap we plugged into the bridge (see `tap`).
+            QemuNet::Bridge => format!("tap,fd={FD_TAP},model=virtio-net-pci,mac={}", d.mac),
         });
         a
     }
@@ -163,6 +207,11 @@ impl Hypervisor for Qemu {
             text.push_str(&a.to_string_lossy());
             text.push('\n');
         }
+        text.push_str(&format!("# run as {}; descriptors it is given:\n", self.user.as_str()));
+        let plan = files::plan(d, &self.grub.path()).map_err(|e| HvError::Start(format!("cannot read the media of {}: {e}", d.name)))?;
+        for (slot, file, _) in plan {
+            text.push_str(&format!("# {slot}: {}\n", file.display()));
+        }
         fsutil::write_atomic(&path, text.as_bytes(), 0o600).map_err(|source| HvError::Io { path: path.clone(), source })?;
         Ok(path)
     }
@@ -172,24 +221,70 @@ impl Hypervisor for Qemu {
         for p in [vm.console_log(), vm.pidfile(), Self::qmp_socket(vm)] {
             fsutil::remove_if_exists(&p).map_err(|source| HvError::Io { path: p.clone(), source })?;
         }
-        exec::run(&self.program, &self.args(d, vm), self.timeout)?;
-        Ok(())
+        let user = nix::unistd::User::from_name(self.user.as_str())
+            .ok()
+            .flatten()
+            .filter(|u| !u.uid.is_root())
+            .ok_or_else(|| {
+                HvError::Start(format!(
+                    "the user {} that qemu runs as (hypervisor.qemu_user) does not exist or is root; \
+                     create a system user for it (adduser --system --group {})",
+                    self.user.as_str(),
+                    self.user.as_str()
+                ))
+            })?;
+        let name = std::ffi::CString::new(user.name.clone()).expect("a user name has no NUL");
+        let groups = nix::unistd::getgrouplist(&name, user.gid).unwrap_or_else(|_| vec![user.gid]);
+        let plan = files::plan(d, &self.grub.path()).map_err(|e| HvError::Start(format!("cannot read the media of {}: {e}", d.name)))?;
+        let mut fds =
+            files::open(&plan).map_err(|(path, e)| HvError::Start(format!("cannot open {} for qemu: {e}", path.display())))?;
+        let mut slots: Vec<_> = fds.iter().map(|(s, _)| *s).collect();
+        if self.net == QemuNet::Bridge {
+            let mac = d.mac.to_string();
+            let mut b = [0u8; 6];
+            for (o, p) in b.iter_mut().zip(mac.split(':')) {
+                *o = u8::from_str_radix(p, 16).unwrap_or(0);
+            }
+            let t = tap::open(&self.bridge, b).map_err(|e| HvError::Start(e.to_string()))?;
+            fds.push((FD_TAP, t));
+            slots.push(FD_TAP);
+        }
+        let spec = supervisor::Spec {
+            program: self.program.clone(),
+            args: self.args(d, vm).into_iter().map(|a| a.to_string_lossy().into_owned()).collect(),
+            uid: user.uid.as_raw(),
+            gid: user.gid.as_raw(),
+            groups: groups.iter().map(|g| g.as_raw()).collect(),
+            console_log: vm.console_log(),
+            log_max: self.log_max,
+            pidfile: vm.pidfile(),
+            slots,
+        };
+        supervisor::launch(&spec, fds, self.timeout).map_err(HvError::Start)
     }
 
     fn is_running(&self, name: &VmName, vm: &VmDir) -> Result<bool, HvError> {
-        Ok(self.pid(name, vm).is_some())
+        // The supervisor holds the pidfile locked until the console log is
+        // complete: a guest that just stopped is still running till then.
+        Ok(self.pid(name, vm).is_some() || supervisor::supervising(&vm.pidfile()))
     }
 
     fn destroy(&self, name: &VmName, vm: &VmDir) -> Result<(), HvError> {
         use nix::sys::signal::{kill, Signal};
-        let Some(pid) = self.pid(name, vm) else { return Ok(()) };
-        let _ = kill(pid, Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while self.pid(name, vm).is_some() {
-            if Instant::now() > deadline {
-                let _ = kill(pid, Signal::SIGKILL);
-                break;
+        if let Some(pid) = self.pid(name, vm) {
+            let _ = kill(pid, Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while self.pid(name, vm).is_some() {
+                if Instant::now() > deadline {
+                    let _ = kill(pid, Signal::SIGKILL);
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
             }
+        }
+        // Then the supervisor writes the last of the console and exits.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while supervisor::supervising(&vm.pidfile()) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
         }
         let _ = fsutil::remove_if_exists(&vm.pidfile());

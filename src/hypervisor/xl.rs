@@ -21,6 +21,7 @@ pub struct Xl {
     pvgrub: PathBuf,
     console_dir: PathBuf,
     timeout: Duration,
+    device_model_user: Option<String>,
 }
 
 impl Xl {
@@ -30,6 +31,7 @@ impl Xl {
             pvgrub: config.hypervisor.pvgrub.path().into(),
             console_dir: config.hypervisor.console_dir.path().into(),
             timeout: config.timeouts.hypervisor(),
+            device_model_user: config.hypervisor.device_model_user.as_ref().map(|u| u.as_str().to_owned()),
         }
     }
 }
@@ -110,7 +112,12 @@ impl Xl {
             grub::check_file(&self.pvgrub, "grub-xen-host")?;
         }
         let path = vm.domain_config();
-        fsutil::write_atomic(&path, render(d, &self.pvgrub).as_bytes(), 0o600)
+        let mut text = render(d, &self.pvgrub);
+        if let Some(u) = &self.device_model_user {
+            // A validated user name: cannot close the quoted string.
+            text.push_str(&format!("device_model_user = \"{u}\"\ndm_restrict = 1\n"));
+        }
+        fsutil::write_atomic(&path, text.as_bytes(), 0o600)
             .map_err(|source| HvError::Io { path: path.clone(), source })?;
         Ok(path)
     }

@@ -1,0 +1,144 @@
+//! Everything the unprivileged qemu reads or writes, opened by us as root
+//! and handed over as descriptors at the slots its command line names.
+//! Nothing of ours changes owner or mode for it: the VM's volume, media
+//! and seed stay root's, mode 0600, in root's directories.
+
+use super::supervisor::{FD_BACKING, FD_DISK, FD_DISK_RO, FD_INITRD, FD_KERNEL, FD_MEDIA};
+use crate::hypervisor::Domain;
+use crate::media::Media;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// How qemu gets a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    ReadWrite,
+    ReadOnly,
+    /// Read by name (`-kernel`, `-initrd` take no descriptor): an
+    /// in-memory copy that anyone may open through /proc/self/fd.
+    Copy,
+}
+
+/// The files, their slots and how each is handed over. `grub` is the GRUB
+/// image guests booting their own kernel start from.
+pub fn plan(d: &Domain, grub: &Path) -> io::Result<Vec<(RawFd, PathBuf, Access)>> {
+    let disk = PathBuf::from(d.disk.to_string());
+    let mut v = vec![(FD_DISK, disk.clone(), Access::ReadWrite), (FD_DISK_RO, disk, Access::ReadOnly)];
+    match d.media {
+        Media::Clone { seed } => {
+            v.push((FD_MEDIA, seed.clone(), Access::ReadOnly));
+            v.push((FD_KERNEL, grub.to_owned(), Access::Copy));
+        }
+        Media::Loader => v.push((FD_KERNEL, grub.to_owned(), Access::Copy)),
+        Media::Disk { .. } => {}
+        Media::Cdrom(iso) => {
+            v.push((FD_MEDIA, iso.clone(), Access::ReadOnly));
+            let backing = qcow2_backing(iso)?
+                .ok_or_else(|| io::Error::other(format!("{} names no backing file", iso.display())))?;
+            v.push((FD_BACKING, backing, Access::ReadOnly));
+        }
+        Media::Kernel { kernel, initrd } => {
+            v.push((FD_KERNEL, kernel.clone(), Access::Copy));
+            v.push((FD_INITRD, initrd.clone(), Access::Copy));
+        }
+    }
+    Ok(v)
+}
+
+/// Opens what `plan` lists.
+pub fn open(plan: &[(RawFd, PathBuf, Access)]) -> Result<Vec<(RawFd, OwnedFd)>, (PathBuf, io::Error)> {
+    plan.iter()
+        .map(|(slot, path, how)| {
+            let fd = match how {
+                Access::ReadWrite => open_file(path, true),
+                Access::ReadOnly => open_file(path, false),
+                Access::Copy => memfd_copy(path),
+            };
+            fd.map(|f| (*slot, f)).map_err(|e| (path.clone(), e))
+        })
+        .collect()
+}
+
+fn open_file(path: &Path, write: bool) -> io::Result<OwnedFd> {
+    // A volume may be a block device (no O_NOFOLLOW: /dev/vg/lv is a link).
+    let f = OpenOptions::new().read(true).write(write).custom_flags(libc::O_CLOEXEC).open(path)?;
+    Ok(f.into())
+}
+
+fn memfd_copy(path: &Path) -> io::Result<OwnedFd> {
+    let mut src = crate::fsutil::open_nofollow(path)?;
+    // SAFETY: a constant C string; the result is a new descriptor we own.
+    let fd = unsafe { libc::memfd_create(c"gi-boot-file".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: just created, ours.
+    let mut copy = unsafe { File::from_raw_fd(fd) };
+    io::copy(&mut src, &mut copy)?;
+    Ok(copy.into())
+}
+
+/// The backing file a qcow2 image's header names, if any (our own
+/// overlays: `media::qcow2`).
+pub fn qcow2_backing(path: &Path) -> io::Result<Option<PathBuf>> {
+    let f = crate::fsutil::open_nofollow(path)?;
+    let mut h = [0u8; 20];
+    f.read_exact_at(&mut h, 0)?;
+    if &h[..4] != b"QFI\xfb" {
+        return Err(io::Error::other(format!("{} is not a qcow2 image", path.display())));
+    }
+    let offset = u64::from_be_bytes(h[8..16].try_into().expect("8 bytes"));
+    let len = u32::from_be_bytes(h[16..20].try_into().expect("4 bytes"));
+    if offset == 0 || len == 0 {
+        return Ok(None);
+    }
+    if len > 1023 {
+        return Err(io::Error::other("backing file name too long"));
+    }
+    let mut name = vec![0u8; len as usize];
+    f.read_exact_at(&mut name, offset)?;
+    let p = PathBuf::from(String::from_utf8(name).map_err(|_| io::Error::other("backing file name not UTF-8"))?);
+    if !p.is_absolute() {
+        return Err(io::Error::other("relative backing file name"));
+    }
+    Ok(Some(p))
+}
+
+/// Reads a whole small file for tests.
+#[cfg(test)]
+fn read_fd(fd: OwnedFd) -> Vec<u8> {
+    use std::io::Read;
+    let mut v = Vec::new();
+    File::from(fd).read_to_end(&mut v).unwrap();
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boot_files_are_copied_and_overlays_name_their_backing() {
+        let d = tempfile::tempdir().unwrap();
+        let k = d.path().join("vmlinuz");
+        std::fs::write(&k, b"kernel bytes").unwrap();
+        let fds = open(&[(FD_KERNEL, k.clone(), Access::Copy)]).unwrap();
+        // A copy: later changes to the file do not reach it.
+        std::fs::write(&k, b"changed").unwrap();
+        let (_, fd) = fds.into_iter().next().unwrap();
+        assert_eq!(read_fd(fd), b"kernel bytes");
+
+        let base = d.path().join("base.iso");
+        std::fs::write(&base, vec![0u8; 1 << 16]).unwrap();
+        let over = d.path().join("over.qcow2");
+        let out = File::create(&over).unwrap();
+        crate::media::qcow2::write_overlay(&out, &mut File::open(&base).unwrap(), 1 << 16, &base, &[(0, b"x")]).unwrap();
+        assert_eq!(qcow2_backing(&over).unwrap(), Some(base.clone()));
+        assert!(qcow2_backing(&base).is_err(), "not a qcow2 image");
+        let missing = open(&[(FD_MEDIA, d.path().join("nope"), Access::ReadOnly)]).unwrap_err();
+        assert_eq!(missing.0, d.path().join("nope"));
+    }
+}
