@@ -63,6 +63,8 @@ pub enum FsError {
     Corrupt(String),
     #[error("the filesystem uses {0}, which the read-back does not support")]
     Unsupported(&'static str),
+    #[error("directory inode {0} holds more entries than the read-back allows")]
+    TooManyEntries(u32),
 }
 
 fn corrupt(what: impl Into<String>) -> FsError {
@@ -383,7 +385,7 @@ impl<S: Source + ?Sized> Fs<S> {
                             return Err(corrupt(format!("a bad directory entry name in inode {}", dir.ino)));
                         }
                         if out.len() as u64 >= max_entries {
-                            return Err(corrupt(format!("directory inode {} has more than {max_entries} entries", dir.ino)));
+                            return Err(FsError::TooManyEntries(dir.ino));
                         }
                         out.push((block[pos + 8..pos + 8 + name_len].to_vec(), ino));
                     }

@@ -188,7 +188,10 @@ impl<S: Source + ?Sized> Walk<'_, S> {
     /// A directory about to be filled: its entries, checked.
     fn frame(&self, inode: Inode, fd: OwnedFd, rel: Vec<u8>, parent: u32) -> Result<Frame, ReadbackError> {
         let left = self.budget.entries.saturating_sub(self.used.entries) + 2;
-        let raw = self.fs.dir_entries(&inode, MAX_EXTENTS, left)?;
+        let raw = self.fs.dir_entries(&inode, MAX_EXTENTS, left).map_err(|e| match e {
+            FsError::TooManyEntries(_) => ReadbackError::OverBudget(format!("directory /{} makes more than {} names", show(&rel), self.budget.entries)),
+            e => e.into(),
+        })?;
         let entries = check_names(raw, inode.ino, parent).map_err(|m| ReadbackError::Refused(format!("directory /{}: {m}", show(&rel))))?;
         Ok(Frame { inode, fd, rel, entries: entries.into_iter() })
     }

@@ -214,3 +214,130 @@ fn not_a_filesystem_or_unsupported() {
     assert!(e.to_string().contains("block-mapped"), "{e}");
     assert!(!out.exists());
 }
+
+#[test]
+fn names_that_could_steer_a_write_are_refused() {
+    let e = |n: &[u8], i: u32| (n.to_vec(), i);
+    let ok = vec![e(b".", 5), e(b"..", 2), e(b"a", 7), e(b"b", 7)];
+    assert_eq!(check_names(ok, 5, 2).unwrap(), vec![e(b"a", 7), e(b"b", 7)]);
+    for bad in [
+        vec![e(b".", 5), e(b"..", 2), e(b"a/b", 7)],
+        vec![e(b".", 5), e(b"..", 2), e(b"a\0", 7)],
+        vec![e(b".", 5), e(b"..", 2), e(b"x\nfake", 7)],
+        vec![e(b".", 5), e(b"..", 2), e(b"a", 7), e(b"a", 8)],
+        vec![e(b".", 5), e(b"..", 2), e(b"..", 2)],
+        vec![e(b".", 5), e(b"..", 9)],
+        vec![e(b".", 6), e(b"..", 2)],
+        vec![e(b"..", 2), e(b"a", 7)],
+    ] {
+        assert!(check_names(bad.clone(), 5, 2).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
+fn acls_convert_to_the_xattr_form() {
+    // ext4's form of user::rw-, user:1000:r--, group::r--, mask::r--, other::---.
+    let mut disk = 1u32.to_le_bytes().to_vec();
+    disk.extend_from_slice(&[1, 0, 6, 0]);
+    disk.extend_from_slice(&[2, 0, 4, 0, 0xe8, 3, 0, 0]);
+    disk.extend_from_slice(&[4, 0, 4, 0, 0x10, 0, 4, 0, 0x20, 0, 0, 0]);
+    let (name, v) = kept_xattr(2, b"", disk.clone()).unwrap().unwrap();
+    assert_eq!(name.to_bytes(), b"system.posix_acl_access");
+    assert_eq!(v.len(), 4 + 5 * 8);
+    assert_eq!(&v[12..20], &[2, 0, 4, 0, 0xe8, 3, 0, 0]);
+    assert!(kept_xattr(2, b"", disk[..disk.len() - 2].to_vec()).is_err());
+    assert!(kept_xattr(4, b"overlay.opaque", b"y".to_vec()).unwrap().is_none());
+    assert!(kept_xattr(6, b"selinux", b"x".to_vec()).unwrap().is_none());
+    assert!(kept_xattr(1, b"", b"x".to_vec()).unwrap().is_none());
+    assert!(kept_xattr(1, b"a\0b", b"x".to_vec()).is_err());
+}
+
+/// A directory of `n` names, all of one empty file, crafted in place: a
+/// regular file whose blocks are written as directory blocks, then made
+/// a directory. mke2fs would take minutes for 10^6 real files; what the
+/// read-back meets is the same: 10^6 entries, 10^6 files to create.
+fn many_names(dir: &Path, n: usize, inodes: &str) -> PathBuf {
+    let src = dir.join("many-src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("target"), b"").unwrap();
+    let per_block = 4096 / 16;
+    let blocks = (n + 2).div_ceil(per_block);
+    fs::write(src.join("bigdir"), vec![0xffu8; blocks * 4096]).unwrap();
+    let img = dir.join("many.img");
+    let size = format!("{}M", blocks * 4096 / (1 << 20) + 48);
+    mkfs(&src, &img, &size, &["-b", "4096", "-N", inodes, "-E", "lazy_itable_init=1", "-O", "^metadata_csum"]);
+    let stat = |p: &str| String::from_utf8(Command::new("debugfs").args(["-R", &format!("stat {p}")]).arg(&img).output().unwrap().stdout).unwrap();
+    let ino = |p: &str| -> u32 { stat(p).split("Inode: ").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap() };
+    let (dir_ino, target) = (ino("/bigdir"), ino("/target"));
+    // "(0-2047):1234-3281, (2048-3906):..." → physical block of each logical one.
+    let s = stat("/bigdir");
+    let mut phys = Vec::new();
+    for run in s.split("EXTENTS:").nth(1).unwrap().split(", ") {
+        let (l, p) = run.trim().split_once("):").unwrap();
+        let (l0, l1) = l.trim_start_matches('(').split_once('-').map_or((l.trim_start_matches('('), l.trim_start_matches('(')), |x| x);
+        let (l0, l1): (u64, u64) = (l0.parse().unwrap(), l1.parse().unwrap());
+        let p0: u64 = p.split('-').next().unwrap().trim().parse().unwrap();
+        phys.extend((0..=l1 - l0).map(|i| p0 + i));
+    }
+    assert_eq!(phys.len(), blocks);
+    let f = fs::OpenOptions::new().write(true).open(&img).unwrap();
+    let mut names = (0..n).map(|i| (format!("f{i:07}"), target)).peekable();
+    for (b, p) in phys.iter().enumerate() {
+        let mut block = vec![0u8; 4096];
+        let mut recs: Vec<(Vec<u8>, u32)> = Vec::new();
+        if b == 0 {
+            recs.push((b".".to_vec(), dir_ino));
+            recs.push((b"..".to_vec(), 2));
+        }
+        while recs.len() < per_block {
+            let Some((name, i)) = names.next() else { break };
+            recs.push((name.into_bytes(), i));
+        }
+        let count = recs.len();
+        for (k, (name, i)) in recs.into_iter().enumerate() {
+            let at = k * 16;
+            let rec: u16 = if k + 1 == count { (4096 - at) as u16 } else { 16 };
+            block[at..at + 4].copy_from_slice(&i.to_le_bytes());
+            block[at + 4..at + 6].copy_from_slice(&rec.to_le_bytes());
+            block[at + 6] = name.len() as u8;
+            block[at + 7] = 1;
+            block[at + 8..at + 8 + name.len()].copy_from_slice(&name);
+        }
+        f.write_all_at(&block, p * 4096).unwrap();
+    }
+    assert!(names.peek().is_none());
+    // The file becomes a directory (drwxr-xr-x, two links).
+    let out = String::from_utf8(Command::new("debugfs").args(["-R", "imap /bigdir"]).arg(&img).output().unwrap().stdout).unwrap();
+    let blk: u64 = out.split("located at block ").nth(1).unwrap().split(',').next().unwrap().parse().unwrap();
+    let off = u64::from_str_radix(out.split("offset 0x").nth(1).unwrap().trim(), 16).unwrap();
+    f.write_all_at(&0o40755u16.to_le_bytes(), blk * 4096 + off).unwrap();
+    f.write_all_at(&2u16.to_le_bytes(), blk * 4096 + off + 26).unwrap();
+    img
+}
+
+/// 10^6 empty files: within an entry budget the filesystem's inode count
+/// allows, all written inside the tree; over a smaller budget (or in a
+/// filesystem with fewer inodes than names), refused with nothing left.
+#[test]
+fn a_million_empty_files() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("out");
+    let n = 1_000_000;
+    let img = many_names(d.path(), n, "1000100");
+    let e = extract(image(&img), &out, Budget { entries: 10_000, ..Budget::default() }).unwrap_err();
+    assert!(matches!(e, ReadbackError::OverBudget(_)), "{e}");
+    assert!(!out.exists());
+    let t0 = std::time::Instant::now();
+    let sum = extract(image(&img), &out, Budget::default()).unwrap();
+    eprintln!("BENCH 10^6 empty files read back: {:.1} s", t0.elapsed().as_secs_f64());
+    assert_eq!(sum.entries, n as u64 + 2);
+    assert_eq!(fs::read_dir(out.join("bigdir")).unwrap().count(), n);
+    assert_eq!(fs::read_dir(d.path()).unwrap().count(), 3, "written beside the tree");
+    // The same names in a filesystem of 16,384 inodes: more names than an
+    // honest one could hold.
+    let d2 = tempfile::tempdir().unwrap();
+    let img = many_names(d2.path(), n, "16384");
+    let e = extract(image(&img), &d2.path().join("out"), Budget::default()).unwrap_err();
+    assert!(matches!(e, ReadbackError::OverBudget(_)), "{e}");
+    assert!(!d2.path().join("out").exists());
+}
