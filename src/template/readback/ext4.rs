@@ -12,48 +12,9 @@
 //! damaged block reads as what it holds, and the checks below still apply.
 //! The format: <https://docs.kernel.org/filesystems/ext4/>.
 
-use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 
-/// Bytes of a filesystem, read at offsets relative to its start.
-pub trait Source {
-    fn len(&self) -> u64;
-    fn read_at(&self, off: u64, buf: &mut [u8]) -> io::Result<()>;
-}
-
-/// A partition of a disk (or a whole image file).
-pub struct Region {
-    pub file: File,
-    pub start: u64,
-    pub len: u64,
-}
-
-fn out_of_range() -> io::Error {
-    io::Error::new(io::ErrorKind::UnexpectedEof, "a read past the end of the filesystem")
-}
-
-impl Source for Region {
-    fn len(&self) -> u64 {
-        self.len
-    }
-    fn read_at(&self, off: u64, buf: &mut [u8]) -> io::Result<()> {
-        off.checked_add(buf.len() as u64).filter(|e| *e <= self.len).ok_or_else(out_of_range)?;
-        self.file.read_exact_at(buf, self.start + off)
-    }
-}
-
-impl Source for [u8] {
-    fn len(&self) -> u64 {
-        <[u8]>::len(self) as u64
-    }
-    fn read_at(&self, off: u64, buf: &mut [u8]) -> io::Result<()> {
-        let start = usize::try_from(off).map_err(|_| out_of_range())?;
-        let src = start.checked_add(buf.len()).and_then(|end| self.get(start..end)).ok_or_else(out_of_range)?;
-        buf.copy_from_slice(src);
-        Ok(())
-    }
-}
+pub use super::source::{Region, Source};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FsError {
@@ -67,15 +28,15 @@ pub enum FsError {
     TooManyEntries(u32),
 }
 
-fn corrupt(what: impl Into<String>) -> FsError {
+pub(super) fn corrupt(what: impl Into<String>) -> FsError {
     FsError::Corrupt(what.into())
 }
 
-fn u16_at(b: &[u8], at: usize) -> u16 {
+pub(super) fn u16_at(b: &[u8], at: usize) -> u16 {
     b.get(at..at + 2).map_or(0, |s| u16::from_le_bytes([s[0], s[1]]))
 }
 
-fn u32_at(b: &[u8], at: usize) -> u32 {
+pub(super) fn u32_at(b: &[u8], at: usize) -> u32 {
     b.get(at..at + 4).map_or(0, |s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
 }
 
@@ -108,6 +69,10 @@ pub struct Fs<S: ?Sized> {
     filetype: bool,
     /// The inode table's first block, per group.
     tables: Vec<u64>,
+    /// Extent tree and directory blocks read so far: each belongs to one
+    /// inode, so an honest filesystem has no more than `blocks_count` of
+    /// them; more means blocks claimed many times over, and unbounded work.
+    tree_blocks: std::cell::Cell<u64>,
     src: Box<S>,
 }
 
@@ -214,7 +179,18 @@ impl<S: Source + ?Sized> Fs<S> {
             .map(|d| u64::from(u32_at(d, 8)) | if desc_size >= 64 { u64::from(u32_at(d, 0x28)) << 32 } else { 0 })
             .collect();
         let filetype = incompat & INCOMPAT_FILETYPE != 0;
-        Ok(Fs { block_size, inodes_count, blocks_count, inodes_per_group, inode_size, filetype, tables, src })
+        let tree_blocks = std::cell::Cell::new(0);
+        Ok(Fs { block_size, inodes_count, blocks_count, inodes_per_group, inode_size, filetype, tables, tree_blocks, src })
+    }
+
+    /// Reads an extent tree or directory block (see `tree_blocks`).
+    fn read_tree_block(&self, block: u64, buf: &mut [u8]) -> Result<(), FsError> {
+        let n = self.tree_blocks.get() + 1;
+        if n > self.blocks_count {
+            return Err(corrupt("more extent tree and directory blocks than the filesystem has (blocks claimed many times over)"));
+        }
+        self.tree_blocks.set(n);
+        self.read_block(block, buf)
     }
 
     fn read_block(&self, block: u64, buf: &mut [u8]) -> Result<(), FsError> {
@@ -241,7 +217,7 @@ impl<S: Source + ?Sized> Fs<S> {
         let index = u64::from((ino - 1) % self.inodes_per_group);
         let table = self.tables[group as usize];
         let table_blocks = (u64::from(self.inodes_per_group) * self.inode_size as u64).div_ceil(self.block_size);
-        if table == 0 || table.checked_add(table_blocks).is_none_or(|e| e > self.blocks_count) {
+        if table == 0 || !table.checked_add(table_blocks).is_some_and(|e| e <= self.blocks_count) {
             return Err(corrupt(format!("the inode table of group {group} lies outside the filesystem")));
         }
         let mut raw = vec![0u8; self.inode_size];
@@ -328,14 +304,17 @@ impl<S: Source + ?Sized> Fs<S> {
                     let (len, unwritten) = if raw_len > 32768 { (raw_len - 32768, true) } else { (raw_len, false) };
                     let start = u64::from(u32_at(e, 8)) | u64::from(u16_at(e, 6)) << 32;
                     let ext = Extent { logical: u64::from(u32_at(e, 0)), start, len, unwritten };
-                    if len == 0 || start == 0 || start.checked_add(len).is_none_or(|end| end > self.blocks_count) {
+                    if len == 0 || start == 0 || !start.checked_add(len).is_some_and(|end| end <= self.blocks_count) {
                         return Err(corrupt(format!("an extent of inode {} lies outside the filesystem", inode.ino)));
+                    }
+                    if out.len() >= max {
+                        return Err(corrupt(format!("inode {} has more than {max} extents", inode.ino)));
                     }
                     out.push(ext);
                 } else {
                     let leaf = u64::from(u32_at(e, 4)) | u64::from(u16_at(e, 8)) << 32;
                     let mut child = vec![0u8; self.block_size as usize];
-                    self.read_block(leaf, &mut child)?;
+                    self.read_tree_block(leaf, &mut child)?;
                     stack.push((child, Some(depth - 1)));
                 }
             }
@@ -369,7 +348,7 @@ impl<S: Source + ?Sized> Fs<S> {
                 continue;
             }
             for b in 0..e.len {
-                self.read_block(e.start + b, &mut block)?;
+                self.read_tree_block(e.start + b, &mut block)?;
                 let mut pos = 0usize;
                 while pos + 8 <= bs {
                     let ino = u32_at(&block, pos);
@@ -426,11 +405,11 @@ impl<S: Source + ?Sized> Fs<S> {
 
     /// The raw extended attributes of `inode`, (name index, name, value),
     /// from the inode and its attribute block.
-    pub fn xattrs(&self, inode: &Inode) -> Result<Vec<(u8, Vec<u8>, Vec<u8>)>, FsError> {
+    pub fn xattrs(&self, inode: &Inode) -> Result<Vec<super::xattr::Raw>, FsError> {
         let mut out = Vec::new();
         if u32_at(&inode.xattr_area, 0) == 0xEA02_0000 {
             let area = &inode.xattr_area[4..];
-            parse_xattrs(area, 0, area, inode.ino, &mut out)?;
+            super::xattr::parse(area, 0, area, inode.ino, &mut out)?;
         }
         if inode.file_acl != 0 {
             let mut block = vec![0u8; self.block_size as usize];
@@ -438,36 +417,8 @@ impl<S: Source + ?Sized> Fs<S> {
             if u32_at(&block, 0) != 0xEA02_0000 || u32_at(&block, 8) != 1 {
                 return Err(corrupt(format!("a bad extended attribute block in inode {}", inode.ino)));
             }
-            parse_xattrs(&block, 32, &block, inode.ino, &mut out)?;
+            super::xattr::parse(&block, 32, &block, inode.ino, &mut out)?;
         }
         Ok(out)
     }
-}
-
-/// Longest attribute value copied (a capability is 20 bytes, an ACL a few
-/// hundred).
-pub const MAX_XATTR_BYTES: usize = 64 * 1024;
-
-/// Attribute entries from `pos` in `entries`; values are at offsets
-/// relative to the start of `values`.
-fn parse_xattrs(entries: &[u8], mut pos: usize, values: &[u8], ino: u32, out: &mut Vec<(u8, Vec<u8>, Vec<u8>)>) -> Result<(), FsError> {
-    let bad = || corrupt(format!("a bad extended attribute entry in inode {ino}"));
-    while pos + 4 <= entries.len() && u32_at(entries, pos) != 0 {
-        let name_len = usize::from(entries[pos]);
-        let index = entries[pos + 1];
-        let value_offs = usize::from(u16_at(entries, pos + 2));
-        let value_inum = u32_at(entries, pos + 4);
-        let value_size = u32_at(entries, pos + 8) as usize;
-        let name = entries.get(pos + 16..pos + 16 + name_len).ok_or_else(bad)?.to_vec();
-        if value_inum != 0 {
-            return Err(FsError::Unsupported("extended attribute values in their own inodes"));
-        }
-        if value_size > MAX_XATTR_BYTES {
-            return Err(bad());
-        }
-        let value = values.get(value_offs..value_offs + value_size).ok_or_else(bad)?.to_vec();
-        out.push((index, name, value));
-        pos += (16 + name_len + 3) & !3;
-    }
-    Ok(())
 }

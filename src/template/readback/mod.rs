@@ -20,9 +20,11 @@
 //! the root's lost+found (mke2fs makes its own).
 
 pub mod ext4;
+mod source;
 #[cfg(test)]
 mod tests;
 mod write;
+mod xattr;
 
 use ext4::{Extent, Fs, FsError, Inode, Kind, Source, ROOT_INODE};
 use std::collections::{HashMap, HashSet};
@@ -232,7 +234,7 @@ impl<S: Source + ?Sized> Walk<'_, S> {
     fn finish(&self, fd: &impl std::os::fd::AsRawFd, inode: &Inode, rel: &[u8]) -> Result<(), ReadbackError> {
         let mut kept = Vec::new();
         for (index, name, value) in self.fs.xattrs(inode)? {
-            if let Some(x) = kept_xattr(index, &name, value).map_err(|m| ReadbackError::Refused(format!("/{}: {m}", show(rel))))? {
+            if let Some(x) = xattr::kept(index, &name, value).map_err(|m| ReadbackError::Refused(format!("/{}: {m}", show(rel))))? {
                 kept.push(x);
             }
         }
@@ -267,51 +269,4 @@ fn check_names(raw: Vec<(Vec<u8>, u32)>, me: u32, parent: u32) -> Result<Vec<(Ve
         return Err("no \".\" or \"..\" entry".into());
     }
     Ok(out)
-}
-
-/// The attributes carried over, with the names and value formats the
-/// kernel's xattr calls take; None for the ones dropped.
-fn kept_xattr(index: u8, name: &[u8], value: Vec<u8>) -> Result<Option<(CString, Vec<u8>)>, String> {
-    let full = match (index, name) {
-        (1, n) if !n.is_empty() => [b"user.", n].concat(),
-        (2, b"") => return acl("system.posix_acl_access", &value),
-        (3, b"") => return acl("system.posix_acl_default", &value),
-        (6, b"capability") => b"security.capability".to_vec(),
-        _ => return Ok(None),
-    };
-    let full = CString::new(full).map_err(|_| "an attribute name holds a NUL".to_owned())?;
-    Ok(Some((full, value)))
-}
-
-/// ext4 stores POSIX ACLs in its own compact form (version 1, 4-byte
-/// entries where no id is needed); the xattr call takes version 2 with
-/// 8-byte entries (what e2fsprogs' ext_attr.c converts too).
-fn acl(name: &str, disk: &[u8]) -> Result<Option<(CString, Vec<u8>)>, String> {
-    let bad = || format!("a malformed {name}");
-    if disk.get(..4) != Some(&1u32.to_le_bytes()[..]) {
-        return Err(bad());
-    }
-    let mut out = 2u32.to_le_bytes().to_vec();
-    let mut pos = 4;
-    while pos < disk.len() {
-        let e = disk.get(pos..pos + 4).ok_or_else(bad)?;
-        let tag = u16::from_le_bytes([e[0], e[1]]);
-        let id = match tag {
-            // ACL_USER, ACL_GROUP: with an id.
-            2 | 8 => {
-                let id = disk.get(pos + 4..pos + 8).ok_or_else(bad)?;
-                pos += 8;
-                [id[0], id[1], id[2], id[3]]
-            }
-            // ACL_USER_OBJ, ACL_GROUP_OBJ, ACL_MASK, ACL_OTHER.
-            1 | 4 | 0x10 | 0x20 => {
-                pos += 4;
-                u32::MAX.to_le_bytes()
-            }
-            _ => return Err(bad()),
-        };
-        out.extend_from_slice(&e[..4]);
-        out.extend_from_slice(&id);
-    }
-    Ok(Some((CString::new(name).expect("a constant name"), out)))
 }

@@ -241,15 +241,15 @@ fn acls_convert_to_the_xattr_form() {
     disk.extend_from_slice(&[1, 0, 6, 0]);
     disk.extend_from_slice(&[2, 0, 4, 0, 0xe8, 3, 0, 0]);
     disk.extend_from_slice(&[4, 0, 4, 0, 0x10, 0, 4, 0, 0x20, 0, 0, 0]);
-    let (name, v) = kept_xattr(2, b"", disk.clone()).unwrap().unwrap();
+    let (name, v) = xattr::kept(2, b"", disk.clone()).unwrap().unwrap();
     assert_eq!(name.to_bytes(), b"system.posix_acl_access");
     assert_eq!(v.len(), 4 + 5 * 8);
     assert_eq!(&v[12..20], &[2, 0, 4, 0, 0xe8, 3, 0, 0]);
-    assert!(kept_xattr(2, b"", disk[..disk.len() - 2].to_vec()).is_err());
-    assert!(kept_xattr(4, b"overlay.opaque", b"y".to_vec()).unwrap().is_none());
-    assert!(kept_xattr(6, b"selinux", b"x".to_vec()).unwrap().is_none());
-    assert!(kept_xattr(1, b"", b"x".to_vec()).unwrap().is_none());
-    assert!(kept_xattr(1, b"a\0b", b"x".to_vec()).is_err());
+    assert!(xattr::kept(2, b"", disk[..disk.len() - 2].to_vec()).is_err());
+    assert!(xattr::kept(4, b"overlay.opaque", b"y".to_vec()).unwrap().is_none());
+    assert!(xattr::kept(6, b"selinux", b"x".to_vec()).unwrap().is_none());
+    assert!(xattr::kept(1, b"", b"x".to_vec()).unwrap().is_none());
+    assert!(xattr::kept(1, b"a\0b", b"x".to_vec()).is_err());
 }
 
 /// A directory of `n` names, all of one empty file, crafted in place: a
