@@ -37,10 +37,6 @@ pub struct Config {
     pub mke2fs: AbsPath,
     #[serde(default = "default_umount")]
     pub umount: AbsPath,
-    /// Reads an installed guest's root filesystem without mounting it
-    /// (`template build ... builder=installer`).
-    #[serde(default = "default_debugfs")]
-    pub debugfs: AbsPath,
     pub mirror: Mirror,
     pub hypervisor: Hypervisor,
     #[serde(default)]
@@ -60,9 +56,6 @@ fn default_mke2fs() -> AbsPath {
 }
 fn default_umount() -> AbsPath {
     AbsPath("/usr/bin/umount".into())
-}
-fn default_debugfs() -> AbsPath {
-    AbsPath("/usr/sbin/debugfs".into())
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -415,7 +408,6 @@ driver = "xl"
         assert_eq!(c.hypervisor.driver, Driver::Xl);
         assert_eq!(c.hypervisor.xl.path(), Path::new("/usr/sbin/xl"));
         assert_eq!(c.timeouts.hypervisor_s, 60);
-        assert_eq!(c.debugfs.path(), Path::new("/usr/sbin/debugfs"));
         assert_eq!(c.hypervisor.qemu_user.as_str(), "guest-installer-qemu");
         assert_eq!(c.hypervisor.console_log_max_mib.bytes(), 16 << 20);
         assert!(c.hypervisor.device_model_user.is_none());

@@ -119,11 +119,22 @@ fn set_xattr(path: &Path, name: &str, value: &[u8]) {
 /// A 48 MiB disk: MBR, p1 ext4 root (40 MiB at 1 MiB), p2 extended holding
 /// p5 swap, as d-i's "atomic" recipe lays it out.
 fn installed_disk(dir: &Path, hostname: &str) -> PathBuf {
+    crafted_disk(dir, hostname, |_| {}, |_| {})
+}
+
+/// `installed_disk`, with `tree` changing the installed tree before
+/// mke2fs and `part` changing the root filesystem's image after.
+fn crafted_disk(dir: &Path, hostname: &str, tree_fn: impl Fn(&Path), part_fn: impl Fn(&Path)) -> PathBuf {
     let tree = dir.join("installed");
+    let _ = fs::remove_dir_all(&tree);
     installed_tree(&tree, hostname);
+    tree_fn(&tree);
     let part = dir.join("root-part.img");
+    let _ = fs::remove_file(&part);
     sh(Command::new("mke2fs").args(["-q", "-F", "-t", "ext4", "-L", "installed-root", "-d"]).arg(&tree).arg(&part).arg("40M"));
+    part_fn(&part);
     let disk = dir.join("installed-disk.img");
+    let _ = fs::remove_file(&disk);
     fs::File::create(&disk).unwrap().set_len(48 << 20).unwrap();
     let mut sf = Command::new("sfdisk")
         .arg("-q")
@@ -322,37 +333,6 @@ fn an_install_that_stops_before_finishing_builds_nothing() {
     assert_eq!(t["templates"], serde_json::json!([]));
 }
 
-/// The install finishes but the tool that reads the disk back is missing:
-/// the build fails naming it, and leaves no template, no hidden build
-/// directory and no media.
-#[test]
-fn a_missing_debugfs_builds_nothing() {
-    let _took = Took("a_missing_debugfs_builds_nothing", Instant::now());
-    let env = Env::with_config_extra("debugfs = \"/nonexistent/debugfs\"");
-    env.use_qemu();
-    let disk = installed_disk(env.root(), "tpl6");
-    import_fake_installer(&env, &disk, false);
-    env.machine_with("build6", 6, Some("fake"), &[]);
-    let _guest = Guest::new(&env, "build6");
-    let before = env.snapshot();
-    let o = env.run(As::Root, &["template", "build", "fake", "name=tpl6", "builder=installer", "machine=build6", "--json"], b"");
-    let c = console(&env, "build6");
-    assert_eq!(o.code, 1, "{o:?}\nconsole:\n{}", readable_tail(&c, 40));
-    assert!(c.contains("GI-FAKE-INSTALLER: disk written"), "the install did not run to its end:\n{}", readable_tail(&c, 40));
-    let msg = o.json()["error"]["message"].as_str().unwrap().to_owned();
-    assert!(msg.contains("/nonexistent/debugfs"), "{msg}");
-    assert!(!env.state.join("templates/tpl6").exists());
-    let new = new_paths(&env, &before);
-    assert!(new.is_empty(), "left behind: {new:?}");
-    for e in fs::read_dir(&env.state).unwrap() {
-        let n = e.unwrap().file_name();
-        assert!(!n.to_string_lossy().starts_with(".template-"), "{n:?} left");
-    }
-    for f in ["install.qcow2", "initrd.gz"] {
-        assert!(!env.vm_file("build6", f).exists(), "{f} left behind");
-    }
-}
-
 #[test]
 fn installer_builder_refusals() {
     let _took = Took("installer_builder_refusals", Instant::now());
@@ -487,4 +467,206 @@ fn installer_builder_with_the_xl_driver() {
     assert!(o.json()["error"]["message"].as_str().unwrap().contains("is running"), "{o:?}");
     assert!(!env.vm_file("xlb2", "install.qcow2").exists());
     assert!(!env.state.join("templates/tpl6").exists());
+}
+
+/// Imports, as image `name`, the busybox fake installer carrying `disk`
+/// (what `Env::import_busybox_installer` does, under another name).
+fn import_fake_as(env: &Env, name: &str, disk: &Path) {
+    let work = env.root().join(format!("fake-{name}"));
+    let (bb, tree, iso) = (work.join("bb"), work.join("tree"), work.join("fake.iso"));
+    let support = repo().join("tests/support/iso");
+    sh(Command::new(support.join("make-busybox-installer")).arg(&bb).arg("--disk").arg(disk));
+    sh(Command::new(support.join("make-installer-tree")).arg(&tree).arg("--kernel").arg(bb.join("vmlinuz")).arg("--initrd").arg(bb.join("initrd.gz")));
+    sh(Command::new(support.join("make-installer-iso")).arg(&tree).arg(&iso));
+    let sum = format!("sha256={}", sha256(&iso));
+    env.run(As::Root, &["image", "import", name, iso.to_str().unwrap(), &sum], b"").ok();
+    fs::remove_dir_all(&work).unwrap();
+}
+
+/// Renames the one directory entry `from` in the image to `to` (not
+/// longer), in place: how a crafted disk gets names mke2fs and the kernel
+/// refuse. (A directory entry: inode, record length, name length, type,
+/// name.)
+fn patch_name(img: &Path, from: &[u8], to: &[u8]) {
+    assert!(to.len() <= from.len());
+    let mut b = fs::read(img).unwrap();
+    let at: Vec<usize> = b.windows(from.len()).enumerate().filter(|(i, w)| *w == from && *i >= 8 && b[i - 2] as usize == from.len()).map(|(i, _)| i).collect();
+    assert_eq!(at.len(), 1, "{} entries named {:?}", at.len(), String::from_utf8_lossy(from));
+    b[at[0] - 2] = to.len() as u8;
+    b[at[0]..at[0] + to.len()].copy_from_slice(to);
+    fs::write(img, b).unwrap();
+}
+
+/// Where an inode sits in the image (`debugfs imap`).
+fn inode_offset(img: &Path, path: &str) -> usize {
+    let out = debugfs(img, &format!("imap {path}"));
+    let block: usize = out.split("located at block ").nth(1).unwrap().split(',').next().unwrap().parse().unwrap();
+    let off = usize::from_str_radix(out.split("offset 0x").nth(1).unwrap().split_whitespace().next().unwrap(), 16).unwrap();
+    let bs: usize = debugfs(img, "stats").lines().find_map(|l| l.strip_prefix("Block size:")).unwrap().trim().parse().unwrap();
+    block * bs + off
+}
+
+fn debugfs_w(img: &Path, req: &str) {
+    let o = Command::new("debugfs").arg("-w").arg("-R").arg(req).arg(img).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && err.lines().all(|l| l.starts_with("debugfs ")), "{req}: {err}");
+}
+
+/// A host file outside the build: its content and modification time.
+fn sentinel_state(p: &Path) -> (Vec<u8>, i64, i64) {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::symlink_metadata(p).unwrap();
+    (fs::read(p).unwrap(), m.mtime(), m.mtime_nsec())
+}
+
+type Craft = (&'static str, i32, Box<dyn Fn(&Path)>, Box<dyn Fn(&Path)>);
+
+/// A guest decides what is on the disk read back. Each crafted root
+/// filesystem below (otherwise a finished install) goes through the real
+/// builder and the busybox installer; each must fail with exit 1 and
+/// leave nothing, or build from a tree that stayed inside the build dir;
+/// and the host files it aims at keep their content and mtime. (10^6
+/// empty files is tested at the reader level: such a filesystem is too
+/// big to carry in the fake installer's initrd.)
+#[test]
+fn a_crafted_disk_cannot_steer_the_read_back() {
+    let _took = Took("a_crafted_disk_cannot_steer_the_read_back", Instant::now());
+    let env = Env::new();
+    env.use_qemu();
+    let outside = env.root().join("outside");
+    fs::create_dir(&outside).unwrap();
+    let sentinel = outside.join("sentinel");
+    fs::write(&sentinel, b"host file, not the guest's\n").unwrap();
+    let old = nix::sys::time::TimeSpec::new(1_000_000_000, 0);
+    nix::sys::stat::utimensat(None, &sentinel, &old, &old, nix::sys::stat::UtimensatFlags::NoFollowSymlink).unwrap();
+    let before = sentinel_state(&sentinel);
+    // From STATE/.template-T-XXXXXX/tree/etc up to the test's root.
+    let up = "../".repeat(3 + env.state.strip_prefix(env.root()).unwrap().components().count());
+    let dotdot_name = format!("{up}outside/sentinel");
+    let abs = sentinel.clone();
+
+    let cases: Vec<Craft> = vec![
+        // rdump created the symlink, then wrote the file's bytes through it.
+        (
+            "symlink-then-same-name",
+            1,
+            Box::new(move |t| {
+                std::os::unix::fs::symlink(&abs, t.join("etc/zzdupa")).unwrap();
+                write(t, "etc/zzdupb", b"EVIL\n", 0o644);
+            }),
+            Box::new(|p| patch_name(p, b"zzdupb", b"zzdupa")),
+        ),
+        (
+            "dotdot-in-a-name",
+            1,
+            Box::new({
+                let n = dotdot_name.len();
+                move |t| write(t, &format!("etc/{}", "q".repeat(n)), b"EVIL\n", 0o644)
+            }),
+            Box::new({
+                let n = dotdot_name.clone();
+                move |p| patch_name(p, "q".repeat(n.len()).as_bytes(), n.as_bytes())
+            }),
+        ),
+        ("a-file-named-dotdot", 1, Box::new(|t| write(t, "etc/zzdotdot1", b"EVIL\n", 0o644)), Box::new(|p| patch_name(p, b"zzdotdot1", b".."))),
+        ("a-file-named-dot", 1, Box::new(|t| write(t, "etc/zzdotone1", b"EVIL\n", 0o644)), Box::new(|p| patch_name(p, b"zzdotone1", b"."))),
+        (
+            "duplicate-names",
+            1,
+            Box::new(|t| {
+                write(t, "etc/zzdupc", b"one\n", 0o644);
+                write(t, "etc/zzdupd", b"two\n", 0o644);
+            }),
+            Box::new(|p| patch_name(p, b"zzdupd", b"zzdupc")),
+        ),
+        (
+            "a-directory-linked-into-itself",
+            1,
+            Box::new(|t| fs::create_dir(t.join("etc/d")).unwrap()),
+            Box::new(|p| debugfs_w(p, "link /etc/d /etc/d/self")),
+        ),
+        (
+            "a-symlink-loop",
+            0,
+            Box::new(|t| {
+                std::os::unix::fs::symlink("loop-b", t.join("etc/loop-a")).unwrap();
+                std::os::unix::fs::symlink("loop-a", t.join("etc/loop-b")).unwrap();
+                std::os::unix::fs::symlink(".", t.join("etc/here")).unwrap();
+            }),
+            Box::new(|_| {}),
+        ),
+        (
+            // The journal's needs_recovery flag: not cleanly unmounted.
+            "a-journal-that-needs-recovery",
+            1,
+            Box::new(|_| {}),
+            Box::new(|p| {
+                let mut b = fs::read(p).unwrap();
+                b[1024 + 96] |= 0x4;
+                fs::write(p, b).unwrap();
+            }),
+        ),
+        (
+            "a-1-TiB-sparse-file",
+            1,
+            Box::new(|t| fs::File::create(t.join("var/sparse")).unwrap().set_len(1 << 40).unwrap()),
+            Box::new(|_| {}),
+        ),
+        (
+            // Twelve files claiming the blocks of one 4 MiB file: 48 MiB
+            // of data from a 40 MiB filesystem.
+            "cross-linked-blocks",
+            1,
+            Box::new(|t| {
+                write(t, "var/big", &vec![0x5a; 4 << 20], 0o644);
+                for i in 0..12 {
+                    write(t, &format!("var/x{i:02}"), b"small\n", 0o644);
+                }
+            }),
+            Box::new(|p| {
+                let mut b = fs::read(p).unwrap();
+                let big = inode_offset(p, "/var/big");
+                for i in 0..12 {
+                    let x = inode_offset(p, &format!("/var/x{i:02}"));
+                    // i_size_lo, i_block[], i_size_high; i_flags (extents).
+                    for (at, len) in [(4, 4), (32, 4), (40, 60), (108, 4)] {
+                        let v = b[big + at..big + at + len].to_vec();
+                        b[x + at..x + at + len].copy_from_slice(&v);
+                    }
+                }
+                fs::write(p, b).unwrap();
+            }),
+        ),
+    ];
+
+    for (i, (name, want, tree_fn, part_fn)) in cases.iter().enumerate() {
+        let n = 20 + i as u8;
+        let (vm, image, tpl) = (format!("craft{n}"), format!("craft{n}"), format!("tcraft{n}"));
+        let disk = crafted_disk(env.root(), &tpl, tree_fn, part_fn);
+        import_fake_as(&env, &image, &disk);
+        env.machine_with(&vm, n, Some(&image), &[]);
+        let _guest = Guest::new(&env, &vm);
+        let o = env.run(As::Root, &["template", "build", &image, &format!("name={tpl}"), "builder=installer", &format!("machine={vm}"), "--json"], b"");
+        let c = console(&env, &vm);
+        assert!(c.contains("GI-FAKE-INSTALLER: disk written"), "{name}: the install did not run:\n{}", readable_tail(&c, 40));
+        assert_eq!(o.code, *want, "{name}: {o:?}");
+        if *want != 0 {
+            let msg = o.json()["error"]["message"].as_str().unwrap().to_owned();
+            assert!(msg.contains("cannot copy the installed system out of its filesystem"), "{name}: {msg}");
+            eprintln!("{name}: {msg}");
+            assert!(!env.state.join("templates").join(&tpl).exists(), "{name}");
+        }
+        assert_eq!(sentinel_state(&sentinel), before, "{name}: the host file changed");
+        let left: Vec<_> = fs::read_dir(&outside).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("sentinel")], "{name}");
+        for e in fs::read_dir(&env.state).unwrap() {
+            let n = e.unwrap().file_name();
+            assert!(!n.to_string_lossy().starts_with(".template-"), "{name}: {n:?} left");
+        }
+    }
+    // The symlink loop was copied as what it is: three symlinks.
+    let img = env.state.join("templates/tcraft26/root.img");
+    assert_eq!(cases[6].0, "a-symlink-loop");
+    assert!(debugfs(&img, "stat /etc/loop-a").contains("Fast link dest: \"loop-b\""), "{}", debugfs(&img, "stat /etc/loop-a"));
+    assert!(debugfs(&img, "stat /etc/here").contains("Fast link dest: \".\""));
 }

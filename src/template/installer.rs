@@ -4,7 +4,8 @@
 //! `install VM` would run it; when the guest has stopped with the
 //! installer finished, its root filesystem is read back from the volume
 //! without mounting anything (partition table → first ext4 partition →
-//! sparse copy → `debugfs rdump`), and the shared finish step seals it.
+//! [`readback`], an in-process reader that cannot be steered into writing
+//! outside the tree), and the shared finish step seals it.
 //!
 //! The root password of the build install is random and never shown: the
 //! seal locks root anyway. The per-VM media (which hold its hash) are
@@ -17,7 +18,7 @@
 //! partman-auto recipe puts `/`. It must hold /etc/os-release, or the build
 //! fails (a separate /boot first, or LVM, is not supported).
 
-use super::{extract, partition, Builder, BuilderKind, TemplateError, TemplateName};
+use super::{partition, readback, Builder, BuilderKind, TemplateError, TemplateName};
 use crate::config::Config;
 use crate::fsutil;
 use crate::hypervisor::{self, Domain, Hypervisor};
@@ -162,15 +163,16 @@ impl<'a> Installer<'a> {
         progress::stage(&self.console()).map_or("none seen on the console", Stage::as_str)
     }
 
-    /// Copies the root partition of the installed disk into `out`.
-    fn copy_root(&self, out: &Path) -> Result<u32, TemplateError> {
+    /// Reads the root partition of the installed disk into `tree`.
+    fn read_root(&self, tree: &Path) -> Result<u32, TemplateError> {
         let disk = self.machine.disk.as_str();
         let bad = |message: String| TemplateError::Disk { disk: disk.to_owned(), message };
         let mut f = std::fs::File::open(disk).map_err(|e| bad(e.to_string()))?;
         let parts = partition::partitions(&mut f).map_err(|e| bad(e.to_string()))?;
         for p in &parts {
             if partition::is_ext4(&mut f, p).map_err(|e| bad(e.to_string()))? {
-                partition::copy_sparse(&mut f, p, out).map_err(|e| bad(e.to_string()))?;
+                let src = readback::ext4::Region { file: f, start: p.start, len: p.len };
+                readback::extract(Box::new(src), tree, readback::Budget::default())?;
                 return Ok(p.number);
             }
         }
@@ -183,12 +185,9 @@ impl Builder for Installer<'_> {
         BuilderKind::Installer
     }
 
-    fn make_tree(&self, work: &Path, tree: &Path) -> Result<(), TemplateError> {
+    fn make_tree(&self, _work: &Path, tree: &Path) -> Result<(), TemplateError> {
         self.install()?;
-        let part = work.join("root-partition.img");
-        let number = self.copy_root(&part)?;
-        extract::extract(self.config.debugfs.path(), &part, tree, work, self.config.timeouts.tool())?;
-        fsutil::remove_if_exists(&part).map_err(|source| TemplateError::Io { path: part.clone(), source })?;
+        let number = self.read_root(tree)?;
         if std::fs::symlink_metadata(tree.join("etc/os-release")).is_err() {
             return Err(TemplateError::Disk {
                 disk: self.machine.disk.as_str().to_owned(),

@@ -20,10 +20,10 @@
 
 pub mod boot;
 pub mod clone;
-pub mod extract;
 pub mod installer;
 pub mod mmdebstrap;
 pub mod partition;
+pub mod readback;
 
 use crate::exec::{self, ExecError};
 use crate::fsutil;
@@ -211,7 +211,7 @@ pub enum TemplateError {
     #[error("cannot read the installed system from the build machine's disk {disk}: {message}")]
     Disk { disk: String, message: String },
     #[error("cannot copy the installed system out of its filesystem: {0}")]
-    Extract(#[from] extract::ExtractError),
+    Extract(#[from] readback::ReadbackError),
     #[error("mke2fs failed: {0}")]
     Mkfs(ExecError),
     #[error("the built system is not usable: {0}")]

@@ -7,9 +7,7 @@
 //! GPT checksums are not verified (a disk whose table is damaged gives no
 //! usable ext4 partition, and the build fails).
 
-use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::path::Path;
+use std::io::{self, Read, Seek, SeekFrom};
 
 const SECTOR: u64 = 512;
 /// ext4's superblock starts 1024 bytes into the filesystem; its magic
@@ -172,31 +170,11 @@ pub fn is_ext4<R: Read + Seek>(f: &mut R, p: &Partition) -> io::Result<bool> {
     Ok(m == [0x53, 0xEF])
 }
 
-/// Copies the partition into `out` (created, mode 0600), leaving holes
-/// where the disk reads as zeros: an installed 2 GiB root is mostly empty.
-pub fn copy_sparse(f: &mut File, p: &Partition, out: &Path) -> io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    const CHUNK: usize = 1 << 20;
-    let mut dst = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(out)?;
-    f.seek(SeekFrom::Start(p.start))?;
-    let mut buf = vec![0u8; CHUNK];
-    let mut done = 0u64;
-    while done < p.len {
-        let n = (p.len - done).min(CHUNK as u64) as usize;
-        f.read_exact(&mut buf[..n])?;
-        if buf[..n].iter().any(|b| *b != 0) {
-            dst.seek(SeekFrom::Start(done))?;
-            dst.write_all(&buf[..n])?;
-        }
-        done += n as u64;
-    }
-    dst.set_len(p.len)?;
-    dst.sync_all()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::File;
+    use std::io::Write;
 
     fn entry(t: u8, lba: u32, n: u32) -> [u8; 16] {
         let mut e = [0u8; 16];
@@ -242,12 +220,6 @@ mod tests {
         );
         assert!(is_ext4(&mut f, &ps[0]).unwrap());
         assert!(!is_ext4(&mut f, &ps[1]).unwrap());
-
-        let d = tempfile::tempdir().unwrap();
-        let out = d.path().join("p1");
-        copy_sparse(&mut f, &ps[0], &out).unwrap();
-        let got = std::fs::read(&out).unwrap();
-        assert_eq!(got, img[2048 * 512..4096 * 512]);
     }
 
     #[test]
