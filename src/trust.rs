@@ -56,6 +56,15 @@ pub fn read(path: &Path, limit: u64) -> Result<Vec<u8>, Untrusted> {
     Ok(buf)
 }
 
+/// [`read`] for callers that report an `io::Error`: an untrusted file
+/// reads as an error that says why.
+pub fn read_io(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    read(path, limit).map_err(|e| match e {
+        Untrusted::Io(e) => e,
+        reason => io::Error::other(format!("not trusted: {reason}")),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
