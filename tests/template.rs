@@ -595,7 +595,7 @@ fn default_template_and_a_volume_too_small() {
     let env = Env::new();
     add_template(&env);
     let o = env.run(As::Remote(ADMIN), &["machine", "add", "x", "owner=bob@EXAMPLE.ORG", "ip=192.0.2.9", "netmask=255.255.255.0",
-        "gateway=192.0.2.1", "nameserver=192.0.2.53", "mac=00:16:3e:00:00:09", "disk=/srv/x.img", "template=nosuch", "--json"], b"");
+        "gateway=192.0.2.1", "nameserver=192.0.2.53", "mac=00:16:3e:00:00:09", "size=4G", "template=nosuch", "--json"], b"");
     assert_eq!(o.code, 4, "{o:?}");
 
     let small = env.machine_with("small1", 7, None, &["template=tpl"]);
