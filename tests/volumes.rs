@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -280,18 +280,16 @@ fn a_held_registry_lock_means_busy_after_a_short_wait() {
 /// argv `want` (logging it) and fails on anything else.
 fn lvm_standin(dir: &Path, name: &str, want: &str) -> PathBuf {
     let p = dir.join(name);
-    fs::write(
+    write_executable(
         &p,
-        format!(
+        &format!(
             "#!/bin/sh\n# A stand-in for {name}: there is no device-mapper here.\n\
              echo \"$*\" >> {log}\n\
              if [ \"$*\" = '{want}' ]; then exit 0; fi\n\
              echo \"{name}: unexpected arguments: $*\" >&2\nexit 3\n",
             log = dir.join("log").display()
         ),
-    )
-    .unwrap();
-    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+    );
     p
 }
 

@@ -77,6 +77,16 @@ pub fn installer_iso(xen: bool) -> PathBuf {
     .clone()
 }
 
+/// Writes an executable (a test's stand-in or wrapper). The file is made
+/// by a child process from a plain copy: no thread of the test binary ever
+/// holds a writable descriptor on the executable, which would make its
+/// exec fail with ETXTBSY if another thread forked at that moment.
+pub fn write_executable(path: &Path, text: &str) {
+    let src = path.with_extension("src");
+    fs::write(&src, text).unwrap();
+    sh(Command::new("install").arg("-m").arg("0755").arg(&src).arg(path));
+}
+
 pub fn sha256(path: &Path) -> String {
     guest_installer::image::sha256_file(path).unwrap().0
 }
