@@ -27,7 +27,8 @@ pub struct Config {
     #[serde(default)]
     pub admins: Vec<Principal>,
     pub domain: DomainName,
-    /// If not empty, a machine's disk must lie under one of these.
+    /// If not empty, a volume root imports with `disk=` must lie under one
+    /// of these (compared as given, before symlinks are resolved).
     #[serde(default)]
     pub disk_roots: Vec<DiskPath>,
     #[serde(default = "default_xorriso")]

@@ -155,7 +155,7 @@ impl From<crate::image::ImageError> for Error {
             | E::Unsafe(_) => Kind::Invalid,
             // An ISO that passed every check above and still cannot be
             // read, or xorriso missing, failing or hanging: our failure.
-            E::Extract(_) | E::Master(_) | E::BaseIso(_) | E::Corrupt { .. } | E::Io { .. } => Kind::Failed,
+            E::Extract(_) | E::NoSpace { .. } | E::Master(_) | E::BaseIso(_) | E::Corrupt { .. } | E::Io { .. } => Kind::Failed,
         };
         Error::new(kind, e.to_string())
     }

@@ -328,3 +328,29 @@ fn an_lvm_pool_runs_lvcreate_and_lvremove_by_argv() {
     );
     assert_eq!(env.run(As::Remote(ADMIN), &["machine", "show", "vm1"], b"").code, 4);
 }
+
+/// A pool directory inside the state dir (directly or through a symlink),
+/// or one others could change, makes no volume and registers nothing.
+#[test]
+fn an_unsafe_pool_directory_is_refused() {
+    let env = Env::new();
+    add(&env, As::Remote(ADMIN), "vm1", 1, "size=1G").ok();
+    let link = env.root().join("state-link");
+    std::os::unix::fs::symlink(&env.state, &link).unwrap();
+    let open = env.root().join("open");
+    fs::create_dir(&open).unwrap();
+    fs::set_permissions(&open, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let before = env.snapshot();
+    for (dir, says) in [
+        (env.state.join("vols"), "inside the state directory"),
+        (link.join("vols"), "inside the state directory"),
+        (open.clone(), "group- or world-writable"),
+    ] {
+        env.set_volumes(&format!("kind = \"file\"\ndir = \"{}\"", dir.display()));
+        let o = add(&env, As::Remote(ADMIN), "vm2", 2, "size=1G");
+        assert_eq!(o.code, 1, "{dir:?}: {o:?}");
+        assert!(error_message(&o).contains(says), "{dir:?}: {o:?}");
+        assert_same_tree(&before, &env.snapshot(), says);
+    }
+    assert_eq!(fs::read_dir(&open).unwrap().count(), 0);
+}

@@ -58,11 +58,12 @@ pub fn add(ctx: &Ctx, m: &NewMachine) -> Result<Outcome> {
     }
     let machine = match (&m.volume, &ctx.config.volumes) {
         (VolumeSpec::Size(size), Some(pool)) => {
-            let disk = pool.create(&m.name, *size, ctx.config.timeouts.tool())?;
+            let state_dir = ctx.config.state_dir.path();
+            let disk = pool.create(&m.name, *size, ctx.config.timeouts.tool(), state_dir)?;
             let machine = m.with_disk(disk, Origin::Pool);
             if let Err(e) = reg.add(&machine) {
                 // The machine is not registered: neither is its volume.
-                let _ = pool.remove(&m.name, &machine.disk, ctx.config.timeouts.tool());
+                let _ = pool.remove(&m.name, &machine.disk, ctx.config.timeouts.tool(), state_dir);
                 return Err(e.into());
             }
             machine
@@ -100,7 +101,7 @@ pub fn remove(ctx: &Ctx, vm: &VmName, purge_volume: bool) -> Result<Outcome> {
     // The volume goes first: if it cannot be removed, the machine stays
     // registered and the request can be repeated.
     if let Some(pool) = pool {
-        pool.remove(vm, &m.disk, ctx.config.timeouts.tool())?;
+        pool.remove(vm, &m.disk, ctx.config.timeouts.tool(), ctx.config.state_dir.path())?;
     }
     reg.remove(vm)?;
     match std::fs::remove_dir_all(&vmdir.dir) {

@@ -43,6 +43,8 @@ pub enum ImageError {
     Truncated { declared: u64, actual: u64 },
     #[error("xorriso could not extract the ISO: {0}")]
     Extract(ExecError),
+    #[error("No space left in the state directory for the image: it needs about {need} bytes more, {free} are free")]
+    NoSpace { need: u64, free: u64 },
     #[error("building the base ISO failed: {0}")]
     Master(ExecError),
     #[error("the base ISO just built is unreadable: {0}")]
@@ -276,6 +278,13 @@ pub fn import(images_dir: &Path, req: &ImportRequest) -> Result<Manifest, ImageE
         return Err(ImageError::DigestMismatch { actual });
     }
     check_iso(&copy, req.iso)?;
+    // The tree takes about what the ISO holds (then the base ISO as much,
+    // once our copy is gone): say so now rather than let xorriso fail
+    // half-way with a message that does not.
+    let free = nix::sys::statvfs::statvfs(work.path()).map(|v| v.blocks_available() * v.fragment_size()).map_err(|e| ImageError::Io { path: work.path().into(), source: e.into() })?;
+    if free < source_bytes {
+        return Err(ImageError::NoSpace { need: source_bytes, free });
+    }
     let tree = work.path().join("tree");
     let mut indev = std::ffi::OsString::from("stdio:");
     indev.push(&copy);

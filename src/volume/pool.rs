@@ -109,12 +109,12 @@ impl PoolConfig {
 
     /// Makes `vm`'s volume of `size`. Call it under the registry lock: a
     /// file pool's leftovers of a killed creation are cleared first.
-    pub fn create(&self, vm: &VmName, size: VolumeSize, limit: Duration) -> Result<DiskPath, VolumeError> {
+    pub fn create(&self, vm: &VmName, size: VolumeSize, limit: Duration, state_dir: &Path) -> Result<DiskPath, VolumeError> {
         let disk = self.path_for(vm);
         match self {
             PoolConfig::File(f) => {
                 let dir = Path::new(f.dir.as_str());
-                check_dir(dir)?;
+                check_dir(dir, state_dir)?;
                 crate::lock::remove_leftovers(dir, &[TEMP_PREFIX])
                     .map_err(|source| VolumeError::Io { what: "clear leftovers in", path: dir.into(), source })?;
                 let format = match f.format {
@@ -137,14 +137,14 @@ impl PoolConfig {
     }
 
     /// Removes the volume the pool made for `vm` at `disk`.
-    pub fn remove(&self, vm: &VmName, disk: &DiskPath, limit: Duration) -> Result<(), VolumeError> {
+    pub fn remove(&self, vm: &VmName, disk: &DiskPath, limit: Duration, state_dir: &Path) -> Result<(), VolumeError> {
         let expected = self.path_for(vm);
         if *disk != expected {
             return Err(VolumeError::NotInPool { vm: vm.clone(), disk: disk.clone(), expected });
         }
         match self {
             PoolConfig::File(f) => {
-                check_dir(Path::new(f.dir.as_str()))?;
+                check_dir(Path::new(f.dir.as_str()), state_dir)?;
                 fsutil::remove_if_exists(Path::new(disk.as_str()))
                     .map_err(|source| VolumeError::Io { what: "remove", path: disk.as_str().into(), source })?;
                 fsutil::sync_dir(Path::new(f.dir.as_str()))
@@ -178,9 +178,22 @@ fn lvcreate_args(l: &LvmPool, vm: &VmName, size: VolumeSize) -> Vec<String> {
 }
 
 /// The pool directory is made if missing; one that exists must be a real
-/// directory only root can change, as the state dir must be.
-fn check_dir(dir: &Path) -> Result<(), VolumeError> {
+/// directory only root can change, as the state dir must be, and not the
+/// state dir or inside it (seen through symlinks and bind mounts).
+fn check_dir(dir: &Path, state_dir: &Path) -> Result<(), VolumeError> {
     let unsafe_dir = |why| VolumeError::UnsafePool(dir.into(), why);
+    let inspect = |p: &Path| fs::metadata(p).map_err(|source| VolumeError::Io { what: "inspect", path: p.into(), source });
+    let state = inspect(state_dir)?;
+    for d in dir.ancestors() {
+        match fs::metadata(d) {
+            Ok(a) if (a.dev(), a.ino()) == (state.dev(), state.ino()) => {
+                return Err(unsafe_dir("it is inside the state directory"));
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => return Err(VolumeError::Io { what: "inspect", path: d.into(), source }),
+        }
+    }
     fsutil::ensure_dir(dir, 0o700).map_err(|source| VolumeError::Io { what: "create", path: dir.into(), source })?;
     let m = fs::symlink_metadata(dir).map_err(|source| VolumeError::Io { what: "inspect", path: dir.into(), source })?;
     if !m.is_dir() {
