@@ -59,8 +59,8 @@ pub fn run(inv: &Invocation, stdin: &mut dyn Read) -> Result<Outcome, Error> {
         Ok(Caller::LocalRoot) => "root".to_owned(),
         Ok(Caller::Remote(p)) => p.to_string(),
         // Never the raw REMOTE_USER: it is not a principal and may be anything.
-        Err(caller::CallerError::BadPrincipal) => "(invalid REMOTE_USER)".to_owned(),
-        Err(caller::CallerError::NotRoot) => format!("(local uid {})", inv.real_uid),
+        Err(caller::CallerError::BadPrincipal) => "(invalid-REMOTE_USER)".to_owned(),
+        Err(caller::CallerError::NotRoot) => format!("(local-uid-{})", inv.real_uid),
     };
     let action = match &parsed {
         Ok(cmd) => cmd.action(),

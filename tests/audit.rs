@@ -35,8 +35,8 @@ fn refusals_before_the_config_is_used_are_recorded() {
     let log = env.audit();
     let expect = [
         format!("principal={OWNER} action=install vm=- outcome=invalid"),
-        "principal=(invalid REMOTE_USER) action=list vm=- outcome=denied".to_owned(),
-        "principal=(local uid 65534) action=machine-show vm=web1 outcome=denied".to_owned(),
+        "principal=(invalid-REMOTE_USER) action=list vm=- outcome=denied".to_owned(),
+        "principal=(local-uid-65534) action=machine-show vm=web1 outcome=denied".to_owned(),
         format!("principal={OWNER} action=unknown vm=- outcome=invalid"),
     ];
     for e in &expect {

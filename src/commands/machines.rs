@@ -95,6 +95,11 @@ pub fn remove(ctx: &Ctx, vm: &VmName, purge_volume: bool) -> Result<Outcome> {
     fsutil::ensure_dir(&locks, 0o700).map_err(|e| Error::failed(format!("cannot create {}: {e}", locks.display())))?;
     let _lock = lock::try_lock(&ctx.config.vm_lock(vm))?;
     let _held = reg.lock()?;
+    // As it is now that no other change can be under way.
+    let m = reg.get(vm)?;
+    if purge_volume && m.volume != Origin::Pool {
+        return Err(VolumeError::Imported(vm.clone()).into());
+    }
     if hypervisor::for_config(ctx.config)?.is_running(vm, &vmdir)? {
         return Err(Error::busy(format!("machine {vm} is running; stop it (or cancel its install) first")));
     }
