@@ -354,3 +354,24 @@ fn an_unsafe_pool_directory_is_refused() {
     }
     assert_eq!(fs::read_dir(&open).unwrap().count(), 0);
 }
+
+/// A registered volume named through a link that dangles (its file gone)
+/// until the pool makes a volume there: the new volume is that machine's
+/// disk, so it is refused and removed again.
+#[test]
+fn a_pool_volume_that_a_registered_link_names_is_refused() {
+    let env = Env::new();
+    fs::create_dir_all(env.pool_dir()).unwrap();
+    let pooled = env.pool_dir().join("vm2.img");
+    fs::File::create(&pooled).unwrap().set_len(64 << 20).unwrap();
+    let link = env.root().join("link.img");
+    std::os::unix::fs::symlink(&pooled, &link).unwrap();
+    add(&env, As::Root, "vm1", 1, &format!("disk={}", link.display())).ok();
+    fs::remove_file(&pooled).unwrap();
+    let before = env.snapshot();
+    let o = add(&env, As::Remote(ADMIN), "vm2", 2, "size=1G");
+    assert_eq!(o.code, 2, "{o:?}");
+    assert!(error_message(&o).contains("machine vm1"), "{o:?}");
+    assert!(!pooled.exists(), "the refused machine's volume was left");
+    assert_eq!(env.snapshot(), before);
+}

@@ -60,11 +60,22 @@ pub fn add(ctx: &Ctx, m: &NewMachine) -> Result<Outcome> {
         (VolumeSpec::Size(size), Some(pool)) => {
             let state_dir = ctx.config.state_dir.path();
             let disk = pool.create(&m.name, *size, ctx.config.timeouts.tool(), state_dir)?;
+            // A registered name that resolves to the new volume (a link
+            // that dangled until now) is the same disk too.
+            let clash = match volume::identity(&disk) {
+                Some(id) => reg.clash(&held, m, &disk, Some(&id)),
+                None => Ok(None),
+            };
             let machine = m.with_disk(disk, Origin::Pool);
-            if let Err(e) = reg.add(&machine) {
+            let added = match clash {
+                Ok(Some((other, what))) => Err(Error::invalid(format!("invalid {}: machine {other} already uses it", what.as_str()))),
+                Ok(None) => reg.add(&machine).map_err(Error::from),
+                Err(e) => Err(e.into()),
+            };
+            if let Err(e) = added {
                 // The machine is not registered: neither is its volume.
                 let _ = pool.remove(&m.name, &machine.disk, ctx.config.timeouts.tool(), state_dir);
-                return Err(e.into());
+                return Err(e);
             }
             machine
         }
