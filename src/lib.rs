@@ -70,9 +70,8 @@ pub fn run(inv: &Invocation, stdin: &mut dyn Read) -> Result<Outcome, Error> {
     let record = |socket: &std::path::Path, outcome: &str, detail: Option<&str>| {
         audit::record(socket, &audit::Entry { principal: &who, action, target: target.as_deref(), outcome, detail });
     };
-    // The config, if it can be read, says where audit records go; a
-    // request is refused for a bad caller or usage before its config
-    // errors are, as before.
+    // Read first only to learn where audit records go: a usage or caller
+    // error is still reported before a config error.
     let config = Config::load(&Config::location());
     let socket = match &config {
         Ok(c) => c.audit.syslog_socket.path().to_owned(),

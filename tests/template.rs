@@ -701,3 +701,30 @@ fn full_volume_filesystem_fails_cleanly() {
     assert_eq!(left.len(), 2, "{left:?}");
     assert!(!env.vm_file("full2", "identity.img").exists());
 }
+
+/// A volume the pool made (`size=`, raw or qcow2) takes a clone as any
+/// other does: a sparse copy that reads as the template, or an overlay;
+/// either way it stays root's, mode 0600.
+#[test]
+fn clone_onto_pool_volumes() {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new();
+    add_template(&env);
+    let raw = env.machine_with("pool1", 13, None, &["size=3G"]);
+    assert_eq!(raw, env.pool_dir().join("pool1.img"));
+    let j = env.run(As::Remote(OWNER), &["install", "pool1", "template=tpl", "--no-start", "--json"], PW_HASH.as_bytes()).ok().json();
+    assert_eq!(j["clone_method"], "sparse-copy", "{j}");
+    let root = env.state.join("templates/tpl/root.img");
+    assert!(same_prefix(&raw, &root, fs::metadata(&root).unwrap().len()), "the pool volume does not read as the template");
+
+    env.set_volumes(&format!("kind = \"file\"\ndir = \"{}\"\nformat = \"qcow2\"", env.pool_dir().display()));
+    let qcow = env.machine_with("pool2", 14, None, &["size=4G"]);
+    let j = env.run(As::Remote(OWNER), &["install", "pool2", "template=tpl", "--no-start", "--json"], PW_HASH.as_bytes()).ok().json();
+    assert_eq!(j["clone_method"], "qcow2-overlay", "{j}");
+    let cmp = Command::new("qemu-img").args(["compare", "-q", "-f", "qcow2", "-F", "raw"]).arg(&qcow).arg(&root).status().unwrap();
+    assert!(cmp.success(), "the qcow2 pool volume does not read as the template");
+    for v in [&raw, &qcow] {
+        let m = fs::metadata(v).unwrap();
+        assert_eq!((m.mode() & 0o7777, m.uid()), (0o600, 0), "{}", v.display());
+    }
+}
