@@ -36,6 +36,8 @@ qemu_net = "user"
 [audit]
 syslog_socket = "$demo/syslog.sock"
 CFG
+# The program trusts only files only root can change, whatever the umask.
+chmod 0644 "$demo/config.toml" "$demo/preseed.cfg"
 # The audit records go to syslog; this machine may run no syslog daemon, so
 # the demo listens on a socket of its own and shows them at the end.
 python3 -c '

@@ -1,6 +1,7 @@
 //! Every request goes to syslog (facility authpriv): who, what, which
-//! machine, how it ended. Never a password or hash: nothing secret has a
-//! `Display` to put here.
+//! machine, how it ended (and, for a request that may change anything,
+//! that it started: `outcome=started`). Never a password or hash: nothing
+//! secret has a `Display` to put here.
 
 use std::path::Path;
 use std::os::unix::net::UnixDatagram;
@@ -47,7 +48,8 @@ pub fn record(socket: &Path, e: &Entry) {
         process: "guest-installer".into(),
         pid: std::process::id(),
     };
-    let severity = if e.outcome == "ok" { Severity::LOG_INFO } else { Severity::LOG_NOTICE };
+    // A refusal or failure is worth noticing; a start or a success is not.
+    let severity = if ["ok", "started"].contains(&e.outcome) { Severity::LOG_INFO } else { Severity::LOG_NOTICE };
     let mut msg = Vec::new();
     let sent = formatter
         .format(&mut msg, severity, e.line())

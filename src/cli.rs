@@ -4,9 +4,9 @@
 
 use crate::types::{
     Boot, DiskPath, Hostname, ImageName, Mac, MemoryMib, Network, Principal, Rule, Sha256Hex, TemplateName, Vcpus,
-    VmName,
+    VmName, VolumeSize,
 };
-use crate::registry::Machine;
+use crate::registry::{NewMachine, VolumeSpec};
 use crate::template::BuilderKind;
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -50,8 +50,9 @@ pub enum Command {
     Reboot { vm: VmName },
     List,
     Images,
-    MachineAdd(Box<Machine>),
-    MachineRemove { vm: VmName },
+    MachineAdd(Box<NewMachine>),
+    /// `purge_volume`: remove the volume the pool made for it too.
+    MachineRemove { vm: VmName, purge_volume: bool },
     MachineShow { vm: VmName },
     ImageImport { name: ImageName, iso: PathBuf, sha256: Sha256Hex },
     /// `machine` is the build machine of `builder=installer` (and only of it).
@@ -82,6 +83,15 @@ impl Command {
         }
     }
 
+    /// True if the request may change anything (then its start is audited
+    /// before it acts, as well as its outcome).
+    pub fn changes_state(&self) -> bool {
+        !matches!(
+            self,
+            Command::Help | Command::Status { .. } | Command::List | Command::Images | Command::MachineShow { .. } | Command::Templates
+        )
+    }
+
     /// The machine (or image) the request is about, for the audit log.
     pub fn target(&self) -> Option<&str> {
         match self {
@@ -91,7 +101,7 @@ impl Command {
             | Command::Start { vm }
             | Command::Stop { vm, .. }
             | Command::Reboot { vm }
-            | Command::MachineRemove { vm }
+            | Command::MachineRemove { vm, .. }
             | Command::MachineShow { vm } => Some(vm.as_str()),
             Command::MachineAdd(m) => Some(m.name.as_str()),
             Command::ImageImport { name, .. } => Some(name.as_str()),
@@ -99,6 +109,25 @@ impl Command {
             Command::TemplateBuild { image, name: None, .. } => Some(image.as_str()),
             Command::Help | Command::Settle | Command::List | Command::Images | Command::Templates => None,
         }
+    }
+}
+
+/// The action a request that could not be parsed asked for, for the
+/// audit log: a subcommand we know (never the caller's own words), or
+/// `unknown`.
+pub fn action_word(args: &[OsString]) -> &'static str {
+    let mut words = args.iter().filter(|a| *a != "--json").filter_map(|a| a.to_str());
+    match (words.next(), words.next()) {
+        (Some("machine"), Some("add")) => "machine-add",
+        (Some("machine"), Some("remove")) => "machine-remove",
+        (Some("machine"), Some("show")) => "machine-show",
+        (Some("image"), Some("import")) => "image-import",
+        (Some("template"), Some("build")) => "template-build",
+        (Some(w), _) => ["help", "install", "status", "cancel", "list", "images", "templates", "machine", "image", "template"]
+            .into_iter()
+            .find(|k| *k == w)
+            .unwrap_or("unknown"),
+        (None, _) => "unknown",
     }
 }
 
@@ -243,19 +272,34 @@ fn machine(rest: &[&str]) -> Result<Command, UsageError> {
     };
     match verb {
         "add" => machine_add(rest).map(|m| Command::MachineAdd(Box::new(m))),
-        "remove" => one_vm(rest).map(|vm| Command::MachineRemove { vm }),
+        "remove" => machine_remove(rest),
         "show" => one_vm(rest).map(|vm| Command::MachineShow { vm }),
         _ => Err(usage("machine needs add, remove or show")),
     }
 }
 
-fn machine_add(rest: &[&str]) -> Result<Machine, UsageError> {
+fn machine_remove(rest: &[&str]) -> Result<Command, UsageError> {
+    let vm = vm_name(rest.first())?;
+    match rest[1..] {
+        [] => Ok(Command::MachineRemove { vm, purge_volume: false }),
+        ["--purge-volume"] => Ok(Command::MachineRemove { vm, purge_volume: true }),
+        _ => Err(usage("machine remove takes VM and at most --purge-volume")),
+    }
+}
+
+fn machine_add(rest: &[&str]) -> Result<NewMachine, UsageError> {
     let name = vm_name(rest.first())?;
     let p = pairs(
         &rest[1..],
-        &["owner", "ip", "netmask", "gateway", "nameserver", "mac", "disk", "memory", "vcpus", "image", "template", "boot"],
+        &["owner", "ip", "netmask", "gateway", "nameserver", "mac", "size", "disk", "memory", "vcpus", "image", "template", "boot"],
         &["owner", "nameserver"],
     )?;
+    let volume = match (get(&p, "size"), get(&p, "disk")) {
+        (Some(s), None) => VolumeSpec::Size(VolumeSize::parse(s).map_err(value("size"))?),
+        (None, Some(d)) => VolumeSpec::Disk(DiskPath::parse(d).map_err(value("disk"))?),
+        (None, None) => return Err(usage("missing size= (a new volume from the pool; disk= names an existing one, for root on the host)")),
+        (Some(_), Some(_)) => return Err(usage("give size= or disk=, not both")),
+    };
     let owners = all(&p, "owner")
         .into_iter()
         .map(|o| Principal::parse(o).map_err(value("owner")))
@@ -270,12 +314,12 @@ fn machine_add(rest: &[&str]) -> Result<Machine, UsageError> {
         &all(&p, "nameserver"),
     )
     .map_err(|e| UsageError::Value { field: e.field.to_owned(), rule: e.rule })?;
-    Ok(Machine {
+    Ok(NewMachine {
         name,
         owners,
         network,
         mac: Mac::parse(required(&p, "mac")?).map_err(value("mac"))?,
-        disk: DiskPath::parse(required(&p, "disk")?).map_err(value("disk"))?,
+        volume,
         memory_mib: get(&p, "memory").map(|m| MemoryMib::parse(m).map_err(value("memory"))).transpose()?.unwrap_or(
             MemoryMib::try_from(1024).expect("default memory is in range"),
         ),
@@ -344,9 +388,13 @@ usage (remote callers: remctl HOST guest SUBCOMMAND ...):
 
 admin:
   machine add VM owner=P... ip=A netmask=M gateway=G nameserver=N...
-              mac=M disk=D [memory=MiB] [vcpus=N] [image=I]
+              mac=M size=SIZE [memory=MiB] [vcpus=N] [image=I]
               [template=T] [boot=hvm-iso|pv-initrd]
-  machine remove VM
+                     SIZE: e.g. 20G (M, G, T); the volume is made in the
+                     host's pool. disk=PATH instead imports an existing
+                     volume (local root only)
+  machine remove VM [--purge-volume]
+                     --purge-volume: remove the volume the pool made too
   machine show VM
   image import NAME ISO sha256=HEX      (local root only)
   settle                                (local root only; run every minute
@@ -415,6 +463,17 @@ mod tests {
             &[],
             &["machine", "add", "vm2", "owner=a@R", "ip=10.0.0.2", "netmask=255.255.255.0", "gateway=10.0.0.1",
               "nameserver=10.0.0.1", "mac=00:16:3e:00:00:01", "disk=/dev/vg/vm2", "disk=/dev/sda"],
+            &["machine", "add", "vm2", "owner=a@R", "ip=10.0.0.2", "netmask=255.255.255.0", "gateway=10.0.0.1",
+              "nameserver=10.0.0.1", "mac=00:16:3e:00:00:01", "disk=/dev/vg/vm2", "size=20G"],
+            &["machine", "add", "vm2", "owner=a@R", "ip=10.0.0.2", "netmask=255.255.255.0", "gateway=10.0.0.1",
+              "nameserver=10.0.0.1", "mac=00:16:3e:00:00:01"],
+            &["machine", "add", "vm2", "owner=a@R", "ip=10.0.0.2", "netmask=255.255.255.0", "gateway=10.0.0.1",
+              "nameserver=10.0.0.1", "mac=00:16:3e:00:00:01", "size=20"],
+            &["machine", "add", "vm2", "owner=a@R", "ip=10.0.0.2", "netmask=255.255.255.0", "gateway=10.0.0.1",
+              "nameserver=10.0.0.1", "mac=00:16:3e:00:00:01", "size=1G", "size=2G"],
+            &["machine", "remove", "vm2", "--purge"],
+            &["machine", "remove", "vm2", "--purge-volume", "--purge-volume"],
+            &["machine", "remove", "--purge-volume"],
         ] {
             assert!(p(bad).is_err(), "{bad:?}");
         }
@@ -434,12 +493,17 @@ mod tests {
     fn machine_add_takes_repeated_owners_and_nameservers() {
         let c = p(&["machine", "add", "vm2", "owner=a@R", "owner=b/admin@R", "ip=10.0.0.2", "netmask=255.255.255.0",
                     "gateway=10.0.0.1", "nameserver=10.0.0.1", "nameserver=10.0.0.3", "mac=00:16:3E:00:00:01",
-                    "disk=/dev/vg/vm2"]).unwrap();
+                    "size=20G"]).unwrap();
         let Command::MachineAdd(m) = c else { panic!() };
         assert_eq!(m.owners.len(), 2);
         assert_eq!(m.network.nameservers().len(), 2);
         assert_eq!(m.mac.to_string(), "00:16:3e:00:00:01");
         assert_eq!(m.memory_mib.get(), 1024);
+        assert_eq!(m.volume, VolumeSpec::Size(VolumeSize::parse("20G").unwrap()));
+        assert_eq!(
+            p(&["machine", "remove", "vm2", "--purge-volume"]).unwrap(),
+            Command::MachineRemove { vm: VmName::parse("vm2").unwrap(), purge_volume: true }
+        );
     }
 
     #[test]

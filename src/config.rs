@@ -15,6 +15,8 @@ pub enum ConfigError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("config {path} is invalid: {message}")]
     Parse { path: PathBuf, message: String },
+    #[error("config {path} is not trusted: {reason}")]
+    Untrusted { path: PathBuf, reason: crate::trust::Untrusted },
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -25,7 +27,8 @@ pub struct Config {
     #[serde(default)]
     pub admins: Vec<Principal>,
     pub domain: DomainName,
-    /// If not empty, a machine's disk must lie under one of these.
+    /// If not empty, a volume root imports with `disk=` must lie under one
+    /// of these (compared as given, before symlinks are resolved).
     #[serde(default)]
     pub disk_roots: Vec<DiskPath>,
     #[serde(default = "default_xorriso")]
@@ -43,6 +46,10 @@ pub struct Config {
     pub timeouts: Timeouts,
     #[serde(default)]
     pub audit: Audit,
+    /// Where `machine add VM size=...` creates volumes; none: only root's
+    /// `disk=` imports.
+    #[serde(default)]
+    pub volumes: Option<crate::volume::pool::PoolConfig>,
 }
 
 fn default_xorriso() -> AbsPath {
@@ -252,8 +259,12 @@ pub struct Audit {
     pub syslog_socket: AbsPath,
 }
 
+/// Where audit records go when the config names no other socket, or
+/// cannot be read at all.
+pub const DEFAULT_SYSLOG_SOCKET: &str = "/dev/log";
+
 fn default_syslog_socket() -> AbsPath {
-    AbsPath("/dev/log".into())
+    AbsPath(DEFAULT_SYSLOG_SOCKET.into())
 }
 
 impl Default for Audit {
@@ -327,6 +338,10 @@ impl AbsPath {
     pub fn path(&self) -> &Path {
         &self.0
     }
+    /// A default from the source; not checked, so only for constants.
+    pub(crate) fn constant(s: &'static str) -> AbsPath {
+        AbsPath(s.into())
+    }
 }
 
 impl<'de> Deserialize<'de> for AbsPath {
@@ -352,8 +367,14 @@ impl Config {
         std::env::var_os(ENV_VAR).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(DEFAULT_PATH))
     }
 
+    /// Reads the config if only root can change it (see [`crate::trust`]).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        let bytes = crate::trust::read(path, crate::trust::MAX_BYTES).map_err(|e| match e {
+            crate::trust::Untrusted::Io(source) => ConfigError::Read { path: path.into(), source },
+            reason => ConfigError::Untrusted { path: path.into(), reason },
+        })?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| ConfigError::Parse { path: path.into(), message: "it is not UTF-8 text".into() })?;
         Self::parse(&text).map_err(|message| ConfigError::Parse { path: path.into(), message })
     }
 

@@ -107,7 +107,27 @@ impl From<crate::registry::RegistryError> for Error {
         let kind = match e {
             E::NotFound(_) => Kind::NotFound,
             E::Exists(_) => Kind::Invalid,
+            E::Busy => Kind::Busy,
             E::Corrupt { .. } | E::Io { .. } => Kind::Failed,
+        };
+        Error::new(kind, e.to_string())
+    }
+}
+
+impl From<crate::volume::VolumeError> for Error {
+    fn from(e: crate::volume::VolumeError) -> Self {
+        use crate::volume::VolumeError as E;
+        let kind = match &e {
+            // What the request named or asked for is refused.
+            E::Missing(_)
+            | E::NotAVolume(_)
+            | E::UnderStateDir(..)
+            | E::HardLinked(_)
+            | E::NoPool
+            | E::Exists { .. }
+            | E::Imported(_)
+            | E::NotInPool { .. } => Kind::Invalid,
+            E::UnsafePool(..) | E::Tool(_) | E::Io { .. } => Kind::Failed,
         };
         Error::new(kind, e.to_string())
     }
@@ -135,7 +155,7 @@ impl From<crate::image::ImageError> for Error {
             | E::Unsafe(_) => Kind::Invalid,
             // An ISO that passed every check above and still cannot be
             // read, or xorriso missing, failing or hanging: our failure.
-            E::Extract(_) | E::Master(_) | E::BaseIso(_) | E::Corrupt { .. } | E::Io { .. } => Kind::Failed,
+            E::Extract(_) | E::NoSpace { .. } | E::Master(_) | E::BaseIso(_) | E::Corrupt { .. } | E::Io { .. } => Kind::Failed,
         };
         Error::new(kind, e.to_string())
     }

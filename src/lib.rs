@@ -29,7 +29,9 @@ pub mod secret;
 pub mod state;
 pub mod template;
 pub mod statedir;
+pub mod trust;
 pub mod types;
+pub mod volume;
 
 use caller::Caller;
 use commands::{Ctx, Outcome};
@@ -46,34 +48,71 @@ pub struct Invocation<'a> {
 }
 
 /// Runs one request: identifies the caller, parses the request, loads the
-/// config, runs the command and records the outcome in the audit log.
+/// config, runs the command, and leaves an audit record of every request,
+/// refused or not: a request that may change anything is recorded before
+/// it acts and again with its outcome, so a killed one still leaves a
+/// trace. A request refused before the config could be read is recorded
+/// on the default syslog socket.
 pub fn run(inv: &Invocation, stdin: &mut dyn Read) -> Result<Outcome, Error> {
-    let cmd = cli::parse(&inv.args)?;
-    if cmd == cli::Command::Help {
+    let caller = Caller::identify(inv.remote_user, inv.real_uid);
+    let parsed = cli::parse(&inv.args);
+    let who = match &caller {
+        Ok(Caller::LocalRoot) => "root".to_owned(),
+        Ok(Caller::Remote(p)) => p.to_string(),
+        // Never the raw REMOTE_USER: it is not a principal and may be anything.
+        Err(caller::CallerError::BadPrincipal) => "(invalid-REMOTE_USER)".to_owned(),
+        Err(caller::CallerError::NotRoot) => format!("(local-uid-{})", inv.real_uid),
+    };
+    let action = match &parsed {
+        Ok(cmd) => cmd.action(),
+        Err(_) => cli::action_word(&inv.args),
+    };
+    let target: Option<String> = parsed.as_ref().ok().and_then(|c| c.target()).map(str::to_owned);
+    let record = |socket: &std::path::Path, outcome: &str, detail: Option<&str>| {
+        audit::record(socket, &audit::Entry { principal: &who, action, target: target.as_deref(), outcome, detail });
+    };
+    // Read first only to learn where audit records go: a usage or caller
+    // error is still reported before a config error.
+    let config = Config::load(&Config::location());
+    let socket = match &config {
+        Ok(c) => c.audit.syslog_socket.path().to_owned(),
+        Err(_) => std::path::PathBuf::from(config::DEFAULT_SYSLOG_SOCKET),
+    };
+    let refuse = |e: Error| {
+        record(&socket, e.kind.as_str(), Some(&e.message));
+        Err(e)
+    };
+    let cmd = match parsed {
         // Help is for anyone and needs no config: it must work even when
         // the config is broken.
-        return Ok(commands::help());
-    }
-    let caller = Caller::identify(inv.remote_user, inv.real_uid)?;
-    let config = Config::load(&Config::location())?;
-    statedir::check(config.state_dir.path())?;
-    let result = commands::run(&Ctx { config: &config, caller: &caller }, &cmd, stdin);
-    let principal = match &caller {
-        Caller::LocalRoot => "root".to_owned(),
-        Caller::Remote(p) => p.to_string(),
+        Ok(cli::Command::Help) => {
+            record(&socket, "ok", None);
+            return Ok(commands::help());
+        }
+        Ok(cmd) => cmd,
+        Err(e) => return refuse(e.into()),
     };
-    audit::record(
-        config.audit.syslog_socket.path(),
-        &audit::Entry {
-            principal: &principal,
-            action: cmd.action(),
-            target: cmd.target(),
-            outcome: match &result {
-                Ok(_) => "ok",
-                Err(e) => e.kind.as_str(),
-            },
-            detail: result.as_ref().err().map(|e| e.message.as_str()),
-        },
-    );
+    let caller = match caller {
+        Ok(c) => c,
+        Err(e) => return refuse(e.into()),
+    };
+    let config = match config {
+        Ok(c) => c,
+        Err(e) => return refuse(e.into()),
+    };
+    if let Err(e) = statedir::check(config.state_dir.path()) {
+        return refuse(e.into());
+    }
+    if cmd.changes_state() {
+        record(&socket, "started", None);
+    }
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        commands::run(&Ctx { config: &config, caller: &caller }, &cmd, stdin)
+    }))
+    .unwrap_or_else(|_| Err(Error::failed("internal error (a bug): please report it")));
+    match &result {
+        Ok(_) => record(&socket, "ok", None),
+        Err(e) => record(&socket, e.kind.as_str(), Some(&e.message)),
+    }
     result
 }

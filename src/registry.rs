@@ -4,12 +4,19 @@
 //! hand-edited file cannot carry what argv could not.
 
 use crate::fsutil;
-use crate::types::{Boot, DiskPath, ImageName, Mac, MemoryMib, Network, Principal, TemplateName, Vcpus, VmName};
+use crate::types::{Boot, DiskPath, ImageName, Mac, MemoryMib, Network, Principal, TemplateName, Vcpus, VmName, VolumeSize};
+use crate::volume::{self, Identity};
 use serde::{Deserialize, Serialize};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 const MAX_MACHINE_BYTES: u64 = 64 * 1024;
+/// How long a registry change waits for another to finish. Changes take
+/// milliseconds (an `lvcreate` a second or two), so a short wait spares
+/// an admin adding machines in parallel a spurious `busy`; a stuck one
+/// still ends in `busy`, never in an unbounded wait.
+const LOCK_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,6 +36,62 @@ pub struct Machine {
     pub template: Option<TemplateName>,
     #[serde(default)]
     pub boot: Boot,
+    /// Who made the volume: only one the pool made may be purged with the
+    /// machine. Entries written before this field was known are imported.
+    #[serde(default)]
+    pub volume: Origin,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// Named by root with `disk=`: an existing volume, never removed by us.
+    #[default]
+    Imported,
+    /// Made by the configured pool for this machine.
+    Pool,
+}
+
+/// Where a new machine's volume comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VolumeSpec {
+    /// `size=`: a new volume from the pool.
+    Size(VolumeSize),
+    /// `disk=`: an existing volume, named by root on the host.
+    Disk(DiskPath),
+}
+
+/// A `machine add` request: a machine but for its volume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMachine {
+    pub name: VmName,
+    pub owners: Vec<Principal>,
+    pub network: Network,
+    pub mac: Mac,
+    pub volume: VolumeSpec,
+    pub memory_mib: MemoryMib,
+    pub vcpus: Vcpus,
+    pub image: Option<ImageName>,
+    pub template: Option<TemplateName>,
+    pub boot: Boot,
+}
+
+impl NewMachine {
+    pub fn with_disk(&self, disk: DiskPath, volume: Origin) -> Machine {
+        Machine {
+            name: self.name.clone(),
+            owners: self.owners.clone(),
+            network: self.network.clone(),
+            mac: self.mac,
+            disk,
+            memory_mib: self.memory_mib,
+            vcpus: self.vcpus,
+            image: self.image.clone(),
+            template: self.template.clone(),
+            boot: self.boot,
+            volume,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +104,31 @@ pub enum RegistryError {
     Corrupt { path: PathBuf, message: String },
     #[error("cannot access the machine registry at {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    #[error("another change to the machine registry is in progress; try again when it has finished")]
+    Busy,
+}
+
+/// Held while the registry changes (see [`Registry::lock`]).
+pub struct RegistryLock(#[allow(dead_code)] crate::lock::Lock);
+
+/// What a new machine would share with a registered one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clash {
+    Name,
+    Disk,
+    Mac,
+    Ip,
+}
+
+impl Clash {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Clash::Name => "name",
+            Clash::Disk => "disk",
+            Clash::Mac => "mac",
+            Clash::Ip => "ip",
+        }
+    }
 }
 
 pub struct Registry {
@@ -104,19 +192,43 @@ impl Registry {
         }
     }
 
-    /// Machines already using `disk` or `mac` (two guests must never share a
-    /// volume or an address).
-    pub fn conflicts(&self, m: &Machine) -> Result<Option<(VmName, &'static str)>, RegistryError> {
+    /// Serialises registry changes: an flock on the registry directory
+    /// itself (made if missing), so no lock file is left behind. Waits at
+    /// most [`LOCK_WAIT`], then `Busy`.
+    pub fn lock(&self) -> Result<RegistryLock, RegistryError> {
+        fsutil::ensure_dir(&self.dir, 0o700).map_err(|source| RegistryError::Io { path: self.dir.clone(), source })?;
+        let until = Instant::now() + LOCK_WAIT;
+        loop {
+            match crate::lock::try_lock_dir(&self.dir) {
+                Ok(l) => return Ok(RegistryLock(l)),
+                Err(crate::lock::LockError::Held) if Instant::now() < until => std::thread::sleep(Duration::from_millis(20)),
+                Err(crate::lock::LockError::Held) => return Err(RegistryError::Busy),
+                Err(crate::lock::LockError::Io { source, .. }) => return Err(RegistryError::Io { path: self.dir.clone(), source }),
+            }
+        }
+    }
+
+    /// The registered machine a new one would clash with, if any: two
+    /// guests must never share a name, a volume or an address. Volumes are
+    /// compared by identity (`disk`, when it exists now) and by the names
+    /// given (`path`), for registered volumes that do not exist now. Call
+    /// it under the registry lock.
+    pub fn clash(&self, _lock: &RegistryLock, m: &NewMachine, path: &DiskPath, disk: Option<&Identity>) -> Result<Option<(VmName, Clash)>, RegistryError> {
         for other in self.all()? {
-            if other.disk == m.disk {
-                return Ok(Some((other.name, "disk")));
-            }
-            if other.mac == m.mac {
-                return Ok(Some((other.name, "mac")));
-            }
-            if other.network.ip() == m.network.ip() {
-                return Ok(Some((other.name, "ip")));
-            }
+            let same_disk = other.disk == *path
+                || disk.is_some_and(|d| volume::identity(&other.disk).is_some_and(|o| o.overlaps(d)));
+            let clash = if other.name == m.name {
+                Clash::Name
+            } else if same_disk {
+                Clash::Disk
+            } else if other.mac == m.mac {
+                Clash::Mac
+            } else if other.network.ip() == m.network.ip() {
+                Clash::Ip
+            } else {
+                continue;
+            };
+            return Ok(Some((other.name, clash)));
         }
         Ok(None)
     }

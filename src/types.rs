@@ -495,3 +495,52 @@ impl Boot {
         }
     }
 }
+
+/// The size of a volume the program creates (`size=20G`): a whole number
+/// of MiB (`M`), GiB (`G`) or TiB (`T`), from 64 MiB to 64 TiB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VolumeSize(u64);
+
+impl VolumeSize {
+    pub const MIN: u64 = 64 << 20;
+    pub const MAX: u64 = 64 << 40;
+
+    pub fn parse(s: &str) -> Result<Self, Rule> {
+        const RULE: Rule = Rule("must be a whole number followed by M, G or T (MiB, GiB, TiB), from 64M to 64T, e.g. 20G");
+        let (digits, shift) = match s.as_bytes().last() {
+            Some(b'M') => (&s[..s.len() - 1], 20),
+            Some(b'G') => (&s[..s.len() - 1], 30),
+            Some(b'T') => (&s[..s.len() - 1], 40),
+            _ => return Err(RULE),
+        };
+        if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) || digits.starts_with('0') {
+            return Err(RULE);
+        }
+        let n: u64 = digits.parse().map_err(|_| RULE)?;
+        let bytes = n.checked_shl(shift).filter(|b| (Self::MIN..=Self::MAX).contains(b) && b >> shift == n).ok_or(RULE)?;
+        Ok(VolumeSize(bytes))
+    }
+
+    pub fn bytes(self) -> u64 {
+        self.0
+    }
+
+    pub fn mib(self) -> u64 {
+        self.0 >> 20
+    }
+}
+
+#[cfg(test)]
+mod volume_size_tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_in_whole_units_within_bounds() {
+        assert_eq!(VolumeSize::parse("20G").unwrap().bytes(), 20 << 30);
+        assert_eq!(VolumeSize::parse("64M").unwrap().bytes(), 64 << 20);
+        assert_eq!(VolumeSize::parse("64T").unwrap().mib(), 64 << 20);
+        for bad in ["", "G", "20", "20g", "20GB", "020G", "63M", "65T", "-1G", "1.5G", "99999999T", " 20G", "20 G"] {
+            assert!(VolumeSize::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -104,3 +104,66 @@ fn truncated_isos_are_refused_and_nothing_is_left() {
         assert_eq!(env.snapshot(), before, "{name}: refused import left something");
     }
 }
+
+/// A symlink that stays inside when read as text, but not when followed:
+/// `install.amd/sub/up -> ../..` is the root, so `install.amd/sub/esc ->
+/// up/../..` is the directory above the tree.
+#[test]
+fn chained_symlinks_that_escape_are_refused() {
+    let env = Env::new();
+    let iso = hostile_iso(env.root(), "chain", |t| {
+        let sub = t.join("install.amd/sub");
+        fs::create_dir(&sub).unwrap();
+        std::os::unix::fs::symlink("../..", sub.join("up")).unwrap();
+        std::os::unix::fs::symlink("up/../../canary", sub.join("esc")).unwrap();
+    });
+    let before = env.snapshot();
+    let out = import(&env, &iso);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.json()["error"]["message"].as_str().unwrap().contains("symlink install.amd/sub/esc"), "{out:?}");
+    assert_eq!(env.snapshot(), before, "refused import left something");
+}
+
+/// The bytes hashed are the bytes extracted: an xorriso that first
+/// replaces the ISO the admin named (by rename, or by rewriting it in
+/// place, as its owner could between hash and extract) still extracts
+/// the ISO whose digest was checked.
+#[test]
+fn an_iso_swapped_after_hashing_is_not_what_is_extracted() {
+    for how in ["rename", "rewrite"] {
+        let env = Env::new();
+        let good = env.root().join("good.iso");
+        fs::copy(installer_iso(false), &good).unwrap();
+        let evil = hostile_iso(env.root(), "evil", |t| fs::write(t.join("install.amd/EVIL"), "swapped in").unwrap());
+        let swap = match how {
+            "rename" => format!("cp {evil} {good}.new && mv -f {good}.new {good}", evil = evil.display(), good = good.display()),
+            _ => format!("cat {evil} > {good}", evil = evil.display(), good = good.display()),
+        };
+        // The hook: runs the real xorriso after swapping, on its first
+        // (extracting) run only.
+        let wrapper = env.root().join("xorriso");
+        let done = env.root().join("swapped");
+        write_executable(
+            &wrapper,
+            &format!(
+                "#!/bin/sh\nif [ ! -e {done} ]; then : > {done}; {swap}; fi\nexec /usr/bin/xorriso \"$@\"\n",
+                done = done.display()
+            ),
+        );
+        let text = fs::read_to_string(&env.config).unwrap();
+        fs::write(&env.config, text.replacen("\n[mirror]", &format!("xorriso = \"{}\"\n[mirror]", wrapper.display()), 1)).unwrap();
+
+        let sum = sha256(&good);
+        env.run(As::Root, &["--json", "image", "import", "img", good.to_str().unwrap(), &format!("sha256={sum}")], b"").ok();
+        assert!(done.exists(), "{how}: the hook did not run");
+        assert_eq!(sha256(&good), sha256(&evil), "{how}: the hook did not swap the ISO");
+        let tree = env.state.join("images/img/tree");
+        assert!(tree.join("install.amd/initrd.gz").is_file(), "{how}: no image");
+        assert!(!tree.join("install.amd/EVIL").exists(), "{how}: the swapped-in ISO was extracted");
+        let m: serde_json::Value = serde_json::from_slice(&fs::read(env.state.join("images/img/manifest.json")).unwrap()).unwrap();
+        assert_eq!(m["source_sha256"], sum);
+        // The private copy is gone.
+        let left: Vec<_> = fs::read_dir(env.state.join("images/img")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert!(!left.iter().any(|n| n.to_string_lossy().ends_with(".iso") && n != "base.iso"), "{left:?}");
+    }
+}

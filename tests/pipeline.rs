@@ -329,14 +329,14 @@ fn machine_registry_round_trip_and_conflicts() {
     let before = env.snapshot();
     let out = env.run(As::Remote(ADMIN), &["machine", "add", "web2", &format!("owner={OWNER}"), "ip=192.0.2.99",
         "netmask=255.255.255.0", "gateway=192.0.2.1", "nameserver=192.0.2.53", "mac=00:16:3e:00:00:01",
-        "disk=/dev/vg/web2"], b"");
+        "size=1G"], b"");
     assert_eq!(out.code, 2, "{out:?}");
     assert!(out.stderr.contains("mac"), "{out:?}");
     assert_eq!(env.snapshot(), before);
     // Unknown image: not found.
     let out = env.run(As::Remote(ADMIN), &["machine", "add", "web2", &format!("owner={OWNER}"), "ip=192.0.2.99",
         "netmask=255.255.255.0", "gateway=192.0.2.1", "nameserver=192.0.2.53", "mac=00:16:3e:00:00:02",
-        "disk=/dev/vg/web2", "image=nosuch"], b"");
+        "size=1G", "image=nosuch"], b"");
     assert_eq!(out.code, 4, "{out:?}");
     let l = env.run(As::Remote(OWNER), &["list", "--json"], b"").ok().json();
     assert_eq!(l["machines"][0]["vm"], "web1");
@@ -349,17 +349,23 @@ fn machine_registry_round_trip_and_conflicts() {
 
 #[test]
 fn disk_roots_restrict_where_volumes_may_be() {
-    let env = Env::with_config_extra("disk_roots = [\"/dev/xenvg\"]");
+    let env = Env::new();
+    let allowed = env.root().join("vols");
+    fs::create_dir(&allowed).unwrap();
+    let text = fs::read_to_string(&env.config).unwrap();
+    fs::write(&env.config, text.replacen("\n[mirror]", &format!("disk_roots = [\"{}\"]\n[mirror]", allowed.display()), 1)).unwrap();
+    let add = |disk: &str| env.run(As::Root, &["machine", "add", "web1", &format!("owner={OWNER}"), "ip=192.0.2.9",
+        "netmask=255.255.255.0", "gateway=192.0.2.1", "nameserver=192.0.2.53", "mac=00:16:3e:00:00:01",
+        &format!("disk={disk}")], b"");
+    let outside = env.volume("outside");
     let before = env.snapshot();
-    for disk in ["/dev/sda", "/dev/xenvg", "/dev/xenvgx/a", "/etc/shadow"] {
-        let out = env.run(As::Remote(ADMIN), &["machine", "add", "web1", &format!("owner={OWNER}"), "ip=192.0.2.9",
-            "netmask=255.255.255.0", "gateway=192.0.2.1", "nameserver=192.0.2.53", "mac=00:16:3e:00:00:01",
-            &format!("disk={disk}")], b"");
+    for disk in ["/dev/sda", allowed.to_str().unwrap(), &format!("{}x/a", allowed.display()), "/etc/shadow", outside.to_str().unwrap()] {
+        let out = add(disk);
         assert_eq!(out.code, 2, "{disk}: {out:?}");
         assert!(out.stderr.contains("disk"));
     }
     assert_eq!(env.snapshot(), before);
-    env.run(As::Remote(ADMIN), &["machine", "add", "web1", &format!("owner={OWNER}"), "ip=192.0.2.9",
-        "netmask=255.255.255.0", "gateway=192.0.2.1", "nameserver=192.0.2.53", "mac=00:16:3e:00:00:01",
-        "disk=/dev/xenvg/web1"], b"").ok();
+    let inside = allowed.join("web1.img");
+    fs::File::create(&inside).unwrap().set_len(64 << 20).unwrap();
+    add(inside.to_str().unwrap()).ok();
 }

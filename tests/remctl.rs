@@ -322,10 +322,9 @@ fn remctld_refuses_machine_to_principals_not_in_its_acl() {
     assert_eq!(out.code, 3, "{out:?}");
     assert_eq!(out.json()["error"]["kind"], "denied");
     // An admin registers a machine remotely, and its owner sees it.
-    let disk = f.env.volume("web2");
     let args = [
         "guest", "machine", "add", "web2", &format!("owner={OWNER}"), "ip=192.0.2.20", "netmask=255.255.255.0",
-        "gateway=192.0.2.1", "nameserver=192.0.2.53", "mac=00:16:3e:00:00:20", &format!("disk={}", disk.display()),
+        "gateway=192.0.2.1", "nameserver=192.0.2.53", "mac=00:16:3e:00:00:20", "size=64M",
         "image=bookworm", "--json",
     ];
     f.remctl(ADMIN, &args).ok();

@@ -567,7 +567,7 @@ fn default_template_and_a_volume_too_small() {
     let env = Env::new();
     add_template(&env);
     let o = env.run(As::Remote(ADMIN), &["machine", "add", "x", "owner=bob@EXAMPLE.ORG", "ip=192.0.2.9", "netmask=255.255.255.0",
-        "gateway=192.0.2.1", "nameserver=192.0.2.53", "mac=00:16:3e:00:00:09", "disk=/srv/x.img", "template=nosuch", "--json"], b"");
+        "gateway=192.0.2.1", "nameserver=192.0.2.53", "mac=00:16:3e:00:00:09", "size=4G", "template=nosuch", "--json"], b"");
     assert_eq!(o.code, 4, "{o:?}");
 
     let small = env.machine_with("small1", 7, None, &["template=tpl"]);
@@ -672,4 +672,31 @@ fn full_volume_filesystem_fails_cleanly() {
     let left: Vec<String> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert_eq!(left.len(), 2, "{left:?}");
     assert!(!env.vm_file("full2", "identity.img").exists());
+}
+
+/// A volume the pool made (`size=`, raw or qcow2) takes a clone as any
+/// other does: a sparse copy that reads as the template, or an overlay;
+/// either way it stays root's, mode 0600.
+#[test]
+fn clone_onto_pool_volumes() {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new();
+    add_template(&env);
+    let raw = env.machine_with("pool1", 13, None, &["size=3G"]);
+    assert_eq!(raw, env.pool_dir().join("pool1.img"));
+    let j = env.run(As::Remote(OWNER), &["install", "pool1", "template=tpl", "--no-start", "--json"], PW_HASH.as_bytes()).ok().json();
+    assert_eq!(j["clone_method"], "sparse-copy", "{j}");
+    let root = env.state.join("templates/tpl/root.img");
+    assert!(same_prefix(&raw, &root, fs::metadata(&root).unwrap().len()), "the pool volume does not read as the template");
+
+    env.set_volumes(&format!("kind = \"file\"\ndir = \"{}\"\nformat = \"qcow2\"", env.pool_dir().display()));
+    let qcow = env.machine_with("pool2", 14, None, &["size=4G"]);
+    let j = env.run(As::Remote(OWNER), &["install", "pool2", "template=tpl", "--no-start", "--json"], PW_HASH.as_bytes()).ok().json();
+    assert_eq!(j["clone_method"], "qcow2-overlay", "{j}");
+    let cmp = Command::new("qemu-img").args(["compare", "-q", "-f", "qcow2", "-F", "raw"]).arg(&qcow).arg(&root).status().unwrap();
+    assert!(cmp.success(), "the qcow2 pool volume does not read as the template");
+    for v in [&raw, &qcow] {
+        let m = fs::metadata(v).unwrap();
+        assert_eq!((m.mode() & 0o7777, m.uid()), (0o600, 0), "{}", v.display());
+    }
 }

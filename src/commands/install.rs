@@ -76,7 +76,7 @@ fn run(ctx: &Ctx, mut req: Request, image_name: &ImageName) -> Result<Outcome> {
     // The request, fully validated before any file is touched.
     let image = image::load(&config.images_dir(), image_name)?;
     let root_hash = req.root_hash()?;
-    let template = fsutil::read_limited(config.preseed_template.path(), MAX_TEMPLATE_BYTES).map_err(|e| {
+    let template = crate::trust::read_io(config.preseed_template.path(), MAX_TEMPLATE_BYTES).map_err(|e| {
         Error::failed(format!("cannot read the preseed template {}: {e}", config.preseed_template.path().display()))
     })?;
     let template = String::from_utf8(template).map_err(|_| Error::failed("the preseed template is not UTF-8"))?;

@@ -1,47 +1,123 @@
-//! `machine add|remove|show`: the registry, for admins.
+//! `machine add|remove|show`: the registry, for admins. A remote admin
+//! gives a size and the volume is made in the configured pool; only root
+//! on the host names an existing volume (`disk=`), since that is a host
+//! path.
 
 use super::{obj, Ctx, Outcome};
+use crate::caller::Caller;
 use crate::error::{Error, Result};
+use crate::fsutil;
 use crate::hypervisor;
 use crate::image;
 use crate::lock;
-use crate::registry::Machine;
+use crate::registry::{Machine, NewMachine, Origin, VolumeSpec};
 use crate::state::VmDir;
 use crate::types::VmName;
-use crate::fsutil;
+use crate::volume::{self, VolumeError};
 use serde_json::Value;
 
-pub fn add(ctx: &Ctx, m: &Machine) -> Result<Outcome> {
+pub fn add(ctx: &Ctx, m: &NewMachine) -> Result<Outcome> {
     ctx.require_admin()?;
-    let roots = &ctx.config.disk_roots;
-    if !roots.is_empty() && !roots.iter().any(|r| m.disk.is_under(r)) {
-        let allowed: Vec<&str> = roots.iter().map(|r| r.as_str()).collect();
-        return Err(Error::invalid(format!("invalid disk: must lie under one of {}", allowed.join(", "))));
-    }
+    // Everything that can be refused without the registry is refused
+    // before it is touched.
+    let imported = match &m.volume {
+        VolumeSpec::Disk(disk) => {
+            if *ctx.caller != Caller::LocalRoot {
+                return Err(Error::denied(
+                    "disk= names a path on the host, which only root on the host may do; give size= and the volume is made for the machine",
+                ));
+            }
+            let roots = &ctx.config.disk_roots;
+            if !roots.is_empty() && !roots.iter().any(|r| disk.is_under(r)) {
+                let allowed: Vec<&str> = roots.iter().map(|r| r.as_str()).collect();
+                return Err(Error::invalid(format!("invalid disk: must lie under one of {}", allowed.join(", "))));
+            }
+            Some((disk.clone(), volume::check_import(disk, ctx.config.state_dir.path())?))
+        }
+        VolumeSpec::Size(_) => {
+            ctx.config.volumes.as_ref().ok_or(VolumeError::NoPool)?;
+            None
+        }
+    };
     if let Some(i) = &m.image {
         image::load(&ctx.config.images_dir(), i)?;
     }
     if let Some(t) = &m.template {
         crate::template::load(&ctx.config.templates_dir(), t)?;
     }
+
     let reg = ctx.registry();
-    if let Some((other, what)) = reg.conflicts(m)? {
-        return Err(Error::invalid(format!("invalid {what}: machine {other} already uses it")));
+    let held = reg.lock()?;
+    let (path, identity) = match (&imported, &ctx.config.volumes) {
+        (Some((disk, id)), _) => (disk.clone(), Some(id)),
+        (None, Some(pool)) => (pool.path_for(&m.name), None),
+        (None, None) => unreachable!("a size= request without a pool was refused above"),
+    };
+    if let Some((other, what)) = reg.clash(&held, m, &path, identity)? {
+        return Err(Error::invalid(format!("invalid {}: machine {other} already uses it", what.as_str())));
     }
-    reg.add(m)?;
-    Ok(Outcome { human: format!("{}: registered\n", m.name), json: machine_json(m) })
+    let machine = match (&m.volume, &ctx.config.volumes) {
+        (VolumeSpec::Size(size), Some(pool)) => {
+            let state_dir = ctx.config.state_dir.path();
+            let disk = pool.create(&m.name, *size, ctx.config.timeouts.tool(), state_dir)?;
+            // A registered name that resolves to the new volume (a link
+            // that dangled until now) is the same disk too.
+            let clash = match volume::identity(&disk) {
+                Some(id) => reg.clash(&held, m, &disk, Some(&id)),
+                None => Ok(None),
+            };
+            let machine = m.with_disk(disk, Origin::Pool);
+            let added = match clash {
+                Ok(Some((other, what))) => Err(Error::invalid(format!("invalid {}: machine {other} already uses it", what.as_str()))),
+                Ok(None) => reg.add(&machine).map_err(Error::from),
+                Err(e) => Err(e.into()),
+            };
+            if let Err(e) = added {
+                // The machine is not registered: neither is its volume.
+                let _ = pool.remove(&m.name, &machine.disk, ctx.config.timeouts.tool(), state_dir);
+                return Err(e);
+            }
+            machine
+        }
+        _ => {
+            let machine = m.with_disk(path, Origin::Imported);
+            reg.add(&machine)?;
+            machine
+        }
+    };
+    drop(held);
+    Ok(Outcome { human: format!("{}: registered, volume {}\n", machine.name, machine.disk), json: machine_json(&machine) })
 }
 
-pub fn remove(ctx: &Ctx, vm: &VmName) -> Result<Outcome> {
+pub fn remove(ctx: &Ctx, vm: &VmName, purge_volume: bool) -> Result<Outcome> {
     ctx.require_admin()?;
     let reg = ctx.registry();
-    reg.get(vm)?;
+    let m = reg.get(vm)?;
+    let pool = if purge_volume {
+        if m.volume != Origin::Pool {
+            return Err(VolumeError::Imported(vm.clone()).into());
+        }
+        Some(ctx.config.volumes.as_ref().ok_or(VolumeError::NoPool)?)
+    } else {
+        None
+    };
     let vmdir = VmDir::new(ctx.config, vm);
     let locks = ctx.config.locks_dir();
     fsutil::ensure_dir(&locks, 0o700).map_err(|e| Error::failed(format!("cannot create {}: {e}", locks.display())))?;
     let _lock = lock::try_lock(&ctx.config.vm_lock(vm))?;
+    let _held = reg.lock()?;
+    // As it is now that no other change can be under way.
+    let m = reg.get(vm)?;
+    if purge_volume && m.volume != Origin::Pool {
+        return Err(VolumeError::Imported(vm.clone()).into());
+    }
     if hypervisor::for_config(ctx.config)?.is_running(vm, &vmdir)? {
-        return Err(Error::busy(format!("machine {vm} is running; cancel its install first")));
+        return Err(Error::busy(format!("machine {vm} is running; stop it (or cancel its install) first")));
+    }
+    // The volume goes first: if it cannot be removed, the machine stays
+    // registered and the request can be repeated.
+    if let Some(pool) = pool {
+        pool.remove(vm, &m.disk, ctx.config.timeouts.tool(), ctx.config.state_dir.path())?;
     }
     reg.remove(vm)?;
     match std::fs::remove_dir_all(&vmdir.dir) {
@@ -49,7 +125,11 @@ pub fn remove(ctx: &Ctx, vm: &VmName) -> Result<Outcome> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(Error::failed(format!("machine {vm} unregistered, but {} could not be removed: {e}", vmdir.dir.display()))),
     }
-    Ok(Outcome { human: format!("{vm}: removed\n"), json: obj([("vm", Value::from(vm.as_str()))]) })
+    let purged = if purge_volume { format!(", volume {} removed", m.disk) } else { String::new() };
+    Ok(Outcome {
+        human: format!("{vm}: removed{purged}\n"),
+        json: obj([("vm", Value::from(vm.as_str())), ("volume_removed", Value::from(purge_volume))]),
+    })
 }
 
 pub fn show(ctx: &Ctx, vm: &VmName) -> Result<Outcome> {

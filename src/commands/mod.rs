@@ -97,7 +97,7 @@ pub fn run(ctx: &Ctx, cmd: &Command, stdin: &mut dyn Read) -> Result<Outcome> {
         }
         Command::Templates => templates::list(ctx),
         Command::MachineAdd(m) => machines::add(ctx, m),
-        Command::MachineRemove { vm } => machines::remove(ctx, vm),
+        Command::MachineRemove { vm, purge_volume } => machines::remove(ctx, vm, *purge_volume),
         Command::MachineShow { vm } => machines::show(ctx, vm),
     }
 }

@@ -100,35 +100,7 @@ pub fn write_overlay_sized(
         return Err(io::Error::other("too much per-VM data for one refcount block"));
     }
 
-    // Header.
-    let mut h = Vec::with_capacity(CLUSTER as usize);
-    let name_at: u64 = u64::from(HEADER_LEN) + 16 + 8;
-    h.extend_from_slice(b"QFI\xfb");
-    h.extend_from_slice(&3u32.to_be_bytes());
-    h.extend_from_slice(&name_at.to_be_bytes());
-    h.extend_from_slice(&(name.len() as u32).to_be_bytes());
-    h.extend_from_slice(&CLUSTER_BITS.to_be_bytes());
-    h.extend_from_slice(&size.to_be_bytes());
-    h.extend_from_slice(&0u32.to_be_bytes()); // no encryption
-    h.extend_from_slice(&(l1_size as u32).to_be_bytes());
-    h.extend_from_slice(&(l1_at * CLUSTER).to_be_bytes());
-    h.extend_from_slice(&(reftable_at * CLUSTER).to_be_bytes());
-    h.extend_from_slice(&1u32.to_be_bytes()); // refcount table clusters
-    h.extend_from_slice(&0u32.to_be_bytes()); // snapshots
-    h.extend_from_slice(&0u64.to_be_bytes());
-    h.extend_from_slice(&0u64.to_be_bytes()); // incompatible features
-    h.extend_from_slice(&0u64.to_be_bytes()); // compatible features
-    h.extend_from_slice(&0u64.to_be_bytes()); // autoclear features
-    h.extend_from_slice(&4u32.to_be_bytes()); // refcount order: 16-bit
-    h.extend_from_slice(&HEADER_LEN.to_be_bytes());
-    debug_assert_eq!(h.len(), HEADER_LEN as usize);
-    // Backing format "raw", so qemu never probes the base; then the end.
-    h.extend_from_slice(&EXT_BACKING_FORMAT.to_be_bytes());
-    h.extend_from_slice(&3u32.to_be_bytes());
-    h.extend_from_slice(b"raw\0\0\0\0\0");
-    h.extend_from_slice(&[0u8; 8]);
-    debug_assert_eq!(h.len() as u64, name_at);
-    h.extend_from_slice(name);
+    let h = header(size, l1_size, l1_at, Some(name));
 
     let mut reftable = vec![0u8; CLUSTER as usize];
     reftable[..8].copy_from_slice(&(refblock_at * CLUSTER).to_be_bytes());
@@ -159,6 +131,70 @@ pub fn write_overlay_sized(
         out.write_all_at(bytes, (data_at + n as u64) * CLUSTER)?;
     }
     Ok(())
+}
+
+/// The image header (cluster 0): version 3, 64 KiB clusters, 16-bit
+/// refcounts, the refcount table in cluster 1, the L1 table at cluster
+/// `l1_at`, and the backing file's name (format "raw", so qemu never
+/// probes it) if there is one.
+fn header(size: u64, l1_size: u64, l1_at: u64, backing: Option<&[u8]>) -> Vec<u8> {
+    let mut h = Vec::with_capacity(CLUSTER as usize);
+    let name_at: u64 = u64::from(HEADER_LEN) + 16 + 8;
+    let (backing_at, backing_len) = backing.map_or((0, 0), |n| (name_at, n.len() as u32));
+    h.extend_from_slice(b"QFI\xfb");
+    h.extend_from_slice(&3u32.to_be_bytes());
+    h.extend_from_slice(&backing_at.to_be_bytes());
+    h.extend_from_slice(&backing_len.to_be_bytes());
+    h.extend_from_slice(&CLUSTER_BITS.to_be_bytes());
+    h.extend_from_slice(&size.to_be_bytes());
+    h.extend_from_slice(&0u32.to_be_bytes()); // no encryption
+    h.extend_from_slice(&(l1_size as u32).to_be_bytes());
+    h.extend_from_slice(&(l1_at * CLUSTER).to_be_bytes());
+    h.extend_from_slice(&CLUSTER.to_be_bytes()); // refcount table: cluster 1
+    h.extend_from_slice(&1u32.to_be_bytes()); // refcount table clusters
+    h.extend_from_slice(&0u32.to_be_bytes()); // snapshots
+    h.extend_from_slice(&0u64.to_be_bytes());
+    h.extend_from_slice(&0u64.to_be_bytes()); // incompatible features
+    h.extend_from_slice(&0u64.to_be_bytes()); // compatible features
+    h.extend_from_slice(&0u64.to_be_bytes()); // autoclear features
+    h.extend_from_slice(&4u32.to_be_bytes()); // refcount order: 16-bit
+    h.extend_from_slice(&HEADER_LEN.to_be_bytes());
+    debug_assert_eq!(h.len(), HEADER_LEN as usize);
+    if backing.is_some() {
+        h.extend_from_slice(&EXT_BACKING_FORMAT.to_be_bytes());
+        h.extend_from_slice(&3u32.to_be_bytes());
+        h.extend_from_slice(b"raw\0\0\0\0\0");
+    }
+    h.extend_from_slice(&[0u8; 8]); // end of header extensions
+    if let Some(name) = backing {
+        debug_assert_eq!(h.len() as u64, name_at);
+        h.extend_from_slice(name);
+    }
+    h
+}
+
+/// Writes to `out` (empty) a qcow2 image of `size` bytes as the guest
+/// sees it, with no backing file and no data: every cluster reads as
+/// zeros until the guest writes it.
+pub fn write_blank(out: &File, size: u64) -> io::Result<()> {
+    let l1_size = size.div_ceil(CLUSTER).div_ceil(L2_ENTRIES).max(1);
+    let l1_clusters = (l1_size * 8).div_ceil(CLUSTER);
+    let (reftable_at, refblock_at, l1_at) = (1u64, 2u64, 3u64);
+    let total_clusters = l1_at + l1_clusters;
+    if total_clusters > REFBLOCK_ENTRIES || l1_size > u64::from(u32::MAX) {
+        return Err(io::Error::other("the image is too large for one refcount block"));
+    }
+    let mut reftable = vec![0u8; CLUSTER as usize];
+    reftable[..8].copy_from_slice(&(refblock_at * CLUSTER).to_be_bytes());
+    let mut refblock = vec![0u8; CLUSTER as usize];
+    for c in 0..total_clusters as usize {
+        refblock[c * 2..c * 2 + 2].copy_from_slice(&1u16.to_be_bytes());
+    }
+    out.write_all_at(&header(size, l1_size, l1_at, None), 0)?;
+    out.write_all_at(&reftable, reftable_at * CLUSTER)?;
+    out.write_all_at(&refblock, refblock_at * CLUSTER)?;
+    // The L1 table is all zeros: a hole up to the file's end.
+    out.set_len(total_clusters * CLUSTER)
 }
 
 /// The virtual size in a qcow2 image's header, if `f` is one.
@@ -254,5 +290,29 @@ mod tests {
         assert!(write_overlay(&out, &mut base, 4096, &base_path, &[(4000, &[1u8; 200])]).is_err());
         assert!(write_overlay(&out, &mut base, 4096, &base_path, &[(u64::MAX, &[1u8; 2])]).is_err());
         assert!(write_overlay(&out, &mut base, 4096, Path::new("base.img"), &[]).is_err());
+    }
+
+    /// A blank image qemu-img accepts, of the size asked, reading as zeros,
+    /// costing a few clusters whatever its size (2 TiB: more than one L1
+    /// cluster's worth of L2 tables).
+    #[test]
+    fn blank_images_are_what_qemu_img_expects() {
+        let d = tempfile::tempdir().unwrap();
+        for size in [64u64 << 20, 20 << 30, (2 << 40) + (64 << 20)] {
+            let p = d.path().join(format!("blank-{size}.qcow2"));
+            write_blank(&File::create(&p).unwrap(), size).unwrap();
+            let check = Command::new("qemu-img").args(["check", "-f", "qcow2"]).arg(&p).output().unwrap();
+            assert!(check.status.success(), "qemu-img check: {}", String::from_utf8_lossy(&check.stdout));
+            let info = Command::new("qemu-img").args(["info", "--output=json"]).arg(&p).output().unwrap();
+            let info = String::from_utf8_lossy(&info.stdout).into_owned();
+            assert!(info.contains(&format!("\"virtual-size\": {size}")) && !info.contains("backing"), "{info}");
+            assert_eq!(virtual_size(&File::open(&p).unwrap()), Some(size));
+            use std::os::unix::fs::MetadataExt;
+            assert!(std::fs::metadata(&p).unwrap().blocks() * 512 <= 4 * CLUSTER, "blank image is not small");
+        }
+        let raw = d.path().join("raw");
+        let conv = Command::new("qemu-img").args(["convert", "-f", "qcow2", "-O", "raw"]).arg(d.path().join(format!("blank-{}.qcow2", 64u64 << 20))).arg(&raw).output().unwrap();
+        assert!(conv.status.success(), "{}", String::from_utf8_lossy(&conv.stderr));
+        assert!(std::fs::read(&raw).unwrap().iter().all(|b| *b == 0));
     }
 }

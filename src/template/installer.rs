@@ -109,7 +109,7 @@ impl<'a> Installer<'a> {
     fn install(&self) -> Result<(), TemplateError> {
         let config = self.config;
         let tpl_path = config.preseed_template.path();
-        let tpl = fsutil::read_limited(tpl_path, MAX_PRESEED_TEMPLATE_BYTES)
+        let tpl = crate::trust::read_io(tpl_path, MAX_PRESEED_TEMPLATE_BYTES)
             .map_err(|e| failed(&format!("cannot read the preseed template {}", tpl_path.display()), e))?;
         let tpl = String::from_utf8(tpl).map_err(|_| TemplateError::Install("the preseed template is not UTF-8".into()))?;
         let root_hash = CryptHash::random().map_err(|e| failed("cannot make a random root password", e))?;

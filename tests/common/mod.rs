@@ -81,6 +81,16 @@ pub fn installer_iso(xen: bool) -> PathBuf {
     .clone()
 }
 
+/// Writes an executable (a test's stand-in or wrapper). The file is made
+/// by a child process from a plain copy: no thread of the test binary ever
+/// holds a writable descriptor on the executable, which would make its
+/// exec fail with ETXTBSY if another thread forked at that moment.
+pub fn write_executable(path: &Path, text: &str) {
+    let src = path.with_extension("src");
+    fs::write(&src, text).unwrap();
+    sh(Command::new("install").arg("-m").arg("0755").arg(&src).arg(path));
+}
+
 pub fn sha256(path: &Path) -> String {
     guest_installer::image::sha256_file(path).unwrap().0
 }
@@ -138,6 +148,9 @@ impl Env {
         fs::set_permissions(&state, fs::Permissions::from_mode(0o700)).unwrap();
         let preseed = root.join("preseed.cfg");
         fs::copy(repo().join("etc/preseed.cfg"), &preseed).unwrap();
+        // Only root may be able to change what the program trusts,
+        // whatever the checkout's modes and the umask.
+        fs::set_permissions(&preseed, fs::Permissions::from_mode(0o644)).unwrap();
         let xl_dir = root.join("xl");
         let xl = PathBuf::from(
             sh(Command::new(repo().join("tests/support/xl/install-standin"))
@@ -188,8 +201,14 @@ hypervisor_s = 10
 
 [audit]
 syslog_socket = "{sock}"
+
+[volumes]
+kind = "file"
+dir = "{volumes}"
+format = "raw"
 "#,
                 state = state.display(),
+                volumes = root.join("volumes").display(),
                 preseed = preseed.display(),
                 xl = xl.display(),
                 console = console.display(),
@@ -197,11 +216,29 @@ syslog_socket = "{sock}"
             ),
         )
         .unwrap();
+        fs::set_permissions(&config, fs::Permissions::from_mode(0o644)).unwrap();
         Env { tmp, state, config, xl, audit }
     }
 
     pub fn root(&self) -> &Path {
         self.tmp.path()
+    }
+
+    /// Replaces the config's `[volumes]` section (the volume pool; by
+    /// default raw files in `volumes/` beside the state dir) with `section`
+    /// (its lines without the header; empty: no pool).
+    pub fn set_volumes(&self, section: &str) {
+        let text = fs::read_to_string(&self.config).unwrap();
+        let at = text.find("\n[volumes]\n").expect("a [volumes] section");
+        let rest = &text[at + 1..];
+        let end = rest[1..].find("\n[").map(|i| at + 1 + i + 2).unwrap_or(text.len());
+        let new = if section.is_empty() { String::new() } else { format!("[volumes]\n{section}\n") };
+        fs::write(&self.config, format!("{}\n{new}{}", &text[..at], &text[end..])).unwrap();
+    }
+
+    /// The pool's volume directory (default config).
+    pub fn pool_dir(&self) -> PathBuf {
+        self.root().join("volumes")
     }
 
     pub fn run(&self, who: As, args: &[&str], stdin: &[u8]) -> Out {
@@ -451,7 +488,10 @@ impl Env {
     }
 
     /// Like `machine`, with `key=value` words that replace or add to the
-    /// defaults (e.g. `boot=pv-initrd`, `memory=1024`).
+    /// defaults (e.g. `boot=pv-initrd`, `memory=1024`). The volume is one
+    /// the test made (a 64 MiB sparse file unless `disk=` says otherwise),
+    /// imported by root; with `size=`, an admin registers the machine
+    /// remotely and the pool makes its volume.
     pub fn machine_with(&self, vm: &str, n: u8, image: Option<&str>, extra: &[&str]) -> PathBuf {
         let disk = self.volume(vm);
         let mut args = vec![
@@ -475,10 +515,16 @@ impl Env {
             }
             args.push((*e).to_owned());
         }
-        let mut a: Vec<&str> = vec!["machine", "add", vm];
+        let pooled = extra.iter().any(|e| e.starts_with("size="));
+        if pooled {
+            args.retain(|a| !a.starts_with("disk="));
+            let _ = fs::remove_file(&disk);
+        }
+        let mut a: Vec<&str> = vec!["machine", "add", vm, "--json"];
         a.extend(args.iter().map(String::as_str));
-        self.run(As::Remote(ADMIN), &a, b"").ok();
-        disk
+        let who = if pooled { As::Remote(ADMIN) } else { As::Root };
+        let out = self.run(who, &a, b"");
+        PathBuf::from(out.ok().json()["disk"].as_str().unwrap())
     }
 }
 

@@ -2,6 +2,8 @@
 //! against its SHA-256 first, extracted without mounting, sanitised,
 //! patched, read-only), and read them back for installs.
 
+mod tree;
+
 use crate::exec::{self, ExecError};
 use crate::fsutil;
 use crate::iso9660::{self, Extent, IsoError};
@@ -10,8 +12,8 @@ use crate::types::{CdPath, ImageName, Sha256Hex};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fs;
-use std::io::{self, Read};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -41,6 +43,8 @@ pub enum ImageError {
     Truncated { declared: u64, actual: u64 },
     #[error("xorriso could not extract the ISO: {0}")]
     Extract(ExecError),
+    #[error("No space left in the state directory for the image: it needs about {need} bytes more, {free} are free")]
+    NoSpace { need: u64, free: u64 },
     #[error("building the base ISO failed: {0}")]
     Master(ExecError),
     #[error("the base ISO just built is unreadable: {0}")]
@@ -172,23 +176,54 @@ pub fn sha256_file(path: &Path) -> io::Result<(String, u64)> {
     Ok((hex, total))
 }
 
-/// Checks the ISO 9660 primary volume descriptor: the signature, and a
-/// declared volume size that fits in the file (a truncated download is
-/// the caller's problem to fix, told as such, before xorriso sees it).
-fn check_iso(path: &Path) -> Result<(), ImageError> {
-    use std::io::{Seek, SeekFrom};
-    let unreadable = |source| ImageError::IsoUnreadable { path: path.into(), source };
-    let mut f = fs::File::open(path).map_err(unreadable)?;
-    let len = f.metadata().map_err(unreadable)?.len();
+/// Copies the ISO the admin named into `copy` (a new file of ours),
+/// hashing the bytes as they are copied: what is checked and extracted
+/// afterwards is exactly what was hashed, whatever happens to the named
+/// file meanwhile (replaced, or rewritten in place by its owner).
+fn copy_hashing(iso: &Path, copy: &Path) -> Result<(String, u64), ImageError> {
+    let unreadable = |source| ImageError::IsoUnreadable { path: iso.into(), source };
+    let mut src = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(iso)
+        .map_err(unreadable)?;
+    if !src.metadata().map_err(unreadable)?.is_file() {
+        return Err(unreadable(io::Error::other("not a regular file")));
+    }
+    let io_err = |source| ImageError::Io { path: copy.into(), source };
+    let mut dst = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(copy).map_err(io_err)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = src.read(&mut buf).map_err(unreadable)?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        h.update(&buf[..n]);
+        dst.write_all(&buf[..n]).map_err(io_err)?;
+    }
+    let hex = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    Ok((hex, total))
+}
+
+/// Checks the ISO 9660 primary volume descriptor of our copy of the ISO
+/// (named `shown` in messages): the signature, and a declared volume size
+/// that fits in the file (a truncated download is the caller's problem to
+/// fix, told as such, before xorriso sees it).
+fn check_iso(copy: &Path, shown: &Path) -> Result<(), ImageError> {
+    let io_err = |source| ImageError::Io { path: copy.into(), source };
+    let f = fs::File::open(copy).map_err(io_err)?;
+    let len = f.metadata().map_err(io_err)?.len();
     let mut pvd = [0u8; 2048];
-    f.seek(SeekFrom::Start(16 * 2048)).map_err(unreadable)?;
-    match f.read_exact(&mut pvd) {
+    match f.read_exact_at(&mut pvd, 16 * 2048) {
         Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(ImageError::NotIso(path.into())),
-        Err(e) => return Err(unreadable(e)),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(ImageError::NotIso(shown.into())),
+        Err(e) => return Err(io_err(e)),
     }
     if pvd[0] != 1 || &pvd[1..6] != b"CD001" {
-        return Err(ImageError::NotIso(path.into()));
+        return Err(ImageError::NotIso(shown.into()));
     }
     let blocks = u64::from(u32::from_le_bytes([pvd[80], pvd[81], pvd[82], pvd[83]]));
     let block_size = u64::from(u16::from_le_bytes([pvd[128], pvd[129]]));
@@ -225,13 +260,6 @@ pub fn import(images_dir: &Path, req: &ImportRequest) -> Result<Manifest, ImageE
     if fs::symlink_metadata(&final_dir).is_ok() {
         return Err(ImageError::Exists(req.name.clone()));
     }
-    let (actual, source_bytes) =
-        sha256_file(req.iso).map_err(|source| ImageError::IsoUnreadable { path: req.iso.into(), source })?;
-    if actual != req.sha256.as_str() {
-        return Err(ImageError::DigestMismatch { actual });
-    }
-    check_iso(req.iso)?;
-
     // One import at a time: then what a killed import left behind can be
     // cleared safely. The lock is on the directory itself (no lock file to
     // leave behind when the ISO is refused).
@@ -244,9 +272,22 @@ pub fn import(images_dir: &Path, req: &ImportRequest) -> Result<Manifest, ImageE
         .prefix(&format!(".import-{}-", req.name))
         .tempdir_in(state_dir)
         .map_err(io_err(state_dir))?;
+    let copy = work.path().join("source.iso");
+    let (actual, source_bytes) = copy_hashing(req.iso, &copy)?;
+    if actual != req.sha256.as_str() {
+        return Err(ImageError::DigestMismatch { actual });
+    }
+    check_iso(&copy, req.iso)?;
+    // The tree takes about what the ISO holds (then the base ISO as much,
+    // once our copy is gone): say so now rather than let xorriso fail
+    // half-way with a message that does not.
+    let free = nix::sys::statvfs::statvfs(work.path()).map(|v| v.blocks_available() * v.fragment_size()).map_err(|e| ImageError::Io { path: work.path().into(), source: e.into() })?;
+    if free < source_bytes {
+        return Err(ImageError::NoSpace { need: source_bytes, free });
+    }
     let tree = work.path().join("tree");
     let mut indev = std::ffi::OsString::from("stdio:");
-    indev.push(req.iso);
+    indev.push(&copy);
     let args: Vec<&std::ffi::OsStr> = vec![
         "-no_rc".as_ref(),
         "-osirrox".as_ref(),
@@ -258,8 +299,9 @@ pub fn import(images_dir: &Path, req: &ImportRequest) -> Result<Manifest, ImageE
         tree.as_os_str(),
     ];
     exec::run(req.xorriso, &args, req.timeout).map_err(ImageError::Extract)?;
+    fs::remove_file(&copy).map_err(io_err(&copy))?;
 
-    let (files, bytes) = sanitize(&tree)?;
+    let (files, bytes) = tree::sanitize(&tree)?;
     let layout = find_layout(&tree)?;
     let cfg_path = tree.join(layout.isolinux_cfg.relative());
     let original = fs::read(&cfg_path).map_err(io_err(&cfg_path))?;
@@ -280,7 +322,7 @@ pub fn import(images_dir: &Path, req: &ImportRequest) -> Result<Manifest, ImageE
     let mpath = work.path().join("manifest.json");
     fsutil::write_atomic(&mpath, &serde_json::to_vec_pretty(&manifest).expect("manifest serializes"), 0o444)
         .map_err(io_err(&mpath))?;
-    make_read_only(work.path()).map_err(io_err(work.path()))?;
+    tree::make_read_only(work.path()).map_err(io_err(work.path()))?;
 
     fsutil::ensure_dir(images_dir, 0o700).map_err(io_err(images_dir))?;
     let work = work.keep();
@@ -341,68 +383,6 @@ fn master_base_iso(work: &Path, tree: &Path, layout: &Layout, req: &ImportReques
     Ok(BaseIso { bytes, preseed_cfg, preseed_img })
 }
 
-/// Walks the extracted tree: no device files, FIFOs or sockets; no
-/// symlink that leads outside the tree; no setuid, setgid or sticky bit.
-/// Returns the number of regular files and their bytes.
-fn sanitize(root: &Path) -> Result<(u64, u64), ImageError> {
-    let mut files = 0u64;
-    let mut bytes = 0u64;
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let entries = fs::read_dir(&dir).map_err(|source| ImageError::Io { path: dir.clone(), source })?;
-        for e in entries {
-            let e = e.map_err(|source| ImageError::Io { path: dir.clone(), source })?;
-            let p = e.path();
-            let rel = p.strip_prefix(root).unwrap_or(&p).display().to_string();
-            let m = fs::symlink_metadata(&p).map_err(|source| ImageError::Io { path: p.clone(), source })?;
-            let ft = m.file_type();
-            if ft.is_symlink() {
-                let target = fs::read_link(&p).map_err(|source| ImageError::Io { path: p.clone(), source })?;
-                if !symlink_stays_inside(root, &p, &target) {
-                    return Err(ImageError::Unsafe(format!("symlink {rel} points outside the image")));
-                }
-            } else if ft.is_dir() {
-                stack.push(p);
-            } else if ft.is_file() {
-                files += 1;
-                bytes += m.len();
-                if m.nlink() > 1 {
-                    return Err(ImageError::Unsafe(format!("{rel} is a hard link")));
-                }
-            } else {
-                return Err(ImageError::Unsafe(format!("{rel} is a device, FIFO or socket")));
-            }
-        }
-    }
-    Ok((files, bytes))
-}
-
-/// Resolves a symlink's target lexically (no filesystem access, so a
-/// chain of links cannot be used to trick the check) and says whether it
-/// stays under `root`. Absolute targets never do: on the CD they would
-/// mean the CD's root, on our disk the host's.
-fn symlink_stays_inside(root: &Path, link: &Path, target: &Path) -> bool {
-    use std::path::Component;
-    if target.is_absolute() {
-        return false;
-    }
-    let Ok(rel_dir) = link.parent().unwrap_or(root).strip_prefix(root) else { return false };
-    let mut depth: Vec<&std::ffi::OsStr> = rel_dir.iter().collect();
-    for c in target.components() {
-        match c {
-            Component::Normal(n) => depth.push(n),
-            Component::CurDir => {}
-            Component::ParentDir => {
-                if depth.pop().is_none() {
-                    return false;
-                }
-            }
-            Component::RootDir | Component::Prefix(_) => return false,
-        }
-    }
-    true
-}
-
 fn is_regular(tree: &Path, p: &CdPath) -> bool {
     fs::symlink_metadata(tree.join(p.relative())).is_ok_and(|m| m.is_file())
 }
@@ -422,38 +402,4 @@ fn find_layout(tree: &Path) -> Result<Layout, ImageError> {
         xen_kernel: xen.then(|| cd(XEN_KERNEL)),
         xen_initrd: xen.then(|| cd(XEN_INITRD)),
     })
-}
-
-/// Files 0444 (0555 if executable), directories 0555, no special bits.
-fn make_read_only(root: &Path) -> io::Result<()> {
-    let m = fs::symlink_metadata(root)?;
-    if m.file_type().is_symlink() {
-        return Ok(());
-    }
-    if m.is_dir() {
-        for e in fs::read_dir(root)? {
-            make_read_only(&e?.path())?;
-        }
-        fs::set_permissions(root, fs::Permissions::from_mode(0o555))
-    } else {
-        let mode = if m.mode() & 0o111 != 0 { 0o555 } else { 0o444 };
-        fs::set_permissions(root, fs::Permissions::from_mode(mode))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn symlinks_must_stay_inside() {
-        let root = Path::new("/img/tree");
-        let link = Path::new("/img/tree/a/b/link");
-        assert!(symlink_stays_inside(root, link, Path::new("c")));
-        assert!(symlink_stays_inside(root, link, Path::new("../../x")));
-        assert!(!symlink_stays_inside(root, link, Path::new("../../../x")));
-        assert!(!symlink_stays_inside(root, link, Path::new("/etc/shadow")));
-        assert!(symlink_stays_inside(root, Path::new("/img/tree/link"), Path::new(".")));
-        assert!(!symlink_stays_inside(root, Path::new("/img/tree/link"), Path::new("..")));
-    }
 }

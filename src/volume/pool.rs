@@ -1,0 +1,259 @@
+//! The configured volume pool (`[volumes]`): where `machine add VM
+//! size=...` makes a machine's volume and `machine remove VM
+//! --purge-volume` removes it. A caller gives a size, never a path: the
+//! volume is named after the machine, in a place the admin chose.
+//!
+//! - `kind = "file"`: a sparse file `DIR/VM.img` (raw) or `DIR/VM.qcow2`;
+//! - `kind = "lvm"`: a logical volume `/dev/VG/VM`, made by `lvcreate`
+//!   (in the thin pool `thinpool` if set, whose unwritten blocks read as
+//!   zeros; a thick LV only has its first blocks zeroed).
+
+use super::{create_file, VolumeError, TEMP_PREFIX};
+use crate::config::AbsPath;
+use crate::exec;
+use crate::fsutil;
+use crate::types::{DiskFormat, DiskPath, Rule, VmName, VolumeSize};
+use serde::Deserialize;
+use std::fs;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum PoolConfig {
+    File(FilePool),
+    Lvm(LvmPool),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilePool {
+    pub dir: DiskPath,
+    #[serde(default)]
+    pub format: FileFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileFormat {
+    #[default]
+    Raw,
+    Qcow2,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LvmPool {
+    pub vg: LvmName,
+    #[serde(default)]
+    pub thinpool: Option<LvmName>,
+    #[serde(default = "default_lvcreate")]
+    pub lvcreate: AbsPath,
+    #[serde(default = "default_lvremove")]
+    pub lvremove: AbsPath,
+}
+
+fn default_lvcreate() -> AbsPath {
+    AbsPath::constant("/usr/sbin/lvcreate")
+}
+fn default_lvremove() -> AbsPath {
+    AbsPath::constant("/usr/sbin/lvremove")
+}
+
+/// A volume group or logical volume name as LVM allows it, and one that
+/// is a single path component (it names `/dev/VG`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LvmName(String);
+
+impl LvmName {
+    pub fn parse(s: &str) -> Result<Self, Rule> {
+        let ok = !s.is_empty()
+            && s.len() <= 127
+            && !s.starts_with(['-', '.'])
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"+_.-".contains(&b));
+        if ok {
+            Ok(LvmName(s.to_owned()))
+        } else {
+            Err(Rule("must be 1-127 letters, digits, '+', '_', '.' and '-', not starting with '-' or '.'"))
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for LvmName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        LvmName::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl PoolConfig {
+    /// Where the pool keeps `vm`'s volume.
+    pub fn path_for(&self, vm: &VmName) -> DiskPath {
+        let p = match self {
+            PoolConfig::File(f) => {
+                let ext = match f.format {
+                    FileFormat::Raw => "img",
+                    FileFormat::Qcow2 => "qcow2",
+                };
+                format!("{}/{vm}.{ext}", f.dir.as_str())
+            }
+            PoolConfig::Lvm(l) => format!("/dev/{}/{vm}", l.vg.as_str()),
+        };
+        DiskPath::parse(&p).expect("a pool directory or VG joined with a machine name is a disk path")
+    }
+
+    /// Makes `vm`'s volume of `size`. Call it under the registry lock: a
+    /// file pool's leftovers of a killed creation are cleared first.
+    pub fn create(&self, vm: &VmName, size: VolumeSize, limit: Duration, state_dir: &Path) -> Result<DiskPath, VolumeError> {
+        let disk = self.path_for(vm);
+        match self {
+            PoolConfig::File(f) => {
+                let dir = Path::new(f.dir.as_str());
+                check_dir(dir, state_dir)?;
+                crate::lock::remove_leftovers(dir, &[TEMP_PREFIX])
+                    .map_err(|source| VolumeError::Io { what: "clear leftovers in", path: dir.into(), source })?;
+                let format = match f.format {
+                    FileFormat::Raw => DiskFormat::Raw,
+                    FileFormat::Qcow2 => DiskFormat::Qcow2,
+                };
+                create_file(Path::new(disk.as_str()), size.bytes(), format).map_err(|e| match e.kind() {
+                    io::ErrorKind::AlreadyExists => VolumeError::Exists { vm: vm.clone(), path: disk.clone() },
+                    _ => VolumeError::Io { what: "create the volume", path: disk.as_str().into(), source: e },
+                })?;
+            }
+            PoolConfig::Lvm(l) => {
+                if Path::new(disk.as_str()).symlink_metadata().is_ok() {
+                    return Err(VolumeError::Exists { vm: vm.clone(), path: disk });
+                }
+                exec::run(l.lvcreate.path(), &lvcreate_args(l, vm, size), limit)?;
+            }
+        }
+        Ok(disk)
+    }
+
+    /// Removes the volume the pool made for `vm` at `disk`.
+    pub fn remove(&self, vm: &VmName, disk: &DiskPath, limit: Duration, state_dir: &Path) -> Result<(), VolumeError> {
+        let expected = self.path_for(vm);
+        if *disk != expected {
+            return Err(VolumeError::NotInPool { vm: vm.clone(), disk: disk.clone(), expected });
+        }
+        match self {
+            PoolConfig::File(f) => {
+                check_dir(Path::new(f.dir.as_str()), state_dir)?;
+                fsutil::remove_if_exists(Path::new(disk.as_str()))
+                    .map_err(|source| VolumeError::Io { what: "remove", path: disk.as_str().into(), source })?;
+                fsutil::sync_dir(Path::new(f.dir.as_str()))
+                    .map_err(|source| VolumeError::Io { what: "sync", path: f.dir.as_str().into(), source })
+            }
+            PoolConfig::Lvm(l) => {
+                exec::run(l.lvremove.path(), &["--yes".to_owned(), format!("{}/{vm}", l.vg.as_str())], limit)?;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// `lvcreate`'s argv: never a shell, every word ours.
+fn lvcreate_args(l: &LvmPool, vm: &VmName, size: VolumeSize) -> Vec<String> {
+    let size = format!("{}m", size.mib());
+    let mut a: Vec<String> = vec!["--yes".into(), "--name".into(), vm.to_string()];
+    match &l.thinpool {
+        Some(pool) => a.extend(["--virtualsize".into(), size, "--thin".into(), format!("{}/{}", l.vg.as_str(), pool.as_str())]),
+        None => a.extend([
+            "--wipesignatures".into(),
+            "y".into(),
+            "--zero".into(),
+            "y".into(),
+            "--size".into(),
+            size,
+            l.vg.as_str().into(),
+        ]),
+    }
+    a
+}
+
+/// The pool directory is made if missing; one that exists must be a real
+/// directory only root can change, as the state dir must be, and not the
+/// state dir or inside it (seen through symlinks and bind mounts).
+fn check_dir(dir: &Path, state_dir: &Path) -> Result<(), VolumeError> {
+    let unsafe_dir = |why| VolumeError::UnsafePool(dir.into(), why);
+    let inspect = |p: &Path| fs::metadata(p).map_err(|source| VolumeError::Io { what: "inspect", path: p.into(), source });
+    let state = inspect(state_dir)?;
+    for d in dir.ancestors() {
+        match fs::metadata(d) {
+            Ok(a) if (a.dev(), a.ino()) == (state.dev(), state.ino()) => {
+                return Err(unsafe_dir("it is inside the state directory"));
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => return Err(VolumeError::Io { what: "inspect", path: d.into(), source }),
+        }
+    }
+    fsutil::ensure_dir(dir, 0o700).map_err(|source| VolumeError::Io { what: "create", path: dir.into(), source })?;
+    let m = fs::symlink_metadata(dir).map_err(|source| VolumeError::Io { what: "inspect", path: dir.into(), source })?;
+    if !m.is_dir() {
+        return Err(unsafe_dir("it is not a directory"));
+    }
+    if m.uid() != 0 {
+        return Err(unsafe_dir("it is owned by another user"));
+    }
+    if m.mode() & 0o022 != 0 {
+        return Err(unsafe_dir("it is group- or world-writable"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize)]
+    struct Wrap {
+        volumes: PoolConfig,
+    }
+
+    fn pool(text: &str) -> Result<PoolConfig, String> {
+        toml::from_str::<Wrap>(text).map(|w| w.volumes).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn pools_parse_and_name_volumes_after_machines() {
+        let vm = VmName::parse("web1").unwrap();
+        let f = pool("[volumes]\nkind = \"file\"\ndir = \"/srv/vols\"\nformat = \"qcow2\"\n").unwrap();
+        assert_eq!(f.path_for(&vm).as_str(), "/srv/vols/web1.qcow2");
+        let f = pool("[volumes]\nkind = \"file\"\ndir = \"/srv/vols\"\n").unwrap();
+        assert_eq!(f.path_for(&vm).as_str(), "/srv/vols/web1.img");
+        let l = pool("[volumes]\nkind = \"lvm\"\nvg = \"xenvg\"\n").unwrap();
+        assert_eq!(l.path_for(&vm).as_str(), "/dev/xenvg/web1");
+        for bad in [
+            "[volumes]\nkind = \"zfs\"\n",
+            "[volumes]\nkind = \"file\"\ndir = \"/srv/../etc\"\n",
+            "[volumes]\nkind = \"file\"\ndir = \"relative\"\n",
+            "[volumes]\nkind = \"file\"\ndir = \"/srv\"\nformat = \"vmdk\"\n",
+            "[volumes]\nkind = \"file\"\ndir = \"/srv\"\nvg = \"x\"\n",
+            "[volumes]\nkind = \"lvm\"\nvg = \"../etc\"\n",
+            "[volumes]\nkind = \"lvm\"\nvg = \"-x\"\n",
+            "[volumes]\nkind = \"lvm\"\nvg = \"x\"\nbogus = 1\n",
+        ] {
+            assert!(pool(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn lvcreate_gets_sizes_in_mib_and_the_thin_pool_if_any() {
+        let vm = VmName::parse("web1").unwrap();
+        let size = VolumeSize::parse("20G").unwrap();
+        let PoolConfig::Lvm(thick) = pool("[volumes]\nkind = \"lvm\"\nvg = \"xenvg\"\n").unwrap() else { panic!() };
+        assert_eq!(
+            lvcreate_args(&thick, &vm, size).join(" "),
+            "--yes --name web1 --wipesignatures y --zero y --size 20480m xenvg"
+        );
+        let PoolConfig::Lvm(thin) = pool("[volumes]\nkind = \"lvm\"\nvg = \"xenvg\"\nthinpool = \"pool0\"\n").unwrap() else { panic!() };
+        assert_eq!(lvcreate_args(&thin, &vm, size).join(" "), "--yes --name web1 --virtualsize 20480m --thin xenvg/pool0");
+    }
+}
