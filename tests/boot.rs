@@ -188,7 +188,9 @@ fn real_installer_boots_our_label_and_takes_our_preseed_from_the_cd() {
     assert!(media.starts_with(env.state.join("vms/di1")), "{}", media.display());
     let domain = fs::read_to_string(env.vm_file("di1", "domain.cfg")).unwrap();
     let cd = domain.lines().find(|l| l.contains("media=cdrom")).unwrap_or_else(|| panic!("no CD in\n{domain}"));
-    assert!(cd.contains(&format!("file={},", media.display())), "{cd}");
+    // qemu gets it as a descriptor; the record names the file.
+    let fd: u32 = cd.strip_prefix("file=/dev/fdset/").and_then(|r| r.split(',').next()?.parse().ok()).unwrap_or_else(|| panic!("{cd}"));
+    assert_eq!(qemu_fd_file(&domain, fd), Some(media.display().to_string()), "{domain}");
     assert!(domain.lines().any(|l| l == "-no-reboot"), "{domain}");
     assert!(domain.contains("mac=00:16:3e:00:00:01,restrict=on"), "{domain}");
 
@@ -334,10 +336,15 @@ fn real_installer_takes_our_preseed_from_the_per_vm_initrd_without_an_iso() {
     let initrd = env.vm_file("pv1", "initrd.gz");
     assert_eq!(PathBuf::from(j["media"].as_str().unwrap()), initrd);
     let domain = fs::read_to_string(env.vm_file("pv1", "domain.cfg")).unwrap();
-    let kernel = qemu_arg(&domain, "-kernel").unwrap_or_else(|| panic!("no -kernel in\n{domain}"));
+    // qemu reads copies through descriptors; the record names the files.
+    let fd_of = |flag: &str| -> u32 {
+        let a = qemu_arg(&domain, flag).unwrap_or_else(|| panic!("no {flag} in\n{domain}"));
+        a.strip_prefix("/proc/self/fd/").and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{flag} {a}"))
+    };
+    let kernel = qemu_fd_file(&domain, fd_of("-kernel")).unwrap_or_else(|| panic!("kernel not recorded in\n{domain}"));
     assert!(Path::new(&kernel).starts_with(env.state.join("images/di-xen")), "{kernel}");
     assert!(kernel.ends_with("/install.amd/xen/vmlinuz"), "{kernel}");
-    assert_eq!(qemu_arg(&domain, "-initrd").as_deref(), initrd.to_str());
+    assert_eq!(qemu_fd_file(&domain, fd_of("-initrd")).as_deref(), initrd.to_str());
     assert_eq!(qemu_arg(&domain, "-append").as_deref(), Some("auto=true priority=critical console=ttyS0,115200n8"));
     assert!(!domain.contains("media=cdrom") && !domain.contains("-cdrom"), "a CD in\n{domain}");
     let names: Vec<String> = fs::read_dir(env.state.join("vms/pv1"))

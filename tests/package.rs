@@ -57,6 +57,10 @@ fn installed_packages() -> BTreeSet<String> {
     out.stdout.lines().filter(|l| !l.starts_with("un ") && !l.starts_with("pn ")).map(str::to_owned).collect()
 }
 
+fn qemu_user_exists() -> bool {
+    cmd("getent", &["passwd", "guest-installer-qemu"]).output().unwrap().status.success()
+}
+
 fn package_state(name: &str) -> String {
     let out = run_bounded(cmd("dpkg-query", &["-W", "-f", "${db:Status-Status}", name]), b"", Duration::from_secs(60));
     if out.code == 0 { out.stdout.trim().to_owned() } else { "not-installed".into() }
@@ -171,6 +175,7 @@ fn debian_package_builds_lints_installs_serves_remctl_and_purges() {
     }
     let _machine = machine_lock();
     assert_eq!(package_state(PKG), "not-installed", "{PKG} is installed on this machine; this test installs and purges it");
+    let qemu_user_before = qemu_user_exists();
     for p in PATHS {
         assert!(Path::new(p).symlink_metadata().is_err(), "{p} exists before the test; the test would remove it: move it away");
     }
@@ -303,6 +308,9 @@ fn debian_package_builds_lints_installs_serves_remctl_and_purges() {
         drain();
         out
     };
+    // The user qemu runs as: a system user without shell or home.
+    let pw = must(cmd("getent", &["passwd", "guest-installer-qemu"]), Duration::from_secs(10)).stdout;
+    assert!(pw.trim_end().ends_with(":/nonexistent:/usr/sbin/nologin"), "{pw}");
     let j = installed(&["images", "--json"], None).ok().json();
     assert_eq!(j["images"], serde_json::json!([]), "{j}");
     let j = installed(&["list", "--json"], None).ok().json();
@@ -389,6 +397,8 @@ fn debian_package_builds_lints_installs_serves_remctl_and_purges() {
     // ------------------------------------------------------------ purge
     must(apt_get(&["purge", PKG]), Duration::from_secs(600));
     assert_eq!(package_state(PKG), "not-installed");
+    // Purge removes the qemu user only if the package made it.
+    assert_eq!(qemu_user_exists(), qemu_user_before, "purge changed whether guest-installer-qemu exists");
     for p in PATHS {
         assert!(Path::new(p).symlink_metadata().is_err(), "{p} is left after purge");
     }

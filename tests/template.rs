@@ -93,7 +93,7 @@ fn two_clones_of_one_template_boot_with_their_own_identity() {
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(fs::metadata(&seed).unwrap().permissions().mode() & 0o777, 0o600);
         let cfg = fs::read_to_string(env.vm_file(vm, "domain.cfg")).unwrap();
-        assert!(cfg.contains("-kernel") && cfg.contains(&format!("file={},", volumes[i].display())), "{cfg}");
+        assert!(cfg.contains("-kernel") && cfg.contains(&format!(",opaque={}\n", volumes[i].display())), "{cfg}");
     }
 
     // Both boot at once; wait for each login prompt with its own hostname.
@@ -437,9 +437,7 @@ fn clone_with_a_tampered_seed_refuses_it_and_powers_off() {
     fs::write(&seed_path, &seed).unwrap();
 
     let cfg = fs::read_to_string(env.vm_file("bad1", "domain.cfg")).unwrap();
-    let mut lines = cfg.lines().filter(|l| !l.starts_with('#'));
-    let program = lines.next().unwrap().to_owned();
-    let args: Vec<&str> = lines.collect();
+    let (program, args) = qemu_by_hand(&cfg, &env.state.join("vms/bad1"));
     sh(Command::new(&program).args(&args));
     let guard = Guest::new(&env, "bad1");
     let deadline = Instant::now() + BOOT_BOUND;

@@ -34,7 +34,9 @@ impl CappedLog {
         // The smallest cap the config allows is 1 MiB; the rewrite needs
         // room for the marker between its halves.
         assert!(cap >= 64 * MARKER.len() as u64, "console log cap too small");
+        // Read too: a rewrite copies from it.
         let file = std::fs::OpenOptions::new()
+            .read(true)
             .write(true)
             .create_new(true)
             .mode(0o600)

@@ -110,9 +110,12 @@ pub fn qcow2_backing(path: &Path) -> io::Result<Option<PathBuf>> {
 /// Reads a whole small file for tests.
 #[cfg(test)]
 fn read_fd(fd: OwnedFd) -> Vec<u8> {
-    use std::io::Read;
+    use std::io::{Read, Seek};
     let mut v = Vec::new();
-    File::from(fd).read_to_end(&mut v).unwrap();
+    // From the start, as qemu's own open of /proc/self/fd/N reads it.
+    let mut f = File::from(fd);
+    f.rewind().unwrap();
+    f.read_to_end(&mut v).unwrap();
     v
 }
 
