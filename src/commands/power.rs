@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 /// An installed machine, locked, with its driver.
 struct Held {
     machine: Machine,
+    /// Cloned from a golden template (else installed by an installer).
+    cloned: bool,
     vmdir: VmDir,
     hv: Box<dyn Hypervisor>,
     _lock: lock::Lock,
@@ -33,14 +35,16 @@ fn hold(ctx: &Ctx, vm: &VmName) -> Result<Held> {
         fsutil::ensure_dir(&d, 0o700).map_err(|e| Error::failed(format!("cannot create {}: {e}", d.display())))?;
     }
     let held = lock::try_lock(&config.vm_lock(vm))?;
-    match vmdir.load()?.map(|s| s.phase) {
+    let st = vmdir.load()?;
+    match st.as_ref().map(|s| s.phase) {
         Some(Phase::Installed) => {}
         Some(Phase::Installing) => {
             return Err(Error::busy(format!("machine {vm} is being installed; wait until `status {vm}` says installed, or cancel it")))
         }
         _ => return Err(Error::invalid(format!("nothing is installed on machine {vm}; install it first"))),
     }
-    Ok(Held { machine, vmdir, hv: hypervisor::for_config(config)?, _lock: held })
+    let cloned = st.is_some_and(|s| s.template.is_some());
+    Ok(Held { machine, cloned, vmdir, hv: hypervisor::for_config(config)?, _lock: held })
 }
 
 /// What an installed machine boots: a clone, the boot loader inside it;
@@ -69,8 +73,7 @@ pub fn start(ctx: &Ctx, vm: &VmName) -> Result<Outcome> {
     if h.hv.is_running(vm, &h.vmdir)? {
         return Err(Error::busy(format!("machine {vm} is already running")));
     }
-    let was_cloned = h.vmdir.load()?.is_some_and(|s| s.template.is_some());
-    let media = run_media(&h.machine, was_cloned);
+    let media = run_media(&h.machine, h.cloned);
     let domain = Domain::for_machine(&h.machine, ctx.config, &media);
     let cfg = h.hv.prepare(&domain, &h.vmdir)?;
     h.hv.start(&domain, &h.vmdir).map_err(|e| Error::failed(format!("starting {vm} failed: {e}")))?;
