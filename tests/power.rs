@@ -109,6 +109,49 @@ fn a_missing_pvgrub_is_an_error_that_names_the_package() {
     hv.prepare(&Domain::for_machine(&m, &c, &Media::Disk { pv: false }), &vmdir).unwrap();
 }
 
+/// Under qemu, a guest that boots through GRUB needs the GRUB image, made
+/// from grub-pc-bin: without it the error names the package, no config is
+/// written and nothing is started. With it, the image is made once into
+/// STATE/boot/ (lnxboot.img in front of a core.img) and reused.
+#[test]
+fn qemu_without_grub_pc_names_the_package_and_starts_nothing() {
+    let env = Env::new();
+    env.use_qemu();
+    env.machine("q1", 1, None);
+    let text = fs::read_to_string(&env.config).unwrap();
+    fs::write(&env.config, text.replace("[hypervisor]
+", "[hypervisor]
+grub_pc = \"/nonexistent/i386-pc\"
+")).unwrap();
+    let c = config(&env);
+    let m = machine(&env, "q1");
+    let vmdir = VmDir::new(&c, &m.name);
+    fs::create_dir_all(&vmdir.dir).unwrap();
+    let hv = hypervisor::for_config(&c).unwrap();
+    let d = Domain::for_machine(&m, &c, &Media::Loader);
+    for e in [hv.prepare(&d, &vmdir).unwrap_err(), hv.start(&d, &vmdir).unwrap_err()] {
+        assert!(e.to_string().contains("grub-pc-bin"), "{e}");
+    }
+    assert!(!vmdir.domain_config().exists());
+    assert!(!hv.is_running(&m.name, &vmdir).unwrap());
+
+    fs::write(&env.config, text).unwrap();
+    let c = config(&env);
+    let hv = hypervisor::for_config(&c).unwrap();
+    let d = Domain::for_machine(&m, &c, &Media::Loader);
+    hv.prepare(&d, &vmdir).unwrap();
+    let img = env.state.join("boot/grub-i386-pc.bin");
+    let bin = fs::read(&img).unwrap();
+    let lnxboot = fs::read("/usr/lib/grub/i386-pc/lnxboot.img").unwrap();
+    assert!(bin.len() > lnxboot.len() && bin.starts_with(&lnxboot));
+    let cfg = fs::read_to_string(vmdir.domain_config()).unwrap();
+    assert!(cfg.lines().any(|l| l == img.to_str().unwrap()) && cfg.contains("-qmp\nunix:"), "{cfg}");
+    assert!(!cfg.contains("-no-reboot"), "{cfg}");
+    let made = fs::metadata(&img).unwrap().modified().unwrap();
+    hv.prepare(&d, &vmdir).unwrap();
+    assert_eq!(fs::metadata(&img).unwrap().modified().unwrap(), made, "the image was made again");
+}
+
 /// Once a clone's identity is applied, the seed leaves both the running
 /// domain (`xl block-detach NAME xvdb`, which the stand-in accepts only
 /// for a disk the domain was created with) and the config it is started
@@ -195,6 +238,15 @@ fn start_stop_reboot_an_installed_system_under_xl() {
         assert!(Path::new(&t).exists(), "{t}");
     }
     assert_eq!(run(&env, As::Remote(OWNER), &["start", "vm1", "--json"]).code, 5, "started twice");
+
+    // A start the hypervisor refuses is an error, and nothing runs.
+    run(&env, As::Remote(OWNER), &["stop", "vm1", "--json"]).ok();
+    env.xl_mode("fail");
+    let o = run(&env, As::Remote(OWNER), &["start", "vm1", "--json"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(!env.xl_running("vm1"));
+    env.xl_mode("ok");
+    run(&env, As::Remote(OWNER), &["start", "vm1", "--json"]).ok();
 
     run(&env, As::Remote(ADMIN), &["reboot", "vm1", "--json"]).ok();
     assert!(env.xl_running("vm1"));
