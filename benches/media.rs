@@ -257,7 +257,7 @@ admins = ["{ADMIN}"]
 domain = "example.org"
 
 [mirror]
-host = "deb.debian.org"
+host = "mirror.example.org"
 directory = "/debian"
 
 [hypervisor]

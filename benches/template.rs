@@ -101,13 +101,15 @@ impl Env {
             &config,
             format!(
                 "state_dir = \"{state}\"\npreseed_template = \"{tpl}\"\nadmins = [\"{ADMIN}\"]\ndomain = \"example.org\"\n\
-                 [mirror]\nhost = \"deb.debian.org\"\ndirectory = \"/debian\"\n\
+                 [mirror]\nhost = \"{mirror_host}\"\ndirectory = \"{mirror_dir}\"\n\
                  [hypervisor]\ndriver = \"qemu\"\nqemu_net = \"user\"\n\
                  [timeouts]\ntemplate_s = 1800\n\
                  [audit]\nsyslog_socket = \"{sock}\"\n",
                 state = state.display(),
                 tpl = repo().join("etc/preseed.cfg").display(),
                 sock = sock.display(),
+                mirror_host = common::host_mirror().0,
+                mirror_dir = common::host_mirror().1,
             ),
         )
         .unwrap();
@@ -201,7 +203,7 @@ fn synthetic_template(env: &Env, mib: u64) -> TemplateName {
         name: name.clone(),
         image: ImageName::parse("bench").unwrap(),
         suite: Suite::parse("bookworm").unwrap(),
-        mirror: "http://deb.debian.org/debian".into(),
+        mirror: "http://mirror.example.org/debian".into(),
         builder: "synthetic (bench)".into(),
         built_at: 0,
         build_key: template::build_key(),

@@ -16,11 +16,19 @@ demo=$(mktemp -d /var/tmp/guest-installer-demo.XXXXXX)
 syslog_pid=
 cleanup() {
     GUEST_INSTALLER_CONFIG=$demo/config.toml "$bin" cancel demo1 >/dev/null 2>&1 || true
+    GUEST_INSTALLER_CONFIG=$demo/config.toml "$bin" stop demo2 --force >/dev/null 2>&1 || true
+    GUEST_INSTALLER_CONFIG=$demo/config.toml "$bin" cancel demo2 >/dev/null 2>&1 || true
     [ -z "$syslog_pid" ] || kill "$syslog_pid" 2>/dev/null || true
     rm -rf "$demo"
 }
 trap cleanup EXIT
 mkdir -m 0700 "$demo/state"
+# The Debian archive this host's own apt sources use (templates come from it).
+mirror=$(scripts/host-mirror)
+mirror=${mirror#*://}
+mirror_host=${mirror%%/*}
+mirror_dir=/${mirror#*/}
+[ "$mirror_dir" != "/$mirror" ] || mirror_dir=/
 cp etc/preseed.cfg "$demo/preseed.cfg"
 cat > "$demo/config.toml" <<CFG
 state_dir = "$demo/state"
@@ -28,11 +36,13 @@ preseed_template = "$demo/preseed.cfg"
 admins = ["alice/admin@EXAMPLE.ORG"]
 domain = "example.org"
 [mirror]
-host = "deb.debian.org"
-directory = "/debian"
+host = "$mirror_host"
+directory = "$mirror_dir"
 [hypervisor]
 driver = "qemu"
 qemu_net = "user"
+[timeouts]
+stop_s = 30
 [audit]
 syslog_socket = "$demo/syslog.sock"
 CFG
@@ -52,6 +62,51 @@ syslog_pid=$!
 for _ in $(seq 50); do [ -S "$demo/syslog.sock" ] && break; sleep 0.1; done
 export GUEST_INSTALLER_CONFIG=$demo/config.toml
 say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
+
+# Waits until the console of $1 shows "$1 login:" (its own host name),
+# or gives up after $2 seconds.
+wait_login() {
+    local vm=$1 limit=$2 t=0
+    while [ "$t" -lt "$limit" ]; do
+        if grep -aq "$vm login:" "$demo/state/vms/$vm/console.log" 2>/dev/null; then
+            echo "  ($vm's console shows its login prompt after ~${t} s)"
+            return 0
+        fi
+        sleep 2
+        t=$((t + 2))
+    done
+    echo "$vm showed no login prompt within $limit s" >&2
+    return 1
+}
+
+# The fast path: a golden template (built once from the Debian mirror in
+# the config), cloned onto a machine's volume with its own identity; the
+# clone boots its own kernel through GRUB, is stopped and started again.
+fast_path() {
+    echo
+    echo "== the fast path: a golden template, cloned in well under a second"
+    say guest-installer template build bookworm name=bookworm
+    "$bin" template build bookworm name=bookworm
+    say guest-installer machine add demo2 owner=bob@EXAMPLE.ORG ip=192.0.2.11 ... template=bookworm
+    truncate -s 4G "$demo/demo2.img"
+    "$bin" machine add demo2 owner=bob@EXAMPLE.ORG ip=192.0.2.11 netmask=255.255.255.0 \
+        gateway=192.0.2.1 nameserver=192.0.2.53 mac=00:16:3e:00:00:11 \
+        "disk=$demo/demo2.img" memory=1024 template=bookworm
+    say "echo '<password>' | REMOTE_USER=bob@EXAMPLE.ORG guest-installer install demo2"
+    head -c 12 /dev/urandom | base64 | REMOTE_USER=bob@EXAMPLE.ORG "$bin" install demo2
+    wait_login demo2 600
+    say "REMOTE_USER=bob@EXAMPLE.ORG guest-installer status demo2"
+    REMOTE_USER=bob@EXAMPLE.ORG "$bin" status demo2
+    say "REMOTE_USER=bob@EXAMPLE.ORG guest-installer stop demo2"
+    REMOTE_USER=bob@EXAMPLE.ORG "$bin" stop demo2 --force
+    say "REMOTE_USER=bob@EXAMPLE.ORG guest-installer start demo2"
+    REMOTE_USER=bob@EXAMPLE.ORG "$bin" start demo2
+    wait_login demo2 600
+    say "REMOTE_USER=bob@EXAMPLE.ORG guest-installer list"
+    REMOTE_USER=bob@EXAMPLE.ORG "$bin" list
+    say "REMOTE_USER=bob@EXAMPLE.ORG guest-installer stop demo2"
+    REMOTE_USER=bob@EXAMPLE.ORG "$bin" stop demo2 --force
+}
 
 echo "== building an installer CD from debian-installer-12-netboot-amd64"
 tests/support/iso/make-installer-tree "$demo/cd" >/dev/null
@@ -84,6 +139,7 @@ for _ in $(seq 1 40); do
         echo "machine's guests cannot reach. Stopping here."
         say "REMOTE_USER=bob@EXAMPLE.ORG guest-installer cancel demo1"
         REMOTE_USER=bob@EXAMPLE.ORG "$bin" cancel demo1
+        fast_path
         echo
         echo "== the audit log (syslog, authpriv): who, what, which machine, outcome; never the password"
         cat "$demo/audit.log"

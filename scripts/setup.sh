@@ -10,9 +10,11 @@ export PATH="${CARGO_HOME:-${HOME:-/root}/.cargo}/bin:$PATH"
 # qemu-system-x86 must come from bookworm-backports: these machines carry
 # qemu-utils from backports, which Breaks bookworm's own qemu-system 7.2.
 if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
-    cat > /etc/apt/sources.list.d/guest-installer-backports.sources <<'SRC'
+    # The same archive as the host's own sources, its backports suite.
+    archive=$(sh "$(dirname "$0")/host-mirror")
+    cat > /etc/apt/sources.list.d/guest-installer-backports.sources <<SRC
 Types: deb
-URIs: http://deb.debian.org/debian
+URIs: $archive
 Suites: bookworm-backports
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg

@@ -104,7 +104,7 @@ fn install_no_start_builds_media_with_our_preseed_and_label() {
         "d-i netcfg/get_netmask string 255.255.255.0",
         "d-i netcfg/get_gateway string 192.0.2.1",
         "d-i netcfg/get_nameservers string 192.0.2.53",
-        "d-i mirror/http/hostname string deb.debian.org",
+        &format!("d-i mirror/http/hostname string {}", host_mirror().0),
         &format!("d-i passwd/root-password-crypted password {PW_HASH}"),
     ] {
         assert_eq!(preseed.lines().filter(|l| *l == line).count(), 1, "{line} missing in\n{preseed}");

@@ -42,3 +42,14 @@ impl std::fmt::Display for Stats {
     }
 }
 
+
+/// The Debian archive the host's own apt sources use (scripts/host-mirror),
+/// as the config's mirror host and directory.
+pub fn host_mirror() -> (String, String) {
+    let out = std::process::Command::new(repo().join("scripts/host-mirror")).output().expect("scripts/host-mirror runs");
+    assert!(out.status.success(), "scripts/host-mirror: {}", String::from_utf8_lossy(&out.stderr));
+    let uri = String::from_utf8(out.stdout).expect("a URI");
+    let rest = uri.trim().split_once("://").expect("a URI").1.to_owned();
+    let (host, dir) = rest.split_once('/').unwrap_or((&rest, ""));
+    (host.to_owned(), format!("/{}", dir.trim_end_matches('/')))
+}

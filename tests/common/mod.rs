@@ -52,6 +52,19 @@ pub fn cached(name: &str, build: impl FnOnce(&Path)) -> PathBuf {
     out
 }
 
+/// The Debian archive the host's own apt sources use (scripts/host-mirror),
+/// as the config's mirror host and directory: the tests name no archive
+/// host of their own.
+pub fn host_mirror() -> &'static (String, String) {
+    static M: OnceLock<(String, String)> = OnceLock::new();
+    M.get_or_init(|| {
+        let uri = sh(&mut Command::new(repo().join("scripts/host-mirror")));
+        let rest = uri.trim().split_once("://").expect("a URI").1;
+        let (host, dir) = rest.split_once('/').unwrap_or((rest, ""));
+        (host.to_owned(), format!("/{}", dir.trim_end_matches('/')))
+    })
+}
+
 pub fn sh(cmd: &mut Command) -> String {
     let o = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(o.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&o.stderr));
@@ -186,8 +199,8 @@ admins = ["{ADMIN}"]
 domain = "example.org"
 {extra}
 [mirror]
-host = "deb.debian.org"
-directory = "/debian"
+host = "{mirror_host}"
+directory = "{mirror_dir}"
 
 [hypervisor]
 driver = "xl"
@@ -213,6 +226,8 @@ format = "raw"
                 xl = xl.display(),
                 console = console.display(),
                 sock = sock.display(),
+                mirror_host = host_mirror().0,
+                mirror_dir = host_mirror().1,
             ),
         )
         .unwrap();
