@@ -554,7 +554,7 @@ fn standin_hang_mode_can_be_timed_out_and_killed() {
 fn standin_unknown_commands_and_options_are_usage_errors() {
     let s = StandIn::new();
     for args in [
-        &["shutdown", "vm1"][..],
+        &["migrate", "vm1", "host2"][..],
         &[],
         &["create"],
         &["create", "-c", "x.cfg"],
