@@ -98,6 +98,7 @@ pub fn run(ctx: &Ctx, cmd: &Command, stdin: &mut dyn Read) -> Result<Outcome> {
         Command::MachineAdd(m) => machines::add(ctx, m),
         Command::MachineRemove { vm } => machines::remove(ctx, vm),
         Command::MachineShow { vm } => machines::show(ctx, vm),
+        Command::Ganeti(op) => crate::ganeti::run_os(ctx, *op, stdin),
     }
 }
 
