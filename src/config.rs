@@ -47,6 +47,9 @@ pub struct Config {
     pub timeouts: Timeouts,
     #[serde(default)]
     pub audit: Audit,
+    /// Cluster mode: machines are instances of this Ganeti cluster.
+    #[serde(default)]
+    pub cluster: Option<crate::ganeti::cluster::ClusterConfig>,
 }
 
 fn default_xorriso() -> AbsPath {
@@ -271,6 +274,10 @@ checked_string!(
 pub struct AbsPath(PathBuf);
 
 impl AbsPath {
+    /// A default from our own code.
+    pub(crate) fn from_static(s: &'static str) -> Self {
+        AbsPath(PathBuf::from(s))
+    }
     pub fn path(&self) -> &Path {
         &self.0
     }
@@ -305,7 +312,11 @@ impl Config {
     }
 
     pub fn parse(text: &str) -> Result<Config, String> {
-        toml::from_str(text).map_err(|e| e.message().to_owned())
+        let c: Config = toml::from_str(text).map_err(|e| e.message().to_owned())?;
+        if let Some(cluster) = &c.cluster {
+            cluster.check().map_err(|r| r.0.to_owned())?;
+        }
+        Ok(c)
     }
 
     pub fn is_admin(&self, p: &Principal) -> bool {

@@ -391,3 +391,15 @@ mod tests {
         assert_eq!((r.new.host.as_str(), r.old.host.as_str(), r.old.domain.is_none()), ("new", "old", true));
     }
 }
+
+#[cfg(test)]
+mod package_files {
+    /// The packaged parameters.list declares exactly these parameters.
+    #[test]
+    fn parameters_list_matches() {
+        let text = include_str!("../../ganeti/os/parameters.list");
+        let want: String = super::PARAMETERS.iter().map(|(k, v)| format!("{k} {v}\n")).collect();
+        assert_eq!(text, want);
+        assert_eq!(include_str!("../../ganeti/os/ganeti_api_version").trim(), super::API_VERSION);
+    }
+}
