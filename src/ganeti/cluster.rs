@@ -201,7 +201,9 @@ struct Gnt<'a> {
 
 impl Gnt<'_> {
     fn instance(&self) -> Result<Option<Instance>> {
-        let filter = format!("name == \"{}\"", self.name);
+        // `name == "N"` becomes a lookup that fails for an unknown name;
+        // a regular expression (of a name that is only [a-z0-9.-]) does not.
+        let filter = format!("name =~ m/^{}$/", self.name.replace('.', "\\."));
         let o = exec::run(
             self.c.gnt_instance.path(),
             &["list", "--no-headers", "--separator=|", "-o", "name,os,oper_state,status", "-F", &filter],
