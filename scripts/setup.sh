@@ -29,6 +29,8 @@ apt-get install -y -q --no-install-recommends \
     mmdebstrap fdisk \
     grub-pc-bin grub-xen-host xfsprogs
 apt-get install -y -q --no-install-recommends -t bookworm-backports qemu-system-x86 qemu-utils
+# A real Ganeti (3.0) for tests/ganeti.rs: no daemon starts at install.
+apt-get install -y -q --no-install-recommends ganeti
 
 # The linux-image package whose version matches the installer kernel (read
 # from the bzImage header); the busybox "installer" of the boot tests runs
