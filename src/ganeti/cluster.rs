@@ -326,11 +326,22 @@ fn install(
         }
     }
     let ops = opcodes(gnt, m, tname, &root_hash, existing.is_some(), !no_start, &ctx.caller.to_string());
-    let job = submit(gnt, &vmdir, &ops)?;
+    let (job, why) = submit(gnt, &vmdir, &ops)?;
     let done = gnt.install_job()?.filter(|j| j.id == job);
     let status = done.as_ref().map(|j| j.status.as_str()).unwrap_or("unknown");
     if status != "success" {
-        return Err(Error::failed(format!("Ganeti job {job} ({} of {}) ended {status}: see `gnt-job info {job}` on the master", if existing.is_some() { "reinstall" } else { "create" }, gnt.name)));
+        // Ganeti keeps an instance whose create failed: a new one goes, so
+        // that nothing half-made is left (a reinstalled one stays, as it was
+        // or with its clone wiped by our create).
+        if existing.is_none() && gnt.instance()?.is_some() {
+            let _ = gnt.run(gnt.c.gnt_instance.path(), &["remove", "-f", &gnt.name], gnt.c.command());
+        }
+        return Err(Error::failed(format!(
+            "Ganeti job {job} ({} of {}) ended {status}{}; see `gnt-job info {job}` on the master",
+            if existing.is_some() { "reinstall" } else { "create" },
+            gnt.name,
+            why.map(|w| format!(": {w}")).unwrap_or_default()
+        )));
     }
     let running = gnt.instance()?.is_some_and(|i| i.running);
     let action = if existing.is_some() { "reinstalled" } else { "created" };
@@ -396,8 +407,8 @@ const JOB_PREFIX: &str = ".tmp-ganeti-job-";
 
 /// Writes the job to a 0600 file in the machine's root-only directory,
 /// submits it and waits for it; the file is gone when this returns.
-/// Returns the job's id.
-fn submit(gnt: &Gnt, vmdir: &VmDir, ops: &Value) -> Result<u64> {
+/// Returns the job's id and, if it failed, what gnt-debug said of it.
+fn submit(gnt: &Gnt, vmdir: &VmDir, ops: &Value) -> Result<(u64, Option<String>)> {
     let mut f = tempfile::Builder::new()
         .prefix(JOB_PREFIX)
         .suffix(".json")
@@ -410,10 +421,17 @@ fn submit(gnt: &Gnt, vmdir: &VmDir, ops: &Value) -> Result<u64> {
     drop(f);
     let o = r.map_err(gnt_error)?;
     // gnt-debug exits 0 whatever became of the job: its id, then ask.
-    o.stdout
+    let id = o
+        .stdout
         .lines()
         .find_map(|l| l.strip_prefix("Waiting for job ")?.split(' ').next()?.parse().ok())
-        .ok_or_else(|| Error::failed(format!("gnt-debug submit-job did not say which job it submitted: {}", o.stdout.lines().last().unwrap_or(""))))
+        .ok_or_else(|| Error::failed(format!("gnt-debug submit-job did not say which job it submitted: {}", o.stdout.lines().last().unwrap_or(""))))?;
+    // "Job N for file F/0 has failed: REASON" (our scripts print no secret).
+    let why = o.stderr.split_once(" has failed: ").map(|(_, r)| {
+        let r: String = r.split_whitespace().collect::<Vec<_>>().join(" ");
+        r.chars().take(400).collect()
+    });
+    Ok((id, why))
 }
 
 fn status(gnt: &Gnt, m: &Machine) -> Result<Outcome> {

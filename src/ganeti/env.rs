@@ -30,8 +30,9 @@ pub enum EnvError {
     #[error("unknown OS parameter {0} (this OS definition takes: root_hash, netmask, gateway, nameservers)")]
     UnknownParameter(String),
     #[error(
-        "no root_hash: Ganeti does not keep private parameters across a reinstall, nor secret ones at all; \
-         pass it again with --os-parameters-private root_hash=HASH or --os-parameters-secret root_hash=HASH"
+        "no root_hash: Ganeti keeps no secret OS parameter and forgets the others after a reinstall or rename; \
+         pass them all again: --os-parameters-secret root_hash=HASH (or --os-parameters-private root_hash=HASH) \
+         and -O 'netmask=MASK,gateway=ADDRESS,nameservers=ADDRESS ...'"
     )]
     NoRootHash,
 }
@@ -191,7 +192,10 @@ pub struct Create {
 impl Create {
     pub fn parse(vars: &Vars) -> Result<Self, EnvError> {
         common(vars)?;
-        let params = OsParams::parse(vars)?;
+        let OsParams { root_hash, netmask, gateway, nameservers } = OsParams::parse(vars)?;
+        // First: after a reinstall Ganeti passes none of them, and this
+        // message says to pass them all.
+        let root_hash = root_hash.ok_or(EnvError::NoRootHash)?;
         let variant = variant(vars)?;
         let instance = vars.parsed("INSTANCE_NAME", "run this only as a Ganeti OS definition script", InstanceName::parse)?;
         let disk = disk0(vars, "DISK_0_PATH")?;
@@ -205,16 +209,16 @@ impl Create {
         // parameters fill in what it does not.
         let netmask = match vars.get("NIC_0_NETWORK_SUBNET")? {
             Some(subnet) => prefix_netmask(subnet).map_err(|r| bad("NIC_0_NETWORK_SUBNET", r.0))?,
-            None => params.netmask.ok_or(EnvError::Missing {
+            None => netmask.ok_or(EnvError::Missing {
                 var: "OSP_NETMASK",
                 hint: "NIC 0 is on no Ganeti network: pass the netmask with -O netmask=255.255.255.0",
             })?,
         };
         let gateway = match vars.get("NIC_0_NETWORK_GATEWAY")?.filter(|g| !g.is_empty()) {
             Some(g) => parse_ipv4(g).map_err(|r| bad("NIC_0_NETWORK_GATEWAY", r.0))?,
-            None => params.gateway.ok_or(EnvError::Missing { var: "OSP_GATEWAY", hint: "pass the default gateway with -O gateway=ADDRESS" })?,
+            None => gateway.ok_or(EnvError::Missing { var: "OSP_GATEWAY", hint: "pass the default gateway with -O gateway=ADDRESS" })?,
         };
-        let ns = params.nameservers.ok_or(EnvError::Missing {
+        let ns = nameservers.ok_or(EnvError::Missing {
             var: "OSP_NAMESERVERS",
             hint: "pass one to three name servers with -O 'nameservers=ADDR ADDR' (spaces: Ganeti splits -O on commas)",
         })?;
@@ -222,7 +226,6 @@ impl Create {
         let ns: Vec<&str> = ns.iter().map(String::as_str).collect();
         let network = Network::new(ip, &netmask.to_string(), &gateway.to_string(), &ns)
             .map_err(|e| bad(if e.field == "ip" { "NIC_0_IP" } else { "the network (NIC_0_IP, netmask, gateway)" }, format!("{}: {}", e.field, e.rule)))?;
-        let root_hash = params.root_hash.ok_or(EnvError::NoRootHash)?;
         let reinstall = vars.get("INSTANCE_REINSTALL")? == Some("1");
         Ok(Create { variant, instance, disk, mac, network, root_hash, reinstall })
     }
