@@ -422,6 +422,16 @@ mod tests {
     }
 
     #[test]
+    fn ganeti_os_operations_parse() {
+        use crate::ganeti::OsOp;
+        assert_eq!(p(&["ganeti", "create"]).unwrap(), Command::Ganeti(OsOp::Create));
+        assert_eq!(p(&["ganeti", "verify", "parameters"]).unwrap(), Command::Ganeti(OsOp::Verify));
+        for bad in [&["ganeti"][..], &["ganeti", "verify"], &["ganeti", "create", "x"], &["ganeti", "destroy"]] {
+            assert!(p(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn power_commands_parse() {
         let vm = VmName::parse("web1").unwrap();
         assert_eq!(p(&["start", "web1", "--json"]).unwrap(), Command::Start { vm: vm.clone() });

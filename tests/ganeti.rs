@@ -385,8 +385,13 @@ fn ganeti_os_definition_and_cluster_mode_on_a_real_cluster() {
     assert_eq!(guest_file(&disk, "/etc/hostname").unwrap(), "gi2\n");
     let hosts = guest_file(&disk, "/etc/hosts").unwrap();
     assert!(hosts.contains("198.51.100.21\tgi2.ganeti.test gi2") && !hosts.contains("gi1"), "{hosts}");
+    steps.run("reinstall without parameters (Ganeti passes the stored ones once)", || {
+        must(&["gnt-instance", "reinstall", "-f", name]);
+    });
+    let seed = seed_of(&disk);
+    assert_eq!((seed["hostname"].as_str(), seed["root_hash"].as_str()), ("gi2", HASH1));
     let before = sha256(&disk);
-    steps.run("reinstall without parameters: refused, disk untouched", || {
+    steps.run("reinstall again without parameters: refused, disk untouched", || {
         let o = gnt(&["gnt-instance", "reinstall", "-f", name]);
         assert_ne!(o.code, 0, "{o:?}");
         let out = format!("{}{}", o.stdout, o.stderr);
@@ -394,8 +399,11 @@ fn ganeti_os_definition_and_cluster_mode_on_a_real_cluster() {
     });
     assert_eq!(sha256(&disk), before, "a refused reinstall changed the disk");
     let hash2 = guest_installer::secret::CryptHash::hash_cleartext("second password").unwrap().expose().to_owned();
-    steps.run("reinstall with the parameters (secret root_hash)", || {
-        must(&["gnt-instance", "reinstall", "-f", "-O", NET_PARAMS, "--os-parameters-secret", &format!("root_hash={hash2}"), name]);
+    // (Private again: the instance may still hold the private root_hash it
+    // was added with, which a secret one would conflict with. The front
+    // door below passes it as a secret, to create and to reinstall.)
+    steps.run("reinstall with the parameters", || {
+        must(&["gnt-instance", "reinstall", "-f", "-O", NET_PARAMS, "--os-parameters-private", &format!("root_hash={hash2}"), name]);
     });
     assert_eq!(seed_of(&disk)["root_hash"], hash2);
     steps.run("rename before the first boot (gi2 -> gi3: the seed)", || {
@@ -438,7 +446,10 @@ fn ganeti_os_definition_and_cluster_mode_on_a_real_cluster() {
     for needle in [HASH1, hash2.as_str()] {
         assert_eq!(files_containing(Path::new(OS_LOGS), needle), Vec::<PathBuf>::new());
     }
-    assert_eq!(files_containing(Path::new("/var/lib/ganeti"), &hash2), Vec::<PathBuf>::new(), "a secret hash in Ganeti's state");
+    // Private ones went with their instance.
+    for needle in [HASH1, hash2.as_str()] {
+        assert_eq!(files_containing(Path::new("/var/lib/ganeti"), needle), Vec::<PathBuf>::new(), "a removed instance's hash in Ganeti's state");
+    }
 
     steps.run("teardown", || drop(cluster));
     for p in [OS_DIR, CONFIG_DATA] {
@@ -599,4 +610,35 @@ fn front_door(env: &Env) {
     assert!(instances().is_empty());
     let _ = env.audit();
     drop(realm);
+}
+
+/// The seed `create` writes (with the NIC's MAC) passes the first-boot
+/// unit's own check, and a malformed MAC makes it refuse the whole seed.
+#[test]
+fn the_identity_unit_accepts_the_seed_with_a_mac_and_refuses_a_bad_one() {
+    let d = tempfile::tempdir().unwrap();
+    let script = d.path().join("gi-identity");
+    fs::write(&script, template::IDENTITY_SCRIPT).unwrap();
+    let net = guest_installer::types::Network::new("198.51.100.21", "255.255.255.0", "198.51.100.1", &["198.51.100.53"]).unwrap();
+    let host = guest_installer::types::Hostname::parse("gi1").unwrap();
+    let domain = guest_installer::types::DomainName::parse("ganeti.test").unwrap();
+    let hash = guest_installer::secret::CryptHash::parse_hash(HASH1).unwrap();
+    let id = template::Identity { hostname: &host, domain: &domain, network: &net, root_hash: &hash, fs_uuid: "0f3c2b9e-8d1a-4c6e-9b7f-2a4d6e8f0a1b" };
+    let good = template::render_seed_with_mac(&id, Some(Mac::parse("aa:00:00:12:34:56").unwrap()));
+    assert!(good.contains("\nmac=aa:00:00:12:34:56\n"), "{good}");
+    let check = |seed: &str| {
+        let f = d.path().join("seed");
+        fs::write(&f, seed).unwrap();
+        let o = Command::new("/bin/sh").arg(&script).arg("--check").arg(&f).output().unwrap();
+        let out = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+        assert!(!out.contains("3rj1vTLX"), "the hash was echoed: {out}");
+        (o.status.success(), out)
+    };
+    assert!(check(&good).0, "{}", check(&good).1);
+    for bad in ["mac=AA:00:00:12:34:56", "mac=ab:00:00:12:34:56", "mac=aa:00:00:12:34", "mac=aa:00:00:12:34:56:78", "mac=aa-00-00-12-34-56"] {
+        let (ok, out) = check(&good.replace("mac=aa:00:00:12:34:56", bad));
+        assert!(!ok && out.contains("REFUSED"), "{bad}: {out}");
+    }
+    let (ok, out) = check(&good.replace("end\n", "mac=aa:00:00:12:34:56\nend\n"));
+    assert!(!ok && out.contains("mac given twice"), "{out}");
 }

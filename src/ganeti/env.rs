@@ -27,6 +27,12 @@ pub enum EnvError {
     Missing { var: &'static str, hint: &'static str },
     #[error("{var} {rule}")]
     Bad { var: String, rule: String },
+    #[error(
+        "OS parameter {name} is not set: {hint} (Ganeti keeps no secret OS parameter and forgets the others after a \
+         reinstall or rename: pass them all again, -O 'netmask=MASK,gateway=ADDRESS,nameservers=ADDRESS ...' and \
+         --os-parameters-secret root_hash=HASH or --os-parameters-private root_hash=HASH)"
+    )]
+    MissingParam { name: &'static str, hint: &'static str },
     #[error("unknown OS parameter {0} (this OS definition takes: root_hash, netmask, gateway, nameservers)")]
     UnknownParameter(String),
     #[error(
@@ -209,19 +215,13 @@ impl Create {
         // parameters fill in what it does not.
         let netmask = match vars.get("NIC_0_NETWORK_SUBNET")? {
             Some(subnet) => prefix_netmask(subnet).map_err(|r| bad("NIC_0_NETWORK_SUBNET", r.0))?,
-            None => netmask.ok_or(EnvError::Missing {
-                var: "OSP_NETMASK",
-                hint: "NIC 0 is on no Ganeti network: pass the netmask with -O netmask=255.255.255.0",
-            })?,
+            None => netmask.ok_or(EnvError::MissingParam { name: "netmask", hint: "NIC 0 is on no Ganeti network with a subnet" })?,
         };
         let gateway = match vars.get("NIC_0_NETWORK_GATEWAY")?.filter(|g| !g.is_empty()) {
             Some(g) => parse_ipv4(g).map_err(|r| bad("NIC_0_NETWORK_GATEWAY", r.0))?,
-            None => gateway.ok_or(EnvError::Missing { var: "OSP_GATEWAY", hint: "pass the default gateway with -O gateway=ADDRESS" })?,
+            None => gateway.ok_or(EnvError::MissingParam { name: "gateway", hint: "NIC 0 is on no Ganeti network with a gateway" })?,
         };
-        let ns = nameservers.ok_or(EnvError::Missing {
-            var: "OSP_NAMESERVERS",
-            hint: "pass one to three name servers with -O 'nameservers=ADDR ADDR' (spaces: Ganeti splits -O on commas)",
-        })?;
+        let ns = nameservers.ok_or(EnvError::MissingParam { name: "nameservers", hint: "give one to three, separated by spaces (Ganeti splits -O on commas)" })?;
         let ns: Vec<String> = ns.iter().map(Ipv4Addr::to_string).collect();
         let ns: Vec<&str> = ns.iter().map(String::as_str).collect();
         let network = Network::new(ip, &netmask.to_string(), &gateway.to_string(), &ns)

@@ -166,6 +166,67 @@ fn parse_stat(text: &str) -> Option<Inode> {
 mod tests {
     use super::*;
 
+    /// A small ext4 image made by mke2fs from a tree with a regular file,
+    /// a symlink where a file is expected, and a file where a directory is.
+    fn image(dir: &Path) -> PathBuf {
+        let tree = dir.join("tree");
+        std::fs::create_dir_all(tree.join("etc")).unwrap();
+        std::fs::create_dir_all(tree.join("var/lib")).unwrap();
+        std::fs::write(tree.join("etc/hostname"), "localhost\n").unwrap();
+        std::os::unix::fs::symlink("/etc/shadow", tree.join("etc/hosts")).unwrap();
+        std::fs::write(tree.join("var/lib/gi-identity"), "not a directory").unwrap();
+        let img = dir.join("fs.img");
+        let st = std::process::Command::new("mke2fs").args(["-q", "-F", "-t", "ext4", "-d"]).arg(&tree).arg(&img).arg("8M").status().unwrap();
+        assert!(st.success());
+        img
+    }
+
+    fn fs_on<'a>(img: &'a Path, scratch: &'a Path) -> GuestFs<'a> {
+        GuestFs { debugfs: Path::new("/usr/sbin/debugfs"), disk: img, scratch, timeout: Duration::from_secs(60) }
+    }
+
+    #[test]
+    fn files_are_replaced_as_root_owned_regular_files_and_read_back() {
+        let d = tempfile::tempdir().unwrap();
+        let img = image(d.path());
+        let g = fs_on(&img, d.path());
+        g.check_clean().unwrap();
+        assert_eq!(g.read("/etc/hostname", 100).unwrap().unwrap(), b"localhost\n");
+        assert_eq!(g.read("/etc/nothing", 100).unwrap(), None);
+        g.replace("/etc", 0o755, "hostname", b"web1\n", 0o644).unwrap();
+        assert_eq!(g.read("/etc/hostname", 100).unwrap().unwrap(), b"web1\n");
+        // A new directory, made with its mode.
+        g.replace("/var/lib/seeds", 0o700, "seed", b"secret", 0o600).unwrap();
+        let dir = g.stat("/var/lib/seeds").unwrap().unwrap();
+        assert_eq!((dir.kind.as_str(), dir.mode), ("directory", 0o700));
+        let f = g.stat("/var/lib/seeds/seed").unwrap().unwrap();
+        assert_eq!((f.kind.as_str(), f.mode, f.uid, f.gid, f.size), ("regular", 0o600, 0, 0, 6));
+        // Nothing of ours is left in the scratch directory.
+        let left: Vec<_> = std::fs::read_dir(d.path()).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-")).collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn links_non_directories_large_files_and_dirty_journals_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let img = image(d.path());
+        let g = fs_on(&img, d.path());
+        // Never written through a link, never read through one.
+        assert!(matches!(g.replace("/etc", 0o755, "hosts", b"x", 0o644), Err(GuestFsError::Refused { .. })));
+        assert_eq!(g.stat("/etc/hosts").unwrap().unwrap().kind, "symlink");
+        assert!(matches!(g.read("/etc/hosts", 100), Err(GuestFsError::Refused { .. })));
+        assert!(matches!(g.replace("/var/lib/gi-identity", 0o700, "seed", b"x", 0o600), Err(GuestFsError::Refused { .. })));
+        assert!(matches!(g.read("/etc/hostname", 4), Err(GuestFsError::Refused { .. })));
+        let st = std::process::Command::new("debugfs").args(["-w", "-R", "feature needs_recovery"]).arg(&img).output().unwrap();
+        assert!(st.status.success());
+        let e = g.check_clean().unwrap_err().to_string();
+        assert!(e.contains("not cleanly unmounted"), "{e}");
+        // Not a filesystem at all.
+        let junk = d.path().join("junk.img");
+        std::fs::write(&junk, vec![0u8; 1 << 20]).unwrap();
+        assert!(fs_on(&junk, d.path()).check_clean().is_err());
+    }
+
     #[test]
     fn stat_output_is_parsed() {
         let t = "Inode: 131074   Type: regular    Mode:  0600   Flags: 0x80000\nGeneration: 1    Version: 0x00000000:00000001\n\
