@@ -41,7 +41,8 @@ const NODE: &str = "node1.ganeti.test";
 const HOSTS_LINES: [&str; 2] = ["198.51.100.10 node1.ganeti.test node1", "198.51.100.20 cluster.ganeti.test cluster"];
 const OS_DIR: &str = "/srv/ganeti/os/guest-installer";
 const STORAGE: &str = "/srv/ganeti/file-storage";
-const EXPORTS: &str = "/srv/ganeti/export";
+/// Debian's Ganeti keeps exports here.
+const EXPORTS: &str = "/var/lib/ganeti/export";
 const PATHS_FILE: &str = "/etc/ganeti/file-storage-paths";
 const CONFIG_DATA: &str = "/var/lib/ganeti/config.data";
 const OS_LOGS: &str = "/var/log/ganeti/os";
@@ -175,7 +176,12 @@ impl Drop for Cluster {
                     problems.push(format!("remove {i}: {}", o.stderr));
                 }
             }
-            let _ = fs::remove_dir_all(EXPORTS);
+            // Our exports only: the directory is Ganeti's.
+            for e in fs::read_dir(EXPORTS).into_iter().flatten().flatten() {
+                if e.file_name().to_string_lossy().ends_with(".ganeti.test") {
+                    let _ = fs::remove_dir_all(e.path());
+                }
+            }
             let o = as_node("gnt-cluster destroy --yes-do-it");
             if o.code != 0 {
                 problems.push(format!("gnt-cluster destroy: {}", o.stderr));
@@ -426,7 +432,7 @@ fn ganeti_os_definition_and_cluster_mode_on_a_real_cluster() {
     });
     assert!(instances().is_empty());
     steps.run("gnt-backup import", || {
-        must(&["gnt-backup", "import", "-n", NODE, "--src-node", NODE, "--src-dir", &format!("{EXPORTS}/{name}"), "-t", "file", "--net", "0:ip=198.51.100.21,mac=generate", "--no-start", "--no-ip-check", "--no-name-check", name]);
+        must(&["gnt-backup", "import", "-n", NODE, "--src-node", NODE, "--src-dir", &format!("{EXPORTS}/{name}"), "-t", "file", "--net", "0:ip=198.51.100.21,mac=generate", "--no-ip-check", "--no-name-check", name]);
     });
     let imported = disk_of(name);
     let same = Command::new("cmp").arg("-s").arg(&copy).arg(&imported).status().unwrap();

@@ -77,11 +77,16 @@ pub fn create(config: &Config, c: &Create) -> Result<String, GanetiError> {
 /// Gives the stopped guest its new host name: in its identity seed if the
 /// first boot is still to come, else in /etc/hostname and /etc/hosts.
 pub fn rename(config: &Config, r: &Rename) -> Result<String, GanetiError> {
+    let (new_domain, old_domain) = (r.new.domain_or(&config.domain), r.old.domain_or(&config.domain));
+    // Ganeti also runs rename after an import, from the exported name: an
+    // unchanged name leaves the imported disk exactly as it was exported.
+    if r.new.host == r.old.host && new_domain == old_domain {
+        return Ok(format!("{}.{new_domain}: the name is unchanged; nothing to do\n", r.new.host));
+    }
     let scratch = scratch_dir(config)?;
     let disk = Path::new(r.disk.as_str());
     let fs = guestfs(config, disk, &scratch);
     fs.check_clean()?;
-    let (new_domain, old_domain) = (r.new.domain_or(&config.domain), r.old.domain_or(&config.domain));
     let seed_path = format!("{SEED_DIR}/{SEED_NAME}");
     if fs.stat(DONE)?.is_none() {
         if let Some(seed) = fs.read(&seed_path, MAX_SMALL_FILE)? {
