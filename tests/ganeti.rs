@@ -565,7 +565,7 @@ fn front_door(env: &Env) {
     assert!(!realm.log().contains(PASSWORD) && !realm.log().contains(&hash));
     assert_eq!(files_containing(&env.state.join("vms/web1"), &hash), Vec::<PathBuf>::new(), "the job file outlived the job");
     let tags = must(&["gnt-instance", "list", "--no-headers", "-o", "tags,be/memory,os", instance]).stdout;
-    assert_eq!(tags.split_whitespace().collect::<Vec<_>>(), ["guest-installer:web1", "512", "guest-installer+tpl"], "{tags}");
+    assert_eq!(tags.split_whitespace().collect::<Vec<_>>(), ["guest-installer:web1", "512M", "guest-installer+tpl"], "{tags}");
 
     let s = realm.remctl(OWNER, &["guest", "status", "web1", "--json"]).ok().json();
     assert_eq!((s["state"].as_str(), s["running"].as_bool(), s["template"].as_str()), (Some("installed"), Some(true), Some("tpl")), "{s}");
