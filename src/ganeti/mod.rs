@@ -10,6 +10,8 @@
 //!   drives `gnt-instance` with that OS definition ([`cluster`]).
 
 pub mod cluster;
+pub mod cluster_config;
+mod gnt;
 pub mod env;
 pub mod guestfs;
 pub mod os;
