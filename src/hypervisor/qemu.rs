@@ -20,7 +20,7 @@ use crate::types::VmName;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use supervisor::{FD_BACKING, FD_DISK, FD_DISK_RO, FD_INITRD, FD_KERNEL, FD_MEDIA, FD_QMP, FD_SERIAL, FD_TAP};
+use supervisor::{FD_BACKING, FD_DISK, FD_DISK_BACKING, FD_DISK_RO, FD_INITRD, FD_KERNEL, FD_MEDIA, FD_QMP, FD_SERIAL, FD_TAP};
 
 pub struct Qemu {
     program: PathBuf,
@@ -104,8 +104,17 @@ impl Qemu {
         push(format!("fd={FD_DISK},set={FD_DISK},opaque={}", d.disk));
         push("-add-fd".into());
         push(format!("fd={FD_DISK_RO},set={FD_DISK},opaque={}", d.disk));
+        // A qcow2 volume over a template image: that one as a descriptor too.
+        let backing = match files::disk_backing(d) {
+            Ok(Some(b)) => {
+                push("-add-fd".into());
+                push(format!("fd={FD_DISK_BACKING},set={FD_DISK_BACKING},opaque={}", b.display()));
+                format!(",backing.driver=raw,backing.file.filename=/dev/fdset/{FD_DISK_BACKING}")
+            }
+            _ => String::new(),
+        };
         push("-drive".into());
-        push(format!("file=/dev/fdset/{FD_DISK},format={},if=virtio", d.disk.format().as_str()));
+        push(format!("file=/dev/fdset/{FD_DISK},format={},if=virtio{backing}", d.disk.format().as_str()));
         match d.media {
             Media::Clone { seed, kernel, initrd } => {
                 push("-add-fd".into());

@@ -38,6 +38,8 @@ pub const FD_INITRD: RawFd = 15;
 pub const FD_SERIAL: RawFd = 16;
 pub const FD_QMP: RawFd = 17;
 pub const FD_TAP: RawFd = 18;
+/// A qcow2 volume's backing file (a clone's template image).
+pub const FD_DISK_BACKING: RawFd = 22;
 /// The supervisor's own ends of the console and QMP sockets.
 const FD_SERIAL_OURS: RawFd = 20;
 const FD_QMP_OURS: RawFd = 21;
