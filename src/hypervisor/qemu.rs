@@ -20,7 +20,7 @@ use crate::types::VmName;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use supervisor::{FD_BACKING, FD_DISK, FD_DISK_BACKING, FD_DISK_RO, FD_INITRD, FD_KERNEL, FD_MEDIA, FD_QMP, FD_SERIAL, FD_TAP};
+use supervisor::{FD_BACKING, FD_DISK, FD_DISK_RO, FD_INITRD, FD_KERNEL, FD_MEDIA, FD_QMP, FD_SERIAL, FD_TAP};
 
 pub struct Qemu {
     program: PathBuf,
@@ -108,8 +108,9 @@ impl Qemu {
         let backing = match files::disk_backing(d) {
             Ok(Some(b)) => {
                 push("-add-fd".into());
-                push(format!("fd={FD_DISK_BACKING},set={FD_DISK_BACKING},opaque={}", b.display()));
-                format!(",backing.driver=raw,backing.file.filename=/dev/fdset/{FD_DISK_BACKING}")
+                let fd = supervisor::FD_DISK_BACKING;
+                push(format!("fd={fd},set={fd},opaque={}", b.display()));
+                format!(",backing.driver=raw,backing.file.filename=/dev/fdset/{fd}")
             }
             _ => String::new(),
         };

@@ -31,6 +31,8 @@ pub const ARGV0: &str = "guest-installer-qemu-supervisor";
 /// Descriptor numbers qemu finds its files at (its command line names them).
 pub const FD_DISK: RawFd = 10;
 pub const FD_DISK_RO: RawFd = 11;
+/// A qcow2 volume's backing file (a clone's template image).
+pub const FD_DISK_BACKING: RawFd = 22;
 pub const FD_MEDIA: RawFd = 12;
 pub const FD_BACKING: RawFd = 13;
 pub const FD_KERNEL: RawFd = 14;
@@ -38,8 +40,6 @@ pub const FD_INITRD: RawFd = 15;
 pub const FD_SERIAL: RawFd = 16;
 pub const FD_QMP: RawFd = 17;
 pub const FD_TAP: RawFd = 18;
-/// A qcow2 volume's backing file (a clone's template image).
-pub const FD_DISK_BACKING: RawFd = 22;
 /// The supervisor's own ends of the console and QMP sockets.
 const FD_SERIAL_OURS: RawFd = 20;
 const FD_QMP_OURS: RawFd = 21;
