@@ -26,7 +26,8 @@ mod common;
 use common::realm::{run_bounded, Realm};
 use common::*;
 use guest_installer::config::Config;
-use guest_installer::hypervisor::{self, Domain};
+use guest_installer::hypervisor::qemu::Qemu;
+use guest_installer::hypervisor::{Domain, Hypervisor};
 use guest_installer::media::Media;
 use guest_installer::state::VmDir;
 use guest_installer::template;
@@ -487,7 +488,9 @@ fn boot_and_stop(env: &Env, disk: &Path, mac: &str, host: &str) {
         bridge: &config.hypervisor.bridge,
         media: &media,
     };
-    let hv = hypervisor::for_config(&config).unwrap();
+    // The driver in this process, its supervisor the real program (by
+    // default it would be this test binary).
+    let hv = Qemu::new(&config).with_supervisor(bin());
     hv.prepare(&d, &vmdir).unwrap();
     let guard = Guest::new(env, vm.as_str());
     hv.start(&d, &vmdir).unwrap();

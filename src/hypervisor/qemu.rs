@@ -30,6 +30,9 @@ pub struct Qemu {
     grub: GrubPc,
     user: UserName,
     log_max: u64,
+    /// The program that is the supervisor: this very program, unless a
+    /// caller of the library (a test) names the guest-installer binary.
+    supervisor: Option<PathBuf>,
 }
 
 /// KVM only if the CPU has hardware virtualisation and /dev/kvm is there:
@@ -69,7 +72,16 @@ impl Qemu {
             },
             user: config.hypervisor.qemu_user.clone(),
             log_max: config.hypervisor.console_log_max_mib.bytes(),
+            supervisor: None,
         }
+    }
+
+    /// Starts qemu's supervisor from `program` (the guest-installer
+    /// binary) instead of from this process's own executable: for code
+    /// that drives the library from another program.
+    pub fn with_supervisor(mut self, program: PathBuf) -> Self {
+        self.supervisor = Some(program);
+        self
     }
 
     /// qemu's control socket, for clean shutdowns and reboots.
@@ -276,7 +288,11 @@ impl Hypervisor for Qemu {
             pidfile: vm.pidfile(),
             slots,
         };
-        supervisor::launch(&spec, fds, self.timeout).map_err(HvError::Start)
+        let program = match &self.supervisor {
+            Some(p) => p.clone(),
+            None => std::env::current_exe().map_err(|e| HvError::Start(format!("cannot find our own program: {e}")))?,
+        };
+        supervisor::launch(&program, &spec, fds, self.timeout).map_err(HvError::Start)
     }
 
     fn is_running(&self, name: &VmName, vm: &VmDir) -> Result<bool, HvError> {

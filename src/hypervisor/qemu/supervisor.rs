@@ -65,7 +65,7 @@ pub struct Spec {
 
 /// Starts the supervisor with `fds` at their slots and waits (at most
 /// `limit`) until qemu runs; `Err` says why it does not.
-pub fn launch(spec: &Spec, fds: Vec<(RawFd, OwnedFd)>, limit: Duration) -> Result<(), String> {
+pub fn launch(program: &Path, spec: &Spec, fds: Vec<(RawFd, OwnedFd)>, limit: Duration) -> Result<(), String> {
     let (serial_ours, serial) = UnixStream::pair().map_err(|e| format!("cannot make a socket pair: {e}"))?;
     let (qmp_ours, qmp) = UnixStream::pair().map_err(|e| format!("cannot make a socket pair: {e}"))?;
     let mut all = fds;
@@ -77,8 +77,7 @@ pub fn launch(spec: &Spec, fds: Vec<(RawFd, OwnedFd)>, limit: Duration) -> Resul
     // descriptor still to be moved.
     let parked: Vec<(RawFd, OwnedFd)> =
         all.into_iter().map(|(slot, fd)| park(fd).map(|p| (slot, p))).collect::<io::Result<_>>().map_err(|e| e.to_string())?;
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find our own program: {e}"))?;
-    let mut cmd = Command::new(exe);
+    let mut cmd = Command::new(program);
     cmd.arg0(ARGV0).env_clear().stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null());
     let moves: Vec<(RawFd, RawFd)> = parked.iter().map(|(slot, fd)| (fd.as_raw_fd(), *slot)).collect();
     // SAFETY: only dup2, which is async-signal-safe; its copy at the slot
