@@ -28,18 +28,26 @@ fn same_prefix(a: &Path, b: &Path, len: u64) -> bool {
 
 #[test]
 fn clone_onto_xfs_is_a_reflink_and_elsewhere_a_sparse_copy() {
-    let env = Env::new();
-    // The whole state dir (templates and the volume) on one XFS.
-    let _xfs = golden::Xfs::mount(&env.root().join("xfs.img"), 8 << 30, &env.state);
+    let mut env = Env::new();
+    // The state dir (with the template) and the volume on one XFS; the
+    // volume outside the state dir, where a volume must be.
+    let xfs_dir = env.root().join("xfs");
+    let _xfs = golden::Xfs::mount(&env.root().join("xfs.img"), 8 << 30, &xfs_dir);
+    let state = xfs_dir.join("state");
+    fs::create_dir(&state).unwrap();
     use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(&env.state, fs::Permissions::from_mode(0o700)).unwrap();
+    fs::set_permissions(&state, fs::Permissions::from_mode(0o700)).unwrap();
+    let text = fs::read_to_string(&env.config).unwrap();
+    let text = text.replace(&format!("state_dir = \"{}\"", env.state.display()), &format!("state_dir = \"{}\"", state.display()));
+    fs::write(&env.config, text).unwrap();
+    env.state = state;
     add_template(&env);
     let root = env.state.join("templates/tpl/root.img");
     let len = fs::metadata(&root).unwrap().len();
     let tpl_sha = sha256(&root);
     use std::os::unix::fs::MetadataExt;
     let tpl_data = fs::metadata(&root).unwrap().blocks() * 512;
-    let vols = env.state.join("vols");
+    let vols = xfs_dir.join("vols");
     fs::create_dir(&vols).unwrap();
     let vol = vols.join("rl1.img");
     fs::File::create(&vol).unwrap().set_len(3 << 30).unwrap();

@@ -554,7 +554,9 @@ fn standin_hang_mode_can_be_timed_out_and_killed() {
 fn standin_unknown_commands_and_options_are_usage_errors() {
     let s = StandIn::new();
     for args in [
-        &["shutdown", "vm1"][..],
+        &["pause", "vm1"][..],
+        &["shutdown", "-w", "vm1"],
+        &["block-detach", "vm1"],
         &[],
         &["create"],
         &["create", "-c", "x.cfg"],

@@ -63,8 +63,15 @@ pub fn stop(ctx: &Ctx, vm: &VmName, force: bool) -> Result<Outcome> {
     if !h.hv.is_running(vm, &h.vmdir)? {
         return Ok(outcome(&h, "stop", false, format!("{vm}: not running\n"), &[("forced", Value::from(false))]));
     }
-    h.hv.shutdown(vm, &h.vmdir)?;
     let limit = ctx.config.timeouts.stop();
+    let forced = |why: String| -> Result<Outcome> {
+        h.hv.destroy(vm, &h.vmdir)?;
+        Ok(outcome(&h, "stop", false, format!("{vm}: destroyed ({why})\n"), &[("forced", Value::from(true))]))
+    };
+    if let Err(e) = h.hv.shutdown(vm, &h.vmdir) {
+        // A request that cannot reach the guest is not worth waiting for.
+        return if force { forced(format!("the shutdown request failed: {e}")) } else { Err(e.into()) };
+    }
     let deadline = Instant::now() + limit;
     while h.hv.is_running(vm, &h.vmdir)? {
         if Instant::now() >= deadline {
@@ -74,10 +81,7 @@ pub fn stop(ctx: &Ctx, vm: &VmName, force: bool) -> Result<Outcome> {
                     limit.as_secs()
                 )));
             }
-            h.hv.destroy(vm, &h.vmdir)?;
-            return Ok(outcome(&h, "stop", false, format!("{vm}: destroyed (no clean shutdown within {} s)\n", limit.as_secs()), &[
-                ("forced", Value::from(true)),
-            ]));
+            return forced(format!("no clean shutdown within {} s", limit.as_secs()));
         }
         std::thread::sleep(Duration::from_millis(250));
     }

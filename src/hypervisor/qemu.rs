@@ -20,7 +20,7 @@ use crate::types::VmName;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use supervisor::{FD_BACKING, FD_DISK, FD_DISK_RO, FD_INITRD, FD_KERNEL, FD_MEDIA, FD_QMP, FD_SERIAL, FD_TAP};
+use supervisor::{FD_BACKING, FD_CONTROL, FD_DISK, FD_DISK_RO, FD_INITRD, FD_KERNEL, FD_MEDIA, FD_QMP, FD_SERIAL, FD_TAP};
 
 pub struct Qemu {
     program: PathBuf,
@@ -89,7 +89,7 @@ impl Qemu {
     /// The whole command line. Values are validated types and config paths
     /// of a safe character set; commas (qemu's option separator) cannot
     /// occur in any of them.
-    pub fn args(&self, d: &Domain, vm: &VmDir) -> Vec<OsString> {
+    pub fn args(&self, d: &Domain, _vm: &VmDir) -> Vec<OsString> {
         let mut a: Vec<OsString> = Vec::new();
         let mut push = |s: String| a.push(s.into());
         push("-name".into());
@@ -117,10 +117,12 @@ impl Qemu {
         push(format!("socket,id=gi-qmp,fd={FD_QMP}"));
         push("-mon".into());
         push("chardev=gi-qmp,mode=control".into());
-        // The control socket for later requests (stop, reboot): qemu
-        // listens on it from before it drops its privileges.
-        push("-qmp".into());
-        push(format!("unix:{},server=on,wait=off", Self::qmp_socket(vm).display()));
+        // The control socket for later requests (stop, reboot): we bind it
+        // (root's, in root's directory) and qemu listens on the descriptor.
+        push("-chardev".into());
+        push(format!("socket,id=gi-control,fd={FD_CONTROL},server=on,wait=off"));
+        push("-mon".into());
+        push("chardev=gi-control,mode=control".into());
         if d.media.is_installer() {
             // The installer's reboot at the end is how we see it finished.
             push("-no-reboot".into());
@@ -238,6 +240,10 @@ impl Hypervisor for Qemu {
         let plan = files::plan(d, &self.grub.path()).map_err(|e| HvError::Start(format!("cannot read the media of {}: {e}", d.name)))?;
         let mut fds =
             files::open(&plan).map_err(|(path, e)| HvError::Start(format!("cannot open {} for qemu: {e}", path.display())))?;
+        let control = Self::qmp_socket(vm);
+        let listener = std::os::unix::net::UnixListener::bind(&control)
+            .map_err(|source| HvError::Io { path: control.clone(), source })?;
+        fds.push((FD_CONTROL, listener.into()));
         let mut slots: Vec<_> = fds.iter().map(|(s, _)| *s).collect();
         if self.net == QemuNet::Bridge {
             let mac = d.mac.to_string();

@@ -25,6 +25,9 @@ impl Builder for Mmdebstrap<'_> {
             "--variant=minbase".into(),
             "--mode=root".into(),
             format!("--include={}", PACKAGES.join(",")),
+            // Before the kernel package makes its initrd: only what finds
+            // the root disk (see template::boot::INITRD_MODULES).
+            super::boot::ESSENTIAL_HOOK.into(),
             "--dpkgopt=path-exclude=/usr/share/man/*".into(),
             "--dpkgopt=path-exclude=/usr/share/doc/*".into(),
             "--dpkgopt=path-exclude=/usr/share/locale/*".into(),

@@ -38,6 +38,8 @@ pub const FD_INITRD: RawFd = 15;
 pub const FD_SERIAL: RawFd = 16;
 pub const FD_QMP: RawFd = 17;
 pub const FD_TAP: RawFd = 18;
+/// The listening control socket (QMP) later requests connect to.
+pub const FD_CONTROL: RawFd = 19;
 /// The supervisor's own ends of the console and QMP sockets.
 const FD_SERIAL_OURS: RawFd = 20;
 const FD_QMP_OURS: RawFd = 21;
@@ -204,11 +206,12 @@ fn run(spec: &Spec, report: &mut File) -> Result<(), String> {
     let mut log = CappedLog::create(&spec.console_log, spec.log_max)
         .map_err(|e| format!("cannot create the console log {}: {e}", spec.console_log.display()))?;
     let mut qemu = spawn_qemu(spec)?;
+    // qemu holds its copies now. (The kernel and initrd copies are not
+    // truncated later to save memory: qemu maps the initrd and reads it
+    // from there at each boot of the guest.)
     for fd in spec.slots.iter().chain(&[FD_SERIAL, FD_QMP]) {
-        if ![FD_KERNEL, FD_INITRD].contains(fd) {
-            // SAFETY: a slot qemu now holds; our copy is no longer needed.
-            unsafe { libc::close(*fd) };
-        }
+        // SAFETY: a slot qemu now holds; our copy is no longer needed.
+        unsafe { libc::close(*fd) };
     }
     drop_privileges();
     let pidfile = write_pidfile(&spec.pidfile, qemu.id());
@@ -241,17 +244,6 @@ fn run(spec: &Spec, report: &mut File) -> Result<(), String> {
         for fd in [0, 1, 2] {
             // SAFETY: dup2 onto the standard descriptors.
             unsafe { libc::dup2(null.as_raw_fd(), fd) };
-        }
-    }
-    // qemu has read the kernel and initrd into guest memory: free our
-    // in-memory copies (it still holds them open).
-    for fd in [FD_KERNEL, FD_INITRD] {
-        if spec.slots.contains(&fd) {
-            // SAFETY: our memfd copies at these slots.
-            unsafe {
-                libc::ftruncate(fd, 0);
-                libc::close(fd);
-            }
         }
     }
     let _ = logger.join();
