@@ -31,6 +31,8 @@ apt-get install -y -q --no-install-recommends \
     mmdebstrap fdisk \
     grub-pc-bin grub-xen-host xfsprogs
 apt-get install -y -q --no-install-recommends -t bookworm-backports qemu-system-x86 qemu-utils
+# A real Ganeti (3.0) for tests/ganeti.rs: no daemon starts at install.
+apt-get install -y -q --no-install-recommends ganeti
 
 # The qemu driver runs qemu as this user (the package's postinst creates it
 # on real hosts; the tests run the cargo-built binary, not the package).

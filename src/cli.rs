@@ -58,6 +58,8 @@ pub enum Command {
     /// `machine` is the build machine of `builder=installer` (and only of it).
     TemplateBuild { image: ImageName, name: Option<TemplateName>, builder: BuilderKind, machine: Option<VmName> },
     Templates,
+    /// A Ganeti OS definition script (`ganeti create`, ...): root only.
+    Ganeti(crate::ganeti::OsOp),
 }
 
 impl Command {
@@ -80,6 +82,7 @@ impl Command {
             Command::ImageImport { .. } => "image-import",
             Command::TemplateBuild { .. } => "template-build",
             Command::Templates => "templates",
+            Command::Ganeti(op) => op.action(),
         }
     }
 
@@ -107,7 +110,7 @@ impl Command {
             Command::ImageImport { name, .. } => Some(name.as_str()),
             Command::TemplateBuild { name: Some(name), .. } => Some(name.as_str()),
             Command::TemplateBuild { image, name: None, .. } => Some(image.as_str()),
-            Command::Help | Command::Settle | Command::List | Command::Images | Command::Templates => None,
+            Command::Help | Command::Settle | Command::List | Command::Images | Command::Templates | Command::Ganeti(_) => None,
         }
     }
 }
@@ -172,6 +175,9 @@ pub fn parse(args: &[OsString]) -> Result<Command, UsageError> {
         "image" => image(rest),
         "templates" => no_more(rest).map(|_| Command::Templates),
         "template" => template(rest),
+        "ganeti" => crate::ganeti::OsOp::parse(rest)
+            .map(Command::Ganeti)
+            .ok_or_else(|| usage("ganeti needs create, export, import, rename, verify parameters or variants")),
         _ => Err(usage("unknown subcommand")),
     }
 }
@@ -405,6 +411,9 @@ admin:
                                         (local root only; builder=installer
                                         runs our preseeded install in the
                                         registered build machine VM)
+  ganeti create|export|import|rename|verify parameters|variants
+                                        (local root only: the Ganeti OS
+                                        definition's scripts run these)
 
 --json anywhere: one JSON document on stdout, for success and failure.
 exit: 0 ok, 1 failed, 2 invalid, 3 denied, 4 not found, 5 busy
@@ -475,6 +484,16 @@ mod tests {
             &["machine", "remove", "vm2", "--purge-volume", "--purge-volume"],
             &["machine", "remove", "--purge-volume"],
         ] {
+            assert!(p(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn ganeti_os_operations_parse() {
+        use crate::ganeti::OsOp;
+        assert_eq!(p(&["ganeti", "create"]).unwrap(), Command::Ganeti(OsOp::Create));
+        assert_eq!(p(&["ganeti", "verify", "parameters"]).unwrap(), Command::Ganeti(OsOp::Verify));
+        for bad in [&["ganeti"][..], &["ganeti", "verify"], &["ganeti", "create", "x"], &["ganeti", "destroy"]] {
             assert!(p(bad).is_err(), "{bad:?}");
         }
     }

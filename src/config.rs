@@ -40,6 +40,10 @@ pub struct Config {
     pub mke2fs: AbsPath,
     #[serde(default = "default_umount")]
     pub umount: AbsPath,
+    /// Writes a Ganeti clone's identity into its freshly made filesystem
+    /// (`ganeti create`, `rename`): only into files we name.
+    #[serde(default = "default_debugfs")]
+    pub debugfs: AbsPath,
     pub mirror: Mirror,
     pub hypervisor: Hypervisor,
     #[serde(default)]
@@ -50,6 +54,9 @@ pub struct Config {
     /// `disk=` imports.
     #[serde(default)]
     pub volumes: Option<crate::volume::pool::PoolConfig>,
+    /// Cluster mode: machines are instances of this Ganeti cluster.
+    #[serde(default)]
+    pub cluster: Option<crate::ganeti::cluster::ClusterConfig>,
 }
 
 fn default_xorriso() -> AbsPath {
@@ -63,6 +70,9 @@ fn default_mke2fs() -> AbsPath {
 }
 fn default_umount() -> AbsPath {
     AbsPath("/usr/bin/umount".into())
+}
+fn default_debugfs() -> AbsPath {
+    AbsPath("/usr/sbin/debugfs".into())
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -335,6 +345,10 @@ checked_string!(
 pub struct AbsPath(PathBuf);
 
 impl AbsPath {
+    /// A default from our own code.
+    pub(crate) fn from_static(s: &'static str) -> Self {
+        AbsPath(PathBuf::from(s))
+    }
     pub fn path(&self) -> &Path {
         &self.0
     }
@@ -379,7 +393,11 @@ impl Config {
     }
 
     pub fn parse(text: &str) -> Result<Config, String> {
-        toml::from_str(text).map_err(|e| e.message().to_owned())
+        let c: Config = toml::from_str(text).map_err(|e| e.message().to_owned())?;
+        if let Some(cluster) = &c.cluster {
+            cluster.check().map_err(|r| r.0.to_owned())?;
+        }
+        Ok(c)
     }
 
     pub fn is_admin(&self, p: &Principal) -> bool {

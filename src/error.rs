@@ -196,3 +196,16 @@ impl From<crate::template::TemplateError> for Error {
         Error::new(kind, e.to_string())
     }
 }
+
+impl From<crate::ganeti::GanetiError> for Error {
+    fn from(e: crate::ganeti::GanetiError) -> Self {
+        use crate::ganeti::GanetiError as E;
+        let kind = match &e {
+            E::Env(_) | E::Stream(crate::ganeti::stream::StreamError::Header | crate::ganeti::stream::StreamError::Corrupt(_)) => Kind::Invalid,
+            E::Template(crate::template::TemplateError::NotFound(_)) => Kind::NotFound,
+            E::Clone(crate::template::clone::CloneError::InUse(_)) => Kind::Busy,
+            _ => Kind::Failed,
+        };
+        Error::new(kind, e.to_string())
+    }
+}

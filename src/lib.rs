@@ -14,6 +14,7 @@ pub mod config;
 pub mod error;
 pub mod exec;
 pub mod fsutil;
+pub mod ganeti;
 pub mod hypervisor;
 pub mod image;
 pub mod iso9660;

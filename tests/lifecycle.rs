@@ -152,7 +152,7 @@ fn killed_between_start_and_record_the_next_request_settles() {
     env.import("deb12", false);
     env.machine("k1", 5, Some("deb12"));
     fs::write(xl_file(&env, "delay-create"), "0.4").unwrap();
-    let mut rng = Rng(0x5eed_1e5);
+    let mut rng = Rng(0x05ee_d1e5);
     let mut outcomes = std::collections::BTreeMap::new();
     for round in 0..16 {
         let delay = Duration::from_millis(100 + rng.below(1200));

@@ -20,6 +20,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 const PKG: &str = "guest-installer";
+/// The Ganeti OS definition, built from the same source.
+const GANETI_PKG: &str = "guest-installer-ganeti";
 const PASSWORD: &str = "correct horse battery staple";
 const BOB: &str = "bob@EXAMPLE.ORG";
 const MALLORY: &str = "mallory@EXAMPLE.ORG";
@@ -36,6 +38,8 @@ const PATHS: &[&str] = &[
     "/lib/systemd/system/guest-installer-settle.service",
     "/lib/systemd/system/guest-installer-settle.timer",
     "/etc/systemd/system/timers.target.wants/guest-installer-settle.timer",
+    "/usr/share/ganeti/os/guest-installer",
+    "/usr/share/doc/guest-installer-ganeti",
 ];
 
 fn cmd(program: &str, args: &[&str]) -> Command {
@@ -82,10 +86,12 @@ struct Restore {
 impl Drop for Restore {
     fn drop(&mut self) {
         let mut problems = Vec::new();
-        if package_state(PKG) != "not-installed" {
-            let out = run_bounded(apt_get(&["purge", PKG]), b"", Duration::from_secs(600));
-            if out.code != 0 {
-                problems.push(format!("apt-get purge {PKG}: {}", out.stderr));
+        for pkg in [GANETI_PKG, PKG] {
+            if package_state(pkg) != "not-installed" {
+                let out = run_bounded(apt_get(&["purge", pkg]), b"", Duration::from_secs(600));
+                if out.code != 0 {
+                    problems.push(format!("apt-get purge {pkg}: {}", out.stderr));
+                }
             }
         }
         let new: Vec<String> = installed_packages()
@@ -174,8 +180,10 @@ fn debian_package_builds_lints_installs_serves_remctl_and_purges() {
         return;
     }
     let _machine = machine_lock();
-    assert_eq!(package_state(PKG), "not-installed", "{PKG} is installed on this machine; this test installs and purges it");
     let qemu_user_before = qemu_user_exists();
+    for pkg in [PKG, GANETI_PKG] {
+        assert_eq!(package_state(pkg), "not-installed", "{pkg} is installed on this machine; this test installs and purges it");
+    }
     for p in PATHS {
         assert!(Path::new(p).symlink_metadata().is_err(), "{p} exists before the test; the test would remove it: move it away");
     }
@@ -211,7 +219,13 @@ fn debian_package_builds_lints_installs_serves_remctl_and_purges() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .filter(|n| n.ends_with(".deb"))
         .collect();
-    assert_eq!(debs, std::slice::from_ref(&deb_name), "exactly one binary package");
+    let ganeti_deb = format!("{GANETI_PKG}_{version}_all.deb");
+    let mut want = vec![deb_name.clone(), ganeti_deb.clone()];
+    want.sort();
+    let mut debs = debs;
+    debs.sort();
+    assert_eq!(debs, want, "the program's package and the Ganeti OS definition");
+    check_ganeti_deb(&work.path().join(&ganeti_deb));
     let changes = work.path().join(format!("{PKG}_{version}_{arch}.changes"));
 
     // ------------------------------------------------------------ lintian
@@ -394,6 +408,23 @@ fn debian_package_builds_lints_installs_serves_remctl_and_purges() {
     let help = realm.remctl(MALLORY, &["help"]).ok().stdout.clone();
     assert!(help.contains("install VM"), "{help}");
 
+    // ------------------------------------------------------------ ganeti
+    // The OS definition installs beside a real Ganeti (scripts/setup.sh)
+    // and lists the templates at once (none here).
+    if package_state("ganeti") == "installed" {
+        let mut c = apt_get(&["install", "--no-install-recommends", &format!("./{ganeti_deb}")]);
+        c.current_dir(work.path());
+        must(c, Duration::from_secs(600));
+        assert_eq!(package_state(GANETI_PKG), "installed");
+        let list = fs::read_to_string("/usr/share/ganeti/os/guest-installer/variants.list").expect("variants.list resolves after install");
+        assert!(list.lines().all(|l| l.starts_with('#')), "{list}");
+        assert_eq!(mode_owner("/var/lib/guest-installer/ganeti"), root(0o700));
+        must(apt_get(&["purge", GANETI_PKG]), Duration::from_secs(600));
+        assert!(!Path::new("/var/lib/guest-installer/ganeti").exists(), "purge left the variants list");
+    } else {
+        eprintln!("ganeti is not installed here: the OS definition's package is checked, not installed");
+    }
+
     // ------------------------------------------------------------ purge
     must(apt_get(&["purge", PKG]), Duration::from_secs(600));
     assert_eq!(package_state(PKG), "not-installed");
@@ -416,4 +447,28 @@ fn debian_package_builds_lints_installs_serves_remctl_and_purges() {
     assert_eq!((out.code, out.stderr.as_str()), (255, "Unknown command\n"), "after purge: {out:?}");
     drop(realm);
     assert_eq!(installed_packages(), _restore.packages_before, "the set of installed packages changed");
+}
+
+/// The Ganeti package holds exactly the OS definition's files from
+/// ganeti/os (scripts 0755, text 0644) and the variants.list link.
+fn check_ganeti_deb(deb: &Path) {
+    let d = tempfile::tempdir().unwrap();
+    must(cmd("dpkg-deb", &["-x", deb.to_str().unwrap(), d.path().to_str().unwrap()]), Duration::from_secs(60));
+    let os = d.path().join("usr/share/ganeti/os/guest-installer");
+    let mut names: Vec<String> = fs::read_dir(&os).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["create", "export", "ganeti_api_version", "import", "parameters.list", "rename", "variants.list", "verify"]);
+    for n in &names {
+        let p = os.join(n);
+        if n == "variants.list" {
+            let target = fs::read_link(&p).unwrap();
+            assert_eq!(target, Path::new("../../../../../var/lib/guest-installer/ganeti/variants.list"));
+            continue;
+        }
+        assert_eq!(fs::read(&p).unwrap(), fs::read(repo().join("ganeti/os").join(n)).unwrap(), "{n} differs from ganeti/os/{n}");
+        let mode = fs::metadata(&p).unwrap().mode() & 0o777;
+        let script = fs::read(&p).unwrap().starts_with(b"#!");
+        assert_eq!(mode, if script { 0o755 } else { 0o644 }, "{n}");
+    }
+    assert!(d.path().join("usr/share/doc/guest-installer-ganeti/README.Debian").exists() || d.path().join("usr/share/doc/guest-installer-ganeti/README.Debian.gz").exists());
 }

@@ -73,6 +73,12 @@ pub fn help() -> Outcome {
 }
 
 pub fn run(ctx: &Ctx, cmd: &Command, stdin: &mut dyn Read) -> Result<Outcome> {
+    // Cluster mode: a machine is a Ganeti instance (src/ganeti/cluster.rs).
+    if let Some(cluster) = &ctx.config.cluster {
+        if matches!(cmd, Command::Install { .. } | Command::Status { .. } | Command::Cancel { .. } | Command::Start { .. } | Command::Stop { .. } | Command::Reboot { .. }) {
+            return crate::ganeti::cluster::run(ctx, cluster, cmd, stdin);
+        }
+    }
     match cmd {
         Command::Help => Ok(help()),
         Command::Install { vm, hostname, image, template, no_start } => {
@@ -99,6 +105,7 @@ pub fn run(ctx: &Ctx, cmd: &Command, stdin: &mut dyn Read) -> Result<Outcome> {
         Command::MachineAdd(m) => machines::add(ctx, m),
         Command::MachineRemove { vm, purge_volume } => machines::remove(ctx, vm, *purge_volume),
         Command::MachineShow { vm } => machines::show(ctx, vm),
+        Command::Ganeti(op) => crate::ganeti::run_os(ctx, *op, stdin),
     }
 }
 

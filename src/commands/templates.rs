@@ -100,6 +100,8 @@ pub fn build(
         builder,
     )
     .map_err(Error::from)?;
+    // Ganeti offers the new template as a variant of our OS definition.
+    let variants = crate::ganeti::variants::refresh(config).map_err(Error::from)?;
     let secs = started.elapsed().as_secs_f64();
     Ok(Outcome {
         human: format!(
@@ -120,6 +122,7 @@ pub fn build(
             ("packages", Value::from(m.packages.len())),
             ("sha256", Value::from(m.root.sha256.as_str())),
             ("build_s", Value::from(secs)),
+            ("ganeti_variants", Value::from(variants)),
         ]),
     })
 }

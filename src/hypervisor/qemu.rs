@@ -132,8 +132,18 @@ impl Qemu {
         push(format!("fd={FD_DISK},set={FD_DISK},opaque={}", d.disk));
         push("-add-fd".into());
         push(format!("fd={FD_DISK_RO},set={FD_DISK},opaque={}", d.disk));
+        // A qcow2 volume over a template image: that one as a descriptor too.
+        let backing = match files::disk_backing(d) {
+            Ok(Some(b)) => {
+                push("-add-fd".into());
+                let fd = supervisor::FD_DISK_BACKING;
+                push(format!("fd={fd},set={fd},opaque={}", b.display()));
+                format!(",backing.driver=raw,backing.file.filename=/dev/fdset/{fd}")
+            }
+            _ => String::new(),
+        };
         push("-drive".into());
-        push(format!("file=/dev/fdset/{FD_DISK},format={},if=virtio", d.disk.format().as_str()));
+        push(format!("file=/dev/fdset/{FD_DISK},format={},if=virtio{backing}", d.disk.format().as_str()));
         match d.media {
             // GRUB, which boots what the guest's own grub.cfg names.
             Media::Clone { seed } => {

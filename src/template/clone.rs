@@ -222,7 +222,7 @@ fn open_volume(disk: &DiskPath) -> Result<File, CloneError> {
     o.open(p).map_err(|e| if e.raw_os_error() == Some(libc::EBUSY) { CloneError::InUse(disk.clone()) } else { CloneError::Io { path: p.into(), source: e } })
 }
 
-fn volume_len(f: &File) -> io::Result<u64> {
+pub(crate) fn volume_len(f: &File) -> io::Result<u64> {
     let md = f.metadata()?;
     if md.file_type().is_block_device() {
         let mut size: u64 = 0;
@@ -302,7 +302,7 @@ fn copy_sparse(src: &File, len: u64, dst: &File) -> io::Result<()> {
 
 /// Makes `[off, off+n)` of `dst` read as zeros: a punched hole in a file,
 /// BLKZEROOUT on a device; written zeros where neither is supported.
-fn zero_range(dst: &File, is_dev: bool, off: u64, n: u64) -> io::Result<()> {
+pub(crate) fn zero_range(dst: &File, is_dev: bool, off: u64, n: u64) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     let fd = dst.as_raw_fd();
     let done = if is_dev {

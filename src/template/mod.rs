@@ -685,6 +685,12 @@ pub struct Identity<'a> {
 /// The seed text the first-boot unit reads. Every value is a validated
 /// type, so none can hold a newline or start another line.
 pub fn render_seed(id: &Identity) -> String {
+    render_seed_with_mac(id, None)
+}
+
+/// The seed, with the MAC of the NIC the address belongs to when the
+/// host knows it (the guest then configures that NIC, whatever its name).
+pub fn render_seed_with_mac(id: &Identity, mac: Option<crate::types::Mac>) -> String {
     let n = id.network;
     let mut s = format!(
         "{SEED_MAGIC}\nhostname={}\ndomain={}\naddress={}\nprefix={}\ngateway={}\n",
@@ -696,6 +702,9 @@ pub fn render_seed(id: &Identity) -> String {
     );
     for ns in n.nameservers() {
         s.push_str(&format!("nameserver={ns}\n"));
+    }
+    if let Some(mac) = mac {
+        s.push_str(&format!("mac={mac}\n"));
     }
     s.push_str(&format!("root_hash={}\nfs_uuid={}\nend\n", id.root_hash.expose(), id.fs_uuid));
     s

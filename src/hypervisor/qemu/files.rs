@@ -3,7 +3,7 @@
 //! Nothing of ours changes owner or mode for it: the VM's volume, media
 //! and seed stay root's, mode 0600, in root's directories.
 
-use super::supervisor::{FD_BACKING, FD_DISK, FD_DISK_RO, FD_INITRD, FD_KERNEL, FD_MEDIA};
+use super::supervisor::{FD_BACKING, FD_DISK, FD_DISK_BACKING, FD_DISK_RO, FD_INITRD, FD_KERNEL, FD_MEDIA};
 use crate::hypervisor::Domain;
 use crate::media::Media;
 use std::fs::{File, OpenOptions};
@@ -27,6 +27,9 @@ pub enum Access {
 pub fn plan(d: &Domain, grub: &Path) -> io::Result<Vec<(RawFd, PathBuf, Access)>> {
     let disk = PathBuf::from(d.disk.to_string());
     let mut v = vec![(FD_DISK, disk.clone(), Access::ReadWrite), (FD_DISK_RO, disk, Access::ReadOnly)];
+    if let Some(b) = disk_backing(d)? {
+        v.push((FD_DISK_BACKING, b, Access::ReadOnly));
+    }
     match d.media {
         Media::Clone { seed } => {
             v.push((FD_MEDIA, seed.clone(), Access::ReadOnly));
@@ -79,6 +82,57 @@ fn memfd_copy(path: &Path) -> io::Result<OwnedFd> {
     let mut copy = unsafe { File::from_raw_fd(fd) };
     io::copy(&mut src, &mut copy)?;
     Ok(copy.into())
+}
+
+/// A qcow2 volume's backing file, if it has one. Only a raw one (as our
+/// clones have): qemu would otherwise probe it, or follow its own backing
+/// file by name.
+pub fn disk_backing(d: &Domain) -> io::Result<Option<PathBuf>> {
+    if d.disk.format() != crate::types::DiskFormat::Qcow2 {
+        return Ok(None);
+    }
+    let path = PathBuf::from(d.disk.to_string());
+    let Some(b) = qcow2_backing(&path)? else { return Ok(None) };
+    match qcow2_backing_format(&path)?.as_deref() {
+        Some("raw") => Ok(Some(b)),
+        f => Err(io::Error::other(format!(
+            "{} has a backing file of format {}: the qemu driver takes raw backing files only",
+            path.display(),
+            f.unwrap_or("(not recorded)")
+        ))),
+    }
+}
+
+/// The backing file's format, from the header extension that records it.
+fn qcow2_backing_format(path: &Path) -> io::Result<Option<String>> {
+    const EXT_BACKING_FORMAT: u32 = 0xE279_2ACA;
+    let f = crate::fsutil::open_nofollow(path)?;
+    let mut h = [0u8; 4];
+    f.read_exact_at(&mut h, 4)?;
+    // Version 2 headers are 72 bytes; version 3 records the length.
+    let mut at = if u32::from_be_bytes(h) >= 3 {
+        f.read_exact_at(&mut h, 100)?;
+        u64::from(u32::from_be_bytes(h))
+    } else {
+        72
+    };
+    // Extensions sit in the first cluster (at least 512 bytes).
+    while at + 8 <= 512 {
+        let mut e = [0u8; 8];
+        f.read_exact_at(&mut e, at)?;
+        let kind = u32::from_be_bytes(e[..4].try_into().expect("4 bytes"));
+        let len = u32::from_be_bytes(e[4..].try_into().expect("4 bytes")) as u64;
+        if kind == 0 || len > 512 {
+            return Ok(None);
+        }
+        if kind == EXT_BACKING_FORMAT {
+            let mut name = vec![0u8; len as usize];
+            f.read_exact_at(&mut name, at + 8)?;
+            return Ok(String::from_utf8(name).ok());
+        }
+        at += 8 + len.div_ceil(8) * 8;
+    }
+    Ok(None)
 }
 
 /// The backing file a qcow2 image's header names, if any (our own
@@ -140,7 +194,22 @@ mod tests {
         let out = File::create(&over).unwrap();
         crate::media::qcow2::write_overlay(&out, &mut File::open(&base).unwrap(), 1 << 16, &base, &[(0, b"x")]).unwrap();
         assert_eq!(qcow2_backing(&over).unwrap(), Some(base.clone()));
+        assert_eq!(qcow2_backing_format(&over).unwrap().as_deref(), Some("raw"));
         assert!(qcow2_backing(&base).is_err(), "not a qcow2 image");
+        // qemu-img's own overlays read the same way.
+        let img = |args: &[&str]| {
+            let o = std::process::Command::new("qemu-img").args(args).output().unwrap();
+            assert!(o.status.success(), "{o:?}");
+        };
+        let (q, over_raw, over_q) = (d.path().join("b.qcow2"), d.path().join("r.qcow2"), d.path().join("q.qcow2"));
+        let s = |p: &Path| p.to_str().unwrap().to_owned();
+        img(&["create", "-q", "-f", "qcow2", &s(&q), "1M"]);
+        img(&["create", "-q", "-f", "qcow2", "-b", &s(&base), "-F", "raw", &s(&over_raw)]);
+        img(&["create", "-q", "-f", "qcow2", "-b", &s(&q), "-F", "qcow2", &s(&over_q)]);
+        assert_eq!(qcow2_backing(&over_raw).unwrap(), Some(base.clone()));
+        assert_eq!(qcow2_backing_format(&over_raw).unwrap().as_deref(), Some("raw"));
+        assert_eq!(qcow2_backing_format(&over_q).unwrap().as_deref(), Some("qcow2"));
+        assert_eq!(qcow2_backing(&q).unwrap(), None);
         let missing = open(&[(FD_MEDIA, d.path().join("nope"), Access::ReadOnly)]).unwrap_err();
         assert_eq!(missing.0, d.path().join("nope"));
     }

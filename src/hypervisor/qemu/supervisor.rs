@@ -31,6 +31,8 @@ pub const ARGV0: &str = "guest-installer-qemu-supervisor";
 /// Descriptor numbers qemu finds its files at (its command line names them).
 pub const FD_DISK: RawFd = 10;
 pub const FD_DISK_RO: RawFd = 11;
+/// A qcow2 volume's backing file (a clone's template image).
+pub const FD_DISK_BACKING: RawFd = 22;
 pub const FD_MEDIA: RawFd = 12;
 pub const FD_BACKING: RawFd = 13;
 pub const FD_KERNEL: RawFd = 14;

@@ -1,0 +1,238 @@
+//! Cluster mode (`[cluster] engine = "ganeti"`): on a Ganeti master the
+//! front door keeps its callers, policy and registry, and a machine is a
+//! Ganeti instance named `VM.DOMAIN` running our OS definition.
+//!
+//! - `install VM` submits one Ganeti job: a new instance
+//!   (`OP_INSTANCE_CREATE`) or, for an existing one of ours, a reinstall
+//!   (`OP_INSTANCE_REINSTALL`, after stopping it), then a start unless
+//!   `--no-start`. The root password hash is a *secret* OS parameter
+//!   (stored nowhere by Ganeti). It never appears in an argv: the job is
+//!   a mode-0600 opcode file in the machine's root-only directory, handed
+//!   to `gnt-debug submit-job` (the one gnt-* command that reads a job
+//!   from a file) and removed as soon as it returns. The request waits for
+//!   the job, bounded by `job_s`.
+//! - `status` reads the instance and its latest install job; `start`,
+//!   `stop [--force]`, `reboot` run `gnt-instance startup|shutdown|reboot`;
+//!   `cancel` cancels the install job while Ganeti still can (queued or
+//!   waiting for locks).
+//!
+//! Every gnt-* program runs by argv with a time limit (`exec`).
+
+use super::gnt::{opcodes, submit, Gnt, Instance, JOB_PREFIX};
+use crate::commands::{obj, Ctx, Outcome};
+use crate::error::{Error, Result};
+use crate::registry::Machine;
+use crate::secret::CryptHash;
+use crate::state::VmDir;
+use crate::types::{DomainName, Hostname, TemplateName, VmName};
+use serde_json::Value;
+use std::io::Read;
+
+pub use super::cluster_config::ClusterConfig;
+
+pub fn instance_name(vm: &VmName, domain: &DomainName) -> String {
+    format!("{vm}.{domain}")
+}
+
+/// Runs `cmd` in cluster mode. Caller and policy come first, as always.
+pub fn run(ctx: &Ctx, c: &ClusterConfig, cmd: &crate::cli::Command, stdin: &mut dyn Read) -> Result<Outcome> {
+    use crate::cli::Command as C;
+    let vm = match cmd {
+        C::Install { vm, .. } | C::Status { vm } | C::Cancel { vm } | C::Start { vm } | C::Stop { vm, .. } | C::Reboot { vm } => vm,
+        _ => unreachable!("only machine commands are dispatched here"),
+    };
+    let machine = ctx.managed_machine(vm)?;
+    let gnt = Gnt { c, name: instance_name(vm, &ctx.config.domain) };
+    match cmd {
+        C::Install { hostname, image, template, no_start, .. } => install(ctx, &gnt, &machine, hostname.as_ref(), image.is_some(), template.as_ref(), *no_start, stdin),
+        C::Status { .. } => status(&gnt, &machine),
+        C::Cancel { .. } => cancel(&gnt, &machine),
+        C::Start { .. } => power(ctx, &gnt, &machine, "start"),
+        C::Stop { force, .. } => power(ctx, &gnt, &machine, if *force { "stop-force" } else { "stop" }),
+        C::Reboot { .. } => power(ctx, &gnt, &machine, "reboot"),
+        _ => unreachable!(),
+    }
+}
+
+fn ours(c: &ClusterConfig, i: &Instance) -> Option<TemplateName> {
+    i.os.strip_prefix(&format!("{}+", c.os.0)).and_then(|v| TemplateName::parse(v).ok())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn install(
+    ctx: &Ctx,
+    gnt: &Gnt,
+    m: &Machine,
+    hostname: Option<&Hostname>,
+    image: bool,
+    template: Option<&TemplateName>,
+    no_start: bool,
+    stdin: &mut dyn Read,
+) -> Result<Outcome> {
+    let vm = &m.name;
+    if image {
+        return Err(Error::invalid("in cluster mode machines are cloned from golden templates: give template=T (see `templates`), not image="));
+    }
+    if hostname.is_some_and(|h| h.as_str() != vm.as_str()) {
+        return Err(Error::invalid(format!("in cluster mode the host name is the instance's name ({}); leave out hostname=", gnt.name)));
+    }
+    let tname = template.or(m.template.as_ref()).ok_or_else(|| Error::invalid("no template given and the machine has none: add template=T (see `templates`)"))?;
+    let root_hash = CryptHash::read_from(&mut *stdin).map_err(|rule| Error::invalid(format!("root password on standard input {rule}")))?;
+    let config = ctx.config;
+    let vmdir = VmDir::new(config, vm);
+    for d in [config.vms_dir(), config.locks_dir(), vmdir.dir.clone()] {
+        crate::fsutil::ensure_dir(&d, 0o700).map_err(|e| Error::failed(format!("cannot create {}: {e}", d.display())))?;
+    }
+    let _lock = crate::lock::try_lock(&config.vm_lock(vm))?;
+    crate::lock::remove_leftovers(&vmdir.dir, &[JOB_PREFIX]).map_err(|e| Error::failed(format!("cannot clear leftovers in {}: {e}", vmdir.dir.display())))?;
+    if gnt.install_job()?.is_some_and(|j| j.active()) {
+        return Err(Error::busy(format!("an install job for {} is already in Ganeti's queue; see `status {vm}`", gnt.name)));
+    }
+    let existing = gnt.instance()?;
+    if let Some(i) = &existing {
+        if ours(gnt.c, i).is_none() {
+            return Err(Error::failed(format!(
+                "Ganeti instance {} exists with OS {}, not {}+TEMPLATE: it is not ours to reinstall; ask an admin",
+                gnt.name, i.os, gnt.c.os.0
+            )));
+        }
+        if i.running {
+            let t = config.timeouts.stop_s.to_string();
+            gnt.run(gnt.c.gnt_instance.path(), &["shutdown", "--timeout", &t, &gnt.name], gnt.c.command() + config.timeouts.stop())?;
+        }
+    }
+    let ops = opcodes(gnt, m, tname, &root_hash, existing.is_some(), !no_start, &ctx.caller.to_string());
+    let (job, why) = submit(gnt, &vmdir, &ops)?;
+    let done = gnt.install_job()?.filter(|j| j.id == job);
+    let status = done.as_ref().map(|j| j.status.as_str()).unwrap_or("unknown");
+    if status != "success" {
+        // Ganeti keeps an instance whose create failed: a new one goes, so
+        // that nothing half-made is left (a reinstalled one stays, as it was
+        // or with its clone wiped by our create).
+        if existing.is_none() && gnt.instance()?.is_some() {
+            let _ = gnt.run(gnt.c.gnt_instance.path(), &["remove", "-f", &gnt.name], gnt.c.command());
+        }
+        return Err(Error::failed(format!(
+            "Ganeti job {job} ({} of {}) ended {status}{}; see `gnt-job info {job}` on the master",
+            if existing.is_some() { "reinstall" } else { "create" },
+            gnt.name,
+            why.map(|w| format!(": {w}")).unwrap_or_default()
+        )));
+    }
+    let running = gnt.instance()?.is_some_and(|i| i.running);
+    let action = if existing.is_some() { "reinstalled" } else { "created" };
+    Ok(Outcome {
+        human: format!("{vm}: Ganeti instance {} {action} from template {tname} (job {job}){}\n", gnt.name, if running { ", started" } else { "" }),
+        json: obj([
+            ("vm", Value::from(vm.as_str())),
+            ("state", Value::from("installed")),
+            ("template", Value::from(tname.as_str())),
+            ("cluster", Value::from("ganeti")),
+            ("instance", Value::from(gnt.name.as_str())),
+            ("action", Value::from(action)),
+            ("job", Value::from(job)),
+            ("running", Value::from(running)),
+        ]),
+    })
+}
+
+fn status(gnt: &Gnt, m: &Machine) -> Result<Outcome> {
+    let inst = gnt.instance()?;
+    let job = gnt.install_job()?;
+    let state = match (&inst, &job) {
+        (_, Some(j)) if j.active() => "installing",
+        (_, Some(j)) if j.status == "error" => "failed",
+        (_, Some(j)) if j.status == "canceled" => "cancelled",
+        (Some(_), _) => "installed",
+        (None, _) => "none",
+    };
+    let template = inst.as_ref().and_then(|i| ours(gnt.c, i));
+    let (started, finished) = (job.as_ref().and_then(|j| j.received), job.as_ref().and_then(|j| j.ended));
+    let elapsed = started.map(|s| finished.unwrap_or_else(crate::state::now).saturating_sub(s));
+    let running = inst.as_ref().is_some_and(|i| i.running);
+    let human = format!(
+        "{}: {state}{} (Ganeti instance {}{}{})\n",
+        m.name,
+        if running { ", running" } else { "" },
+        gnt.name,
+        inst.as_ref().map(|i| format!(", {} {}", i.os, i.status)).unwrap_or_else(|| ", not created".into()),
+        job.as_ref().map(|j| format!(", job {} {}", j.id, j.status)).unwrap_or_default(),
+    );
+    Ok(Outcome {
+        human,
+        json: obj([
+            ("vm", Value::from(m.name.as_str())),
+            ("state", Value::from(state)),
+            ("running", Value::from(running)),
+            ("image", template.as_ref().map(|t| Value::from(t.as_str())).unwrap_or(Value::Null)),
+            ("template", template.as_ref().map(|t| Value::from(t.as_str())).unwrap_or(Value::Null)),
+            ("started_at", started.map(|s| Value::from(crate::state::rfc3339(s))).unwrap_or(Value::Null)),
+            ("finished_at", finished.map(|s| Value::from(crate::state::rfc3339(s))).unwrap_or(Value::Null)),
+            ("elapsed_s", elapsed.map(Value::from).unwrap_or(Value::Null)),
+            ("console_tail", Value::Null),
+            ("cluster", Value::from("ganeti")),
+            ("instance", Value::from(gnt.name.as_str())),
+            ("instance_status", inst.as_ref().map(|i| Value::from(i.status.as_str())).unwrap_or(Value::Null)),
+            ("job", job.as_ref().map(|j| Value::from(j.id)).unwrap_or(Value::Null)),
+            ("job_status", job.as_ref().map(|j| Value::from(j.status.as_str())).unwrap_or(Value::Null)),
+        ]),
+    })
+}
+
+fn cancel(gnt: &Gnt, m: &Machine) -> Result<Outcome> {
+    let vm = &m.name;
+    let Some(job) = gnt.install_job()?.filter(|j| j.active()) else {
+        return Err(Error::invalid(format!("no install of {vm} is in progress; nothing to cancel")));
+    };
+    if !job.pending() {
+        return Err(Error::busy(format!("Ganeti job {} is already running the install of {vm}; Ganeti cannot cancel it now", job.id)));
+    }
+    let id = job.id.to_string();
+    gnt.run(gnt.c.gnt_job.path(), &["cancel", &id], gnt.c.command())?;
+    Ok(Outcome {
+        human: format!("{vm}: install job {id} cancelled\n"),
+        json: obj([("vm", Value::from(vm.as_str())), ("state", Value::from("cancelled")), ("job", Value::from(job.id)), ("cluster", Value::from("ganeti"))]),
+    })
+}
+
+fn power(ctx: &Ctx, gnt: &Gnt, m: &Machine, what: &str) -> Result<Outcome> {
+    let vm = &m.name;
+    let _lock = crate::lock::try_lock(&ctx.config.vm_lock(vm))?;
+    if gnt.install_job()?.is_some_and(|j| j.active()) {
+        return Err(Error::busy(format!("machine {vm} is being installed; wait until `status {vm}` says installed, or cancel it")));
+    }
+    let Some(inst) = gnt.instance()? else {
+        return Err(Error::invalid(format!("nothing is installed on machine {vm}; install it first")));
+    };
+    let stop = ctx.config.timeouts.stop_s.to_string();
+    let limit = gnt.c.command() + ctx.config.timeouts.stop();
+    let (args, action, running): (Vec<&str>, &str, bool) = match what {
+        "start" if inst.running => return Err(Error::busy(format!("machine {vm} is already running"))),
+        "start" => (vec!["startup", &gnt.name], "start", true),
+        "reboot" if !inst.running => return Err(Error::invalid(format!("machine {vm} is not running; `start {vm}` starts it"))),
+        "reboot" => (vec!["reboot", &gnt.name], "reboot", true),
+        // Ganeti waits for a clean shutdown up to the timeout, then stops
+        // the instance outright; --force gives it no time.
+        "stop" => (vec!["shutdown", "--timeout", &stop, &gnt.name], "stop", false),
+        _ => (vec!["shutdown", "--timeout", "0", &gnt.name], "stop", false),
+    };
+    if action == "stop" && !inst.running {
+        return Ok(Outcome {
+            human: format!("{vm}: not running\n"),
+            json: obj([("vm", Value::from(vm.as_str())), ("action", Value::from("stop")), ("state", Value::from("installed")), ("running", Value::from(false)), ("forced", Value::from(false))]),
+        });
+    }
+    gnt.run(gnt.c.gnt_instance.path(), &args, limit)?;
+    Ok(Outcome {
+        human: format!("{vm}: {action} done (Ganeti instance {})\n", gnt.name),
+        json: obj([
+            ("vm", Value::from(vm.as_str())),
+            ("action", Value::from(action)),
+            ("state", Value::from("installed")),
+            ("running", Value::from(running)),
+            ("forced", Value::from(what == "stop-force")),
+            ("cluster", Value::from("ganeti")),
+            ("instance", Value::from(gnt.name.as_str())),
+        ]),
+    })
+}

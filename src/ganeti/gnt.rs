@@ -1,0 +1,203 @@
+//! The gnt-* programs, by argv and with time limits: what an instance
+//! and its latest install job look like, and a job submitted from a
+//! mode-0600 opcode file (`gnt-debug submit-job`), so that the secret OS
+//! parameter it carries is in no program's arguments.
+
+use super::cluster_config::ClusterConfig;
+use crate::error::{Error, Result};
+use crate::exec::{self, ExecError};
+use crate::registry::Machine;
+use crate::secret::CryptHash;
+use crate::state::VmDir;
+use crate::types::TemplateName;
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::path::Path;
+use std::time::Duration;
+
+pub(super) fn gnt_error(e: ExecError) -> Error {
+    match e {
+        ExecError::TimedOut { .. } => Error::failed(format!("{e}; the Ganeti job may still run: see `status`")),
+        e => Error::failed(e.to_string()),
+    }
+}
+
+/// The instance as `gnt-instance list` shows it.
+#[derive(Debug)]
+pub(super) struct Instance {
+    pub os: String,
+    pub running: bool,
+    pub status: String,
+}
+
+/// One install job (create or reinstall) of an instance.
+#[derive(Debug)]
+pub(super) struct Job {
+    pub id: u64,
+    pub status: String,
+    pub received: Option<u64>,
+    pub ended: Option<u64>,
+}
+
+impl Job {
+    pub fn pending(&self) -> bool {
+        matches!(self.status.as_str(), "queued" | "waiting" | "canceling")
+    }
+    pub fn active(&self) -> bool {
+        self.pending() || self.status == "running"
+    }
+}
+
+pub(super) struct Gnt<'a> {
+    pub c: &'a ClusterConfig,
+    pub name: String,
+}
+
+impl Gnt<'_> {
+    pub fn instance(&self) -> Result<Option<Instance>> {
+        // `name == "N"` becomes a lookup that fails for an unknown name;
+        // a regular expression (of a name that is only [a-z0-9.-]) does not.
+        let filter = format!("name =~ m/^{}$/", self.name.replace('.', "\\."));
+        let o = exec::run(
+            self.c.gnt_instance.path(),
+            &["list", "--no-headers", "--separator=|", "-o", "name,os,oper_state,status", "-F", &filter],
+            self.c.command(),
+        )
+        .map_err(gnt_error)?;
+        let Some(line) = o.stdout.lines().find(|l| l.split('|').next() == Some(self.name.as_str())) else { return Ok(None) };
+        let f: Vec<&str> = line.split('|').collect();
+        if f.len() != 4 {
+            return Err(Error::failed(format!("gnt-instance list gave an unexpected line for {}", self.name)));
+        }
+        Ok(Some(Instance { os: f[1].to_owned(), running: f[2] == "Y", status: f[3].to_owned() }))
+    }
+
+    /// The latest create or reinstall job of the instance still in the queue.
+    pub fn install_job(&self) -> Result<Option<Job>> {
+        let out = tempfile::tempfile().map_err(|e| Error::failed(format!("cannot make a scratch file: {e}")))?;
+        let mut copy = out.try_clone().map_err(|e| Error::failed(format!("cannot make a scratch file: {e}")))?;
+        exec::run_with_stdout(
+            self.c.gnt_job.path(),
+            &["list", "--no-headers", "--separator=|", "-o", "id,status,summary,received_ts,end_ts"],
+            self.c.command(),
+            out,
+        )
+        .map_err(gnt_error)?;
+        let mut text = String::new();
+        use std::io::Seek;
+        copy.seek(std::io::SeekFrom::Start(0)).and_then(|_| copy.take(16 << 20).read_to_string(&mut text)).map_err(|e| Error::failed(format!("cannot read gnt-job's output: {e}")))?;
+        Ok(latest_install_job(&text, &self.name))
+    }
+
+    pub fn run(&self, program: &Path, args: &[&str], limit: Duration) -> Result<exec::Output> {
+        exec::run(program, args, limit).map_err(gnt_error)
+    }
+}
+
+fn ts(field: &str) -> Option<u64> {
+    field.trim_start_matches('[').split(',').next()?.trim().parse().ok()
+}
+
+/// From `gnt-job list` lines `id|status|summary|received|end`.
+fn latest_install_job(text: &str, name: &str) -> Option<Job> {
+    let ours = [format!("INSTANCE_CREATE({name})"), format!("INSTANCE_REINSTALL({name})")];
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.splitn(5, '|').collect();
+            if f.len() != 5 || !ours.iter().any(|o| f[2].split(',').next() == Some(o.as_str())) {
+                return None;
+            }
+            Some(Job { id: f[0].trim().parse().ok()?, status: f[1].to_owned(), received: ts(f[3]), ended: ts(f[4]) })
+        })
+        .max_by_key(|j| j.id)
+}
+
+/// The job's opcodes, as `gnt-debug submit-job` reads them.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn opcodes(gnt: &Gnt, m: &Machine, t: &TemplateName, hash: &CryptHash, reinstall: bool, start: bool, caller: &str) -> Value {
+    let c = gnt.c;
+    let n = &m.network;
+    let ns: Vec<String> = n.nameservers().iter().map(|a| a.to_string()).collect();
+    let osparams = json!({"netmask": n.netmask().to_string(), "gateway": n.gateway().to_string(), "nameservers": ns.join(" ")});
+    let secret = json!({"root_hash": hash.expose()});
+    let os_type = format!("{}+{t}", c.os.0);
+    let comment = format!("guest-installer: install {} for {caller}", m.name);
+    let mut ops = Vec::new();
+    if reinstall {
+        ops.push(json!({"OP_ID": "OP_INSTANCE_REINSTALL", "instance_name": gnt.name, "os_type": os_type,
+            "osparams": osparams, "osparams_secret": secret, "comment": comment}));
+        if start {
+            ops.push(json!({"OP_ID": "OP_INSTANCE_STARTUP", "instance_name": gnt.name, "comment": comment}));
+        }
+    } else {
+        let mut op = json!({"OP_ID": "OP_INSTANCE_CREATE", "instance_name": gnt.name, "mode": "create",
+            "disk_template": c.disk_template.as_str(), "disks": [{"size": c.disk_mib}],
+            "nics": [{"ip": n.ip().to_string(), "mac": m.mac.to_string()}],
+            "os_type": os_type, "osparams": osparams, "osparams_secret": secret,
+            "beparams": {"maxmem": m.memory_mib.get(), "minmem": m.memory_mib.get(), "vcpus": m.vcpus.get()},
+            "start": start, "ip_check": false, "name_check": false, "wait_for_sync": false,
+            "tags": [format!("guest-installer:{}", m.name)], "comment": comment});
+        let o = op.as_object_mut().expect("an object");
+        match (&c.node, &c.iallocator) {
+            (Some(node), _) => {
+                o.insert("pnode".into(), Value::from(node.as_str()));
+                if let Some(s) = &c.secondary_node {
+                    o.insert("snode".into(), Value::from(s.as_str()));
+                }
+            }
+            (None, Some(ia)) => {
+                o.insert("iallocator".into(), Value::from(ia.0.as_str()));
+            }
+            (None, None) => {}
+        }
+        ops.push(op);
+    }
+    Value::Array(ops)
+}
+
+pub(super) const JOB_PREFIX: &str = ".tmp-ganeti-job-";
+
+/// Writes the job to a 0600 file in the machine's root-only directory,
+/// submits it and waits for it; the file is gone when this returns.
+/// Returns the job's id and, if it failed, what gnt-debug said of it.
+pub(super) fn submit(gnt: &Gnt, vmdir: &VmDir, ops: &Value) -> Result<(u64, Option<String>)> {
+    let mut f = tempfile::Builder::new()
+        .prefix(JOB_PREFIX)
+        .suffix(".json")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .tempfile_in(&vmdir.dir)
+        .map_err(|e| Error::failed(format!("cannot write the job file in {}: {e}", vmdir.dir.display())))?;
+    f.write_all(ops.to_string().as_bytes()).and_then(|_| f.as_file().sync_all()).map_err(|e| Error::failed(format!("cannot write the job file: {e}")))?;
+    let path = f.path().to_string_lossy().into_owned();
+    let r = exec::run(gnt.c.gnt_debug.path(), &["submit-job", &path], Duration::from_secs(gnt.c.job_s));
+    drop(f);
+    let o = r.map_err(gnt_error)?;
+    // gnt-debug exits 0 whatever became of the job: its id, then ask.
+    let id = o
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Waiting for job ")?.split(' ').next()?.parse().ok())
+        .ok_or_else(|| Error::failed(format!("gnt-debug submit-job did not say which job it submitted: {}", o.stdout.lines().last().unwrap_or(""))))?;
+    // "Job N for file F/0 has failed: REASON" (our scripts print no secret).
+    let why = o.stderr.split_once(" has failed: ").map(|(_, r)| {
+        let r: String = r.split_whitespace().collect::<Vec<_>>().join(" ");
+        r.chars().take(400).collect()
+    });
+    Ok((id, why))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_latest_install_job_of_the_instance_is_found() {
+        let text = "3|success|OS_DIAGNOSE|[1, 0]|[2, 0]\n\
+                    7|success|INSTANCE_CREATE(web1.example.org)|[10, 5]|[20, 1]\n\
+                    8|error|INSTANCE_REINSTALL(web10.example.org)|[30, 0]|[31, 0]\n\
+                    9|running|INSTANCE_REINSTALL(web1.example.org),INSTANCE_STARTUP(web1.example.org)|[40, 0]|None\n";
+        let j = latest_install_job(text, "web1.example.org").unwrap();
+        assert_eq!((j.id, j.status.as_str(), j.received, j.ended), (9, "running", Some(40), None));
+        assert!(latest_install_job(text, "web2.example.org").is_none());
+    }
+}

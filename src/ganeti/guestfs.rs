@@ -1,0 +1,237 @@
+//! Reads and writes a few files inside an instance's ext4 filesystem with
+//! `debugfs`, never mounting it. The filesystem is the guest's (after its
+//! first boot, the guest wrote it): what is read from it is bounded and
+//! treated as hostile, a file is replaced only if it is a regular file
+//! (never written through a link), and every write is read back.
+//!
+//! Paths inside the filesystem are constants of ours; the only other word
+//! in a command is a temporary file of ours, so nothing of a caller's
+//! reaches debugfs's command language.
+
+use crate::exec::{self, ExecError};
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GuestFsError {
+    #[error("debugfs failed on {disk}: {source}")]
+    Tool { disk: String, source: ExecError },
+    #[error("{disk}: {message}")]
+    Refused { disk: String, message: String },
+    #[error("cannot use a scratch file in {dir}: {source}")]
+    Scratch { dir: PathBuf, source: std::io::Error },
+}
+
+/// One file's inode, as debugfs's `stat` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inode {
+    pub kind: String,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+}
+
+pub struct GuestFs<'a> {
+    pub debugfs: &'a Path,
+    pub disk: &'a Path,
+    /// Where scratch files (0600) go: a directory only root can enter.
+    pub scratch: &'a Path,
+    pub timeout: Duration,
+}
+
+impl GuestFs<'_> {
+    fn disk_name(&self) -> String {
+        self.disk.display().to_string()
+    }
+
+    fn refused(&self, message: impl Into<String>) -> GuestFsError {
+        GuestFsError::Refused { disk: self.disk_name(), message: message.into() }
+    }
+
+    fn scratch_file(&self, data: &[u8]) -> Result<tempfile::NamedTempFile, GuestFsError> {
+        let err = |source| GuestFsError::Scratch { dir: self.scratch.to_path_buf(), source };
+        let mut f = tempfile::Builder::new().prefix(".tmp-guestfs-").tempfile_in(self.scratch).map_err(err)?;
+        f.as_file().set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+        f.write_all(data).map_err(err)?;
+        f.as_file().sync_all().map_err(err)?;
+        Ok(f)
+    }
+
+    /// Runs one request (`-R`) or a command file (`-f`, written with `-w`).
+    fn run(&self, args: &[&std::ffi::OsStr]) -> Result<exec::Output, GuestFsError> {
+        exec::run(self.debugfs, args, self.timeout).map_err(|source| GuestFsError::Tool { disk: self.disk_name(), source })
+    }
+
+    /// The filesystem's features; refuses one whose journal needs
+    /// replaying (written to now, it would be damaged).
+    pub fn check_clean(&self) -> Result<(), GuestFsError> {
+        let o = self.run(&["-R".as_ref(), "features".as_ref(), self.disk.as_os_str()])?;
+        let line = o.stdout.lines().find(|l| l.starts_with("Filesystem features:")).ok_or_else(|| self.refused("no ext4 filesystem found on disk 0"))?;
+        if line.split_whitespace().any(|f| f == "needs_recovery") {
+            return Err(self.refused(
+                "the filesystem was not cleanly unmounted (its journal needs replaying): start the instance and shut it down cleanly, then try again",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The inode at `path`, or None if there is none.
+    pub fn stat(&self, path: &str) -> Result<Option<Inode>, GuestFsError> {
+        let o = self.run(&["-R".as_ref(), format!("stat {path}").as_ref(), self.disk.as_os_str()])?;
+        parse_stat(&o.stdout).map(Some).or_else(|| (!o.stdout.contains("Inode:")).then_some(None)).ok_or_else(|| self.refused(format!("cannot read the inode of {path}")))
+    }
+
+    /// The contents of the regular file at `path` (at most `limit` bytes),
+    /// or None if there is no file there.
+    pub fn read(&self, path: &str, limit: u64) -> Result<Option<Vec<u8>>, GuestFsError> {
+        let Some(ino) = self.stat(path)? else { return Ok(None) };
+        if ino.kind != "regular" {
+            return Err(self.refused(format!("{path} is not a regular file")));
+        }
+        if ino.size > limit {
+            return Err(self.refused(format!("{path} is larger than {limit} bytes")));
+        }
+        let out = self.scratch_file(b"")?;
+        let cmd = format!("dump {path} {}", out.path().display());
+        self.run(&["-R".as_ref(), cmd.as_ref(), self.disk.as_os_str()])?;
+        let data = crate::fsutil::read_limited(out.path(), limit).map_err(|e| self.refused(format!("cannot read {path} back: {e}")))?;
+        Ok(Some(data))
+    }
+
+    /// Replaces (or creates) the regular file `dir/name` with `data`,
+    /// owned by root with `mode`, then reads it back. `dir` must be a
+    /// directory (made with mode `dir_mode` if missing) and an existing
+    /// `dir/name` a regular file.
+    pub fn replace(&self, dir: &str, dir_mode: u32, name: &str, data: &[u8], mode: u32) -> Result<(), GuestFsError> {
+        let path = format!("{dir}/{name}");
+        let mut cmds = String::new();
+        match self.stat(dir)? {
+            Some(d) if d.kind == "directory" => {}
+            Some(_) => return Err(self.refused(format!("{dir} is not a directory"))),
+            None => cmds.push_str(&format!("mkdir {dir}\nsif {dir} mode 0{:o}\n", 0o40000 | dir_mode)),
+        }
+        match self.stat(&path)? {
+            Some(f) if f.kind == "regular" => cmds.push_str(&format!("rm {path}\n")),
+            Some(_) => return Err(self.refused(format!("{path} is not a regular file"))),
+            None => {}
+        }
+        let src = self.scratch_file(data)?;
+        cmds.push_str(&format!(
+            "cd {dir}\nwrite {} {name}\nsif {path} mode 0{:o}\nsif {path} uid 0\nsif {path} gid 0\n",
+            src.path().display(),
+            0o100000 | mode
+        ));
+        let script = self.scratch_file(cmds.as_bytes())?;
+        self.run(&["-w".as_ref(), "-f".as_ref(), script.path().as_os_str(), self.disk.as_os_str()])?;
+        drop(src);
+        // debugfs reports a failed command but still exits 0: read back.
+        let ino = self.stat(&path)?.ok_or_else(|| self.refused(format!("{path} was not written")))?;
+        if ino.kind != "regular" || ino.mode != mode || ino.uid != 0 || ino.gid != 0 {
+            return Err(self.refused(format!("{path} was not written as a root-owned file with mode {mode:o}")));
+        }
+        if self.read(&path, data.len() as u64)?.as_deref() != Some(data) {
+            return Err(self.refused(format!("{path} does not read back as written")));
+        }
+        Ok(())
+    }
+}
+
+/// `Inode: 12   Type: regular    Mode:  0644   Flags: 0x80000` and
+/// `User:     0   Group:     0   Project: 0   Size: 10`.
+fn parse_stat(text: &str) -> Option<Inode> {
+    let field = |key: &str| -> Option<&str> {
+        text.lines().find_map(|l| {
+            let mut w = l.split_whitespace();
+            while let Some(t) = w.next() {
+                if t == key {
+                    return w.next();
+                }
+            }
+            None
+        })
+    };
+    Some(Inode {
+        kind: field("Type:")?.to_owned(),
+        mode: u32::from_str_radix(field("Mode:")?, 8).ok()?,
+        uid: field("User:")?.parse().ok()?,
+        gid: field("Group:")?.parse().ok()?,
+        size: field("Size:")?.parse().ok()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small ext4 image made by mke2fs from a tree with a regular file,
+    /// a symlink where a file is expected, and a file where a directory is.
+    fn image(dir: &Path) -> PathBuf {
+        let tree = dir.join("tree");
+        std::fs::create_dir_all(tree.join("etc")).unwrap();
+        std::fs::create_dir_all(tree.join("var/lib")).unwrap();
+        std::fs::write(tree.join("etc/hostname"), "localhost\n").unwrap();
+        std::os::unix::fs::symlink("/etc/shadow", tree.join("etc/hosts")).unwrap();
+        std::fs::write(tree.join("var/lib/gi-identity"), "not a directory").unwrap();
+        let img = dir.join("fs.img");
+        let st = std::process::Command::new("mke2fs").args(["-q", "-F", "-t", "ext4", "-d"]).arg(&tree).arg(&img).arg("8M").status().unwrap();
+        assert!(st.success());
+        img
+    }
+
+    fn fs_on<'a>(img: &'a Path, scratch: &'a Path) -> GuestFs<'a> {
+        GuestFs { debugfs: Path::new("/usr/sbin/debugfs"), disk: img, scratch, timeout: Duration::from_secs(60) }
+    }
+
+    #[test]
+    fn files_are_replaced_as_root_owned_regular_files_and_read_back() {
+        let d = tempfile::tempdir().unwrap();
+        let img = image(d.path());
+        let g = fs_on(&img, d.path());
+        g.check_clean().unwrap();
+        assert_eq!(g.read("/etc/hostname", 100).unwrap().unwrap(), b"localhost\n");
+        assert_eq!(g.read("/etc/nothing", 100).unwrap(), None);
+        g.replace("/etc", 0o755, "hostname", b"web1\n", 0o644).unwrap();
+        assert_eq!(g.read("/etc/hostname", 100).unwrap().unwrap(), b"web1\n");
+        // A new directory, made with its mode.
+        g.replace("/var/lib/seeds", 0o700, "seed", b"secret", 0o600).unwrap();
+        let dir = g.stat("/var/lib/seeds").unwrap().unwrap();
+        assert_eq!((dir.kind.as_str(), dir.mode), ("directory", 0o700));
+        let f = g.stat("/var/lib/seeds/seed").unwrap().unwrap();
+        assert_eq!((f.kind.as_str(), f.mode, f.uid, f.gid, f.size), ("regular", 0o600, 0, 0, 6));
+        // Nothing of ours is left in the scratch directory.
+        let left: Vec<_> = std::fs::read_dir(d.path()).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-")).collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn links_non_directories_large_files_and_dirty_journals_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let img = image(d.path());
+        let g = fs_on(&img, d.path());
+        // Never written through a link, never read through one.
+        assert!(matches!(g.replace("/etc", 0o755, "hosts", b"x", 0o644), Err(GuestFsError::Refused { .. })));
+        assert_eq!(g.stat("/etc/hosts").unwrap().unwrap().kind, "symlink");
+        assert!(matches!(g.read("/etc/hosts", 100), Err(GuestFsError::Refused { .. })));
+        assert!(matches!(g.replace("/var/lib/gi-identity", 0o700, "seed", b"x", 0o600), Err(GuestFsError::Refused { .. })));
+        assert!(matches!(g.read("/etc/hostname", 4), Err(GuestFsError::Refused { .. })));
+        let st = std::process::Command::new("debugfs").args(["-w", "-R", "feature needs_recovery"]).arg(&img).output().unwrap();
+        assert!(st.status.success());
+        let e = g.check_clean().unwrap_err().to_string();
+        assert!(e.contains("not cleanly unmounted"), "{e}");
+        // Not a filesystem at all.
+        let junk = d.path().join("junk.img");
+        std::fs::write(&junk, vec![0u8; 1 << 20]).unwrap();
+        assert!(fs_on(&junk, d.path()).check_clean().is_err());
+    }
+
+    #[test]
+    fn stat_output_is_parsed() {
+        let t = "Inode: 131074   Type: regular    Mode:  0600   Flags: 0x80000\nGeneration: 1    Version: 0x00000000:00000001\n\
+                 User:     0   Group:     0   Project:     0   Size: 412\nFile ACL: 0\n";
+        assert_eq!(parse_stat(t), Some(Inode { kind: "regular".into(), mode: 0o600, uid: 0, gid: 0, size: 412 }));
+        assert_eq!(parse_stat("File not found by ext2_lookup"), None);
+    }
+}
