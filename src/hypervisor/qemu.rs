@@ -262,11 +262,6 @@ impl Hypervisor for Qemu {
         let plan = files::plan(d, &self.grub.path()).map_err(|e| HvError::Start(format!("cannot read the media of {}: {e}", d.name)))?;
         let mut fds =
             files::open(&plan).map_err(|(path, e)| HvError::Start(format!("cannot open {} for qemu: {e}", path.display())))?;
-        let control = Self::qmp_socket(vm);
-        let listener = std::os::unix::net::UnixListener::bind(&control)
-            .map_err(|source| HvError::Io { path: control.clone(), source })?;
-        fds.push((FD_CONTROL, listener.into()));
-        let mut slots: Vec<_> = fds.iter().map(|(s, _)| *s).collect();
         if self.net == QemuNet::Bridge {
             let mac = d.mac.to_string();
             let mut b = [0u8; 6];
@@ -275,8 +270,17 @@ impl Hypervisor for Qemu {
             }
             let t = tap::open(&self.bridge, b).map_err(|e| HvError::Start(e.to_string()))?;
             fds.push((FD_TAP, t));
-            slots.push(FD_TAP);
         }
+        let program = match &self.supervisor {
+            Some(p) => p.clone(),
+            None => std::env::current_exe().map_err(|e| HvError::Start(format!("cannot find our own program: {e}")))?,
+        };
+        // Last, so that nothing fails between binding it and handing it over.
+        let control = Self::qmp_socket(vm);
+        let listener = std::os::unix::net::UnixListener::bind(&control)
+            .map_err(|source| HvError::Io { path: control.clone(), source })?;
+        fds.push((FD_CONTROL, listener.into()));
+        let slots: Vec<_> = fds.iter().map(|(s, _)| *s).collect();
         let spec = supervisor::Spec {
             program: self.program.clone(),
             args: self.args(d, vm).into_iter().map(|a| a.to_string_lossy().into_owned()).collect(),
@@ -286,13 +290,13 @@ impl Hypervisor for Qemu {
             console_log: vm.console_log(),
             log_max: self.log_max,
             pidfile: vm.pidfile(),
+            control_socket: control.clone(),
             slots,
         };
-        let program = match &self.supervisor {
-            Some(p) => p.clone(),
-            None => std::env::current_exe().map_err(|e| HvError::Start(format!("cannot find our own program: {e}")))?,
-        };
-        supervisor::launch(&program, &spec, fds, self.timeout).map_err(HvError::Start)
+        supervisor::launch(&program, &spec, fds, self.timeout).map_err(|e| {
+            let _ = fsutil::remove_if_exists(&control);
+            HvError::Start(e)
+        })
     }
 
     fn is_running(&self, name: &VmName, vm: &VmDir) -> Result<bool, HvError> {
@@ -319,6 +323,7 @@ impl Hypervisor for Qemu {
         while supervisor::supervising(&vm.pidfile()) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
         }
+        let _ = fsutil::remove_if_exists(&Self::qmp_socket(vm));
         let _ = fsutil::remove_if_exists(&vm.pidfile());
         Ok(())
     }

@@ -59,6 +59,8 @@ pub struct Spec {
     pub console_log: PathBuf,
     pub log_max: u64,
     pub pidfile: PathBuf,
+    /// qemu's control socket, removed when qemu is gone.
+    pub control_socket: PathBuf,
     /// The slots handed to qemu (besides the console and QMP).
     pub slots: Vec<RawFd>,
 }
@@ -235,6 +237,7 @@ fn run(spec: &Spec, report: &mut File) -> Result<(), String> {
         let _ = qemu.kill();
         let status = qemu.wait().map(|s| s.to_string()).unwrap_or_default();
         let _ = logger.join();
+        let _ = std::fs::remove_file(&spec.control_socket);
         remove_pidfile(&spec.pidfile, pidfile.as_ref());
         let said = qemu_said(&spec.console_log);
         return Err(format!("{} did not start ({why}, {status}): {said}", spec.program.display()));
@@ -249,6 +252,9 @@ fn run(spec: &Spec, report: &mut File) -> Result<(), String> {
     }
     let _ = logger.join();
     let _ = qemu.wait();
+    // The socket first: once the pidfile is gone the guest counts as
+    // stopped, and nothing of it may be left then.
+    let _ = std::fs::remove_file(&spec.control_socket);
     remove_pidfile(&spec.pidfile, pidfile.as_ref());
     Ok(())
 }
