@@ -9,9 +9,10 @@
 //!
 //! Every transition holds the machine's lock ([`Held`]) and observes the
 //! guest (running? what did its console say?) only after taking it, so no
-//! decision rests on a view another request may have changed. `starting`
-//! is saved before the hypervisor is asked for anything, so a request
-//! killed mid-way leaves a record that the next one settles. A clone is
+//! decision rests on a view another request may have changed. An install
+//! that will start its guest is saved as `starting` before anything of it
+//! is made, so a request killed mid-way leaves a record that the next one
+//! (or the `settle` timer) settles. A clone is
 //! wiped only when its identity never applied and its guest is confirmed
 //! stopped: a guest someone may be using is never wiped on a guess.
 //!
@@ -25,14 +26,14 @@ use crate::hypervisor::{self, Domain, Hypervisor};
 use crate::lock;
 use crate::media::Media;
 use crate::progress::{self, Stage};
-
-mod rules;
-pub use rules::{decide, Action, Observation};
 use crate::registry::Machine;
 use crate::state::{self, Phase, VmDir, VmState};
 use crate::template::{self, clone};
 use crate::types::Boot;
 use std::path::Path;
+
+mod rules;
+pub use rules::{decide, Action, Observation};
 
 /// A machine whose lock this request holds, with its files and driver.
 pub struct Held<'a> {
