@@ -84,7 +84,7 @@ wait_login() {
 # clone boots its own kernel through GRUB, is stopped and started again.
 fast_path() {
     echo
-    echo "== the fast path: a golden template, cloned in well under a second"
+    echo "== the fast path: a golden template cloned onto a machine's volume in seconds"
     say guest-installer template build bookworm name=bookworm
     "$bin" template build bookworm name=bookworm
     say guest-installer machine add demo2 owner=bob@EXAMPLE.ORG ip=192.0.2.11 ... template=bookworm
