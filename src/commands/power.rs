@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::hypervisor::Domain;
 use crate::lifecycle::{self, nothing_installed, Held};
 use crate::registry::Machine;
-use crate::state::{Phase, VmDir, VmState};
+use crate::state::{Phase, VmState};
 use crate::types::VmName;
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -17,11 +17,7 @@ use std::time::{Duration, Instant};
 /// machine whose install has finished is run (one whose install is
 /// pending is busy).
 fn hold<'a>(ctx: &'a Ctx, machine: &'a Machine) -> Result<(Held<'a>, VmState)> {
-    // Refused before anything is created (no lock file, no directory).
-    if VmDir::new(ctx.config, &machine.name).load()?.is_none() {
-        return Err(nothing_installed(&machine.name));
-    }
-    let held = lifecycle::hold(ctx.config, machine)?;
+    let held = lifecycle::hold_recorded(ctx.config, machine)?.ok_or_else(|| nothing_installed(&machine.name))?;
     let st = held.require_installed()?;
     Ok((held, st))
 }
@@ -60,7 +56,7 @@ pub fn start(ctx: &Ctx, vm: &VmName) -> Result<Outcome> {
 pub fn stop(ctx: &Ctx, vm: &VmName, force: bool) -> Result<Outcome> {
     let machine = ctx.managed_machine(vm)?;
     let (h, _) = hold(ctx, &machine)?;
-    if !h.hv.is_running(vm, &h.vmdir)? {
+    if !h.running()? {
         return Ok(outcome(&h, "stop", false, format!("{vm}: not running\n"), &[("forced", Value::from(false))]));
     }
     let limit = ctx.config.timeouts.stop();
@@ -73,7 +69,7 @@ pub fn stop(ctx: &Ctx, vm: &VmName, force: bool) -> Result<Outcome> {
         return if force { forced(format!("the shutdown request failed: {e}")) } else { Err(e.into()) };
     }
     let deadline = Instant::now() + limit;
-    while h.hv.is_running(vm, &h.vmdir)? {
+    while h.running()? {
         if Instant::now() >= deadline {
             if !force {
                 return Err(Error::failed(format!(
@@ -92,7 +88,7 @@ pub fn stop(ctx: &Ctx, vm: &VmName, force: bool) -> Result<Outcome> {
 pub fn reboot(ctx: &Ctx, vm: &VmName) -> Result<Outcome> {
     let machine = ctx.managed_machine(vm)?;
     let (h, _) = hold(ctx, &machine)?;
-    if !h.hv.is_running(vm, &h.vmdir)? {
+    if !h.running()? {
         return Err(Error::invalid(format!("machine {vm} is not running; `start {vm}` starts it")));
     }
     h.hv.reboot(vm, &h.vmdir)?;

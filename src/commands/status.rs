@@ -4,6 +4,7 @@ use super::{obj, Ctx, Outcome};
 use crate::error::{Error, Result};
 use crate::hypervisor;
 use crate::lifecycle;
+use crate::registry::Machine;
 use crate::policy::{self, Decision};
 use crate::state::{self, Phase, VmDir};
 use crate::types::VmName;
@@ -32,12 +33,11 @@ pub fn status(ctx: &Ctx, vm: &VmName) -> Result<Outcome> {
     // request settles, and this one only reports what is recorded.
     // A machine with no install has nothing to settle: status then creates
     // nothing (no lock file, no directory).
-    let st = match vmdir.load()? {
-        None => None,
-        Some(recorded) => match lifecycle::try_hold(ctx.config, &machine)? {
-            Some(held) => held.settle()?,
-            None => Some(recorded),
-        },
+    let st = match lifecycle::hold_recorded(ctx.config, &machine) {
+        Ok(Some(held)) => held.settle()?,
+        Ok(None) => None,
+        Err(e) if e.kind == crate::error::Kind::Busy => vmdir.load()?,
+        Err(e) => return Err(e),
     };
     let hv = hypervisor::for_config(ctx.config)?;
     let running = hv.is_running(vm, &vmdir)?;
@@ -124,10 +124,9 @@ pub fn status(ctx: &Ctx, vm: &VmName) -> Result<Outcome> {
 
 pub fn cancel(ctx: &Ctx, vm: &VmName) -> Result<Outcome> {
     let machine = ctx.managed_machine(vm)?;
-    if VmDir::new(ctx.config, vm).load()?.is_none() {
-        return Err(Error::invalid(format!("machine {vm} has no install to cancel")));
-    }
-    lifecycle::hold(ctx.config, &machine)?.cancel()?;
+    let held = lifecycle::hold_recorded(ctx.config, &machine)?
+        .ok_or_else(|| Error::invalid(format!("machine {vm} has no install to cancel")))?;
+    held.cancel()?;
     Ok(Outcome {
         human: format!("{vm}: install cancelled, media removed\n"),
         json: obj([("vm", Value::from(vm.as_str())), ("state", Value::from("cancelled"))]),
@@ -143,27 +142,8 @@ pub fn settle(ctx: &Ctx) -> Result<Outcome> {
     let mut rows = Vec::new();
     let mut failures = 0;
     for m in ctx.registry().all()? {
-        let recorded = match VmDir::new(ctx.config, &m.name).load() {
-            Ok(r) => r.is_some(),
-            Err(e) => {
-                failures += 1;
-                human.push_str(&format!("{:<24} error: {e}\n", m.name));
-                rows.push(Value::Object(obj([
-                    ("vm", Value::from(m.name.as_str())),
-                    ("state", Value::from("error")),
-                    ("error", Value::from(e.to_string())),
-                ])));
-                continue;
-            }
-        };
-        let held = if recorded { lifecycle::try_hold(ctx.config, &m) } else { Ok(None) };
-        let (state, note) = match held {
-            Ok(_) if !recorded => ("none", None),
-            Ok(Some(held)) => match held.settle() {
-                Ok(st) => (st.map(|s| s.phase.as_str()).unwrap_or("none"), None),
-                Err(e) => ("error", Some(e.message)),
-            },
-            Ok(None) => ("busy", None),
+        let (state, note) = match settle_one(ctx, &m) {
+            Ok(state) => (state, None),
             Err(e) => ("error", Some(e.message)),
         };
         failures += usize::from(note.is_some());
@@ -178,6 +158,17 @@ pub fn settle(ctx: &Ctx) -> Result<Outcome> {
         return Err(Error::failed(format!("{failures} machine(s) could not be settled:\n{human}")));
     }
     Ok(Outcome { human, json: obj([("machines", Value::Array(rows))]) })
+}
+
+/// One machine's state after settling, or `busy`; a machine with nothing
+/// on record is not touched (no lock file is made for it).
+fn settle_one(ctx: &Ctx, m: &Machine) -> Result<&'static str> {
+    match lifecycle::hold_recorded(ctx.config, m) {
+        Ok(None) => Ok("none"),
+        Ok(Some(held)) => Ok(held.settle()?.map(|s| s.phase.as_str()).unwrap_or("none")),
+        Err(e) if e.kind == crate::error::Kind::Busy => Ok("busy"),
+        Err(e) => Err(e),
+    }
 }
 
 pub fn list(ctx: &Ctx) -> Result<Outcome> {

@@ -58,14 +58,14 @@ pub fn hold<'a>(config: &'a Config, machine: &'a Machine) -> Result<Held<'a>> {
     Ok(Held { config, machine, vmdir, hv, _lock: held })
 }
 
-/// Like [`hold`], but `None` when another request holds the lock (that
-/// request will settle the machine itself).
-pub fn try_hold<'a>(config: &'a Config, machine: &'a Machine) -> Result<Option<Held<'a>>> {
-    match hold(config, machine) {
-        Ok(h) => Ok(Some(h)),
-        Err(e) if e.kind == crate::error::Kind::Busy => Ok(None),
-        Err(e) => Err(e),
+/// Like [`hold`], for a machine that has an install on record: `None`,
+/// with nothing created (no lock file, no directory), if it has none, so
+/// that a request about nothing changes nothing.
+pub fn hold_recorded<'a>(config: &'a Config, machine: &'a Machine) -> Result<Option<Held<'a>>> {
+    if VmDir::new(config, &machine.name).load()?.is_none() {
+        return Ok(None);
     }
+    hold(config, machine).map(Some)
 }
 
 impl Held<'_> {
