@@ -118,6 +118,12 @@ impl Command {
 /// The action a request that could not be parsed asked for, for the
 /// audit log: a subcommand we know (never the caller's own words), or
 /// `unknown`.
+/// Every first word `parse` knows (a test checks the two agree).
+const SUBCOMMANDS: &[&str] = &[
+    "help", "install", "status", "cancel", "settle", "start", "stop", "reboot", "list", "images", "templates", "machine",
+    "image", "template", "ganeti",
+];
+
 pub fn action_word(args: &[OsString]) -> &'static str {
     let mut words = args.iter().filter(|a| *a != "--json").filter_map(|a| a.to_str());
     match (words.next(), words.next()) {
@@ -126,8 +132,9 @@ pub fn action_word(args: &[OsString]) -> &'static str {
         (Some("machine"), Some("show")) => "machine-show",
         (Some("image"), Some("import")) => "image-import",
         (Some("template"), Some("build")) => "template-build",
-        (Some(w), _) => ["help", "install", "status", "cancel", "list", "images", "templates", "machine", "image", "template"]
-            .into_iter()
+        (Some(w), _) => SUBCOMMANDS
+            .iter()
+            .copied()
             .find(|k| *k == w)
             .unwrap_or("unknown"),
         (None, _) => "unknown",
@@ -425,6 +432,16 @@ mod tests {
 
     fn p(args: &[&str]) -> Result<Command, UsageError> {
         parse(&args.iter().map(OsString::from).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn the_audit_knows_every_subcommand_parse_knows() {
+        for w in SUBCOMMANDS {
+            let e = p(&[w]);
+            assert!(!matches!(&e, Err(UsageError::Usage(m)) if m == "unknown subcommand"), "{w}");
+        }
+        assert!(matches!(p(&["frobnicate"]), Err(UsageError::Usage(m)) if m.starts_with("unknown subcommand")));
+        assert_eq!(action_word(&[OsString::from("reboot"), OsString::from("vm1 x")]), "reboot");
     }
 
     #[test]

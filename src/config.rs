@@ -352,10 +352,6 @@ impl AbsPath {
     pub fn path(&self) -> &Path {
         &self.0
     }
-    /// A default from the source; not checked, so only for constants.
-    pub(crate) fn constant(s: &'static str) -> AbsPath {
-        AbsPath(s.into())
-    }
 }
 
 impl<'de> Deserialize<'de> for AbsPath {

@@ -18,12 +18,11 @@
 //!
 //! Every gnt-* program runs by argv with a time limit (`exec`).
 
-use super::gnt::{opcodes, submit, Gnt, Instance, JOB_PREFIX};
+use super::gnt::{opcodes, submit, Gnt, Instance};
 use crate::commands::{obj, Ctx, Outcome};
 use crate::error::{Error, Result};
 use crate::registry::Machine;
 use crate::secret::CryptHash;
-use crate::state::VmDir;
 use crate::types::{DomainName, Hostname, TemplateName, VmName};
 use serde_json::Value;
 use std::io::Read;
@@ -47,9 +46,9 @@ pub fn run(ctx: &Ctx, c: &ClusterConfig, cmd: &crate::cli::Command, stdin: &mut 
         C::Install { hostname, image, template, no_start, .. } => install(ctx, &gnt, &machine, hostname.as_ref(), image.is_some(), template.as_ref(), *no_start, stdin),
         C::Status { .. } => status(&gnt, &machine),
         C::Cancel { .. } => cancel(&gnt, &machine),
-        C::Start { .. } => power(ctx, &gnt, &machine, "start"),
-        C::Stop { force, .. } => power(ctx, &gnt, &machine, if *force { "stop-force" } else { "stop" }),
-        C::Reboot { .. } => power(ctx, &gnt, &machine, "reboot"),
+        C::Start { .. } => power(ctx, &gnt, &machine, Power::Start),
+        C::Stop { force, .. } => power(ctx, &gnt, &machine, Power::Stop { force: *force }),
+        C::Reboot { .. } => power(ctx, &gnt, &machine, Power::Reboot),
         _ => unreachable!(),
     }
 }
@@ -79,12 +78,10 @@ fn install(
     let tname = template.or(m.template.as_ref()).ok_or_else(|| Error::invalid("no template given and the machine has none: add template=T (see `templates`)"))?;
     let root_hash = CryptHash::read_from(&mut *stdin).map_err(|rule| Error::invalid(format!("root password on standard input {rule}")))?;
     let config = ctx.config;
-    let vmdir = VmDir::new(config, vm);
-    for d in [config.vms_dir(), config.locks_dir(), vmdir.dir.clone()] {
-        crate::fsutil::ensure_dir(&d, 0o700).map_err(|e| Error::failed(format!("cannot create {}: {e}", d.display())))?;
-    }
-    let _lock = crate::lock::try_lock(&config.vm_lock(vm))?;
-    crate::lock::remove_leftovers(&vmdir.dir, &[JOB_PREFIX]).map_err(|e| Error::failed(format!("cannot clear leftovers in {}: {e}", vmdir.dir.display())))?;
+    // The machine's lock, its directory, and a killed request's job file
+    // (a hidden `.tmp-` temporary) cleared: as for every other request.
+    let held = crate::lifecycle::hold(config, m)?;
+    let vmdir = &held.vmdir;
     if gnt.install_job()?.is_some_and(|j| j.active()) {
         return Err(Error::busy(format!("an install job for {} is already in Ganeti's queue; see `status {vm}`", gnt.name)));
     }
@@ -102,7 +99,7 @@ fn install(
         }
     }
     let ops = opcodes(gnt, m, tname, &root_hash, existing.is_some(), !no_start, &ctx.caller.to_string());
-    let (job, why) = submit(gnt, &vmdir, &ops)?;
+    let (job, why) = submit(gnt, vmdir, &ops)?;
     let done = gnt.install_job()?.filter(|j| j.id == job);
     let status = done.as_ref().map(|j| j.status.as_str()).unwrap_or("unknown");
     if status != "success" {
@@ -195,9 +192,17 @@ fn cancel(gnt: &Gnt, m: &Machine) -> Result<Outcome> {
     })
 }
 
-fn power(ctx: &Ctx, gnt: &Gnt, m: &Machine, what: &str) -> Result<Outcome> {
+/// What an owner asks of a running machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Power {
+    Start,
+    Stop { force: bool },
+    Reboot,
+}
+
+fn power(ctx: &Ctx, gnt: &Gnt, m: &Machine, what: Power) -> Result<Outcome> {
     let vm = &m.name;
-    let _lock = crate::lock::try_lock(&ctx.config.vm_lock(vm))?;
+    let _held = crate::lifecycle::hold(ctx.config, m)?;
     if gnt.install_job()?.is_some_and(|j| j.active()) {
         return Err(Error::busy(format!("machine {vm} is being installed; wait until `status {vm}` says installed, or cancel it")));
     }
@@ -207,14 +212,14 @@ fn power(ctx: &Ctx, gnt: &Gnt, m: &Machine, what: &str) -> Result<Outcome> {
     let stop = ctx.config.timeouts.stop_s.to_string();
     let limit = gnt.c.command() + ctx.config.timeouts.stop();
     let (args, action, running): (Vec<&str>, &str, bool) = match what {
-        "start" if inst.running => return Err(Error::busy(format!("machine {vm} is already running"))),
-        "start" => (vec!["startup", &gnt.name], "start", true),
-        "reboot" if !inst.running => return Err(Error::invalid(format!("machine {vm} is not running; `start {vm}` starts it"))),
-        "reboot" => (vec!["reboot", &gnt.name], "reboot", true),
+        Power::Start if inst.running => return Err(Error::busy(format!("machine {vm} is already running"))),
+        Power::Start => (vec!["startup", &gnt.name], "start", true),
+        Power::Reboot if !inst.running => return Err(Error::invalid(format!("machine {vm} is not running; `start {vm}` starts it"))),
+        Power::Reboot => (vec!["reboot", &gnt.name], "reboot", true),
         // Ganeti waits for a clean shutdown up to the timeout, then stops
         // the instance outright; --force gives it no time.
-        "stop" => (vec!["shutdown", "--timeout", &stop, &gnt.name], "stop", false),
-        _ => (vec!["shutdown", "--timeout", "0", &gnt.name], "stop", false),
+        Power::Stop { force: false } => (vec!["shutdown", "--timeout", &stop, &gnt.name], "stop", false),
+        Power::Stop { force: true } => (vec!["shutdown", "--timeout", "0", &gnt.name], "stop", false),
     };
     if action == "stop" && !inst.running {
         return Ok(Outcome {
@@ -230,7 +235,7 @@ fn power(ctx: &Ctx, gnt: &Gnt, m: &Machine, what: &str) -> Result<Outcome> {
             ("action", Value::from(action)),
             ("state", Value::from("installed")),
             ("running", Value::from(running)),
-            ("forced", Value::from(what == "stop-force")),
+            ("forced", Value::from(what == Power::Stop { force: true })),
             ("cluster", Value::from("ganeti")),
             ("instance", Value::from(gnt.name.as_str())),
         ]),

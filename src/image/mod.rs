@@ -272,19 +272,22 @@ pub fn import(images_dir: &Path, req: &ImportRequest) -> Result<Manifest, ImageE
         .prefix(&format!(".import-{}-", req.name))
         .tempdir_in(state_dir)
         .map_err(io_err(state_dir))?;
+    // Our copy, then the tree, each take about what the ISO holds: say so
+    // before copying anything rather than fill the state dir first, or let
+    // xorriso fail half-way with a message that does not.
+    let named = fs::symlink_metadata(req.iso).map(|m| m.len()).unwrap_or(0);
+    let free = nix::sys::statvfs::statvfs(work.path())
+        .map(|v| v.blocks_available() * v.fragment_size())
+        .map_err(|e| ImageError::Io { path: work.path().into(), source: e.into() })?;
+    if free < named.saturating_mul(2) {
+        return Err(ImageError::NoSpace { need: named.saturating_mul(2), free });
+    }
     let copy = work.path().join("source.iso");
     let (actual, source_bytes) = copy_hashing(req.iso, &copy)?;
     if actual != req.sha256.as_str() {
         return Err(ImageError::DigestMismatch { actual });
     }
     check_iso(&copy, req.iso)?;
-    // The tree takes about what the ISO holds (then the base ISO as much,
-    // once our copy is gone): say so now rather than let xorriso fail
-    // half-way with a message that does not.
-    let free = nix::sys::statvfs::statvfs(work.path()).map(|v| v.blocks_available() * v.fragment_size()).map_err(|e| ImageError::Io { path: work.path().into(), source: e.into() })?;
-    if free < source_bytes {
-        return Err(ImageError::NoSpace { need: source_bytes, free });
-    }
     let tree = work.path().join("tree");
     let mut indev = std::ffi::OsString::from("stdio:");
     indev.push(&copy);

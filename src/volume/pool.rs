@@ -56,10 +56,10 @@ pub struct LvmPool {
 }
 
 fn default_lvcreate() -> AbsPath {
-    AbsPath::constant("/usr/sbin/lvcreate")
+    AbsPath::from_static("/usr/sbin/lvcreate")
 }
 fn default_lvremove() -> AbsPath {
-    AbsPath::constant("/usr/sbin/lvremove")
+    AbsPath::from_static("/usr/sbin/lvremove")
 }
 
 /// A volume group or logical volume name as LVM allows it, and one that

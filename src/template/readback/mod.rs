@@ -116,9 +116,13 @@ fn show(b: &[u8]) -> String {
 }
 
 impl<S: Source + ?Sized> Walk<'_, S> {
-    fn io(&self, rel: &[u8]) -> impl FnOnce(io::Error) -> ReadbackError {
-        let path = self.tree.join(std::ffi::OsStr::new(&*String::from_utf8_lossy(rel)));
-        move |source| ReadbackError::Io { path, source }
+    /// The error for `rel`, made only when there is one (this is called
+    /// on every read and write of the walk).
+    fn io<'b>(&'b self, rel: &'b [u8]) -> impl FnOnce(io::Error) -> ReadbackError + 'b {
+        move |source| ReadbackError::Io {
+            path: self.tree.join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(rel)),
+            source,
+        }
     }
 
     fn run(mut self, root_fd: OwnedFd) -> Result<Summary, ReadbackError> {
