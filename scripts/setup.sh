@@ -7,8 +7,9 @@ export DEBIAN_FRONTEND=noninteractive
 # rustup's cargo, wherever the environment left PATH.
 export PATH="${CARGO_HOME:-${HOME:-/root}/.cargo}/bin:$PATH"
 
-# qemu-system-x86 must come from bookworm-backports: these machines carry
-# qemu-utils from backports, which Breaks bookworm's own qemu-system 7.2.
+# qemu-system-x86 comes from bookworm-backports: a host that carries
+# qemu-utils from backports cannot install bookworm's own qemu-system 7.2
+# (Breaks), and the backported pair works everywhere.
 if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
     # The same archive as the host's own sources, its backports suite.
     archive=$(sh "$(dirname "$0")/host-mirror")
@@ -29,9 +30,10 @@ apt-get install -y -q --no-install-recommends \
     krb5-kdc krb5-admin-server krb5-user remctl-server remctl-client python3-pyremctl iproute2 \
     debhelper devscripts lintian fakeroot build-essential \
     mmdebstrap fdisk \
-    grub-pc-bin grub-xen-host xfsprogs
+    grub-pc-bin grub-xen-host xfsprogs systemd git
 apt-get install -y -q --no-install-recommends -t bookworm-backports qemu-system-x86 qemu-utils
-# A real Ganeti (3.0) for tests/ganeti.rs: no daemon starts at install.
+# A real Ganeti (3.0) for tests/ganeti.rs (its own daemons start only when
+# the test makes a cluster; it pulls in openssh-server and lvm2).
 apt-get install -y -q --no-install-recommends ganeti
 
 # The qemu driver runs qemu as this user (the package's postinst creates it

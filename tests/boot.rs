@@ -328,9 +328,9 @@ fn real_installer_takes_our_preseed_from_the_per_vm_initrd_without_an_iso() {
     env.machine_with("pv1", 3, Some("di-xen"), &["boot=pv-initrd", DI_MEMORY]);
     let _cpu = DI_BOOT.lock().unwrap_or_else(|e| e.into_inner());
 
+    let guest = Guest::new(&env, "pv1");
     let j =
         env.run(As::Remote(OWNER), &["install", "pv1", "hostname=gi-di-pv", "--json"], PW_HASH.as_bytes()).ok().json();
-    let guest = Guest::new(&env, "pv1");
     assert_eq!(j["state"], "installing");
     assert_eq!(j["boot"], "pv-initrd");
     let initrd = env.vm_file("pv1", "initrd.gz");

@@ -96,8 +96,8 @@ fn clone_boots_its_own_kernel_reboots_stops_and_starts_with_an_edited_command_li
     add_template(&env);
     let vol = env.volume_sized("bl1", 3 << 30);
     env.machine_with("bl1", 21, None, &["memory=512", &format!("disk={}", vol.display())]);
-    let j = env.run(As::Remote(OWNER), &["install", "bl1", "hostname=gi-loader", "template=tpl", "--json"], PW_HASH.as_bytes()).ok().json();
     let guest = Guest::new(&env, "bl1");
+    let j = env.run(As::Remote(OWNER), &["install", "bl1", "hostname=gi-loader", "template=tpl", "--json"], PW_HASH.as_bytes()).ok().json();
     assert_eq!(j["state"], "installing", "{j}");
     // qemu runs GRUB from the host, and nothing of the template's.
     let cfg = fs::read_to_string(env.vm_file("bl1", "domain.cfg")).unwrap();
@@ -154,8 +154,8 @@ fn installed_system_is_started_from_its_own_disk() {
     let env = qemu_env(5);
     env.import_busybox_installer(&["--bootable-disk".as_ref()]);
     env.machine("sys1", 22, Some("fake"));
-    env.run(As::Remote(OWNER), &["install", "sys1", "hostname=gi-sys", "--json"], PW_HASH.as_bytes()).ok();
     let guest = Guest::new(&env, "sys1");
+    env.run(As::Remote(OWNER), &["install", "sys1", "hostname=gi-sys", "--json"], PW_HASH.as_bytes()).ok();
     let t0 = Instant::now();
     let s = loop {
         let s = json(&env, &["status", "sys1", "--json"]);

@@ -80,8 +80,8 @@ fn flood_env(extra: &str) -> Env {
 fn qemu_runs_unprivileged_in_its_sandbox_and_a_flooding_guest_leaves_a_capped_log() {
     let env = flood_env("console_log_max_mib = 1");
     env.machine("flood1", 3, Some("fake"));
-    let j = env.run(As::Remote(OWNER), &["install", "flood1", "hostname=gi-flood", "--json"], PW_HASH.as_bytes()).ok().json();
     let guest = Guest::new(&env, "flood1");
+    let j = env.run(As::Remote(OWNER), &["install", "flood1", "hostname=gi-flood", "--json"], PW_HASH.as_bytes()).ok().json();
     assert_eq!(j["state"], "installing", "{j}");
     let pid = guest.pid().expect("qemu runs");
 
@@ -170,6 +170,7 @@ fn a_missing_qemu_user_fails_the_install_and_starts_nothing() {
     hypervisor_keys(&env, "qemu_user = \"gi-no-such-user\"");
     env.import("bookworm", false);
     env.machine("nouser1", 4, Some("bookworm"));
+    let _guest = Guest::new(&env, "nouser1"); // a regression that starts one is still stopped
     let out = env.run(As::Remote(OWNER), &["--json", "install", "nouser1"], PW_HASH.as_bytes());
     assert_eq!(out.code, 1, "{out:?}");
     let msg = out.json()["error"]["message"].as_str().unwrap().to_owned();
@@ -187,6 +188,7 @@ fn a_missing_qemu_user_fails_the_install_and_starts_nothing() {
     hypervisor_keys(&env, "qemu_user = \"root\"");
     env.import("bookworm", false);
     env.machine("nouser2", 5, Some("bookworm"));
+    let _guest = Guest::new(&env, "nouser2");
     let out = env.run(As::Remote(OWNER), &["--json", "install", "nouser2"], PW_HASH.as_bytes());
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.json()["error"]["message"].as_str().unwrap().contains("is root"), "{out:?}");
@@ -238,8 +240,8 @@ fn bridged_guests_get_a_tap_in_the_bridge_that_goes_with_them() {
     let text = fs::read_to_string(&env.config).unwrap().replace("qemu_net = \"user\"", "qemu_net = \"bridge\"");
     fs::write(&env.config, text.replace("bridge = \"xenbr0\"", &format!("bridge = \"{}\"", br.0))).unwrap();
     env.machine("br1", 6, Some("fake"));
-    let j = env.run(As::Remote(OWNER), &["install", "br1", "--json"], PW_HASH.as_bytes()).ok().json();
     let guest = Guest::new(&env, "br1");
+    let j = env.run(As::Remote(OWNER), &["install", "br1", "--json"], PW_HASH.as_bytes()).ok().json();
     assert_eq!(j["state"], "installing", "{j}");
     let ports = br.ports();
     assert_eq!(ports.len(), 1, "{ports:?}");

@@ -35,7 +35,6 @@ use guest_installer::types::{DiskPath, Mac, MemoryMib, Vcpus, VmName};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 const NODE: &str = "node1.ganeti.test";
@@ -56,24 +55,6 @@ const BOOT_BOUND: Duration = Duration::from_secs(420);
 
 fn root() -> bool {
     nix::unistd::geteuid().is_root()
-}
-
-/// The template built once per run (cached, keyed by the build key), as
-/// in tests/template.rs.
-fn template_fixture() -> PathBuf {
-    static T: OnceLock<PathBuf> = OnceLock::new();
-    T.get_or_init(|| {
-        cached(&format!("template-{}", template::build_key()), |out| {
-            let env = Env::new();
-            env.import("deb12", false);
-            let o = env.run(As::Root, &["template", "build", "deb12", "name=tpl", "--json"], b"");
-            assert_eq!(o.code, 0, "template build failed: {o:?}");
-            fs::create_dir_all(out).unwrap();
-            sh(Command::new("cp").args(["-a", "--sparse=always"]).arg(env.state.join("templates/tpl")).arg(out.join("tpl")));
-            fs::write(out.join("build.json"), o.stdout).unwrap();
-        })
-    })
-    .clone()
 }
 
 fn cmd(program: &str, args: &[&str]) -> Command {
@@ -187,8 +168,11 @@ impl Drop for Cluster {
             if o.code != 0 {
                 problems.push(format!("gnt-cluster destroy: {}", o.stderr));
             }
-            // Started at the first instance add; destroy leaves it.
+            // Started at the first instance add; destroy leaves it. And
+            // an init that failed part-way leaves daemons destroy cannot
+            // stop (there is no cluster to destroy).
             let _ = gnt(&["/usr/lib/ganeti/daemon-util", "stop", "ganeti-metad"]);
+            let _ = gnt(&["/usr/lib/ganeti/daemon-util", "stop-all"]);
         }
         if self.os_dir {
             let _ = fs::remove_dir_all(OS_DIR);
@@ -324,9 +308,7 @@ fn ganeti_os_definition_and_cluster_mode_on_a_real_cluster() {
     let text = fs::read_to_string(&env.config).unwrap();
     fs::write(&env.config, format!("{text}\n[cluster]\nengine = \"ganeti\"\ndisk_template = \"file\"\ndisk_mib = 2560\nnode = \"{NODE}\"\ncommand_s = 300\njob_s = 600\n")).unwrap();
     env.use_qemu();
-    let t = env.state.join("templates");
-    fs::create_dir_all(&t).unwrap();
-    sh(Command::new("cp").args(["-a", "--sparse=always"]).arg(template_fixture().join("tpl")).arg(t.join("tpl")));
+    add_template(&env);
     let v = env.run(As::Root, &["ganeti", "variants", "--json"], b"").ok().json();
     assert!(v["result"].as_str().unwrap().ends_with(": tpl"), "{v}");
     // Not for remote callers, not even admins.
