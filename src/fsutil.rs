@@ -97,68 +97,6 @@ pub fn remove_if_exists(path: &Path) -> io::Result<bool> {
     }
 }
 
-/// The start of a console log, where a clone's identity unit prints (early
-/// in its first boot): at most 8 MiB, whatever the guest wrote after.
-/// `None` if there is no log.
-pub fn read_console_head(path: &Path) -> Option<String> {
-    const HEAD_BYTES: u64 = 8 << 20;
-    let mut text = Vec::new();
-    open_nofollow(path).ok()?.take(HEAD_BYTES).read_to_end(&mut text).ok()?;
-    Some(String::from_utf8_lossy(&text).into_owned())
-}
-
-/// The last line of a log file that has visible text, reading at most the
-/// last 8 KiB; control characters (a console log is full of escape
-/// sequences) are dropped so the line is safe to print.
-pub fn last_line(path: &Path) -> Option<String> {
-    use std::io::{Seek, SeekFrom};
-    let mut f = open_nofollow(path).ok()?;
-    let len = f.metadata().ok()?.len();
-    let start = len.saturating_sub(8192);
-    f.seek(SeekFrom::Start(start)).ok()?;
-    let mut buf = Vec::new();
-    f.read_to_end(&mut buf).ok()?;
-    let text = String::from_utf8_lossy(&buf);
-    text.rsplit(['\n', '\r']).map(clean_console_line).find(|l| !l.trim().is_empty())
-}
-
-/// Strips ANSI escape sequences, DEC line-drawing text (the installer's
-/// dialog frames) and control characters from console text, and squeezes
-/// runs of blanks.
-pub fn clean_console_line(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars().peekable();
-    let mut line_drawing = false;
-    while let Some(c) = chars.next() {
-        match c {
-            '\u{1b}' => match chars.next() {
-                // CSI: ESC [ parameters final-byte.
-                Some('[') => {
-                    for d in chars.by_ref() {
-                        if ('@'..='~').contains(&d) {
-                            break;
-                        }
-                    }
-                }
-                // Character set selection: ESC ( 0 starts line drawing, ESC ( B ends it.
-                Some('(') | Some(')') => line_drawing = chars.next() == Some('0'),
-                _ => {}
-            },
-            '\u{e}' => line_drawing = true,
-            '\u{f}' => line_drawing = false,
-            c if c.is_control() => {}
-            c if line_drawing => {
-                if c == ' ' {
-                    out.push(' ');
-                }
-            }
-            c => out.push(c),
-        }
-    }
-    let squeezed: Vec<&str> = out.split_whitespace().collect();
-    squeezed.join(" ").chars().take(200).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,18 +122,5 @@ mod tests {
         assert!(read_limited(&d.path().join("l"), 100).is_err());
         assert!(read_limited(&p, 5).is_err());
         assert_eq!(read_limited(&p, 10).unwrap(), b"0123456789");
-    }
-
-    #[test]
-    fn console_lines_lose_escapes() {
-        assert_eq!(clean_console_line("\u{1b}[1;31mhello\u{1b}[0m\u{7}"), "hello");
-        assert_eq!(
-            clean_console_line("  \u{1b}(0lqqqu\u{1b}(B Checking the   mirror \u{1b}(0tqqk\u{1b}(B"),
-            "Checking the mirror"
-        );
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("log");
-        fs::write(&p, "a\r\nsecond line\r\n\u{1b}[H\r\n").unwrap();
-        assert_eq!(last_line(&p).as_deref(), Some("second line"));
     }
 }

@@ -7,10 +7,12 @@
 //! place and [`audit`] recording it.
 
 pub mod audit;
+pub mod blocks;
 pub mod caller;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod console;
 pub mod error;
 pub mod exec;
 pub mod fsutil;

@@ -1,7 +1,7 @@
 //! How far an install has got, read from the installer's serial console:
 //! enough for someone watching a 20-minute install to see it move.
 
-use std::io::{Read, Seek, SeekFrom};
+use crate::console;
 use std::path::Path;
 
 /// Stages in the order the installer reaches them.
@@ -36,22 +36,8 @@ const MARKERS: &[(Stage, &[&str])] = &[
     (Stage::Booted, &["Linux version", "Detecting network hardware", "Loading additional components", "Decompressing Linux"]),
 ];
 
-/// Console logs are scanned from their last bytes only: the markers of
-/// later stages are near the end, and status must stay cheap.
-const SCAN_BYTES: u64 = 4 << 20;
-
-/// The end of a console log, as text.
-fn tail(console_log: &Path) -> Option<String> {
-    let mut f = crate::fsutil::open_nofollow(console_log).ok()?;
-    let len = f.metadata().ok()?.len();
-    f.seek(SeekFrom::Start(len.saturating_sub(SCAN_BYTES))).ok()?;
-    let mut buf = Vec::new();
-    f.read_to_end(&mut buf).ok()?;
-    Some(String::from_utf8_lossy(&buf).into_owned())
-}
-
 pub fn stage(console_log: &Path) -> Option<Stage> {
-    stage_of(&tail(console_log)?)
+    stage_of(&console::tail(console_log)?)
 }
 
 pub fn stage_of(text: &str) -> Option<Stage> {
@@ -63,7 +49,7 @@ pub fn stage_of(text: &str) -> Option<Stage> {
 /// means a question nobody will answer or an error: the install waits
 /// there for ever, while the stage alone would look as if it were going on.
 pub fn waiting_dialog(console_log: &Path) -> Option<String> {
-    dialog_of(&tail(console_log)?)
+    dialog_of(&console::tail(console_log)?)
 }
 
 pub fn dialog_of(text: &str) -> Option<String> {

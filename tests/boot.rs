@@ -143,7 +143,7 @@ fn watch_di(env: &Env, vm: &str, checks: &[Check]) -> (String, Duration) {
         let before_mirror = c.find(MIRROR_STEP).map_or(c.as_str(), |p| &c[..p]);
         if let Some(p) = before_mirror.find("[!!]").or_else(|| before_mirror.find("[!]")) {
             let dialog: String = before_mirror[p..].chars().take(600).collect();
-            let dialog = guest_installer::fsutil::clean_console_line(&dialog);
+            let dialog = guest_installer::console::clean_line(&dialog);
             panic!("d-i asked a question before the mirror step: {dialog}\nconsole:\n{}", readable(&c));
         }
         let missing: Vec<&str> = checks.iter().filter(|(_, f)| !f(&c)).map(|(d, _)| d.as_str()).collect();

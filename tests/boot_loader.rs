@@ -64,7 +64,7 @@ fn wait_console(env: &Env, vm: &str, what: &str, done: impl Fn(&str) -> bool) ->
 /// The `gi-boot:` lines (one per boot) on a console.
 fn boot_lines(c: &str) -> Vec<String> {
     c.split(['\n', '\r'])
-        .map(guest_installer::fsutil::clean_console_line)
+        .map(guest_installer::console::clean_line)
         .filter_map(|l| l.find("gi-boot: kernel ").map(|p| l[p..].to_owned()))
         .collect()
 }

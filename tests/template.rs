@@ -35,7 +35,7 @@ fn tail(text: &str) -> String {
 fn identity_lines(text: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for l in text.split(['\n', '\r']) {
-        let l = guest_installer::fsutil::clean_console_line(l);
+        let l = guest_installer::console::clean_line(l);
         if let Some(rest) = l.split("gi-identity: ").nth(1) {
             if let Some((k, v)) = rest.split_once('=') {
                 out.insert(k.trim().to_owned(), v.trim().to_owned());

@@ -8,7 +8,7 @@ use crate::registry::Machine;
 use crate::policy::{self, Decision};
 use crate::state::{self, Phase, VmDir};
 use crate::types::VmName;
-use crate::fsutil;
+use crate::console;
 use crate::progress;
 use serde_json::Value;
 
@@ -16,7 +16,7 @@ use serde_json::Value;
 /// first one: it comes before any login is possible), for the owner's
 /// known_hosts.
 fn ssh_host_key(console: &std::path::Path) -> Option<String> {
-    let text = fsutil::read_console_head(console)?;
+    let text = console::head(console)?;
     let at = text.find("gi-identity: ssh-host-key=SHA256:")? + "gi-identity: ssh-host-key=".len();
     let fp: String = text[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || "+/=:".contains(*c)).take(64).collect();
     (fp.len() > "SHA256:".len()).then_some(fp)
@@ -42,7 +42,7 @@ pub fn status(ctx: &Ctx, vm: &VmName) -> Result<Outcome> {
     let hv = hypervisor::for_config(ctx.config)?;
     let running = hv.is_running(vm, &vmdir)?;
     let console = hv.console_log(vm, &vmdir);
-    let console_tail = fsutil::last_line(&console);
+    let console_tail = console::last_line(&console);
     let stage = progress::stage(&console);
     let Some(st) = st else {
         return Ok(Outcome {

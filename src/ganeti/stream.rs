@@ -11,10 +11,9 @@
 //! `import` treats the stream as untrusted: a record out of order, past
 //! the size, too long, a truncated stream or a disk too small is refused.
 
-use crate::template::clone;
+use crate::blocks;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 
 const MAGIC: &[u8] = b"guest-installer-disk 1\n";
@@ -44,33 +43,12 @@ fn is_zero(b: &[u8]) -> bool {
     b.iter().all(|x| *x == 0)
 }
 
-/// The data extents of a file (SEEK_DATA/SEEK_HOLE); a device is one.
-fn extents(f: &File, len: u64) -> io::Result<Vec<(u64, u64)>> {
-    use nix::unistd::{lseek, Whence};
-    if !f.metadata()?.is_file() {
-        return Ok(vec![(0, len)]);
-    }
-    let mut out = Vec::new();
-    let mut pos = 0u64;
-    while pos < len {
-        let data = match lseek(f.as_raw_fd(), pos as i64, Whence::SeekData) {
-            Ok(d) => d as u64,
-            Err(nix::errno::Errno::ENXIO) => break,
-            Err(e) => return Err(e.into()),
-        };
-        let hole = (lseek(f.as_raw_fd(), data as i64, Whence::SeekHole)? as u64).min(len);
-        out.push((data, hole));
-        pos = hole;
-    }
-    Ok(out)
-}
-
 /// Writes the disk's stream to `out`; returns the bytes written. The size
 /// estimate (the data extents, before zero chunks are dropped) goes to
 /// `size_out` first, as Ganeti's progress report wants it.
 pub fn export(disk: &File, out: &mut impl Write, size_out: Option<&mut dyn Write>) -> Result<u64, StreamError> {
-    let len = clone::volume_len(disk).map_err(StreamError::Read)?;
-    let ext = extents(disk, len).map_err(StreamError::Read)?;
+    let len = blocks::len(disk).map_err(StreamError::Read)?;
+    let ext = blocks::data_extents(disk, len).map_err(StreamError::Read)?;
     if let Some(w) = size_out {
         let data: u64 = ext.iter().map(|(a, b)| b - a).sum();
         let estimate = MAGIC.len() as u64 + 8 + data + 12 * (data / CHUNK as u64 + ext.len() as u64 + 1);
@@ -120,11 +98,10 @@ pub fn import(input: &mut impl Read, disk: &File) -> Result<u64, StreamError> {
     let mut w4 = [0u8; 4];
     read_exact(input, &mut w8)?;
     let size = u64::from_be_bytes(w8);
-    let have = clone::volume_len(disk).map_err(StreamError::Write)?;
+    let have = blocks::len(disk).map_err(StreamError::Write)?;
     if have < size {
         return Err(StreamError::TooSmall { have, need: size });
     }
-    let is_dev = !disk.metadata().map_err(StreamError::Write)?.is_file();
     let mut buf = vec![0u8; CHUNK];
     let mut done = 0u64;
     loop {
@@ -142,13 +119,13 @@ pub fn import(input: &mut impl Read, disk: &File) -> Result<u64, StreamError> {
         }
         read_exact(input, &mut buf[..n])?;
         if off > done {
-            clone::zero_range(disk, is_dev, done, off - done).map_err(StreamError::Write)?;
+            blocks::zero(disk, done, off - done).map_err(StreamError::Write)?;
         }
         disk.write_all_at(&buf[..n], off).map_err(StreamError::Write)?;
         done = off + n as u64;
     }
     if size > done {
-        clone::zero_range(disk, is_dev, done, size - done).map_err(StreamError::Write)?;
+        blocks::zero(disk, done, size - done).map_err(StreamError::Write)?;
     }
     let mut extra = [0u8; 1];
     if input.read(&mut extra).map_err(StreamError::In)? != 0 {

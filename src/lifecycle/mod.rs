@@ -87,7 +87,7 @@ impl Held<'_> {
         // Whether it runs first: a guest that stops between the two reads
         // has printed everything we read after.
         let running = self.running()?;
-        let head = fsutil::read_console_head(&console);
+        let head = crate::console::head(&console);
         Ok(Observation {
             running,
             console: head.is_some(),

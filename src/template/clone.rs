@@ -18,11 +18,12 @@
 //! volume in the machine's volume group; that is not built (there is no
 //! device-mapper on the machines this was written on).
 
+use crate::blocks;
 use crate::media::qcow2;
 use crate::types::{DiskFormat, DiskPath};
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// How a clone was put onto its volume.
@@ -116,7 +117,7 @@ pub fn check(root: &Path, disk: &DiskPath) -> Result<Method, CloneError> {
         let p = Path::new(disk.as_str());
         // Opened as for the copy (O_EXCL on a device): a mounted volume is
         // refused here, before anything is written.
-        let have = volume_len(&open_volume(disk)?).map_err(io_err(p))?;
+        let have = blocks::len(&open_volume(disk)?).map_err(io_err(p))?;
         if have < need {
             return Err(CloneError::TooSmall { disk: disk.clone(), have, need });
         }
@@ -136,7 +137,7 @@ pub fn clone_onto(root: &Path, disk: &DiskPath) -> Result<Method, CloneError> {
         Method::Overlay => write_overlay(volume, &mut base, len, overlay_size(volume, len), root, &[])?,
         Method::SparseCopy | Method::Reflink => {
             let dst = open_volume(disk)?;
-            let have = volume_len(&dst).map_err(io_err(volume))?;
+            let have = blocks::len(&dst).map_err(io_err(volume))?;
             if have < len {
                 return Err(CloneError::TooSmall { disk: disk.clone(), have, need: len });
             }
@@ -144,7 +145,7 @@ pub fn clone_onto(root: &Path, disk: &DiskPath) -> Result<Method, CloneError> {
                 dst.sync_all().map_err(write_err(volume))?;
                 return Ok(Method::Reflink);
             }
-            copy_sparse(&base, len, &dst).map_err(write_err(volume))?;
+            blocks::copy_sparse(&base, len, &dst).map_err(write_err(volume))?;
             dst.sync_all().map_err(write_err(volume))?;
         }
     }
@@ -191,9 +192,8 @@ pub fn wipe(disk: &DiskPath, root: Option<&Path>) -> Result<(), CloneError> {
             // free space, so a clone that failed on a full filesystem can
             // still be wiped.
             let dst = open_volume(disk)?;
-            let is_dev = dst.metadata().map_err(io_err(volume))?.file_type().is_block_device();
-            let n = volume_len(&dst).map_err(io_err(volume))?.min(WIPE as u64);
-            zero_range(&dst, is_dev, 0, n).map_err(write_err(volume))?;
+            let n = blocks::len(&dst).map_err(io_err(volume))?.min(WIPE as u64);
+            blocks::zero(&dst, 0, n).map_err(write_err(volume))?;
             dst.sync_all().map_err(write_err(volume))
         }
     }
@@ -222,24 +222,6 @@ fn open_volume(disk: &DiskPath) -> Result<File, CloneError> {
     o.open(p).map_err(|e| if e.raw_os_error() == Some(libc::EBUSY) { CloneError::InUse(disk.clone()) } else { CloneError::Io { path: p.into(), source: e } })
 }
 
-pub(crate) fn volume_len(f: &File) -> io::Result<u64> {
-    let md = f.metadata()?;
-    if md.file_type().is_block_device() {
-        let mut size: u64 = 0;
-        // SAFETY: BLKGETSIZE64 writes one u64 through the pointer.
-        let r = unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(f), BLKGETSIZE64, &mut size as *mut u64) };
-        if r != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(size)
-    } else {
-        Ok(md.len())
-    }
-}
-
-const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
-const BLKZEROOUT: libc::c_ulong = 0x127f;
-
 /// The size of an overlay replacing `volume`: the size the admin gave it
 /// if it is a qcow2 image (the guest grows its root filesystem into it at
 /// first boot), never less than the template's `len`.
@@ -265,71 +247,10 @@ fn write_replacing(volume: &Path, fill: impl FnOnce(&File) -> io::Result<()>) ->
     crate::fsutil::sync_dir(dir).map_err(write_err(dir))
 }
 
-/// Copies the first `len` bytes of `src` onto `dst`: data extents are
-/// copied, holes made to read as zeros without writing them.
-fn copy_sparse(src: &File, len: u64, dst: &File) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let is_dev = dst.metadata()?.file_type().is_block_device();
-    let mut buf = vec![0u8; 4 << 20];
-    let mut pos = 0u64;
-    while pos < len {
-        let data = match nix::unistd::lseek(src.as_raw_fd(), pos as i64, nix::unistd::Whence::SeekData) {
-            Ok(d) => (d as u64).min(len),
-            Err(nix::errno::Errno::ENXIO) => len,
-            Err(e) => return Err(e.into()),
-        };
-        if data > pos {
-            zero_range(dst, is_dev, pos, data - pos)?;
-        }
-        if data >= len {
-            break;
-        }
-        let hole = match nix::unistd::lseek(src.as_raw_fd(), data as i64, nix::unistd::Whence::SeekHole) {
-            Ok(h) => (h as u64).min(len),
-            Err(e) => return Err(e.into()),
-        };
-        let mut at = data;
-        while at < hole {
-            let n = ((hole - at) as usize).min(buf.len());
-            src.read_exact_at(&mut buf[..n], at)?;
-            dst.write_all_at(&buf[..n], at)?;
-            at += n as u64;
-        }
-        pos = hole;
-    }
-    Ok(())
-}
-
-/// Makes `[off, off+n)` of `dst` read as zeros: a punched hole in a file,
-/// BLKZEROOUT on a device; written zeros where neither is supported.
-pub(crate) fn zero_range(dst: &File, is_dev: bool, off: u64, n: u64) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let fd = dst.as_raw_fd();
-    let done = if is_dev {
-        let range: [u64; 2] = [off, n];
-        // SAFETY: BLKZEROOUT reads two u64 (start, length) through the pointer.
-        off % 512 == 0 && n % 512 == 0 && unsafe { libc::ioctl(fd, BLKZEROOUT, range.as_ptr()) } == 0
-    } else {
-        // SAFETY: plain fallocate(2) on an open descriptor.
-        let r = unsafe { libc::fallocate(fd, libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, off as i64, n as i64) };
-        r == 0
-    };
-    if done {
-        return Ok(());
-    }
-    let zeros = vec![0u8; (1 << 20).min(n as usize)];
-    let mut at = off;
-    while at < off + n {
-        let k = ((off + n - at) as usize).min(zeros.len());
-        dst.write_all_at(&zeros[..k], at)?;
-        at += k as u64;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::FileExt;
 
     fn sparse_source(dir: &Path) -> PathBuf {
         let p = dir.join("root.img");

@@ -553,7 +553,7 @@ pub fn console(env: &Env, vm: &str) -> String {
 pub fn readable_tail(text: &str, n: usize) -> String {
     let lines: Vec<String> = text
         .split(['\n', '\r'])
-        .map(guest_installer::fsutil::clean_console_line)
+        .map(guest_installer::console::clean_line)
         .filter(|l| !l.trim().is_empty())
         .collect();
     lines[lines.len().saturating_sub(n)..].join("\n")

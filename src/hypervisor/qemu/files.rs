@@ -5,11 +5,11 @@
 
 use super::supervisor::{FD_BACKING, FD_DISK, FD_DISK_BACKING, FD_DISK_RO, FD_INITRD, FD_KERNEL, FD_MEDIA};
 use crate::hypervisor::Domain;
-use crate::media::Media;
+use crate::media::{qcow2, Media};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// How qemu gets a file.
@@ -39,7 +39,7 @@ pub fn plan(d: &Domain, grub: &Path) -> io::Result<Vec<(RawFd, PathBuf, Access)>
         Media::Disk { .. } => {}
         Media::Cdrom(iso) => {
             v.push((FD_MEDIA, iso.clone(), Access::ReadOnly));
-            let backing = qcow2_backing(iso)?
+            let backing = qcow2::backing(iso)?
                 .ok_or_else(|| io::Error::other(format!("{} names no backing file", iso.display())))?;
             v.push((FD_BACKING, backing, Access::ReadOnly));
         }
@@ -92,8 +92,8 @@ pub fn disk_backing(d: &Domain) -> io::Result<Option<PathBuf>> {
         return Ok(None);
     }
     let path = PathBuf::from(d.disk.to_string());
-    let Some(b) = qcow2_backing(&path)? else { return Ok(None) };
-    match qcow2_backing_format(&path)?.as_deref() {
+    let Some(b) = qcow2::backing(&path)? else { return Ok(None) };
+    match qcow2::backing_format(&path)?.as_deref() {
         Some("raw") => Ok(Some(b)),
         f => Err(io::Error::other(format!(
             "{} has a backing file of format {}: the qemu driver takes raw backing files only",
@@ -101,64 +101,6 @@ pub fn disk_backing(d: &Domain) -> io::Result<Option<PathBuf>> {
             f.unwrap_or("(not recorded)")
         ))),
     }
-}
-
-/// The backing file's format, from the header extension that records it.
-fn qcow2_backing_format(path: &Path) -> io::Result<Option<String>> {
-    const EXT_BACKING_FORMAT: u32 = 0xE279_2ACA;
-    let f = crate::fsutil::open_nofollow(path)?;
-    let mut h = [0u8; 4];
-    f.read_exact_at(&mut h, 4)?;
-    // Version 2 headers are 72 bytes; version 3 records the length.
-    let mut at = if u32::from_be_bytes(h) >= 3 {
-        f.read_exact_at(&mut h, 100)?;
-        u64::from(u32::from_be_bytes(h))
-    } else {
-        72
-    };
-    // Extensions sit in the first cluster (at least 512 bytes).
-    while at + 8 <= 512 {
-        let mut e = [0u8; 8];
-        f.read_exact_at(&mut e, at)?;
-        let kind = u32::from_be_bytes(e[..4].try_into().expect("4 bytes"));
-        let len = u32::from_be_bytes(e[4..].try_into().expect("4 bytes")) as u64;
-        if kind == 0 || len > 512 {
-            return Ok(None);
-        }
-        if kind == EXT_BACKING_FORMAT {
-            let mut name = vec![0u8; len as usize];
-            f.read_exact_at(&mut name, at + 8)?;
-            return Ok(String::from_utf8(name).ok());
-        }
-        at += 8 + len.div_ceil(8) * 8;
-    }
-    Ok(None)
-}
-
-/// The backing file a qcow2 image's header names, if any (our own
-/// overlays: `media::qcow2`).
-pub fn qcow2_backing(path: &Path) -> io::Result<Option<PathBuf>> {
-    let f = crate::fsutil::open_nofollow(path)?;
-    let mut h = [0u8; 20];
-    f.read_exact_at(&mut h, 0)?;
-    if &h[..4] != b"QFI\xfb" {
-        return Err(io::Error::other(format!("{} is not a qcow2 image", path.display())));
-    }
-    let offset = u64::from_be_bytes(h[8..16].try_into().expect("8 bytes"));
-    let len = u32::from_be_bytes(h[16..20].try_into().expect("4 bytes"));
-    if offset == 0 || len == 0 {
-        return Ok(None);
-    }
-    if len > 1023 {
-        return Err(io::Error::other("backing file name too long"));
-    }
-    let mut name = vec![0u8; len as usize];
-    f.read_exact_at(&mut name, offset)?;
-    let p = PathBuf::from(String::from_utf8(name).map_err(|_| io::Error::other("backing file name not UTF-8"))?);
-    if !p.is_absolute() {
-        return Err(io::Error::other("relative backing file name"));
-    }
-    Ok(Some(p))
 }
 
 /// Reads a whole small file for tests.
@@ -190,26 +132,6 @@ mod tests {
 
         let base = d.path().join("base.iso");
         std::fs::write(&base, vec![0u8; 1 << 16]).unwrap();
-        let over = d.path().join("over.qcow2");
-        let out = File::create(&over).unwrap();
-        crate::media::qcow2::write_overlay(&out, &mut File::open(&base).unwrap(), 1 << 16, &base, &[(0, b"x")]).unwrap();
-        assert_eq!(qcow2_backing(&over).unwrap(), Some(base.clone()));
-        assert_eq!(qcow2_backing_format(&over).unwrap().as_deref(), Some("raw"));
-        assert!(qcow2_backing(&base).is_err(), "not a qcow2 image");
-        // qemu-img's own overlays read the same way.
-        let img = |args: &[&str]| {
-            let o = std::process::Command::new("qemu-img").args(args).output().unwrap();
-            assert!(o.status.success(), "{o:?}");
-        };
-        let (q, over_raw, over_q) = (d.path().join("b.qcow2"), d.path().join("r.qcow2"), d.path().join("q.qcow2"));
-        let s = |p: &Path| p.to_str().unwrap().to_owned();
-        img(&["create", "-q", "-f", "qcow2", &s(&q), "1M"]);
-        img(&["create", "-q", "-f", "qcow2", "-b", &s(&base), "-F", "raw", &s(&over_raw)]);
-        img(&["create", "-q", "-f", "qcow2", "-b", &s(&q), "-F", "qcow2", &s(&over_q)]);
-        assert_eq!(qcow2_backing(&over_raw).unwrap(), Some(base.clone()));
-        assert_eq!(qcow2_backing_format(&over_raw).unwrap().as_deref(), Some("raw"));
-        assert_eq!(qcow2_backing_format(&over_q).unwrap().as_deref(), Some("qcow2"));
-        assert_eq!(qcow2_backing(&q).unwrap(), None);
         let missing = open(&[(FD_MEDIA, d.path().join("nope"), Access::ReadOnly)]).unwrap_err();
         assert_eq!(missing.0, d.path().join("nope"));
     }

@@ -363,12 +363,9 @@ fn qmp_ready(qmp: &UnixStream) -> Result<(), String> {
 
 /// The start of the console log (qemu's own messages), cleaned for an error.
 fn qemu_said(log: &Path) -> String {
-    let text = crate::fsutil::read_limited(log, 1 << 20).unwrap_or_default();
-    let lines: Vec<String> = String::from_utf8_lossy(&text[..text.len().min(4096)])
-        .lines()
-        .map(crate::fsutil::clean_console_line)
-        .filter(|l| !l.is_empty())
-        .collect();
+    let text = crate::console::head(log).unwrap_or_default();
+    let start: String = text.chars().take(4096).collect();
+    let lines: Vec<String> = start.lines().map(crate::console::clean_line).filter(|l| !l.is_empty()).collect();
     lines[lines.len().saturating_sub(3)..].join(" / ")
 }
 
