@@ -56,7 +56,7 @@ pub struct Invocation<'a> {
 /// it acts and again with its outcome, so a killed one still leaves a
 /// trace. A request refused before the config could be read is recorded
 /// on the default syslog socket.
-pub fn run(inv: &Invocation, stdin: &mut dyn Read) -> Result<Outcome, Error> {
+pub fn handle(inv: &Invocation, stdin: &mut dyn Read) -> Result<Outcome, Error> {
     let caller = Caller::identify(inv.remote_user, inv.real_uid);
     let parsed = cli::parse(&inv.args);
     let who = match &caller {
@@ -110,7 +110,7 @@ pub fn run(inv: &Invocation, stdin: &mut dyn Read) -> Result<Outcome, Error> {
         record(&socket, "started", None);
     }
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        commands::run(&Ctx { config: &config, caller: &caller }, &cmd, stdin)
+        commands::dispatch(&Ctx { config: &config, caller: &caller }, &cmd, stdin)
     }))
     .unwrap_or_else(|_| Err(Error::failed("internal error (a bug): please report it")));
     match &result {

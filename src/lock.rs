@@ -55,7 +55,7 @@ pub fn try_lock_dir(dir: &Path) -> Result<Lock, LockError> {
 /// Removes what a killed request left in `dir`: hidden temporary files
 /// and directories whose names start with one of `prefixes`. Call it only
 /// while holding the lock that covers `dir`.
-pub fn remove_leftovers(dir: &Path, prefixes: &[&str]) -> std::io::Result<()> {
+pub fn remove_temporaries(dir: &Path, prefixes: &[&str]) -> std::io::Result<()> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),

@@ -2,7 +2,7 @@
 //! exit code.
 
 use guest_installer::error::Error;
-use guest_installer::{cli, run, Invocation};
+use guest_installer::{cli, handle, Invocation};
 use serde_json::{json, Value};
 use std::io::Write;
 
@@ -18,7 +18,7 @@ fn main() {
     let remote_user = std::env::var_os("REMOTE_USER");
     let inv = Invocation { args, remote_user: remote_user.as_deref(), real_uid: nix::unistd::getuid().as_raw() };
 
-    let result = std::panic::catch_unwind(|| run(&inv, &mut std::io::stdin().lock()))
+    let result = std::panic::catch_unwind(|| handle(&inv, &mut std::io::stdin().lock()))
         .unwrap_or_else(|_| Err(Error::failed("internal error (a bug): please report it")));
 
     let mut out = std::io::stdout().lock();

@@ -3,9 +3,11 @@
 //! answer is built from a typed value that cannot hold a newline or any
 //! other control character, so no input can add a line or a directive.
 
-use crate::config::{MirrorDir, MirrorHost};
+use crate::config::{Config, MirrorDir, MirrorHost};
+use crate::registry::Machine;
 use crate::secret::CryptHash;
 use crate::types::{DomainName, Hostname, Network};
+use std::path::{Path, PathBuf};
 
 /// Per-VM answers.
 pub struct Values<'a> {
@@ -15,6 +17,48 @@ pub struct Values<'a> {
     pub root_hash: &'a CryptHash,
     pub mirror_host: &'a MirrorHost,
     pub mirror_dir: &'a MirrorDir,
+}
+
+impl<'a> Values<'a> {
+    /// The answers for `machine` under `hostname`, with the config's
+    /// domain and mirror.
+    pub fn for_machine(config: &'a Config, machine: &'a Machine, hostname: &'a Hostname, root_hash: &'a CryptHash) -> Self {
+        Values {
+            hostname,
+            domain: &config.domain,
+            network: &machine.network,
+            root_hash,
+            mirror_host: &config.mirror.host,
+            mirror_dir: &config.mirror.directory,
+        }
+    }
+}
+
+/// The admin's preseed template (the config's `preseed_template`), as
+/// every request that renders a preseed reads it: root-owned, no symlink,
+/// at most [`PreseedTemplate::MAX_BYTES`], UTF-8.
+pub struct PreseedTemplate(String);
+
+#[derive(Debug, thiserror::Error)]
+pub enum PreseedTemplateError {
+    #[error("cannot read the preseed template {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("the preseed template {0} is not UTF-8")]
+    NotUtf8(PathBuf),
+}
+
+impl PreseedTemplate {
+    pub const MAX_BYTES: u64 = 1 << 20;
+
+    pub fn read(path: &Path) -> Result<Self, PreseedTemplateError> {
+        let bytes = crate::trust::read_io(path, Self::MAX_BYTES).map_err(|source| PreseedTemplateError::Read { path: path.into(), source })?;
+        String::from_utf8(bytes).map(PreseedTemplate).map_err(|_| PreseedTemplateError::NotUtf8(path.into()))
+    }
+
+    /// This template with `v`'s answers (see [`render`]).
+    pub fn render(&self, v: &Values) -> String {
+        render(&self.0, v)
+    }
 }
 
 /// The questions we answer per VM; the template's lines for them are

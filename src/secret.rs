@@ -70,8 +70,7 @@ impl CryptHash {
     /// The hash of a random password that nobody ever sees: for a guest
     /// whose root account is locked afterwards anyway (a template build).
     pub fn random() -> std::io::Result<Self> {
-        let mut b = [0u8; 24];
-        std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b))?;
+        let mut b: [u8; 24] = random_bytes()?;
         let pw: String = b.iter().map(|x| format!("{x:02x}")).collect();
         b.iter_mut().for_each(|x| *x = 0);
         Self::hash_cleartext(&pw).map_err(|r| std::io::Error::other(r.0))
@@ -121,6 +120,14 @@ impl CryptHash {
     pub fn expose(&self) -> &str {
         &self.0
     }
+}
+
+/// `N` bytes from the kernel's random source (getrandom(2)): salts,
+/// throwaway passwords, file system UUIDs.
+pub fn random_bytes<const N: usize>() -> std::io::Result<[u8; N]> {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).map_err(|e| std::io::Error::other(format!("cannot read random bytes: {e}")))?;
+    Ok(b)
 }
 
 #[cfg(test)]

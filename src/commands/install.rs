@@ -6,7 +6,7 @@ use crate::hypervisor::Domain;
 use crate::lifecycle::{self, clone_error};
 use crate::image;
 use crate::media;
-use crate::preseed;
+use crate::preseed::{self, PreseedTemplate};
 use crate::registry::Machine;
 use crate::secret::CryptHash;
 use crate::state::VmState;
@@ -15,9 +15,6 @@ use crate::types::{Hostname, ImageName, VmName};
 use crate::fsutil;
 use serde_json::Value;
 use std::io::Read;
-use std::path::Path;
-
-const MAX_TEMPLATE_BYTES: u64 = 1 << 20;
 
 /// What an install request names, if anything.
 pub enum Source<'a> {
@@ -41,11 +38,11 @@ pub fn request(
     let hostname = hostname.cloned().unwrap_or_else(|| Hostname::parse(vm.as_str()).expect("a VM name is a host name"));
     let req = Request { machine: &machine, hostname: &hostname, no_start, stdin };
     match source {
-        Source::Image(i) => run(ctx, req, i),
-        Source::Template(t) => run_template(ctx, req, t),
+        Source::Image(i) => from_image(ctx, req, i),
+        Source::Template(t) => from_template(ctx, req, t),
         Source::Default => match (&machine.template, &machine.image) {
-            (Some(t), _) => run_template(ctx, req, t),
-            (None, Some(i)) => run(ctx, req, i),
+            (Some(t), _) => from_template(ctx, req, t),
+            (None, Some(i)) => from_image(ctx, req, i),
             (None, None) => Err(Error::invalid(
                 "no image or template given and the machine has no default: add image=NAME or template=NAME \
                  (see `guest-installer images` and `guest-installer templates`)",
@@ -69,17 +66,14 @@ impl Request<'_> {
     }
 }
 
-fn run(ctx: &Ctx, mut req: Request, image_name: &ImageName) -> Result<Outcome> {
+fn from_image(ctx: &Ctx, mut req: Request, image_name: &ImageName) -> Result<Outcome> {
     let config = ctx.config;
     let (machine, hostname, no_start) = (req.machine, req.hostname, req.no_start);
     let vm = &machine.name;
     // The request, fully validated before any file is touched.
     let image = image::load(&config.images_dir(), image_name)?;
     let root_hash = req.root_hash()?;
-    let template = crate::trust::read_io(config.preseed_template.path(), MAX_TEMPLATE_BYTES).map_err(|e| {
-        Error::failed(format!("cannot read the preseed template {}: {e}", config.preseed_template.path().display()))
-    })?;
-    let template = String::from_utf8(template).map_err(|_| Error::failed("the preseed template is not UTF-8"))?;
+    let preseed_template = PreseedTemplate::read(config.preseed_template.path()).map_err(|e| Error::failed(e.to_string()))?;
     if !no_start {
         check_volume(machine)?;
     }
@@ -96,17 +90,7 @@ fn run(ctx: &Ctx, mut req: Request, image_name: &ImageName) -> Result<Outcome> {
         let _ = vmdir.remove_media();
     };
     let made = (|| -> Result<_> {
-        let text = preseed::render(
-            &template,
-            &preseed::Values {
-                hostname,
-                domain: &config.domain,
-                network: &machine.network,
-                root_hash: &root_hash,
-                mirror_host: &config.mirror.host,
-                mirror_dir: &config.mirror.directory,
-            },
-        );
+        let text = preseed_template.render(&preseed::Values::for_machine(config, machine, hostname, &root_hash));
         let media = media::build(machine.boot, &image, &text, vmdir)?;
         let domain_config = hv.prepare(&Domain::for_machine(machine, config, &media), vmdir).inspect_err(|_| undo())?;
         Ok((media, domain_config))
@@ -170,12 +154,12 @@ fn record_or_start(
 /// The machine's volume must exist (a block device or a file) before the
 /// installer is pointed at it.
 fn check_volume(m: &Machine) -> Result<()> {
-    use std::os::unix::fs::FileTypeExt;
-    let p = Path::new(m.disk.as_str());
-    match std::fs::metadata(p) {
-        Ok(md) if md.file_type().is_block_device() || md.is_file() => Ok(()),
-        Ok(_) => Err(Error::failed(format!("the volume {} of machine {} is not a block device or file; ask an admin", m.disk, m.name))),
-        Err(_) => Err(Error::failed(format!("the volume {} of machine {} does not exist; ask an admin to create it", m.disk, m.name))),
+    match crate::volume::kind(&m.disk) {
+        Ok(_) => Ok(()),
+        Err(crate::volume::VolumeError::Missing(_)) => {
+            Err(Error::failed(format!("the volume {} of machine {} does not exist; ask an admin to create it", m.disk, m.name)))
+        }
+        Err(_) => Err(Error::failed(format!("the volume {} of machine {} is not a block device or file; ask an admin", m.disk, m.name))),
     }
 }
 
@@ -187,7 +171,7 @@ fn check_volume(m: &Machine) -> Result<()> {
 /// unit. The guest boots its own kernel through a boot loader. The state is
 /// `installing` until the console shows that the identity was applied,
 /// then `installed` (see `status`).
-fn run_template(ctx: &Ctx, mut req: Request, tname: &TemplateName) -> Result<Outcome> {
+fn from_template(ctx: &Ctx, mut req: Request, tname: &TemplateName) -> Result<Outcome> {
     let config = ctx.config;
     let (machine, hostname, no_start) = (req.machine, req.hostname, req.no_start);
     let vm = &machine.name;
@@ -199,7 +183,7 @@ fn run_template(ctx: &Ctx, mut req: Request, tname: &TemplateName) -> Result<Out
 
     let held = claim(ctx, machine)?;
     let (vmdir, hv) = (&held.vmdir, held.hv.as_ref());
-    clone::remove_leftovers(&machine.disk).map_err(clone_error)?;
+    clone::remove_overlay_temporaries(&machine.disk).map_err(clone_error)?;
 
     let st = VmState::prepared(tpl.manifest.image.clone(), config.hypervisor.driver, Some(tname.clone()));
     let st = if no_start { st } else { held.begin_start(st)? };

@@ -72,11 +72,11 @@ pub fn help() -> Outcome {
     Outcome { human: crate::cli::HELP.to_owned(), json: obj([("usage", Value::from(crate::cli::HELP))]) }
 }
 
-pub fn run(ctx: &Ctx, cmd: &Command, stdin: &mut dyn Read) -> Result<Outcome> {
+pub fn dispatch(ctx: &Ctx, cmd: &Command, stdin: &mut dyn Read) -> Result<Outcome> {
     // Cluster mode: a machine is a Ganeti instance (src/ganeti/cluster.rs).
     if let Some(cluster) = &ctx.config.cluster {
         if matches!(cmd, Command::Install { .. } | Command::Status { .. } | Command::Cancel { .. } | Command::Start { .. } | Command::Stop { .. } | Command::Reboot { .. }) {
-            return crate::ganeti::cluster::run(ctx, cluster, cmd, stdin);
+            return crate::ganeti::cluster::dispatch(ctx, cluster, cmd, stdin);
         }
     }
     match cmd {

@@ -34,7 +34,7 @@ pub fn instance_name(vm: &VmName, domain: &DomainName) -> String {
 }
 
 /// Runs `cmd` in cluster mode. Caller and policy come first, as always.
-pub fn run(ctx: &Ctx, c: &ClusterConfig, cmd: &crate::cli::Command, stdin: &mut dyn Read) -> Result<Outcome> {
+pub fn dispatch(ctx: &Ctx, c: &ClusterConfig, cmd: &crate::cli::Command, stdin: &mut dyn Read) -> Result<Outcome> {
     use crate::cli::Command as C;
     let vm = match cmd {
         C::Install { vm, .. } | C::Status { vm } | C::Cancel { vm } | C::Start { vm } | C::Stop { vm, .. } | C::Reboot { vm } => vm,

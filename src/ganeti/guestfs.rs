@@ -61,14 +61,14 @@ impl GuestFs<'_> {
     }
 
     /// Runs one request (`-R`) or a command file (`-f`, written with `-w`).
-    fn run(&self, args: &[&std::ffi::OsStr]) -> Result<exec::Output, GuestFsError> {
+    fn debugfs(&self, args: &[&std::ffi::OsStr]) -> Result<exec::Output, GuestFsError> {
         exec::run(self.debugfs, args, self.timeout).map_err(|source| GuestFsError::Tool { disk: self.disk_name(), source })
     }
 
     /// The filesystem's features; refuses one whose journal needs
     /// replaying (written to now, it would be damaged).
     pub fn check_clean(&self) -> Result<(), GuestFsError> {
-        let o = self.run(&["-R".as_ref(), "features".as_ref(), self.disk.as_os_str()])?;
+        let o = self.debugfs(&["-R".as_ref(), "features".as_ref(), self.disk.as_os_str()])?;
         let line = o.stdout.lines().find(|l| l.starts_with("Filesystem features:")).ok_or_else(|| self.refused("no ext4 filesystem found on disk 0"))?;
         if line.split_whitespace().any(|f| f == "needs_recovery") {
             return Err(self.refused(
@@ -80,7 +80,7 @@ impl GuestFs<'_> {
 
     /// The inode at `path`, or None if there is none.
     pub fn stat(&self, path: &str) -> Result<Option<Inode>, GuestFsError> {
-        let o = self.run(&["-R".as_ref(), format!("stat {path}").as_ref(), self.disk.as_os_str()])?;
+        let o = self.debugfs(&["-R".as_ref(), format!("stat {path}").as_ref(), self.disk.as_os_str()])?;
         parse_stat(&o.stdout).map(Some).or_else(|| (!o.stdout.contains("Inode:")).then_some(None)).ok_or_else(|| self.refused(format!("cannot read the inode of {path}")))
     }
 
@@ -96,7 +96,7 @@ impl GuestFs<'_> {
         }
         let out = self.scratch_file(b"")?;
         let cmd = format!("dump {path} {}", out.path().display());
-        self.run(&["-R".as_ref(), cmd.as_ref(), self.disk.as_os_str()])?;
+        self.debugfs(&["-R".as_ref(), cmd.as_ref(), self.disk.as_os_str()])?;
         let data = crate::fsutil::read_limited(out.path(), limit).map_err(|e| self.refused(format!("cannot read {path} back: {e}")))?;
         Ok(Some(data))
     }
@@ -125,7 +125,7 @@ impl GuestFs<'_> {
             0o100000 | mode
         ));
         let script = self.scratch_file(cmds.as_bytes())?;
-        self.run(&["-w".as_ref(), "-f".as_ref(), script.path().as_os_str(), self.disk.as_os_str()])?;
+        self.debugfs(&["-w".as_ref(), "-f".as_ref(), script.path().as_os_str(), self.disk.as_os_str()])?;
         drop(src);
         // debugfs reports a failed command but still exits 0: read back.
         let ino = self.stat(&path)?.ok_or_else(|| self.refused(format!("{path} was not written")))?;

@@ -52,7 +52,7 @@ pub fn hold<'a>(config: &'a Config, machine: &'a Machine) -> Result<Held<'a>> {
         fsutil::ensure_dir(&d, 0o700).map_err(|e| Error::failed(format!("cannot create {}: {e}", d.display())))?;
     }
     let held = lock::try_lock(&config.vm_lock(&machine.name))?;
-    lock::remove_leftovers(&vmdir.dir, &[".build-", ".tmp-"])
+    lock::remove_temporaries(&vmdir.dir, &[".build-", ".tmp-"])
         .map_err(|e| Error::failed(format!("cannot clear leftovers in {}: {e}", vmdir.dir.display())))?;
     let hv = hypervisor::for_config(config)?;
     Ok(Held { config, machine, vmdir, hv, _lock: held })

@@ -21,6 +21,7 @@
 use crate::blocks;
 use crate::media::qcow2;
 use crate::types::{DiskFormat, DiskPath};
+use crate::volume::{self, VolumeError};
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -90,22 +91,21 @@ fn temp_prefix(volume: &Path) -> String {
 /// The way `disk` takes a clone.
 pub fn method(disk: &DiskPath) -> Result<Method, CloneError> {
     let p = Path::new(disk.as_str());
-    let md = fs::metadata(p).map_err(|_| CloneError::Missing(disk.clone()))?;
+    let kind = volume::kind(disk).map_err(|e| match e {
+        VolumeError::Missing(_) => CloneError::Missing(disk.clone()),
+        _ => CloneError::NotAVolume(disk.clone()),
+    })?;
     // A file volume is written through its own name only: the overlay is
     // renamed onto the path (which would replace a symlink, not its
     // target), and a copy must not follow a link someone put in its
     // place. Block devices are reached through links (/dev/VG/LV).
-    if md.is_file() && fs::symlink_metadata(p).map_err(io_err(p))?.file_type().is_symlink() {
+    if kind != volume::Kind::BlockDevice && fs::symlink_metadata(p).map_err(io_err(p))?.file_type().is_symlink() {
         return Err(CloneError::Symlink(disk.clone()));
     }
-    if disk.format() == DiskFormat::Qcow2 {
-        return if md.is_file() { Ok(Method::Overlay) } else { Err(CloneError::NotAVolume(disk.clone())) };
-    }
-    if md.is_file() || md.file_type().is_block_device() {
-        Ok(Method::SparseCopy)
-    } else {
-        Err(CloneError::NotAVolume(disk.clone()))
-    }
+    Ok(match kind {
+        volume::Kind::Qcow2File => Method::Overlay,
+        volume::Kind::RawFile | volume::Kind::BlockDevice => Method::SparseCopy,
+    })
 }
 
 /// Checks, without writing anything, that `disk` can take a clone of the
@@ -201,13 +201,13 @@ pub fn wipe(disk: &DiskPath, root: Option<&Path>) -> Result<(), CloneError> {
 
 /// Removes what a clone killed while writing an overlay left beside its
 /// volume.
-pub fn remove_leftovers(disk: &DiskPath) -> Result<(), CloneError> {
+pub fn remove_overlay_temporaries(disk: &DiskPath) -> Result<(), CloneError> {
     let volume = Path::new(disk.as_str());
     let Some(dir) = volume.parent() else { return Ok(()) };
     if disk.format() != DiskFormat::Qcow2 {
         return Ok(());
     }
-    crate::lock::remove_leftovers(dir, &[&temp_prefix(volume)]).map_err(io_err(dir))
+    crate::lock::remove_temporaries(dir, &[&temp_prefix(volume)]).map_err(io_err(dir))
 }
 
 /// Opens a volume for writing in place. A block device is opened with

@@ -20,12 +20,11 @@
 
 use super::{partition, readback, Builder, BuilderKind, TemplateError, TemplateName};
 use crate::config::Config;
-use crate::fsutil;
-use crate::hypervisor::{self, Domain, Hypervisor};
+use crate::hypervisor::{Domain, Hypervisor};
 use crate::image::Image;
-use crate::lock;
+use crate::lifecycle::{self, Held};
 use crate::media;
-use crate::preseed;
+use crate::preseed::{self, PreseedTemplate};
 use crate::progress::{self, Stage};
 use crate::registry::Machine;
 use crate::secret::CryptHash;
@@ -34,20 +33,16 @@ use crate::types::Hostname;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-const MAX_PRESEED_TEMPLATE_BYTES: u64 = 1 << 20;
 /// How often the guest is checked while the install runs.
 const POLL: Duration = Duration::from_millis(500);
 /// Used when the template's name is not a valid host name.
 const FALLBACK_HOSTNAME: &str = "template";
 
 pub struct Installer<'a> {
-    config: &'a Config,
-    machine: &'a Machine,
     image: &'a Image,
     hostname: Hostname,
-    hv: Box<dyn Hypervisor>,
-    vmdir: VmDir,
-    _lock: lock::Lock,
+    /// The build machine, locked for the whole build.
+    held: Held<'a>,
 }
 
 fn failed(what: &str, e: impl std::fmt::Display) -> TemplateError {
@@ -55,85 +50,53 @@ fn failed(what: &str, e: impl std::fmt::Display) -> TemplateError {
 }
 
 impl<'a> Installer<'a> {
-    /// Claims the build machine: its lock (busy at once if another request
-    /// holds it), and its guest must not be running.
-    pub fn claim(config: &'a Config, machine: &'a Machine, image: &'a Image, name: &TemplateName) -> Result<Self, TemplateError> {
-        let vmdir = VmDir::new(config, &machine.name);
-        let ensure = |d: &Path| fsutil::ensure_dir(d, 0o700).map_err(|source| TemplateError::Io { path: d.to_path_buf(), source });
-        ensure(&config.locks_dir())?;
-        let held = lock::try_lock(&config.vm_lock(&machine.name)).map_err(|e| match e {
-            lock::LockError::Held => TemplateError::MachineBusy(format!(
-                "another request for the build machine {} is in progress; try again when it has finished",
-                machine.name
-            )),
-            lock::LockError::Io { path, source } => TemplateError::Io { path: path.into(), source },
-        })?;
-        ensure(&config.vms_dir())?;
-        ensure(&vmdir.dir)?;
-        // What a killed request left: only hidden temporaries.
-        lock::remove_leftovers(&vmdir.dir, &[".build-", ".tmp-"])
-            .map_err(|source| TemplateError::Io { path: vmdir.dir.clone(), source })?;
-        let hv = hypervisor::for_config(config).map_err(|e| failed("hypervisor", e))?;
-        if hv.is_running(&machine.name, &vmdir).map_err(|e| failed("hypervisor", e))? {
-            return Err(TemplateError::MachineBusy(format!(
-                "the build machine {} is running; stop it (or cancel its install) first",
-                machine.name
-            )));
-        }
-        // Like `install`: the volume must be there before a guest is
-        // pointed at it (a block device, or a file for the qemu driver).
-        use std::os::unix::fs::FileTypeExt;
-        match std::fs::metadata(machine.disk.as_str()) {
-            Ok(m) if m.file_type().is_block_device() || m.is_file() => {}
-            _ => {
-                return Err(TemplateError::Install(format!(
+    /// Claims the build machine as `install` claims a machine: its volume
+    /// is checked before anything is written, then its lock is taken
+    /// (busy at once if another request holds it) and its guest must not
+    /// be running.
+    pub fn claim(config: &'a Config, machine: &'a Machine, image: &'a Image, name: &TemplateName) -> crate::error::Result<Self> {
+        use crate::error::Error;
+        use crate::volume::{self, Kind};
+        match volume::kind(&machine.disk) {
+            Ok(Kind::BlockDevice | Kind::RawFile) => {}
+            // The volume is read back as a raw disk (partition table first).
+            Ok(Kind::Qcow2File) => {
+                return Err(Error::failed(format!(
+                    "the volume {} of the build machine {} is a qcow2 image; a build machine needs a raw volume (a file or a block device)",
+                    machine.disk, machine.name
+                )))
+            }
+            Err(_) => {
+                return Err(Error::failed(format!(
                     "the volume {} of the build machine {} is missing or not a block device or file",
                     machine.disk, machine.name
                 )))
             }
         }
-        // The volume is read back as a raw disk (partition table first).
-        if machine.disk.format() == crate::types::DiskFormat::Qcow2 {
-            return Err(TemplateError::Install(format!(
-                "the volume {} of the build machine {} is a qcow2 image; a build machine needs a raw volume (a file or a block device)",
-                machine.disk, machine.name
-            )));
-        }
+        let held = lifecycle::hold(config, machine)?;
+        held.require_stopped()?;
         let hostname = Hostname::parse(name.as_str())
             .unwrap_or_else(|_| Hostname::parse(FALLBACK_HOSTNAME).expect("the fallback is a host name"));
-        Ok(Installer { config, machine, image, hostname, hv, vmdir, _lock: held })
+        Ok(Installer { image, hostname, held })
     }
 
     /// Runs the install to its end. The media are removed (and the guest
     /// stopped) whatever happens.
     fn install(&self) -> Result<(), TemplateError> {
-        let config = self.config;
-        let tpl_path = config.preseed_template.path();
-        let tpl = crate::trust::read_io(tpl_path, MAX_PRESEED_TEMPLATE_BYTES)
-            .map_err(|e| failed(&format!("cannot read the preseed template {}", tpl_path.display()), e))?;
-        let tpl = String::from_utf8(tpl).map_err(|_| TemplateError::Install("the preseed template is not UTF-8".into()))?;
+        let config = self.held.config;
+        let preseed_template = PreseedTemplate::read(config.preseed_template.path()).map_err(|e| TemplateError::Install(e.to_string()))?;
         let root_hash = CryptHash::random().map_err(|e| failed("cannot make a random root password", e))?;
-        let text = preseed::render(
-            &tpl,
-            &preseed::Values {
-                hostname: &self.hostname,
-                domain: &config.domain,
-                network: &self.machine.network,
-                root_hash: &root_hash,
-                mirror_host: &config.mirror.host,
-                mirror_dir: &config.mirror.directory,
-            },
-        );
-        let guard = Running { hv: self.hv.as_ref(), machine: self.machine, vmdir: &self.vmdir, done: false };
-        let media = media::build(self.machine.boot, self.image, &text, &self.vmdir).map_err(|e| failed("media", e))?;
+        let text = preseed_template.render(&preseed::Values::for_machine(config, self.held.machine, &self.hostname, &root_hash));
+        let guard = Running { hv: self.held.hv.as_ref(), machine: self.held.machine, vmdir: &self.held.vmdir, done: false };
+        let media = media::build(self.held.machine.boot, self.image, &text, &self.held.vmdir).map_err(|e| failed("media", e))?;
         drop(text);
-        let domain = Domain::for_machine(self.machine, config, &media);
-        self.hv.prepare(&domain, &self.vmdir).map_err(|e| failed("hypervisor", e))?;
-        self.hv.start(&domain, &self.vmdir).map_err(|e| failed("starting the installer guest", e))?;
+        let domain = Domain::for_machine(self.held.machine, config, &media);
+        self.held.hv.prepare(&domain, &self.held.vmdir).map_err(|e| failed("hypervisor", e))?;
+        self.held.hv.start(&domain, &self.held.vmdir).map_err(|e| failed("starting the installer guest", e))?;
 
         let limit = config.timeouts.template();
         let deadline = Instant::now() + limit;
-        while self.hv.is_running(&self.machine.name, &self.vmdir).map_err(|e| failed("hypervisor", e))? {
+        while self.held.hv.is_running(&self.held.machine.name, &self.held.vmdir).map_err(|e| failed("hypervisor", e))? {
             if Instant::now() > deadline {
                 let last = self.last_stage();
                 guard.close()?;
@@ -156,7 +119,7 @@ impl<'a> Installer<'a> {
     }
 
     fn console(&self) -> std::path::PathBuf {
-        self.hv.console_log(&self.machine.name, &self.vmdir)
+        self.held.hv.console_log(&self.held.machine.name, &self.held.vmdir)
     }
 
     fn last_stage(&self) -> &'static str {
@@ -165,7 +128,7 @@ impl<'a> Installer<'a> {
 
     /// Reads the root partition of the installed disk into `tree`.
     fn read_root(&self, tree: &Path) -> Result<u32, TemplateError> {
-        let disk = self.machine.disk.as_str();
+        let disk = self.held.machine.disk.as_str();
         let bad = |message: String| TemplateError::Disk { disk: disk.to_owned(), message };
         let mut f = std::fs::File::open(disk).map_err(|e| bad(e.to_string()))?;
         let parts = partition::partitions(&mut f).map_err(|e| bad(e.to_string()))?;
@@ -190,7 +153,7 @@ impl Builder for Installer<'_> {
         let number = self.read_root(tree)?;
         if std::fs::symlink_metadata(tree.join("etc/os-release")).is_err() {
             return Err(TemplateError::Disk {
-                disk: self.machine.disk.as_str().to_owned(),
+                disk: self.held.machine.disk.as_str().to_owned(),
                 message: format!(
                     "its first ext4 partition ({number}) holds no /etc/os-release, so it is not the root filesystem \
                      (a separate /boot before it, or LVM, is not supported)"

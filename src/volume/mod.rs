@@ -44,6 +44,30 @@ fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> VolumeEr
     move |source| VolumeError::Io { what, path, source }
 }
 
+/// What a machine's volume is, which decides how it is written, read back
+/// and handed to a guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    BlockDevice,
+    /// A regular file the guest sees as it is.
+    RawFile,
+    /// A regular file named `*.qcow2`.
+    Qcow2File,
+}
+
+/// The kind of volume `disk` names now (following symlinks): `Missing` or
+/// `NotAVolume` if it is neither a block device nor a regular file, or a
+/// block device named as a qcow2 image.
+pub fn kind(disk: &DiskPath) -> Result<Kind, VolumeError> {
+    let md = fs::metadata(disk.as_str()).map_err(|_| VolumeError::Missing(disk.clone()))?;
+    match (md.is_file(), md.file_type().is_block_device(), disk.format()) {
+        (true, _, DiskFormat::Qcow2) => Ok(Kind::Qcow2File),
+        (true, _, DiskFormat::Raw) => Ok(Kind::RawFile),
+        (_, true, DiskFormat::Raw) => Ok(Kind::BlockDevice),
+        _ => Err(VolumeError::NotAVolume(disk.clone())),
+    }
+}
+
 /// One thing a disk's bytes live on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Id {

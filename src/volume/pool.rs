@@ -115,7 +115,7 @@ impl PoolConfig {
             PoolConfig::File(f) => {
                 let dir = Path::new(f.dir.as_str());
                 check_dir(dir, state_dir)?;
-                crate::lock::remove_leftovers(dir, &[TEMP_PREFIX])
+                crate::lock::remove_temporaries(dir, &[TEMP_PREFIX])
                     .map_err(|source| VolumeError::Io { what: "clear leftovers in", path: dir.into(), source })?;
                 let format = match f.format {
                     FileFormat::Raw => DiskFormat::Raw,

@@ -188,7 +188,7 @@ fn supervise() -> i32 {
     // SAFETY: fd 1 is the driver's report pipe, ours alone from here.
     let mut report = unsafe { File::from_raw_fd(1) };
     let _ = writeln!(report, "pid {}", std::process::id());
-    let code = match run(&spec, &mut report) {
+    let code = match run_qemu(&spec, &mut report) {
         Ok(()) => 0,
         Err(why) => {
             let _ = writeln!(report, "error {}", why.replace('\n', " / "));
@@ -199,7 +199,7 @@ fn supervise() -> i32 {
     code
 }
 
-fn run(spec: &Spec, report: &mut File) -> Result<(), String> {
+fn run_qemu(spec: &Spec, report: &mut File) -> Result<(), String> {
     for fd in [FD_SERIAL_OURS, FD_QMP_OURS] {
         // SAFETY: plain fcntl on an inherited descriptor: qemu must not get our ends.
         unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };

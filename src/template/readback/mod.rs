@@ -86,7 +86,7 @@ pub fn extract<S: Source + ?Sized>(src: Box<S>, tree: &Path, cap: Budget) -> Res
     let fs = Fs::open(src)?;
     let budget = Budget { bytes: cap.bytes.min(len), entries: cap.entries.min(u64::from(fs.inodes_count)) };
     let root = write::create_root(tree).map_err(|source| ReadbackError::Io { path: tree.into(), source })?;
-    let r = Walk { fs: &fs, tree, budget, used: Summary::default(), links: HashMap::new(), dirs: HashSet::new() }.run(root);
+    let r = Walk { fs: &fs, tree, budget, used: Summary::default(), links: HashMap::new(), dirs: HashSet::new() }.copy_tree(root);
     if r.is_err() {
         let _ = crate::fsutil::remove_tree(tree);
     }
@@ -125,7 +125,7 @@ impl<S: Source + ?Sized> Walk<'_, S> {
         }
     }
 
-    fn run(mut self, root_fd: OwnedFd) -> Result<Summary, ReadbackError> {
+    fn copy_tree(mut self, root_fd: OwnedFd) -> Result<Summary, ReadbackError> {
         let root = self.fs.inode(ROOT_INODE)?;
         if root.kind != Kind::Dir {
             return Err(ReadbackError::Refused("the root inode is not a directory".into()));
