@@ -1,0 +1,78 @@
+//! The subcommand words: the list `parse` knows, the audit's name for a
+//! request that did not parse, and the help text that documents them.
+
+use std::ffi::OsString;
+
+/// Every first word `parse` knows (a test checks the two agree).
+pub(super) const SUBCOMMANDS: &[&str] = &[
+    "help", "install", "status", "cancel", "settle", "start", "stop", "reboot", "list", "images", "templates", "machine",
+    "image", "template", "ganeti",
+];
+
+/// The action a request that could not be parsed asked for, for the
+/// audit log: a subcommand we know (never the caller's own words), or
+/// `unknown`.
+pub fn action_word(args: &[OsString]) -> &'static str {
+    let mut words = args.iter().filter(|a| *a != "--json").filter_map(|a| a.to_str());
+    match (words.next(), words.next()) {
+        (Some("machine"), Some("add")) => "machine-add",
+        (Some("machine"), Some("remove")) => "machine-remove",
+        (Some("machine"), Some("show")) => "machine-show",
+        (Some("image"), Some("import")) => "image-import",
+        (Some("template"), Some("build")) => "template-build",
+        (Some(w), _) => SUBCOMMANDS
+            .iter()
+            .copied()
+            .find(|k| *k == w)
+            .unwrap_or("unknown"),
+        (None, _) => "unknown",
+    }
+}
+
+pub const HELP: &str = "\
+guest-installer: unattended Debian installs of Xen guests
+
+usage (remote callers: remctl HOST guest SUBCOMMAND ...):
+  install VM [hostname=H] [image=I | template=T] [--no-start]
+                     install VM; the root password (or its $6$/$y$ crypt
+                     hash) is read from standard input, one line; with
+                     template=T, clone a golden template onto the VM's
+                     volume (seconds, not the installer's minutes); with
+                     neither, the machine's template, else its image
+  status VM          state, image, times and the last console line
+  cancel VM          stop an install that has not finished, remove its media
+  start VM           run an installed machine from its own disk and kernel
+  stop VM [--force]  shut it down cleanly; with --force, destroy it if it
+                     has not stopped within the configured time
+  reboot VM          ask it to reboot itself
+  list               the machines you may manage
+  images             installable images
+  templates          golden templates (for install template=T)
+  help               this text
+
+admin:
+  machine add VM owner=P... ip=A netmask=M gateway=G nameserver=N...
+              mac=M size=SIZE [memory=MiB] [vcpus=N] [image=I]
+              [template=T] [boot=hvm-iso|pv-initrd]
+                     SIZE: e.g. 20G (M, G, T); the volume is made in the
+                     host's pool. disk=PATH instead imports an existing
+                     volume (local root only)
+  machine remove VM [--purge-volume]
+                     --purge-volume: remove the volume the pool made too
+  machine show VM
+  image import NAME ISO sha256=HEX      (local root only)
+  settle                                (local root only; run every minute
+                                        by the package's timer: records
+                                        finished installs, removes media,
+                                        expires --no-start media)
+  template build IMAGE [name=T] [builder=mmdebstrap|installer] [machine=VM]
+                                        (local root only; builder=installer
+                                        runs our preseeded install in the
+                                        registered build machine VM)
+  ganeti create|export|import|rename|verify parameters|variants
+                                        (local root only: the Ganeti OS
+                                        definition's scripts run these)
+
+--json anywhere: one JSON document on stdout, for success and failure.
+exit: 0 ok, 1 failed, 2 invalid, 3 denied, 4 not found, 5 busy
+";

@@ -1,0 +1,54 @@
+//! Tests of the whole config as a file would give it: defaults, value
+//! checks and refusals across every section.
+
+use super::*;
+
+const MIN: &str = r#"
+state_dir = "/var/lib/guest-installer"
+preseed_template = "/etc/guest-installer/preseed.cfg"
+admins = ["alice/admin@EXAMPLE.ORG"]
+domain = "example.org"
+[mirror]
+host = "deb.debian.org"
+directory = "/debian"
+[hypervisor]
+driver = "xl"
+"#;
+
+#[test]
+fn minimal_config_gets_defaults() {
+    let c = Config::parse(MIN).unwrap();
+    assert_eq!(c.hypervisor.driver, Driver::Xl);
+    assert_eq!(c.hypervisor.xl.path(), Path::new("/usr/sbin/xl"));
+    assert_eq!(c.timeouts.hypervisor_s, 60);
+    assert_eq!(c.hypervisor.qemu_user.as_str(), "guest-installer-qemu");
+    assert_eq!(c.hypervisor.console_log_max_mib.bytes(), 16 << 20);
+    assert!(c.hypervisor.device_model_user.is_none());
+}
+
+#[test]
+fn device_model_users_and_log_caps_are_checked() {
+    let with = |extra: &str| Config::parse(&format!("{MIN}{extra}\n"));
+    let c = with("device_model_user = \"xen-qemuuser-shared\"\nconsole_log_max_mib = 1").unwrap();
+    assert_eq!(c.hypervisor.device_model_user.unwrap().as_str(), "xen-qemuuser-shared");
+    assert_eq!(c.hypervisor.console_log_max_mib.bytes(), 1 << 20);
+    for bad in [
+        "device_model_user = \"root\\\"\"",
+        "device_model_user = \"\"",
+        "device_model_user = \"Xen\"",
+        "qemu_user = \"a b\"",
+        "console_log_max_mib = 0",
+        "console_log_max_mib = 5000",
+    ] {
+        assert!(with(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn unknown_keys_and_bad_values_are_refused() {
+    assert!(Config::parse(&format!("{MIN}\nbogus = 1\n")).is_err());
+    assert!(Config::parse(&MIN.replace("/debian", "/debian\\\"\\n")).is_err());
+    assert!(Config::parse(&MIN.replace("\"xl\"", "\"kvm\"")).is_err());
+    assert!(Config::parse(&MIN.replace("alice/admin@EXAMPLE.ORG", "alice@")).is_err());
+    assert!(Config::parse(&MIN.replace("/var/lib/guest-installer", "var/lib")).is_err());
+}
