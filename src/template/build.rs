@@ -1,0 +1,254 @@
+//! Building a template: a builder makes the root tree, then one shared
+//! step seals it, makes the ext4 image and publishes it with its manifest.
+
+use super::identity::{IDENTITY_SCRIPT, IDENTITY_UNIT};
+use super::mounts::{clear_leftovers, unmount_under};
+use super::seal::{inside, regular_file, seal, MASKED, SEAL_VERSION};
+use super::{boot, io_err, FileDigest, Manifest, Suite, TemplateError, TemplateName};
+use crate::exec;
+use crate::fsutil;
+use crate::types::{ImageName, Rule};
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The root filesystem's label (fstab and the kernel's root= use it).
+pub const ROOT_LABEL: &str = "gi-root";
+/// Size of the template's ext4 image (sparse).
+const ROOT_SIZE: &str = "2G";
+/// Kernel arguments for a clone, in the template's grub.cfg: the root by
+/// label, and a console on qemu's serial port and on Xen's PV console
+/// (whichever exists; the last one present is /dev/console).
+pub const CLONE_ARGS: &str = "root=LABEL=gi-root rw quiet console=ttyS0,115200n8 console=hvc0";
+
+/// What the template holds beyond minbase.
+pub const PACKAGES: &[&str] = &[
+    "linux-image-amd64",
+    "initramfs-tools",
+    "zstd",
+    "systemd-sysv",
+    "udev",
+    "iproute2",
+    "openssh-server",
+    "netbase",
+    "passwd",
+    "e2fsprogs",
+    // systemd-logind needs the bus; it turns the hypervisor's power
+    // button (`stop`) into a clean shutdown.
+    "dbus",
+];
+
+/// Changes whenever what a build produces changes (tests key their cache
+/// on it).
+pub fn build_key() -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    let grub = boot::grub_cfg();
+    for part in [IDENTITY_SCRIPT, IDENTITY_UNIT, &PACKAGES.join(","), &MASKED.join(","), SEAL_VERSION, &grub, boot::REPORT_SCRIPT, boot::REPORT_UNIT, boot::ESSENTIAL_HOOK, &boot::INITRD_MODULES.join(",")] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Which builder made a template (recorded in its manifest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BuilderKind {
+    #[default]
+    Mmdebstrap,
+    Installer,
+}
+
+impl BuilderKind {
+    pub fn parse(s: &str) -> Result<Self, Rule> {
+        match s {
+            "mmdebstrap" => Ok(BuilderKind::Mmdebstrap),
+            "installer" => Ok(BuilderKind::Installer),
+            _ => Err(Rule("must be mmdebstrap or installer")),
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BuilderKind::Mmdebstrap => "mmdebstrap",
+            BuilderKind::Installer => "installer",
+        }
+    }
+}
+
+/// Makes a template's root tree; the rest of a build is shared.
+pub trait Builder {
+    fn kind(&self) -> BuilderKind;
+    /// Fills `tree` (which does not exist yet) with a Debian root
+    /// filesystem, using `work` (the hidden build directory) for scratch
+    /// files. Nothing needs to be sealed yet.
+    fn make_tree(&self, work: &Path, tree: &Path) -> Result<(), TemplateError>;
+}
+
+pub struct BuildRequest<'a> {
+    pub name: &'a TemplateName,
+    pub image: &'a ImageName,
+    pub suite: Suite,
+    /// `http://HOST/DIR`, from the config.
+    pub mirror: String,
+    pub mke2fs: &'a Path,
+    pub umount: &'a Path,
+    pub timeout: Duration,
+    pub locks_dir: &'a Path,
+}
+
+/// Builds `templates_dir/NAME` with `builder`.
+pub fn build(templates_dir: &Path, req: &BuildRequest, builder: &dyn Builder) -> Result<Manifest, TemplateError> {
+    let state_dir = templates_dir
+        .parent()
+        .ok_or_else(|| TemplateError::Io { path: templates_dir.into(), source: io::Error::other("no parent") })?;
+    let final_dir = templates_dir.join(req.name.as_str());
+    if fs::symlink_metadata(&final_dir).is_ok() {
+        return Err(TemplateError::Exists(req.name.clone()));
+    }
+    fsutil::ensure_dir(req.locks_dir, 0o700).map_err(io_err(req.locks_dir))?;
+    let _lock = crate::lock::try_lock(&req.locks_dir.join("templates.lock")).map_err(|e| match e {
+        crate::lock::LockError::Held => TemplateError::Busy,
+        crate::lock::LockError::Io { path, source } => TemplateError::Io { path: path.into(), source },
+    })?;
+    clear_leftovers(state_dir, req.umount)?;
+    let work = tempfile::Builder::new()
+        .prefix(&format!(".template-{}-", req.name))
+        .tempdir_in(state_dir)
+        .map_err(io_err(state_dir))?;
+    // From here an error drops `work`; a build killed outright leaves it
+    // for the next build's clear_leftovers.
+    let result = build_in(work.path(), req, builder);
+    if result.is_err() && unmount_under(work.path(), req.umount).is_err() {
+        // Never remove a tree that still has something mounted in it (a
+        // killed mmdebstrap's /dev or /proc): leave it for the next build.
+        let _ = work.keep();
+        return result;
+    }
+    let manifest = result?;
+    fsutil::ensure_dir(templates_dir, 0o700).map_err(io_err(templates_dir))?;
+    let work = work.keep();
+    if let Err(e) = nix::fcntl::renameat2(None, &work, None, &final_dir, nix::fcntl::RenameFlags::RENAME_NOREPLACE) {
+        let _ = fsutil::remove_tree(&work);
+        return Err(match e {
+            nix::errno::Errno::EEXIST => TemplateError::Exists(req.name.clone()),
+            e => TemplateError::Io { path: final_dir, source: e.into() },
+        });
+    }
+    fsutil::sync_dir(templates_dir).map_err(io_err(templates_dir))?;
+    Ok(manifest)
+}
+
+fn build_in(work: &Path, req: &BuildRequest, builder: &dyn Builder) -> Result<Manifest, TemplateError> {
+    let tree = work.join("tree");
+    builder.make_tree(work, &tree)?;
+    // A builder may have mounted things in its tree (mmdebstrap unmounts
+    // what it mounted); make sure before we touch the tree.
+    unmount_under(work, req.umount)?;
+    finish(work, &tree, req, builder.kind())
+}
+
+/// The step both builders share: seal the tree, copy out the kernel and
+/// initrd, make the ext4 image from the tree, and write the manifest.
+fn finish(work: &Path, tree: &Path, req: &BuildRequest, kind: BuilderKind) -> Result<Manifest, TemplateError> {
+    let tree = tree.to_path_buf();
+    seal(&tree)?;
+    let packages = installed_packages(&tree)?;
+    let (kernel_src, initrd_src, kernel_version) = find_kernel(&tree)?;
+    boot::install(&tree, &kernel_version)?;
+    let kernel = work.join("vmlinuz");
+    let initrd = work.join("initrd.img");
+    fs::copy(&kernel_src, &kernel).map_err(io_err(&kernel))?;
+    fs::copy(&initrd_src, &initrd).map_err(io_err(&initrd))?;
+
+    let root = work.join("root.img");
+    let mk: Vec<std::ffi::OsString> = vec![
+        "-q".into(),
+        "-F".into(),
+        "-t".into(),
+        "ext4".into(),
+        "-L".into(),
+        ROOT_LABEL.into(),
+        "-O".into(),
+        "metadata_csum_seed".into(),
+        "-d".into(),
+        tree.clone().into_os_string(),
+        root.clone().into_os_string(),
+        ROOT_SIZE.into(),
+    ];
+    exec::run(req.mke2fs, &mk, req.timeout).map_err(TemplateError::Mkfs)?;
+    fsutil::remove_tree(&tree).map_err(io_err(&tree))?;
+
+    let digest = |p: &Path| -> Result<FileDigest, TemplateError> {
+        let (sha256, bytes) = crate::image::sha256_file(p).map_err(io_err(p))?;
+        Ok(FileDigest { file: p.file_name().unwrap_or_default().to_string_lossy().into_owned(), bytes, sha256 })
+    };
+    let manifest = Manifest {
+        name: req.name.clone(),
+        image: req.image.clone(),
+        suite: req.suite.clone(),
+        mirror: req.mirror.clone(),
+        builder: kind.as_str().into(),
+        built_at: crate::state::now(),
+        build_key: build_key(),
+        packages,
+        root: digest(&root)?,
+        kernel: digest(&kernel)?,
+        initrd: digest(&initrd)?,
+        kernel_version,
+    };
+    let mpath = work.join("manifest.json");
+    fsutil::write_atomic(&mpath, &serde_json::to_vec_pretty(&manifest).expect("manifest serializes"), 0o444)
+        .map_err(io_err(&mpath))?;
+    for p in [&root, &kernel, &initrd] {
+        fs::set_permissions(p, fs::Permissions::from_mode(0o444)).map_err(io_err(p))?;
+    }
+    for p in [&root, &kernel, &initrd, &mpath] {
+        fs::File::open(p).and_then(|f| f.sync_all()).map_err(io_err(p))?;
+    }
+    fs::set_permissions(work, fs::Permissions::from_mode(0o555)).map_err(io_err(work))?;
+    Ok(manifest)
+}
+
+/// `name version` of each installed package, from dpkg's status file.
+pub(super) fn installed_packages(tree: &Path) -> Result<Vec<String>, TemplateError> {
+    let p = regular_file(tree, "var/lib/dpkg/status")?;
+    let text = fs::read_to_string(&p).map_err(io_err(&p))?;
+    let mut out = Vec::new();
+    for para in text.split("\n\n") {
+        let field = |k: &str| para.lines().find_map(|l| l.strip_prefix(k)).map(str::trim);
+        if let (Some(name), Some(ver), Some(status)) = (field("Package:"), field("Version:"), field("Status:")) {
+            if status.ends_with(" installed") {
+                out.push(format!("{name} {ver}"));
+            }
+        }
+    }
+    out.sort();
+    if out.is_empty() {
+        return Err(TemplateError::Layout("no installed packages found".into()));
+    }
+    Ok(out)
+}
+
+/// The one kernel and its initrd in /boot.
+fn find_kernel(tree: &Path) -> Result<(PathBuf, PathBuf, String), TemplateError> {
+    let boot = inside(tree, "boot", true)?;
+    let mut versions = Vec::new();
+    for e in fs::read_dir(&boot).map_err(io_err(&boot))?.flatten() {
+        if let Some(v) = e.file_name().to_str().and_then(|n| n.strip_prefix("vmlinuz-")) {
+            versions.push(v.to_owned());
+        }
+    }
+    let [v] = versions.as_slice() else {
+        return Err(TemplateError::Layout(format!("expected one kernel in /boot, found {}", versions.len())));
+    };
+    let k = boot.join(format!("vmlinuz-{v}"));
+    let i = boot.join(format!("initrd.img-{v}"));
+    for p in [&k, &i] {
+        if !fs::symlink_metadata(p).is_ok_and(|m| m.is_file()) {
+            return Err(TemplateError::Layout(format!("{} is missing", p.display())));
+        }
+    }
+    Ok((k, i, v.clone()))
+}

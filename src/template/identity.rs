@@ -1,0 +1,90 @@
+//! A clone's identity: the seed its first-boot unit reads, rendered from
+//! validated values, and the guest side of it baked into every template.
+
+use crate::secret::CryptHash;
+use crate::types::{DomainName, Hostname, Network};
+use std::fs;
+use std::io;
+
+/// The guest side of the identity seed, baked into every template.
+pub const IDENTITY_SCRIPT: &str = include_str!("gi-identity");
+pub const IDENTITY_UNIT: &str = include_str!("gi-identity.service");
+/// First line of a seed; the script refuses anything else.
+pub const SEED_MAGIC: &str = "guest-installer-identity 1";
+/// What the identity unit prints on the console when done, or refusing.
+pub const APPLIED_LINE: &str = "gi-identity: applied";
+pub const REFUSED_LINE: &str = "gi-identity: REFUSED";
+/// The seed disk's size (the script reads at most 64 KiB of it).
+/// (64 KiB: the kernel's partition scan expects more than a few sectors.)
+const SEED_BYTES: usize = 64 * 1024;
+
+/// The values a clone's identity is made of: the same typed values the
+/// preseed gets.
+pub struct Identity<'a> {
+    pub hostname: &'a Hostname,
+    pub domain: &'a DomainName,
+    pub network: &'a Network,
+    pub root_hash: &'a CryptHash,
+    /// The clone's new filesystem UUID (lowercase, hyphenated).
+    pub fs_uuid: &'a str,
+}
+
+/// The seed text the first-boot unit reads. Every value is a validated
+/// type, so none can hold a newline or start another line.
+pub fn render_seed(id: &Identity) -> String {
+    render_seed_with_mac(id, None)
+}
+
+/// The seed, with the MAC of the NIC the address belongs to when the
+/// host knows it (the guest then configures that NIC, whatever its name).
+pub fn render_seed_with_mac(id: &Identity, mac: Option<crate::types::Mac>) -> String {
+    let n = id.network;
+    let mut s = format!(
+        "{SEED_MAGIC}\nhostname={}\ndomain={}\naddress={}\nprefix={}\ngateway={}\n",
+        id.hostname,
+        id.domain,
+        n.ip(),
+        n.netmask().prefix_len(),
+        n.gateway()
+    );
+    for ns in n.nameservers() {
+        s.push_str(&format!("nameserver={ns}\n"));
+    }
+    if let Some(mac) = mac {
+        s.push_str(&format!("mac={mac}\n"));
+    }
+    s.push_str(&format!("root_hash={}\nfs_uuid={}\nend\n", id.root_hash.expose(), id.fs_uuid));
+    s
+}
+
+/// The seed disk's bytes: the text, zero-padded to a whole number of sectors.
+pub fn seed_disk(text: &str) -> Option<Vec<u8>> {
+    if text.len() >= SEED_BYTES {
+        return None;
+    }
+    let mut b = text.as_bytes().to_vec();
+    b.resize(SEED_BYTES, 0);
+    Some(b)
+}
+
+/// A random version-4 UUID.
+pub fn random_uuid() -> io::Result<String> {
+    let mut b = [0u8; 16];
+    fs::File::open("/dev/urandom").and_then(|mut f| io::Read::read_exact(&mut f, &mut b))?;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    Ok(format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuid_shape() {
+        let u = random_uuid().unwrap();
+        assert_eq!(u.len(), 36);
+        assert_ne!(u, random_uuid().unwrap());
+    }
+}
