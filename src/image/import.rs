@@ -116,7 +116,7 @@ pub fn import(images_dir: &Path, req: &ImportRequest) -> Result<Manifest, ImageE
         crate::lock::LockError::Held => ImageError::Busy,
         crate::lock::LockError::Io { source, .. } => ImageError::Io { path: state_dir.into(), source },
     })?;
-    crate::lock::remove_leftovers(state_dir, &[".import-"]).map_err(io_err(state_dir))?;
+    crate::lock::remove_temporaries(state_dir, &[".import-"]).map_err(io_err(state_dir))?;
     let work = tempfile::Builder::new()
         .prefix(&format!(".import-{}-", req.name))
         .tempdir_in(state_dir)
