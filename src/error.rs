@@ -189,7 +189,7 @@ impl From<crate::template::TemplateError> for Error {
         use crate::template::TemplateError as E;
         let kind = match &e {
             E::NotFound(_) => Kind::NotFound,
-            E::Busy | E::MachineBusy(_) => Kind::Busy,
+            E::Busy => Kind::Busy,
             E::Exists(_) => Kind::Invalid,
             _ => Kind::Failed,
         };

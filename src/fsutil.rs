@@ -5,7 +5,31 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// An I/O error and the path it happened on. Every error enum that
+/// reports file errors carries one in its `Io` variant (`#[from]`), made
+/// by [`io_err`]; the enum's message says what was being done.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {source}", path.display())]
+pub struct PathIo {
+    pub path: PathBuf,
+    #[source]
+    pub source: io::Error,
+}
+
+impl PathIo {
+    pub fn new(path: impl Into<PathBuf>, source: io::Error) -> Self {
+        PathIo { path: path.into(), source }
+    }
+}
+
+/// `.map_err(io_err(path))?`: the error, with `path`, into whichever
+/// enum the function returns.
+pub fn io_err(path: &Path) -> impl FnOnce(io::Error) -> PathIo {
+    let path = path.to_path_buf();
+    move |source| PathIo { path, source }
+}
 
 /// `data` written and synced under a temporary name beside `path`.
 fn staged<'a>(path: &'a Path, data: &[u8], mode: u32) -> io::Result<(tempfile::NamedTempFile, &'a Path)> {
@@ -86,6 +110,22 @@ pub fn remove_tree(dir: &Path) -> io::Result<()> {
     }
     writable(dir)?;
     std::fs::remove_dir_all(dir)
+}
+
+/// Publishes the finished directory `work` as `dest` with one rename
+/// that never replaces anything (`AlreadyExists` if `dest` appeared
+/// meanwhile), creating `dest`'s parent (mode 0700) if needed. `work`
+/// must be on `dest`'s filesystem (made beside it) so that readers see no
+/// directory or a whole one; if it cannot be published it is removed.
+pub fn publish_dir(work: tempfile::TempDir, dest: &Path) -> Result<(), PathIo> {
+    let parent = dest.parent().ok_or_else(|| PathIo::new(dest, io::Error::other("no parent directory")))?;
+    ensure_dir(parent, 0o700).map_err(io_err(parent))?;
+    let work = work.keep();
+    if let Err(e) = nix::fcntl::renameat2(None, &work, None, dest, nix::fcntl::RenameFlags::RENAME_NOREPLACE) {
+        let _ = remove_tree(&work);
+        return Err(PathIo::new(dest, e.into()));
+    }
+    sync_dir(parent).map_err(io_err(parent))
 }
 
 /// Removes a file if it is there.

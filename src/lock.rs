@@ -4,16 +4,16 @@
 
 use nix::fcntl::{Flock, FlockArg};
 use std::fs::{File, OpenOptions};
-use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use crate::fsutil::{io_err, PathIo};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error("another request holds the lock")]
     Held,
-    #[error("cannot open lock file {path}: {source}")]
-    Io { path: String, source: io::Error },
+    #[error("cannot open lock file {0}")]
+    Io(#[from] PathIo),
 }
 
 /// Held until dropped.
@@ -29,7 +29,7 @@ pub fn try_lock(path: &Path) -> Result<Lock, LockError> {
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(path)
-        .map_err(|source| LockError::Io { path: path.display().to_string(), source })?;
+        .map_err(io_err(path))?;
     lock_now(file, path)
 }
 
@@ -37,7 +37,7 @@ fn lock_now(file: File, path: &Path) -> Result<Lock, LockError> {
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         Ok(l) => Ok(Lock(l)),
         Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(LockError::Held),
-        Err((_, e)) => Err(LockError::Io { path: path.display().to_string(), source: e.into() }),
+        Err((_, e)) => Err(LockError::Io(PathIo::new(path, e.into()))),
     }
 }
 
@@ -48,7 +48,7 @@ pub fn try_lock_dir(dir: &Path) -> Result<Lock, LockError> {
         .read(true)
         .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(dir)
-        .map_err(|source| LockError::Io { path: dir.display().to_string(), source })?;
+        .map_err(io_err(dir))?;
     lock_now(file, dir)
 }
 

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use crate::fsutil::{io_err, PathIo};
 
 const MAX_MACHINE_BYTES: u64 = 64 * 1024;
 /// How long a registry change waits for another to finish. Changes take
@@ -102,8 +103,8 @@ pub enum RegistryError {
     Exists(VmName),
     #[error("registry file {path} is corrupt ({message}); an admin must fix or remove it")]
     Corrupt { path: PathBuf, message: String },
-    #[error("cannot access the machine registry at {path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    #[error("cannot access the machine registry at {0}")]
+    Io(#[from] PathIo),
     #[error("another change to the machine registry is in progress; try again when it has finished")]
     Busy,
 }
@@ -149,7 +150,7 @@ impl Registry {
         match fsutil::read_limited(&path, MAX_MACHINE_BYTES) {
             Ok(bytes) => parse(&path, &bytes, Some(vm)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Err(RegistryError::NotFound(vm.clone())),
-            Err(source) => Err(RegistryError::Io { path, source }),
+            Err(source) => Err(RegistryError::Io(PathIo::new(path, source))),
         }
     }
 
@@ -159,11 +160,11 @@ impl Registry {
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(e) => e,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(source) => return Err(RegistryError::Io { path: self.dir.clone(), source }),
+            Err(source) => return Err(RegistryError::Io(PathIo::new(self.dir.clone(), source))),
         };
         let mut out = Vec::new();
         for entry in entries {
-            let entry = entry.map_err(|source| RegistryError::Io { path: self.dir.clone(), source })?;
+            let entry = entry.map_err(io_err(&self.dir))?;
             let name = entry.file_name();
             let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".json")) else { continue };
             let Ok(vm) = VmName::parse(stem) else { continue };
@@ -174,21 +175,21 @@ impl Registry {
     }
 
     pub fn add(&self, m: &Machine) -> Result<(), RegistryError> {
-        fsutil::ensure_dir(&self.dir, 0o700).map_err(|source| RegistryError::Io { path: self.dir.clone(), source })?;
+        fsutil::ensure_dir(&self.dir, 0o700).map_err(io_err(&self.dir))?;
         let path = self.path(&m.name);
         let text = serde_json::to_vec_pretty(m).expect("machine serializes");
         fsutil::create_atomic(&path, &text, 0o600).map_err(|source| match source.kind() {
             io::ErrorKind::AlreadyExists => RegistryError::Exists(m.name.clone()),
-            _ => RegistryError::Io { path, source },
+            _ => RegistryError::Io(PathIo::new(path, source)),
         })
     }
 
     pub fn remove(&self, vm: &VmName) -> Result<(), RegistryError> {
         let path = self.path(vm);
         match std::fs::remove_file(&path) {
-            Ok(()) => fsutil::sync_dir(&self.dir).map_err(|source| RegistryError::Io { path, source }),
+            Ok(()) => fsutil::sync_dir(&self.dir).map_err(|source| RegistryError::Io(PathIo::new(path, source))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Err(RegistryError::NotFound(vm.clone())),
-            Err(source) => Err(RegistryError::Io { path, source }),
+            Err(source) => Err(RegistryError::Io(PathIo::new(path, source))),
         }
     }
 
@@ -196,14 +197,14 @@ impl Registry {
     /// itself (made if missing), so no lock file is left behind. Waits at
     /// most [`LOCK_WAIT`], then `Busy`.
     pub fn lock(&self) -> Result<RegistryLock, RegistryError> {
-        fsutil::ensure_dir(&self.dir, 0o700).map_err(|source| RegistryError::Io { path: self.dir.clone(), source })?;
+        fsutil::ensure_dir(&self.dir, 0o700).map_err(io_err(&self.dir))?;
         let until = Instant::now() + LOCK_WAIT;
         loop {
             match crate::lock::try_lock_dir(&self.dir) {
                 Ok(l) => return Ok(RegistryLock(l)),
                 Err(crate::lock::LockError::Held) if Instant::now() < until => std::thread::sleep(Duration::from_millis(20)),
                 Err(crate::lock::LockError::Held) => return Err(RegistryError::Busy),
-                Err(crate::lock::LockError::Io { source, .. }) => return Err(RegistryError::Io { path: self.dir.clone(), source }),
+                Err(crate::lock::LockError::Io(e)) => return Err(RegistryError::Io(e)),
             }
         }
     }

@@ -6,6 +6,7 @@ use crate::types::{ImageName, TemplateName, VmName};
 use serde::{Deserialize, Serialize};
 use std::io;
 use std::path::{Path, PathBuf};
+use crate::fsutil::PathIo;
 
 const MAX_STATE_BYTES: u64 = 64 * 1024;
 
@@ -70,12 +71,12 @@ impl VmState {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("cannot read state file {path}: {source}")]
-    Read { path: PathBuf, source: io::Error },
+    #[error("cannot read state file {0}")]
+    Read(PathIo),
     #[error("state file {path} is corrupt ({message}); an admin must fix or remove it")]
     Corrupt { path: PathBuf, message: String },
-    #[error("cannot write state file {path}: {source}")]
-    Write { path: PathBuf, source: io::Error },
+    #[error("cannot write state file {0}")]
+    Write(PathIo),
 }
 
 /// The files of one machine under `vms/VM/`.
@@ -124,7 +125,7 @@ impl VmDir {
     pub fn save(&self, s: &VmState) -> Result<(), StateError> {
         let path = self.state();
         let text = serde_json::to_vec_pretty(s).expect("state serializes");
-        fsutil::write_atomic(&path, &text, 0o600).map_err(|source| StateError::Write { path, source })
+        fsutil::write_atomic(&path, &text, 0o600).map_err(|source| StateError::Write(PathIo::new(path, source)))
     }
 
     /// Removes the per-VM media (it holds the password hash).
@@ -140,7 +141,7 @@ pub fn load(path: &Path) -> Result<Option<VmState>, StateError> {
     let bytes = match fsutil::read_limited(path, MAX_STATE_BYTES) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(StateError::Read { path: path.into(), source }),
+        Err(source) => return Err(StateError::Read(PathIo::new(path, source))),
     };
     serde_json::from_slice(&bytes)
         .map(Some)

@@ -93,7 +93,6 @@ pub fn build(
             suite: suite.clone(),
             mirror: mirror.clone(),
             mke2fs: config.mke2fs.path(),
-            umount: config.umount.path(),
             timeout: config.timeouts.template(),
             locks_dir: &config.locks_dir(),
         },

@@ -64,8 +64,6 @@ pub struct Config {
     pub mmdebstrap: AbsPath,
     #[serde(default = "default_mke2fs")]
     pub mke2fs: AbsPath,
-    #[serde(default = "default_umount")]
-    pub umount: AbsPath,
     /// Writes a Ganeti clone's identity into its freshly made filesystem
     /// (`ganeti create`, `rename`): only into files we name.
     #[serde(default = "default_debugfs")]
@@ -93,9 +91,6 @@ fn default_mmdebstrap() -> AbsPath {
 }
 fn default_mke2fs() -> AbsPath {
     AbsPath("/usr/sbin/mke2fs".into())
-}
-fn default_umount() -> AbsPath {
-    AbsPath("/usr/bin/umount".into())
 }
 fn default_debugfs() -> AbsPath {
     AbsPath("/usr/sbin/debugfs".into())

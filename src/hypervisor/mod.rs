@@ -12,15 +12,15 @@ use crate::exec::ExecError;
 use crate::media::Media;
 use crate::state::VmDir;
 use crate::types::{DiskPath, Mac, MemoryMib, Vcpus, VmName};
-use std::io;
 use std::path::PathBuf;
+use crate::fsutil::PathIo;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HvError {
     #[error("{0}")]
     Tool(#[from] ExecError),
-    #[error("cannot write the domain config {path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    #[error("cannot write the domain config {0}")]
+    Io(#[from] PathIo),
     /// The boot loader that runs inside guests is missing or cannot be made.
     #[error("the guests' boot loader {path} is not usable: {message}")]
     BootLoader { path: PathBuf, message: String },

@@ -21,6 +21,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use supervisor::{FD_BACKING, FD_CONTROL, FD_DISK, FD_DISK_RO, FD_INITRD, FD_KERNEL, FD_MEDIA, FD_QMP, FD_SERIAL, FD_TAP};
+use crate::fsutil::io_err;
 
 pub struct Qemu {
     program: PathBuf,
@@ -236,14 +237,14 @@ impl Hypervisor for Qemu {
         for (slot, file, _) in plan {
             text.push_str(&format!("# {slot}: {}\n", file.display()));
         }
-        fsutil::write_atomic(&path, text.as_bytes(), 0o600).map_err(|source| HvError::Io { path: path.clone(), source })?;
+        fsutil::write_atomic(&path, text.as_bytes(), 0o600).map_err(io_err(&path))?;
         Ok(path)
     }
 
     fn start(&self, d: &Domain, vm: &VmDir) -> Result<(), HvError> {
         self.ensure_loader(d)?;
         for p in [vm.console_log(), vm.pidfile(), Self::qmp_socket(vm)] {
-            fsutil::remove_if_exists(&p).map_err(|source| HvError::Io { path: p.clone(), source })?;
+            fsutil::remove_if_exists(&p).map_err(io_err(&p))?;
         }
         let user = nix::unistd::User::from_name(self.user.as_str())
             .ok()
@@ -278,7 +279,7 @@ impl Hypervisor for Qemu {
         // Last, so that nothing fails between binding it and handing it over.
         let control = Self::qmp_socket(vm);
         let listener = std::os::unix::net::UnixListener::bind(&control)
-            .map_err(|source| HvError::Io { path: control.clone(), source })?;
+            .map_err(io_err(&control))?;
         fds.push((FD_CONTROL, listener.into()));
         let slots: Vec<_> = fds.iter().map(|(s, _)| *s).collect();
         let spec = supervisor::Spec {

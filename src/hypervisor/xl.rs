@@ -15,6 +15,7 @@ use crate::state::VmDir;
 use crate::types::VmName;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use crate::fsutil::io_err;
 
 pub struct Xl {
     program: PathBuf,
@@ -118,7 +119,7 @@ impl Xl {
             text.push_str(&format!("device_model_user = \"{u}\"\ndm_restrict = 1\n"));
         }
         fsutil::write_atomic(&path, text.as_bytes(), 0o600)
-            .map_err(|source| HvError::Io { path: path.clone(), source })?;
+            .map_err(io_err(&path))?;
         Ok(path)
     }
 
@@ -140,7 +141,7 @@ impl Hypervisor for Xl {
         let log = self.console_log(d.name, vm);
         if log.exists() {
             let old = log.with_extension("log.old");
-            std::fs::rename(&log, &old).map_err(|source| HvError::Io { path: log.clone(), source })?;
+            std::fs::rename(&log, &old).map_err(io_err(&log))?;
         }
         exec::run(&self.program, &["create".as_ref(), vm.domain_config().as_os_str()], self.timeout)?;
         Ok(())

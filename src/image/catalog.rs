@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use crate::fsutil::PathIo;
 
 const MAX_MANIFEST_BYTES: u64 = 64 * 1024;
 
@@ -80,7 +81,7 @@ pub fn load(images_dir: &Path, name: &ImageName) -> Result<Image, ImageError> {
     let bytes = match fsutil::read_limited(&path, MAX_MANIFEST_BYTES) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(ImageError::NotFound(name.clone())),
-        Err(source) => return Err(ImageError::Io { path, source }),
+        Err(source) => return Err(ImageError::Io(PathIo::new(path, source))),
     };
     let manifest: Manifest =
         serde_json::from_slice(&bytes).map_err(|e| ImageError::Corrupt { path: path.clone(), message: e.to_string() })?;
@@ -96,7 +97,7 @@ pub fn list(images_dir: &Path) -> Result<Vec<Image>, ImageError> {
     let entries = match fs::read_dir(images_dir) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => return Err(ImageError::Io { path: images_dir.into(), source }),
+        Err(source) => return Err(ImageError::Io(PathIo::new(images_dir, source))),
     };
     let mut out = Vec::new();
     for e in entries.flatten() {

@@ -13,6 +13,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::time::Duration;
+use crate::fsutil::{io_err, PathIo};
 
 const ISOLINUX_CFG: &str = "/isolinux/isolinux.cfg";
 const ISOLINUX_BIN: &str = "/isolinux/isolinux.bin";
@@ -39,8 +40,7 @@ fn copy_hashing(iso: &Path, copy: &Path) -> Result<(String, u64), ImageError> {
     if !src.metadata().map_err(unreadable)?.is_file() {
         return Err(unreadable(io::Error::other("not a regular file")));
     }
-    let io_err = |source| ImageError::Io { path: copy.into(), source };
-    let mut dst = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(copy).map_err(io_err)?;
+    let mut dst = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(copy).map_err(io_err(copy))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0u64;
@@ -51,7 +51,7 @@ fn copy_hashing(iso: &Path, copy: &Path) -> Result<(String, u64), ImageError> {
         }
         total += n as u64;
         h.update(&buf[..n]);
-        dst.write_all(&buf[..n]).map_err(io_err)?;
+        dst.write_all(&buf[..n]).map_err(io_err(copy))?;
     }
     let hex = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
     Ok((hex, total))
@@ -62,7 +62,7 @@ fn copy_hashing(iso: &Path, copy: &Path) -> Result<(String, u64), ImageError> {
 /// that fits in the file (a truncated download is the caller's problem to
 /// fix, told as such, before xorriso sees it).
 fn check_iso(copy: &Path, shown: &Path) -> Result<(), ImageError> {
-    let io_err = |source| ImageError::Io { path: copy.into(), source };
+    let io_err = |source| ImageError::Io(PathIo::new(copy, source));
     let f = fs::File::open(copy).map_err(io_err)?;
     let len = f.metadata().map_err(io_err)?.len();
     let mut pvd = [0u8; 2048];
@@ -97,14 +97,7 @@ pub fn import(images_dir: &Path, req: &ImportRequest) -> Result<Manifest, ImageE
     // The work happens beside images/ (same filesystem, so the final rename
     // is atomic), and images/ itself is only created for a good image: a
     // refused ISO leaves the state dir exactly as it was.
-    let state_dir = images_dir.parent().ok_or_else(|| ImageError::Io {
-        path: images_dir.into(),
-        source: io::Error::other("images directory has no parent"),
-    })?;
-    let io_err = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| ImageError::Io { path, source }
-    };
+    let state_dir = images_dir.parent().ok_or_else(|| ImageError::Io(PathIo::new(images_dir, io::Error::other("images directory has no parent"))))?;
     let final_dir = images_dir.join(req.name.as_str());
     if fs::symlink_metadata(&final_dir).is_ok() {
         return Err(ImageError::Exists(req.name.clone()));
@@ -114,7 +107,7 @@ pub fn import(images_dir: &Path, req: &ImportRequest) -> Result<Manifest, ImageE
     // leave behind when the ISO is refused).
     let _lock = crate::lock::try_lock_dir(state_dir).map_err(|e| match e {
         crate::lock::LockError::Held => ImageError::Busy,
-        crate::lock::LockError::Io { source, .. } => ImageError::Io { path: state_dir.into(), source },
+        crate::lock::LockError::Io(e) => ImageError::Io(e),
     })?;
     crate::lock::remove_temporaries(state_dir, &[".import-"]).map_err(io_err(state_dir))?;
     let work = tempfile::Builder::new()
@@ -127,7 +120,7 @@ pub fn import(images_dir: &Path, req: &ImportRequest) -> Result<Manifest, ImageE
     let named = fs::symlink_metadata(req.iso).map(|m| m.len()).unwrap_or(0);
     let free = nix::sys::statvfs::statvfs(work.path())
         .map(|v| v.blocks_available() * v.fragment_size())
-        .map_err(|e| ImageError::Io { path: work.path().into(), source: e.into() })?;
+        .map_err(|e| ImageError::Io(PathIo::new(work.path(), e.into())))?;
     if free < named.saturating_mul(2) {
         return Err(ImageError::NoSpace { need: named.saturating_mul(2), free });
     }
@@ -176,26 +169,16 @@ pub fn import(images_dir: &Path, req: &ImportRequest) -> Result<Manifest, ImageE
         .map_err(io_err(&mpath))?;
     tree::make_read_only(work.path()).map_err(io_err(work.path()))?;
 
-    fsutil::ensure_dir(images_dir, 0o700).map_err(io_err(images_dir))?;
-    let work = work.keep();
-    if let Err(e) = nix::fcntl::renameat2(None, &work, None, &final_dir, nix::fcntl::RenameFlags::RENAME_NOREPLACE) {
-        let _ = fsutil::remove_tree(&work);
-        return Err(match e {
-            nix::errno::Errno::EEXIST => ImageError::Exists(req.name.clone()),
-            e => ImageError::Io { path: final_dir, source: e.into() },
-        });
-    }
-    fsutil::sync_dir(images_dir).map_err(io_err(images_dir))?;
+    fsutil::publish_dir(work, &final_dir).map_err(|e| match e.source.kind() {
+        io::ErrorKind::AlreadyExists => ImageError::Exists(req.name.clone()),
+        _ => ImageError::Io(e),
+    })?;
     Ok(manifest)
 }
 
 /// Masters the base ISO once: the patched tree plus the reserved per-VM
 /// files, then finds where the reserved files' bytes are.
 fn master_base_iso(work: &Path, tree: &Path, layout: &Layout, req: &ImportRequest) -> Result<BaseIso, ImageError> {
-    let io_err = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| ImageError::Io { path, source }
-    };
     let cfg = work.join("reserved-preseed.cfg");
     let img = work.join("reserved-preseed.img");
     fs::write(&cfg, vec![b'\n'; RESERVED as usize]).map_err(io_err(&cfg))?;

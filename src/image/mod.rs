@@ -15,6 +15,7 @@ use crate::iso9660::IsoError;
 use crate::types::ImageName;
 use std::io;
 use std::path::PathBuf;
+use crate::fsutil::PathIo;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
@@ -46,6 +47,6 @@ pub enum ImageError {
     Unsafe(String),
     #[error("manifest {path} is corrupt ({message}); an admin must fix or re-import the image")]
     Corrupt { path: PathBuf, message: String },
-    #[error("cannot write the image under {path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    #[error("cannot write the image under {0}")]
+    Io(#[from] PathIo),
 }

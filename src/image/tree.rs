@@ -10,6 +10,7 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
+use crate::fsutil::io_err;
 
 /// As many links as the kernel follows in one lookup (MAXSYMLINKS).
 const MAX_HOPS: usize = 40;
@@ -22,12 +23,12 @@ pub(super) fn sanitize(root: &Path) -> Result<(u64, u64), ImageError> {
     let mut bytes = 0u64;
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let entries = fs::read_dir(&dir).map_err(|source| ImageError::Io { path: dir.clone(), source })?;
+        let entries = fs::read_dir(&dir).map_err(io_err(&dir))?;
         for e in entries {
-            let e = e.map_err(|source| ImageError::Io { path: dir.clone(), source })?;
+            let e = e.map_err(io_err(&dir))?;
             let p = e.path();
             let rel = p.strip_prefix(root).unwrap_or(&p).display().to_string();
-            let m = fs::symlink_metadata(&p).map_err(|source| ImageError::Io { path: p.clone(), source })?;
+            let m = fs::symlink_metadata(&p).map_err(io_err(&p))?;
             let ft = m.file_type();
             if ft.is_symlink() {
                 if !resolves_inside(root, &p) {

@@ -12,13 +12,14 @@ use crate::types::Boot;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use crate::fsutil::{io_err, PathIo};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MediaError {
     #[error("the {0} does not fit the image's reserved area (256 KiB); shorten the preseed template")]
     TooLarge(&'static str),
-    #[error("cannot write the install media in {path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    #[error("cannot write the install media in {0}")]
+    Io(#[from] PathIo),
 }
 
 /// What was built: a CD image to boot (a qcow2 overlay of the image's
@@ -76,15 +77,10 @@ pub fn build(
     };
     for stale in vm.media() {
         if Some(stale.as_path()) != media.path() {
-            crate::fsutil::remove_if_exists(&stale).map_err(|source| MediaError::Io { path: stale.clone(), source })?;
+            crate::fsutil::remove_if_exists(&stale).map_err(io_err(&stale))?;
         }
     }
     Ok(media)
-}
-
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> MediaError {
-    let path = path.to_path_buf();
-    move |source| MediaError::Io { path, source }
 }
 
 /// The per-VM CD: a qcow2 overlay of the image's base ISO in which only
@@ -121,7 +117,7 @@ fn build_cdrom(image: &Image, preseed: &str, vm: &VmDir) -> Result<Media, MediaE
     )
     .map_err(io_err(&tmp_path))?;
     tmp.as_file().sync_all().map_err(io_err(&tmp_path))?;
-    tmp.persist(vm.cdrom()).map_err(|e| MediaError::Io { path: vm.cdrom(), source: e.error })?;
+    tmp.persist(vm.cdrom()).map_err(|e| MediaError::Io(PathIo::new(vm.cdrom(), e.error)))?;
     crate::fsutil::sync_dir(&vm.dir).map_err(io_err(&vm.dir))?;
     Ok(Media::Cdrom(vm.cdrom()))
 }
@@ -141,7 +137,7 @@ fn build_initrd(image: &Image, preseed: &str, vm: &VmDir) -> Result<Media, Media
     let tmp_path = tmp.path().to_path_buf();
     initrd::write_preseed_cpio(preseed.as_bytes(), tmp.as_file_mut()).map_err(io_err(&tmp_path))?;
     tmp.as_file().sync_all().map_err(io_err(&tmp_path))?;
-    tmp.persist(vm.initrd()).map_err(|e| MediaError::Io { path: vm.initrd(), source: e.error })?;
+    tmp.persist(vm.initrd()).map_err(|e| MediaError::Io(PathIo::new(vm.initrd(), e.error)))?;
     crate::fsutil::sync_dir(&vm.dir).map_err(io_err(&vm.dir))?;
     Ok(Media::Kernel { kernel, initrd: vm.initrd() })
 }

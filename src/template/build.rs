@@ -4,7 +4,7 @@
 use super::identity::{IDENTITY_SCRIPT, IDENTITY_UNIT};
 use super::mounts::{clear_leftovers, unmount_under};
 use super::seal::{inside, regular_file, seal, MASKED, SEAL_VERSION};
-use super::{boot, io_err, FileDigest, Manifest, Suite, TemplateError, TemplateName};
+use super::{boot, FileDigest, Manifest, Suite, TemplateError, TemplateName};
 use crate::exec;
 use crate::fsutil;
 use crate::types::{ImageName, Rule};
@@ -13,6 +13,7 @@ use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use crate::fsutil::{io_err, PathIo};
 
 /// The root filesystem's label (fstab and the kernel's root= use it).
 pub const ROOT_LABEL: &str = "gi-root";
@@ -93,7 +94,6 @@ pub struct BuildRequest<'a> {
     /// `http://HOST/DIR`, from the config.
     pub mirror: String,
     pub mke2fs: &'a Path,
-    pub umount: &'a Path,
     pub timeout: Duration,
     pub locks_dir: &'a Path,
 }
@@ -102,7 +102,7 @@ pub struct BuildRequest<'a> {
 pub fn build(templates_dir: &Path, req: &BuildRequest, builder: &dyn Builder) -> Result<Manifest, TemplateError> {
     let state_dir = templates_dir
         .parent()
-        .ok_or_else(|| TemplateError::Io { path: templates_dir.into(), source: io::Error::other("no parent") })?;
+        .ok_or_else(|| TemplateError::Io(PathIo::new(templates_dir, io::Error::other("no parent"))))?;
     let final_dir = templates_dir.join(req.name.as_str());
     if fs::symlink_metadata(&final_dir).is_ok() {
         return Err(TemplateError::Exists(req.name.clone()));
@@ -110,9 +110,9 @@ pub fn build(templates_dir: &Path, req: &BuildRequest, builder: &dyn Builder) ->
     fsutil::ensure_dir(req.locks_dir, 0o700).map_err(io_err(req.locks_dir))?;
     let _lock = crate::lock::try_lock(&req.locks_dir.join("templates.lock")).map_err(|e| match e {
         crate::lock::LockError::Held => TemplateError::Busy,
-        crate::lock::LockError::Io { path, source } => TemplateError::Io { path: path.into(), source },
+        crate::lock::LockError::Io(e) => TemplateError::Io(e),
     })?;
-    clear_leftovers(state_dir, req.umount)?;
+    clear_leftovers(state_dir)?;
     let work = tempfile::Builder::new()
         .prefix(&format!(".template-{}-", req.name))
         .tempdir_in(state_dir)
@@ -120,23 +120,17 @@ pub fn build(templates_dir: &Path, req: &BuildRequest, builder: &dyn Builder) ->
     // From here an error drops `work`; a build killed outright leaves it
     // for the next build's clear_leftovers.
     let result = build_in(work.path(), req, builder);
-    if result.is_err() && unmount_under(work.path(), req.umount).is_err() {
+    if result.is_err() && unmount_under(work.path()).is_err() {
         // Never remove a tree that still has something mounted in it (a
         // killed mmdebstrap's /dev or /proc): leave it for the next build.
         let _ = work.keep();
         return result;
     }
     let manifest = result?;
-    fsutil::ensure_dir(templates_dir, 0o700).map_err(io_err(templates_dir))?;
-    let work = work.keep();
-    if let Err(e) = nix::fcntl::renameat2(None, &work, None, &final_dir, nix::fcntl::RenameFlags::RENAME_NOREPLACE) {
-        let _ = fsutil::remove_tree(&work);
-        return Err(match e {
-            nix::errno::Errno::EEXIST => TemplateError::Exists(req.name.clone()),
-            e => TemplateError::Io { path: final_dir, source: e.into() },
-        });
-    }
-    fsutil::sync_dir(templates_dir).map_err(io_err(templates_dir))?;
+    fsutil::publish_dir(work, &final_dir).map_err(|e| match e.source.kind() {
+        io::ErrorKind::AlreadyExists => TemplateError::Exists(req.name.clone()),
+        _ => TemplateError::Io(e),
+    })?;
     Ok(manifest)
 }
 
@@ -145,7 +139,7 @@ fn build_in(work: &Path, req: &BuildRequest, builder: &dyn Builder) -> Result<Ma
     builder.make_tree(work, &tree)?;
     // A builder may have mounted things in its tree (mmdebstrap unmounts
     // what it mounted); make sure before we touch the tree.
-    unmount_under(work, req.umount)?;
+    unmount_under(work)?;
     finish(work, &tree, req, builder.kind())
 }
 

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use crate::fsutil::PathIo;
 
 /// Used when the image does not say which release it installs.
 pub const DEFAULT_SUITE: &str = "bookworm";
@@ -109,7 +110,7 @@ pub fn load(templates_dir: &Path, name: &TemplateName) -> Result<Template, Templ
     let bytes = match fsutil::read_limited(&path, MAX_MANIFEST_BYTES) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(TemplateError::NotFound(name.clone())),
-        Err(source) => return Err(TemplateError::Io { path, source }),
+        Err(source) => return Err(TemplateError::Io(PathIo::new(path, source))),
     };
     let manifest: Manifest =
         serde_json::from_slice(&bytes).map_err(|e| TemplateError::Corrupt { path: path.clone(), message: e.to_string() })?;
@@ -128,7 +129,7 @@ pub fn list(templates_dir: &Path) -> Result<Vec<Template>, TemplateError> {
     let entries = match fs::read_dir(templates_dir) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => return Err(TemplateError::Io { path: templates_dir.into(), source }),
+        Err(source) => return Err(TemplateError::Io(PathIo::new(templates_dir, source))),
     };
     let mut out = Vec::new();
     for e in entries.flatten() {

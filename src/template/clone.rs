@@ -25,7 +25,8 @@ use crate::volume::{self, VolumeError};
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use crate::fsutil::{io_err, PathIo};
 
 /// How a clone was put onto its volume.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,28 +59,23 @@ pub enum CloneError {
     TooSmall { disk: DiskPath, have: u64, need: u64 },
     #[error("the volume {0} is in use (mounted or open by another program)")]
     InUse(DiskPath),
-    #[error("cannot read {path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    #[error("cannot read {0}")]
+    Io(#[from] PathIo),
     /// The volume may hold part of a clone.
-    #[error("cannot write the clone onto {path}: {source}")]
-    Write { path: PathBuf, source: io::Error },
+    #[error("cannot write the clone onto {0}")]
+    Write(PathIo),
 }
 
 impl CloneError {
     /// True if the volume was written to before the error.
     pub fn touched_volume(&self) -> bool {
-        matches!(self, CloneError::Write { .. })
+        matches!(self, CloneError::Write(_))
     }
 }
 
 fn write_err(path: &Path) -> impl FnOnce(io::Error) -> CloneError {
-    let path = path.to_path_buf();
-    move |source| CloneError::Write { path, source }
-}
-
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CloneError {
-    let path = path.to_path_buf();
-    move |source| CloneError::Io { path, source }
+    let f = io_err(path);
+    move |source| CloneError::Write(f(source))
 }
 
 /// Leftovers of an overlay write killed mid-way start with this, beside
@@ -207,7 +203,8 @@ pub fn remove_overlay_temporaries(disk: &DiskPath) -> Result<(), CloneError> {
     if disk.format() != DiskFormat::Qcow2 {
         return Ok(());
     }
-    crate::lock::remove_temporaries(dir, &[&temp_prefix(volume)]).map_err(io_err(dir))
+    crate::lock::remove_temporaries(dir, &[&temp_prefix(volume)]).map_err(io_err(dir))?;
+    Ok(())
 }
 
 /// Opens a volume for writing in place. A block device is opened with
@@ -219,7 +216,7 @@ fn open_volume(disk: &DiskPath) -> Result<File, CloneError> {
     let mut o = OpenOptions::new();
     o.write(true);
     o.custom_flags(if is_dev { libc::O_EXCL } else { libc::O_NOFOLLOW });
-    o.open(p).map_err(|e| if e.raw_os_error() == Some(libc::EBUSY) { CloneError::InUse(disk.clone()) } else { CloneError::Io { path: p.into(), source: e } })
+    o.open(p).map_err(|e| if e.raw_os_error() == Some(libc::EBUSY) { CloneError::InUse(disk.clone()) } else { CloneError::Io(PathIo::new(p, e)) })
 }
 
 /// The size of an overlay replacing `volume`: the size the admin gave it
@@ -236,20 +233,21 @@ fn write_overlay(volume: &Path, base: &mut File, len: u64, size: u64, root: &Pat
 }
 
 fn write_replacing(volume: &Path, fill: impl FnOnce(&File) -> io::Result<()>) -> Result<(), CloneError> {
-    let dir = volume.parent().ok_or_else(|| CloneError::Io { path: volume.into(), source: io::Error::other("no parent directory") })?;
+    let dir = volume.parent().ok_or_else(|| CloneError::Io(PathIo::new(volume, io::Error::other("no parent directory"))))?;
     let old = fs::symlink_metadata(volume).map_err(io_err(volume))?;
     let tmp = tempfile::Builder::new().prefix(&temp_prefix(volume)).tempfile_in(dir).map_err(io_err(dir))?;
     fill(tmp.as_file()).map_err(io_err(volume))?;
     tmp.as_file().set_permissions(fs::Permissions::from_mode(old.mode() & 0o7777)).map_err(io_err(volume))?;
     std::os::unix::fs::fchown(tmp.as_file(), Some(old.uid()), Some(old.gid())).map_err(io_err(volume))?;
     tmp.as_file().sync_all().map_err(io_err(volume))?;
-    tmp.persist(volume).map_err(|e| CloneError::Io { path: volume.into(), source: e.error })?;
+    tmp.persist(volume).map_err(|e| CloneError::Io(PathIo::new(volume, e.error)))?;
     crate::fsutil::sync_dir(dir).map_err(write_err(dir))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
     use std::os::unix::fs::FileExt;
 
     fn sparse_source(dir: &Path) -> PathBuf {

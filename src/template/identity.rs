@@ -3,7 +3,6 @@
 
 use crate::secret::CryptHash;
 use crate::types::{DomainName, Hostname, Network};
-use std::fs;
 use std::io;
 
 /// The guest side of the identity seed, baked into every template.
@@ -69,8 +68,7 @@ pub fn seed_disk(text: &str) -> Option<Vec<u8>> {
 
 /// A random version-4 UUID.
 pub fn random_uuid() -> io::Result<String> {
-    let mut b = [0u8; 16];
-    fs::File::open("/dev/urandom").and_then(|mut f| io::Read::read_exact(&mut f, &mut b))?;
+    let mut b: [u8; 16] = crate::secret::random_bytes()?;
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();

@@ -41,8 +41,8 @@ pub use seal::seal;
 use seal::{link, write};
 
 use crate::exec::ExecError;
-use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use crate::fsutil::PathIo;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
@@ -54,8 +54,6 @@ pub enum TemplateError {
     Busy,
     #[error("mmdebstrap failed: {0}")]
     Bootstrap(ExecError),
-    #[error("{0}")]
-    MachineBusy(String),
     #[error("the install into the build machine failed: {0}")]
     Install(String),
     #[error("cannot read the installed system from the build machine's disk {disk}: {message}")]
@@ -68,11 +66,7 @@ pub enum TemplateError {
     Layout(String),
     #[error("manifest {path} is corrupt ({message}); an admin must remove the template and build it again")]
     Corrupt { path: PathBuf, message: String },
-    #[error("cannot write the template under {path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    #[error("cannot write the template under {0}")]
+    Io(#[from] PathIo),
 }
 
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> TemplateError {
-    let path = path.to_path_buf();
-    move |source| TemplateError::Io { path, source }
-}

@@ -1,13 +1,13 @@
 //! Mounts in a build's tree: finding and unmounting them, so that clearing
 //! what a failed or killed build left behind never reaches the host's.
 
-use super::{io_err, TemplateError};
-use crate::exec;
+use super::TemplateError;
+use nix::mount::{umount2, MntFlags};
 use crate::fsutil;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use crate::fsutil::{io_err, PathIo};
 
 /// Mount points at or under `dir`, deepest first (from /proc/self/mountinfo).
 fn mounts_under(dir: &Path) -> Vec<PathBuf> {
@@ -23,22 +23,23 @@ fn mounts_under(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Unmounts whatever a killed mmdebstrap left mounted in a build tree, so
-/// that removing the tree can never reach the host's /dev or /proc.
-pub(super) fn unmount_under(dir: &Path, umount: &Path) -> Result<(), TemplateError> {
+/// that removing the tree can never reach the host's /dev or /proc. A
+/// lazy (detaching) unmount: a busy mount leaves the tree at once.
+pub(super) fn unmount_under(dir: &Path) -> Result<(), TemplateError> {
     for m in mounts_under(dir) {
-        let _ = exec::run(umount, &["--lazy".as_ref(), m.as_os_str()], Duration::from_secs(30));
+        let _ = umount2(&m, MntFlags::MNT_DETACH);
     }
     if let Some(m) = mounts_under(dir).first() {
-        return Err(TemplateError::Io { path: m.clone(), source: io::Error::other("still mounted after umount") });
+        return Err(TemplateError::Io(PathIo::new(m.clone(), io::Error::other("still mounted after unmounting"))));
     }
     Ok(())
 }
 
-pub(super) fn clear_leftovers(state_dir: &Path, umount: &Path) -> Result<(), TemplateError> {
+pub(super) fn clear_leftovers(state_dir: &Path) -> Result<(), TemplateError> {
     for e in fs::read_dir(state_dir).map_err(io_err(state_dir))?.flatten() {
         if e.file_name().to_string_lossy().starts_with(".template-") {
             let p = e.path();
-            unmount_under(&p, umount)?;
+            unmount_under(&p)?;
             fsutil::remove_tree(&p).map_err(io_err(&p))?;
         }
     }

@@ -3,12 +3,13 @@
 //! never writing, emptying or reading through a symlink out of the tree.
 
 use super::identity::{IDENTITY_SCRIPT, IDENTITY_UNIT};
-use super::{io_err, TemplateError, ROOT_LABEL};
+use super::{TemplateError, ROOT_LABEL};
 use crate::fsutil;
 use std::fs;
 use std::io;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
+use crate::fsutil::{io_err, PathIo};
 
 /// Units masked in the template: slow or useless on a first boot under
 /// emulation (measured: e2scrub_reap alone cost 24 s), and timers.
@@ -57,7 +58,7 @@ pub(super) fn write(tree: &Path, rel: &str, text: &str, mode: u32) -> Result<(),
     // Replace, never write through, a symlink the packages left there.
     let _ = fs::remove_file(&p);
     fs::write(&p, text).map_err(io_err(&p))?;
-    fs::set_permissions(&p, fs::Permissions::from_mode(mode)).map_err(io_err(&p))
+    Ok(fs::set_permissions(&p, fs::Permissions::from_mode(mode)).map_err(io_err(&p))?)
 }
 
 pub(super) fn link(tree: &Path, rel: &str, target: &str) -> Result<(), TemplateError> {
@@ -66,20 +67,20 @@ pub(super) fn link(tree: &Path, rel: &str, target: &str) -> Result<(), TemplateE
         fs::create_dir_all(d).map_err(io_err(d))?;
     }
     let _ = fs::remove_file(&p);
-    symlink(target, &p).map_err(io_err(&p))
+    Ok(symlink(target, &p).map_err(io_err(&p))?)
 }
 
 fn remove_dir(tree: &Path, rel: &str) -> Result<(), TemplateError> {
     let p = inside(tree, rel, false)?;
     match fs::symlink_metadata(&p) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        _ => fsutil::remove_tree(&p).map_err(io_err(&p)),
+        _ => Ok(fsutil::remove_tree(&p).map_err(io_err(&p))?),
     }
 }
 
 fn remove(tree: &Path, rel: &str) -> Result<(), TemplateError> {
     let p = inside(tree, rel, false)?;
-    fsutil::remove_if_exists(&p).map(|_| ()).map_err(io_err(&p))
+    Ok(fsutil::remove_if_exists(&p).map(|_| ()).map_err(io_err(&p))?)
 }
 
 /// Seals the tree: nothing unique to one guest stays in it (SSH host keys,
@@ -166,7 +167,7 @@ fn lock_root(tree: &Path) -> Result<(), TemplateError> {
         use std::os::unix::fs::MetadataExt;
         std::os::unix::fs::lchown(&p, Some(m.uid()), Some(m.gid())).map_err(io_err(&p))?;
     }
-    fs::set_permissions(&p, fs::Permissions::from_mode(0o640)).map_err(io_err(&p))
+    Ok(fs::set_permissions(&p, fs::Permissions::from_mode(0o640)).map_err(io_err(&p))?)
 }
 
 /// A regular file of the tree (not a symlink, reached through no symlink).
@@ -175,7 +176,7 @@ pub(super) fn regular_file(tree: &Path, rel: &str) -> Result<PathBuf, TemplateEr
     match fs::symlink_metadata(&p) {
         Ok(m) if m.is_file() => Ok(p),
         Ok(_) => Err(TemplateError::Layout(format!("/{rel} is not a regular file"))),
-        Err(source) => Err(TemplateError::Io { path: p, source }),
+        Err(source) => Err(TemplateError::Io(PathIo::new(p, source))),
     }
 }
 

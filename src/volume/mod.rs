@@ -12,6 +12,7 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use crate::fsutil::{io_err, PathIo};
 
 #[derive(Debug, thiserror::Error)]
 pub enum VolumeError {
@@ -35,13 +36,8 @@ pub enum VolumeError {
     UnsafePool(PathBuf, &'static str),
     #[error("{0}")]
     Tool(#[from] ExecError),
-    #[error("cannot {what} {path}: {source}")]
-    Io { what: &'static str, path: PathBuf, source: io::Error },
-}
-
-fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> VolumeError {
-    let path = path.to_path_buf();
-    move |source| VolumeError::Io { what, path, source }
+    #[error("volume I/O error: {0}")]
+    Io(#[from] PathIo),
 }
 
 /// What a machine's volume is, which decides how it is written, read back
@@ -108,18 +104,18 @@ pub fn check_import(disk: &DiskPath, state_dir: &Path) -> Result<Identity, Volum
     let path = Path::new(disk.as_str());
     let (files, identity) = resolve(path).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => VolumeError::Missing(disk.clone()),
-        _ => VolumeError::Io { what: "inspect", path: path.into(), source: e },
+        _ => VolumeError::Io(PathIo::new(path, e)),
     })?;
     if identity.ids.is_empty() {
         return Err(VolumeError::NotAVolume(disk.clone()));
     }
-    let state = fs::metadata(state_dir).map_err(io_err("inspect", state_dir))?;
+    let state = fs::metadata(state_dir).map_err(io_err(state_dir))?;
     for (file, m) in &files {
         if m.is_file() && m.nlink() != 1 {
             return Err(VolumeError::HardLinked(disk.clone()));
         }
         for dir in file.ancestors().skip(1) {
-            let d = fs::metadata(dir).map_err(io_err("inspect", dir))?;
+            let d = fs::metadata(dir).map_err(io_err(dir))?;
             if (d.dev(), d.ino()) == (state.dev(), state.ino()) {
                 return Err(VolumeError::UnderStateDir(disk.clone(), state_dir.into()));
             }

@@ -19,6 +19,7 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Duration;
+use crate::fsutil::{io_err, PathIo};
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
@@ -116,14 +117,14 @@ impl PoolConfig {
                 let dir = Path::new(f.dir.as_str());
                 check_dir(dir, state_dir)?;
                 crate::lock::remove_temporaries(dir, &[TEMP_PREFIX])
-                    .map_err(|source| VolumeError::Io { what: "clear leftovers in", path: dir.into(), source })?;
+                    .map_err(io_err(dir))?;
                 let format = match f.format {
                     FileFormat::Raw => DiskFormat::Raw,
                     FileFormat::Qcow2 => DiskFormat::Qcow2,
                 };
                 create_file(Path::new(disk.as_str()), size.bytes(), format).map_err(|e| match e.kind() {
                     io::ErrorKind::AlreadyExists => VolumeError::Exists { vm: vm.clone(), path: disk.clone() },
-                    _ => VolumeError::Io { what: "create the volume", path: disk.as_str().into(), source: e },
+                    _ => VolumeError::Io(PathIo::new(disk.as_str(), e)),
                 })?;
             }
             PoolConfig::Lvm(l) => {
@@ -146,9 +147,9 @@ impl PoolConfig {
             PoolConfig::File(f) => {
                 check_dir(Path::new(f.dir.as_str()), state_dir)?;
                 fsutil::remove_if_exists(Path::new(disk.as_str()))
-                    .map_err(|source| VolumeError::Io { what: "remove", path: disk.as_str().into(), source })?;
+                    .map_err(io_err(Path::new(disk.as_str())))?;
                 fsutil::sync_dir(Path::new(f.dir.as_str()))
-                    .map_err(|source| VolumeError::Io { what: "sync", path: f.dir.as_str().into(), source })
+                    .map_err(|source| VolumeError::Io(PathIo::new(f.dir.as_str(), source)))
             }
             PoolConfig::Lvm(l) => {
                 exec::run(l.lvremove.path(), &["--yes".to_owned(), format!("{}/{vm}", l.vg.as_str())], limit)?;
@@ -182,7 +183,7 @@ fn lvcreate_args(l: &LvmPool, vm: &VmName, size: VolumeSize) -> Vec<String> {
 /// state dir or inside it (seen through symlinks and bind mounts).
 fn check_dir(dir: &Path, state_dir: &Path) -> Result<(), VolumeError> {
     let unsafe_dir = |why| VolumeError::UnsafePool(dir.into(), why);
-    let inspect = |p: &Path| fs::metadata(p).map_err(|source| VolumeError::Io { what: "inspect", path: p.into(), source });
+    let inspect = |p: &Path| fs::metadata(p).map_err(|source| VolumeError::Io(PathIo::new(p, source)));
     let state = inspect(state_dir)?;
     for d in dir.ancestors() {
         match fs::metadata(d) {
@@ -191,11 +192,11 @@ fn check_dir(dir: &Path, state_dir: &Path) -> Result<(), VolumeError> {
             }
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(source) => return Err(VolumeError::Io { what: "inspect", path: d.into(), source }),
+            Err(source) => return Err(VolumeError::Io(PathIo::new(d, source))),
         }
     }
-    fsutil::ensure_dir(dir, 0o700).map_err(|source| VolumeError::Io { what: "create", path: dir.into(), source })?;
-    let m = fs::symlink_metadata(dir).map_err(|source| VolumeError::Io { what: "inspect", path: dir.into(), source })?;
+    fsutil::ensure_dir(dir, 0o700).map_err(io_err(dir))?;
+    let m = fs::symlink_metadata(dir).map_err(io_err(dir))?;
     if !m.is_dir() {
         return Err(unsafe_dir("it is not a directory"));
     }

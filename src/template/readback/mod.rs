@@ -32,7 +32,8 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use crate::fsutil::{io_err, PathIo};
 
 /// Limits for one read-back. The filesystem's own size and inode count
 /// bound them further: an honest filesystem cannot need more.
@@ -68,8 +69,8 @@ pub enum ReadbackError {
     Refused(String),
     #[error("the filesystem holds more than the read-back allows: {0}")]
     OverBudget(String),
-    #[error("cannot write the tree at {path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    #[error("cannot write the tree at {0}")]
+    Io(#[from] PathIo),
 }
 
 /// What was written.
@@ -85,7 +86,7 @@ pub fn extract<S: Source + ?Sized>(src: Box<S>, tree: &Path, cap: Budget) -> Res
     let len = src.len();
     let fs = Fs::open(src)?;
     let budget = Budget { bytes: cap.bytes.min(len), entries: cap.entries.min(u64::from(fs.inodes_count)) };
-    let root = write::create_root(tree).map_err(|source| ReadbackError::Io { path: tree.into(), source })?;
+    let root = write::create_root(tree).map_err(io_err(tree))?;
     let r = Walk { fs: &fs, tree, budget, used: Summary::default(), links: HashMap::new(), dirs: HashSet::new() }.copy_tree(root);
     if r.is_err() {
         let _ = crate::fsutil::remove_tree(tree);
@@ -119,10 +120,7 @@ impl<S: Source + ?Sized> Walk<'_, S> {
     /// The error for `rel`, made only when there is one (this is called
     /// on every read and write of the walk).
     fn io<'b>(&'b self, rel: &'b [u8]) -> impl FnOnce(io::Error) -> ReadbackError + 'b {
-        move |source| ReadbackError::Io {
-            path: self.tree.join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(rel)),
-            source,
-        }
+        move |source| ReadbackError::Io(PathIo::new(self.tree.join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(rel)), source))
     }
 
     fn copy_tree(mut self, root_fd: OwnedFd) -> Result<Summary, ReadbackError> {
