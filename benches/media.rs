@@ -391,8 +391,7 @@ impl Bench {
                 domain: &self.cfg.domain,
                 network: &Network::new("192.0.2.10", "255.255.255.0", "192.0.2.1", &["192.0.2.53"]).unwrap(),
                 root_hash: &CryptHash::parse_hash(BENCH_HASH).unwrap(),
-                mirror_host: &self.cfg.mirror.host,
-                mirror_dir: &self.cfg.mirror.directory,
+                mirror: &self.cfg.mirror,
             },
         )
     }

@@ -3,7 +3,7 @@
 //! answer is built from a typed value that cannot hold a newline or any
 //! other control character, so no input can add a line or a directive.
 
-use crate::config::{Config, MirrorDir, MirrorHost};
+use crate::config::{Config, Mirror};
 use crate::registry::Machine;
 use crate::secret::CryptHash;
 use crate::types::{DomainName, Hostname, Network};
@@ -15,8 +15,7 @@ pub struct Values<'a> {
     pub domain: &'a DomainName,
     pub network: &'a Network,
     pub root_hash: &'a CryptHash,
-    pub mirror_host: &'a MirrorHost,
-    pub mirror_dir: &'a MirrorDir,
+    pub mirror: &'a Mirror,
 }
 
 impl<'a> Values<'a> {
@@ -28,8 +27,7 @@ impl<'a> Values<'a> {
             domain: &config.domain,
             network: &machine.network,
             root_hash,
-            mirror_host: &config.mirror.host,
-            mirror_dir: &config.mirror.directory,
+            mirror: &config.mirror,
         }
     }
 }
@@ -139,8 +137,8 @@ pub fn answers(v: &Values) -> Vec<String> {
         format!("d-i netcfg/hostname string {}", v.hostname),
         format!("d-i netcfg/get_domain string {}", v.domain),
         format!("d-i mirror/country string manual"),
-        format!("d-i mirror/http/hostname string {}", v.mirror_host.as_str()),
-        format!("d-i mirror/http/directory string {}", v.mirror_dir.as_str()),
+        format!("d-i mirror/http/hostname string {}", v.mirror.host.as_str()),
+        format!("d-i mirror/http/directory string {}", v.mirror.directory.as_str()),
         format!("d-i passwd/root-password-crypted password {}", v.root_hash.expose()),
     ]
 }
@@ -175,20 +173,23 @@ mod tests {
     use super::*;
     use crate::config::{MirrorDir, MirrorHost};
 
-    fn values() -> (Hostname, DomainName, Network, CryptHash, MirrorHost, MirrorDir) {
+    fn mirror() -> Mirror {
+        Mirror { host: MirrorHost::parse("deb.debian.org").unwrap(), directory: MirrorDir::parse("/debian").unwrap() }
+    }
+
+    fn values() -> (Hostname, DomainName, Network, CryptHash, Mirror) {
         (
             Hostname::parse("web1").unwrap(),
             DomainName::parse("example.org").unwrap(),
             Network::new("192.0.2.10", "255.255.255.0", "192.0.2.1", &["192.0.2.53"]).unwrap(),
             CryptHash::hash_cleartext("pw").unwrap(),
-            MirrorHost::parse("deb.debian.org").unwrap(),
-            MirrorDir::parse("/debian").unwrap(),
+            mirror(),
         )
     }
 
     fn render_with(template: &str) -> String {
-        let (h, d, n, c, mh, md) = values();
-        render(template, &Values { hostname: &h, domain: &d, network: &n, root_hash: &c, mirror_host: &mh, mirror_dir: &md })
+        let (h, d, n, c, m) = values();
+        render(template, &Values { hostname: &h, domain: &d, network: &n, root_hash: &c, mirror: &m })
     }
 
     #[test]
@@ -222,8 +223,8 @@ mod tests {
     fn rendering_adds_exactly_our_lines() {
         let t = "d-i time/zone string UTC\n";
         let out = render_with(t);
-        let (h, d, n, c, mh, md) = values();
-        let ours = answers(&Values { hostname: &h, domain: &d, network: &n, root_hash: &c, mirror_host: &mh, mirror_dir: &md });
+        let (h, d, n, c, m) = values();
+        let ours = answers(&Values { hostname: &h, domain: &d, network: &n, root_hash: &c, mirror: &m });
         assert_eq!(out.lines().count(), 1 + 1 + ours.len());
     }
 

@@ -15,6 +15,7 @@ use crate::types::{Hostname, ImageName, VmName};
 use crate::fsutil;
 use serde_json::Value;
 use std::io::Read;
+use std::path::Path;
 
 /// What an install request names, if anything.
 pub enum Source<'a> {
@@ -69,7 +70,6 @@ impl Request<'_> {
 fn from_image(ctx: &Ctx, mut req: Request, image_name: &ImageName) -> Result<Outcome> {
     let config = ctx.config;
     let (machine, hostname, no_start) = (req.machine, req.hostname, req.no_start);
-    let vm = &machine.name;
     // The request, fully validated before any file is touched.
     let image = image::load(&config.images_dir(), image_name)?;
     let root_hash = req.root_hash()?;
@@ -99,27 +99,49 @@ fn from_image(ctx: &Ctx, mut req: Request, image_name: &ImageName) -> Result<Out
     let domain = Domain::for_machine(machine, config, &media);
     let st = record_or_start(&held, &domain, st, no_start, "the installer", undo)?;
 
-    let console = hv.console_log(vm, vmdir);
-    let human = format!(
-        "{vm}: {} from image {image_name}\n  media: {}\n  domain config: {}\n  console log: {}\n",
-        if no_start { "prepared (not started)" } else { "installer started" },
-        media.path().unwrap_or(&vmdir.dir).display(),
-        domain_config.display(),
-        console.display(),
-    );
-    Ok(Outcome {
-        human,
-        json: obj([
+    let reply = Reply { held: &held, st: &st, hostname, media: &media, domain_config: &domain_config };
+    Ok(reply.outcome(
+        format!(
+            "{} from image {image_name}\n  media: {}",
+            if no_start { "prepared (not started)" } else { "installer started" },
+            media.path().unwrap_or(&vmdir.dir).display()
+        ),
+        [("boot", Value::from(machine.boot.as_str()))],
+    ))
+}
+
+/// What both install paths report.
+struct Reply<'a> {
+    held: &'a lifecycle::Held<'a>,
+    st: &'a VmState,
+    hostname: &'a Hostname,
+    media: &'a media::Media,
+    domain_config: &'a Path,
+}
+
+impl Reply<'_> {
+    /// `headline` follows the VM's name on the first line; `extra` are the
+    /// path's own JSON fields.
+    fn outcome<const N: usize>(&self, headline: String, extra: [(&str, Value); N]) -> Outcome {
+        let (vm, vmdir) = (&self.held.machine.name, &self.held.vmdir);
+        let console = self.held.hv.console_log(vm, vmdir);
+        let human = format!(
+            "{vm}: {headline}\n  domain config: {}\n  console log: {}\n",
+            self.domain_config.display(),
+            console.display()
+        );
+        let mut json = obj([
             ("vm", Value::from(vm.as_str())),
-            ("state", Value::from(st.phase.as_str())),
-            ("image", Value::from(image_name.as_str())),
-            ("hostname", Value::from(hostname.as_str())),
-            ("media", Value::from(media.path().unwrap_or(&vmdir.dir).display().to_string())),
-            ("boot", Value::from(machine.boot.as_str())),
-            ("domain_config", Value::from(domain_config.display().to_string())),
+            ("state", Value::from(self.st.phase.as_str())),
+            ("image", Value::from(self.st.image.as_str())),
+            ("hostname", Value::from(self.hostname.as_str())),
+            ("media", Value::from(self.media.path().unwrap_or(&vmdir.dir).display().to_string())),
+            ("domain_config", Value::from(self.domain_config.display().to_string())),
             ("console_log", Value::from(console.display().to_string())),
-        ]),
-    })
+        ]);
+        json.extend(extra.into_iter().map(|(k, v)| (k.to_owned(), v)));
+        Outcome { human, json }
+    }
 }
 
 /// Takes the machine's lock (busy at once if another request holds it)
@@ -174,7 +196,6 @@ fn check_volume(m: &Machine) -> Result<()> {
 fn from_template(ctx: &Ctx, mut req: Request, tname: &TemplateName) -> Result<Outcome> {
     let config = ctx.config;
     let (machine, hostname, no_start) = (req.machine, req.hostname, req.no_start);
-    let vm = &machine.name;
     let tpl = template::load(&config.templates_dir(), tname)?;
     let root_hash = req.root_hash()?;
     // Refused before anything is written: a volume that cannot take it.
@@ -232,31 +253,21 @@ fn from_template(ctx: &Ctx, mut req: Request, tname: &TemplateName) -> Result<Ou
     let st = record_or_start(&held, &domain, st, no_start, "the clone", || {
         let _ = held.discard(Some(&tpl));
     })?;
-    let console = hv.console_log(vm, vmdir);
-    let human = format!(
-        "{vm}: {} from template {tname} ({} onto {}, with identity, in {:.0} ms)\n  domain config: {}\n  console log: {}\n",
-        if no_start { "cloned (not started)" } else { "cloned and started" },
-        method.as_str(),
-        machine.disk,
-        clone_s * 1000.0,
-        domain_config.display(),
-        console.display(),
-    );
-    Ok(Outcome {
-        human,
-        json: obj([
-            ("vm", Value::from(vm.as_str())),
-            ("state", Value::from(st.phase.as_str())),
-            ("image", Value::from(st.image.as_str())),
+    let reply = Reply { held: &held, st: &st, hostname, media: &media, domain_config: &domain_config };
+    Ok(reply.outcome(
+        format!(
+            "{} from template {tname} ({} onto {}, with identity, in {:.0} ms)",
+            if no_start { "cloned (not started)" } else { "cloned and started" },
+            method.as_str(),
+            machine.disk,
+            clone_s * 1000.0
+        ),
+        [
             ("template", Value::from(tname.as_str())),
-            ("hostname", Value::from(hostname.as_str())),
             ("disk", Value::from(machine.disk.as_str())),
             ("clone_method", Value::from(method.as_str())),
-            ("media", Value::from(media.path().unwrap_or(&vmdir.dir).display().to_string())),
-            ("domain_config", Value::from(domain_config.display().to_string())),
-            ("console_log", Value::from(console.display().to_string())),
             ("clone_s", Value::from(clone_s)),
-        ]),
-    })
+        ],
+    ))
 }
 
