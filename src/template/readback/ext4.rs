@@ -53,7 +53,7 @@ const INCOMPAT_REFUSED: [(u32, &str); 5] = [
     (0x1000, "dirdata"),
 ];
 
-const EXTENTS_FL: u32 = 0x80000;
+pub(super) const EXTENTS_FL: u32 = 0x80000;
 const INLINE_DATA_FL: u32 = 0x1000_0000;
 const ENCRYPT_FL: u32 = 0x800;
 /// An extent tree is at most this deep (the kernel's own bound).
@@ -66,7 +66,7 @@ pub struct Fs<S: ?Sized> {
     blocks_count: u64,
     inodes_per_group: u32,
     inode_size: usize,
-    filetype: bool,
+    pub(super) filetype: bool,
     /// The inode table's first block, per group.
     tables: Vec<u64>,
     /// Extent tree and directory blocks read so far: each belongs to one
@@ -103,8 +103,8 @@ pub struct Inode {
     pub links: u16,
     pub atime: Time,
     pub mtime: Time,
-    flags: u32,
-    block: [u8; 60],
+    pub(super) flags: u32,
+    pub(super) block: [u8; 60],
     file_acl: u64,
     /// The in-inode extended attribute area (after i_extra_isize).
     xattr_area: Vec<u8>,
@@ -184,7 +184,7 @@ impl<S: Source + ?Sized> Fs<S> {
     }
 
     /// Reads an extent tree or directory block (see `tree_blocks`).
-    fn read_tree_block(&self, block: u64, buf: &mut [u8]) -> Result<(), FsError> {
+    pub(super) fn read_tree_block(&self, block: u64, buf: &mut [u8]) -> Result<(), FsError> {
         let n = self.tree_blocks.get() + 1;
         if n > self.blocks_count {
             return Err(corrupt("more extent tree and directory blocks than the filesystem has (blocks claimed many times over)"));
@@ -259,7 +259,7 @@ impl<S: Source + ?Sized> Fs<S> {
         })
     }
 
-    fn check_flags(inode: &Inode) -> Result<(), FsError> {
+    pub(super) fn check_flags(inode: &Inode) -> Result<(), FsError> {
         if inode.flags & INLINE_DATA_FL != 0 {
             return Err(FsError::Unsupported("inline data"));
         }
@@ -335,72 +335,6 @@ impl<S: Source + ?Sized> Fs<S> {
             clipped.push(e);
         }
         Ok(clipped)
-    }
-
-    /// The entries of a directory: (name, inode), in on-disk order. Names
-    /// are raw bytes, unchecked (the caller decides what a name may be).
-    pub fn dir_entries(&self, dir: &Inode, max_extents: usize, max_entries: u64) -> Result<Vec<(Vec<u8>, u32)>, FsError> {
-        let mut out = Vec::new();
-        let bs = self.block_size as usize;
-        let mut block = vec![0u8; bs];
-        for e in self.extents(dir, max_extents)? {
-            if e.unwritten {
-                continue;
-            }
-            for b in 0..e.len {
-                self.read_tree_block(e.start + b, &mut block)?;
-                let mut pos = 0usize;
-                while pos + 8 <= bs {
-                    let ino = u32_at(&block, pos);
-                    let raw_rec = usize::from(u16_at(&block, pos + 4));
-                    // 64 KiB blocks store a whole-block record as 0 or 65535.
-                    let rec = if bs == 65536 && (raw_rec == 0 || raw_rec == 65535) { 65536 } else { raw_rec };
-                    let name_len = if self.filetype { usize::from(block[pos + 6]) } else { usize::from(u16_at(&block, pos + 6)) };
-                    if rec < 8 || rec % 4 != 0 || pos + rec > bs {
-                        return Err(corrupt(format!("a bad directory record in inode {}", dir.ino)));
-                    }
-                    if ino != 0 {
-                        if name_len == 0 || 8 + name_len > rec {
-                            return Err(corrupt(format!("a bad directory entry name in inode {}", dir.ino)));
-                        }
-                        if out.len() as u64 >= max_entries {
-                            return Err(FsError::TooManyEntries(dir.ino));
-                        }
-                        out.push((block[pos + 8..pos + 8 + name_len].to_vec(), ino));
-                    }
-                    pos += rec;
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// A symlink's target (at most 4095 bytes, as the kernel allows).
-    pub fn symlink_target(&self, inode: &Inode) -> Result<Vec<u8>, FsError> {
-        Self::check_flags(inode)?;
-        if inode.size == 0 || inode.size > 4095 {
-            return Err(corrupt(format!("symlink inode {} is {} bytes long", inode.ino, inode.size)));
-        }
-        let len = inode.size as usize;
-        if inode.flags & EXTENTS_FL == 0 {
-            // A fast symlink keeps its target in i_block.
-            return inode.block.get(..len).map(<[u8]>::to_vec).ok_or(FsError::Unsupported("block-mapped (ext2/ext3-style) symlinks"));
-        }
-        let mut out = vec![0u8; len];
-        let mut done = 0usize;
-        for e in self.extents(inode, 4)? {
-            let at = usize::try_from(e.logical * self.block_size).unwrap_or(usize::MAX);
-            if e.unwritten || at != done {
-                return Err(corrupt(format!("symlink inode {} has a hole", inode.ino)));
-            }
-            let n = (e.len * self.block_size).min((len - done) as u64) as usize;
-            self.read_data(e.start, 0, &mut out[done..done + n])?;
-            done += n;
-        }
-        if done != len {
-            return Err(corrupt(format!("symlink inode {} is shorter than its size", inode.ino)));
-        }
-        Ok(out)
     }
 
     /// The raw extended attributes of `inode`, (name index, name, value),

@@ -20,6 +20,7 @@
 //! the root's lost+found (mke2fs makes its own).
 
 pub mod ext4;
+mod names;
 mod source;
 #[cfg(test)]
 mod tests;
