@@ -47,6 +47,7 @@ mod common;
 
 use common::{bin, env_num, ms, repo, stats, Stats};
 use guest_installer::config::Config;
+use guest_installer::guest::Guest;
 use guest_installer::image::{self, Image};
 use guest_installer::media;
 use guest_installer::preseed;
@@ -387,10 +388,12 @@ impl Bench {
         preseed::render(
             &template,
             &preseed::Values {
-                hostname: &Hostname::parse(host).unwrap(),
-                domain: &self.cfg.domain,
-                network: &Network::new("192.0.2.10", "255.255.255.0", "192.0.2.1", &["192.0.2.53"]).unwrap(),
-                root_hash: &CryptHash::parse_hash(BENCH_HASH).unwrap(),
+                guest: &Guest {
+                    hostname: &Hostname::parse(host).unwrap(),
+                    domain: &self.cfg.domain,
+                    network: &Network::new("192.0.2.10", "255.255.255.0", "192.0.2.1", &["192.0.2.53"]).unwrap(),
+                    root_hash: &CryptHash::parse_hash(BENCH_HASH).unwrap(),
+                },
                 mirror: &self.cfg.mirror,
             },
         )

@@ -17,6 +17,7 @@ pub mod error;
 pub mod exec;
 pub mod fsutil;
 pub mod ganeti;
+pub mod guest;
 pub mod hypervisor;
 pub mod image;
 pub mod iso9660;

@@ -3,33 +3,15 @@
 //! answer is built from a typed value that cannot hold a newline or any
 //! other control character, so no input can add a line or a directive.
 
-use crate::config::{Config, Mirror};
-use crate::registry::Machine;
-use crate::secret::CryptHash;
-use crate::types::{DomainName, Hostname, Network};
+use crate::config::Mirror;
+use crate::guest::Guest;
 use std::path::{Path, PathBuf};
 
-/// Per-VM answers.
+/// Per-VM answers: who the guest is, and where its installer gets
+/// packages.
 pub struct Values<'a> {
-    pub hostname: &'a Hostname,
-    pub domain: &'a DomainName,
-    pub network: &'a Network,
-    pub root_hash: &'a CryptHash,
+    pub guest: &'a Guest<'a>,
     pub mirror: &'a Mirror,
-}
-
-impl<'a> Values<'a> {
-    /// The answers for `machine` under `hostname`, with the config's
-    /// domain and mirror.
-    pub fn for_machine(config: &'a Config, machine: &'a Machine, hostname: &'a Hostname, root_hash: &'a CryptHash) -> Self {
-        Values {
-            hostname,
-            domain: &config.domain,
-            network: &machine.network,
-            root_hash,
-            mirror: &config.mirror,
-        }
-    }
 }
 
 /// The admin's preseed template (the config's `preseed_template`), as
@@ -124,7 +106,7 @@ fn logical_lines(text: &str) -> Vec<Vec<&str>> {
 }
 
 pub fn answers(v: &Values) -> Vec<String> {
-    let n = v.network;
+    let n = v.guest.network;
     let ns: Vec<String> = n.nameservers().iter().map(|a| a.to_string()).collect();
     vec![
         format!("d-i netcfg/disable_autoconfig boolean true"),
@@ -133,13 +115,13 @@ pub fn answers(v: &Values) -> Vec<String> {
         format!("d-i netcfg/get_gateway string {}", n.gateway()),
         format!("d-i netcfg/get_nameservers string {}", ns.join(" ")),
         format!("d-i netcfg/confirm_static boolean true"),
-        format!("d-i netcfg/get_hostname string {}", v.hostname),
-        format!("d-i netcfg/hostname string {}", v.hostname),
-        format!("d-i netcfg/get_domain string {}", v.domain),
+        format!("d-i netcfg/get_hostname string {}", v.guest.hostname),
+        format!("d-i netcfg/hostname string {}", v.guest.hostname),
+        format!("d-i netcfg/get_domain string {}", v.guest.domain),
         format!("d-i mirror/country string manual"),
         format!("d-i mirror/http/hostname string {}", v.mirror.host.as_str()),
         format!("d-i mirror/http/directory string {}", v.mirror.directory.as_str()),
-        format!("d-i passwd/root-password-crypted password {}", v.root_hash.expose()),
+        format!("d-i passwd/root-password-crypted password {}", v.guest.root_hash.expose()),
     ]
 }
 
@@ -172,6 +154,8 @@ pub fn render(template: &str, v: &Values) -> String {
 mod tests {
     use super::*;
     use crate::config::{MirrorDir, MirrorHost};
+    use crate::secret::CryptHash;
+    use crate::types::{DomainName, Hostname, Network};
 
     fn mirror() -> Mirror {
         Mirror { host: MirrorHost::parse("deb.debian.org").unwrap(), directory: MirrorDir::parse("/debian").unwrap() }
@@ -189,7 +173,7 @@ mod tests {
 
     fn render_with(template: &str) -> String {
         let (h, d, n, c, m) = values();
-        render(template, &Values { hostname: &h, domain: &d, network: &n, root_hash: &c, mirror: &m })
+        render(template, &Values { guest: &Guest { hostname: &h, domain: &d, network: &n, root_hash: &c }, mirror: &m })
     }
 
     #[test]
@@ -224,7 +208,7 @@ mod tests {
         let t = "d-i time/zone string UTC\n";
         let out = render_with(t);
         let (h, d, n, c, m) = values();
-        let ours = answers(&Values { hostname: &h, domain: &d, network: &n, root_hash: &c, mirror: &m });
+        let ours = answers(&Values { guest: &Guest { hostname: &h, domain: &d, network: &n, root_hash: &c }, mirror: &m });
         assert_eq!(out.lines().count(), 1 + 1 + ours.len());
     }
 

@@ -247,13 +247,8 @@ fn identity_unit_refuses_malformed_seeds() {
     let hostname = guest_installer::types::Hostname::parse("gi-clone-a").unwrap();
     let domain = guest_installer::types::DomainName::parse("example.org").unwrap();
     let hash = guest_installer::secret::CryptHash::parse_hash(PW_HASH).unwrap();
-    let good = template::render_seed(&template::Identity {
-        hostname: &hostname,
-        domain: &domain,
-        network: &net,
-        root_hash: &hash,
-        fs_uuid: "0f3c2b9e-8d1a-4c6e-9b7f-2a4d6e8f0a1b",
-    });
+    let guest = guest_installer::guest::Guest { hostname: &hostname, domain: &domain, network: &net, root_hash: &hash };
+    let good = template::render_seed(&template::Identity { guest: &guest, fs_uuid: "0f3c2b9e-8d1a-4c6e-9b7f-2a4d6e8f0a1b" });
     let (ok, out) = check(&good);
     assert!(ok, "{out}\n{good}");
     // The disk as the guest reads it: zero padding stripped.

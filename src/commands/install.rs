@@ -2,6 +2,7 @@
 
 use super::{obj, Ctx, Outcome};
 use crate::error::{Error, Result};
+use crate::guest::Guest;
 use crate::hypervisor::Domain;
 use crate::lifecycle::{self, clone_error};
 use crate::image;
@@ -90,7 +91,7 @@ fn from_image(ctx: &Ctx, mut req: Request, image_name: &ImageName) -> Result<Out
         let _ = vmdir.remove_media();
     };
     let made = (|| -> Result<_> {
-        let text = preseed_template.render(&preseed::Values::for_machine(config, machine, hostname, &root_hash));
+        let text = preseed_template.render(&preseed::Values { guest: &Guest::of_machine(config, machine, hostname, &root_hash), mirror: &config.mirror });
         let media = media::build(machine.boot, &image, &text, vmdir)?;
         let domain_config = hv.prepare(&Domain::for_machine(machine, config, &media), vmdir).inspect_err(|_| undo())?;
         Ok((media, domain_config))
@@ -210,13 +211,8 @@ fn from_template(ctx: &Ctx, mut req: Request, tname: &TemplateName) -> Result<Ou
     let st = if no_start { st } else { held.begin_start(st)? };
     let made = (|| -> Result<_> {
         let fs_uuid = template::random_uuid().map_err(|e| Error::failed(format!("cannot read random bytes: {e}")))?;
-        let seed_text = template::render_seed(&template::Identity {
-            hostname,
-            domain: &config.domain,
-            network: &machine.network,
-            root_hash: &root_hash,
-            fs_uuid: &fs_uuid,
-        });
+        let guest = Guest::of_machine(config, machine, hostname, &root_hash);
+        let seed_text = template::render_seed(&template::Identity { guest: &guest, fs_uuid: &fs_uuid });
         let seed = template::seed_disk(&seed_text).ok_or_else(|| Error::failed("the identity seed is too large"))?;
         fsutil::write_atomic(&vmdir.identity_seed(), &seed, 0o600)
             .map_err(|e| Error::failed(format!("cannot write the clone's identity seed in {}: {e}", vmdir.dir.display())))?;

@@ -11,6 +11,7 @@ use super::env::{Create, InstanceName, Rename};
 use super::guestfs::GuestFs;
 use super::GanetiError;
 use crate::config::Config;
+use crate::guest::Guest;
 use crate::template::{self, clone};
 use crate::types::{DomainName, Hostname};
 use std::path::Path;
@@ -49,7 +50,10 @@ pub fn create(config: &Config, c: &Create) -> Result<String, GanetiError> {
     let fs_uuid = template::random_uuid().map_err(|e| GanetiError::Io(format!("cannot read random bytes: {e}")))?;
     let domain = c.instance.domain_or(&config.domain);
     let seed = template::render_seed_with_mac(
-        &template::Identity { hostname: &c.instance.host, domain, network: &c.network, root_hash: &c.root_hash, fs_uuid: &fs_uuid },
+        &template::Identity {
+            guest: &Guest { hostname: &c.instance.host, domain, network: &c.network, root_hash: &c.root_hash },
+            fs_uuid: &fs_uuid,
+        },
         Some(c.mac),
     );
     let disk = Path::new(c.disk.as_str());

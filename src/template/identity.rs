@@ -1,8 +1,7 @@
 //! A clone's identity: the seed its first-boot unit reads, rendered from
 //! validated values, and the guest side of it baked into every template.
 
-use crate::secret::CryptHash;
-use crate::types::{DomainName, Hostname, Network};
+use crate::guest::Guest;
 use std::io;
 
 /// The guest side of the identity seed, baked into every template.
@@ -17,13 +16,10 @@ pub const REFUSED_LINE: &str = "gi-identity: REFUSED";
 /// (64 KiB: the kernel's partition scan expects more than a few sectors.)
 const SEED_BYTES: usize = 64 * 1024;
 
-/// The values a clone's identity is made of: the same typed values the
-/// preseed gets.
+/// What a clone's identity is made of: who the guest is (the values its
+/// preseed would get) and its root filesystem's new UUID.
 pub struct Identity<'a> {
-    pub hostname: &'a Hostname,
-    pub domain: &'a DomainName,
-    pub network: &'a Network,
-    pub root_hash: &'a CryptHash,
+    pub guest: &'a Guest<'a>,
     /// The clone's new filesystem UUID (lowercase, hyphenated).
     pub fs_uuid: &'a str,
 }
@@ -37,11 +33,11 @@ pub fn render_seed(id: &Identity) -> String {
 /// The seed, with the MAC of the NIC the address belongs to when the
 /// host knows it (the guest then configures that NIC, whatever its name).
 pub fn render_seed_with_mac(id: &Identity, mac: Option<crate::types::Mac>) -> String {
-    let n = id.network;
+    let n = id.guest.network;
     let mut s = format!(
         "{SEED_MAGIC}\nhostname={}\ndomain={}\naddress={}\nprefix={}\ngateway={}\n",
-        id.hostname,
-        id.domain,
+        id.guest.hostname,
+        id.guest.domain,
         n.ip(),
         n.netmask().prefix_len(),
         n.gateway()
@@ -52,7 +48,7 @@ pub fn render_seed_with_mac(id: &Identity, mac: Option<crate::types::Mac>) -> St
     if let Some(mac) = mac {
         s.push_str(&format!("mac={mac}\n"));
     }
-    s.push_str(&format!("root_hash={}\nfs_uuid={}\nend\n", id.root_hash.expose(), id.fs_uuid));
+    s.push_str(&format!("root_hash={}\nfs_uuid={}\nend\n", id.guest.root_hash.expose(), id.fs_uuid));
     s
 }
 
