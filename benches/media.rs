@@ -249,39 +249,20 @@ fn source_iso(dir: &Path, mib: u64) -> PathBuf {
 }
 
 fn write_config(path: &Path, state: &Path, xl: &Path, console: &Path, sock: &Path) {
-    fs::write(
-        path,
-        format!(
-            r#"state_dir = "{state}"
-preseed_template = "{template}"
-admins = ["{ADMIN}"]
-domain = "example.org"
-
-[mirror]
-host = "mirror.example.org"
-directory = "/debian"
-
-[hypervisor]
-driver = "xl"
-xl = "{xl}"
-bridge = "xenbr0"
-console_dir = "{console}"
-
-[timeouts]
-tool_s = 600
-hypervisor_s = 30
-
-[audit]
-syslog_socket = "{sock}"
-"#,
-            state = state.display(),
-            template = repo().join("etc/preseed.cfg").display(),
-            xl = xl.display(),
-            console = console.display(),
-            sock = sock.display(),
-        ),
-    )
-    .unwrap();
+    let config = common::shared::xl_config(&common::shared::XlConfig {
+        state,
+        preseed: &repo().join("etc/preseed.cfg"),
+        admin: ADMIN,
+        mirror: ("mirror.example.org", "/debian"),
+        xl,
+        console,
+        sock,
+        tool_s: 600,
+        hypervisor_s: 30,
+        extra: "",
+        sections: "",
+    });
+    fs::write(path, config).unwrap();
     // The program trusts a config only root can change.
     fs::set_permissions(path, fs::Permissions::from_mode(0o644)).unwrap();
 }

@@ -149,19 +149,7 @@ impl Env {
 
     fn machine(&self, vm: &str, n: u8, disk: &Path, extra: &[&str]) {
         let _ = self.run(Some(ADMIN), &["machine", "remove", vm], b"");
-        let mut a = vec![
-            "machine".to_owned(),
-            "add".into(),
-            vm.into(),
-            format!("owner={OWNER}"),
-            format!("ip=192.0.2.{}", 10 + n),
-            "netmask=255.255.255.0".into(),
-            "gateway=192.0.2.1".into(),
-            "nameserver=192.0.2.53".into(),
-            format!("mac=00:16:3e:00:01:{n:02x}"),
-            format!("disk={}", disk.display()),
-            "--json".into(),
-        ];
+        let mut a = common::shared::machine_add(OWNER, vm, n, &format!("disk={}", disk.display()));
         a.extend(extra.iter().map(|s| (*s).to_owned()));
         let a: Vec<&str> = a.iter().map(String::as_str).collect();
         // disk= names a host path: root on the host imports it.

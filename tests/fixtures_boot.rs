@@ -288,6 +288,21 @@ fn disk_head(path: &Path) -> Vec<u8> {
     buf
 }
 
+/// Boots the fake installer (with `preseed` on its CD, if any) from a CD
+/// made in `dir` onto a blank disk, until it powers off; returns the disk
+/// and the console, which must show that it booted.
+fn boot_fake_installer(dir: &Path, preseed: Option<&str>) -> (PathBuf, String) {
+    let tree = fake_installer_tree(dir, preseed);
+    let iso = dir.join("vm.iso");
+    make_iso(&tree, &iso);
+    let disk = dir.join("disk.img");
+    blank_disk(&disk);
+    let (_, console, elapsed) = boot(&iso, &disk, &dir.join("console.log"));
+    eprintln!("fake installer (preseed: {}): boot to power-off took {:.1} s", preseed.is_some(), elapsed.as_secs_f64());
+    assert!(console.contains("GI-FAKE-INSTALLER: booted"), "console:\n{console}");
+    (disk, console)
+}
+
 #[test]
 fn busybox_installer_boots_from_iso_and_writes_preseed_marker() {
     let tmp = tempfile::tempdir().unwrap();
@@ -302,22 +317,7 @@ fn busybox_installer_boots_from_iso_and_writes_preseed_marker() {
          d-i passwd/root-password-crypted password {HASH}\n\
          d-i finish-install/reboot_in_progress note\n"
     );
-    let tree = fake_installer_tree(tmp.path(), Some(&preseed));
-    let iso = tmp.path().join("vm.iso");
-    make_iso(&tree, &iso);
-    let disk = tmp.path().join("disk.img");
-    blank_disk(&disk);
-
-    let (_, console, elapsed) = boot(&iso, &disk, &tmp.path().join("console.log"));
-    eprintln!(
-        "fake installer: boot to power-off took {:.1} s",
-        elapsed.as_secs_f64()
-    );
-
-    assert!(
-        console.contains("GI-FAKE-INSTALLER: booted"),
-        "console:\n{console}"
-    );
+    let (disk, console) = boot_fake_installer(tmp.path(), Some(&preseed));
     let cmdline = console
         .lines()
         .find(|l| l.starts_with("GI-FAKE-INSTALLER: cmdline "))
@@ -353,22 +353,7 @@ fn busybox_installer_boots_from_iso_and_writes_preseed_marker() {
 #[test]
 fn busybox_installer_without_preseed_reports_error_and_leaves_disk_alone() {
     let tmp = tempfile::tempdir().unwrap();
-    let tree = fake_installer_tree(tmp.path(), None);
-    let iso = tmp.path().join("vm.iso");
-    make_iso(&tree, &iso);
-    let disk = tmp.path().join("disk.img");
-    blank_disk(&disk);
-
-    let (_, console, elapsed) = boot(&iso, &disk, &tmp.path().join("console.log"));
-    eprintln!(
-        "fake installer (no preseed): {:.1} s",
-        elapsed.as_secs_f64()
-    );
-
-    assert!(
-        console.contains("GI-FAKE-INSTALLER: booted"),
-        "console:\n{console}"
-    );
+    let (disk, console) = boot_fake_installer(tmp.path(), None);
     assert!(
         console.contains("GI-FAKE-INSTALLER: error no preseed.cfg"),
         "console:\n{console}"

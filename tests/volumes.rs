@@ -14,27 +14,8 @@ use std::process::Command;
 const PW_HASH: &str =
     "$6$abcdefgh$3rj1vTLX64btReFsM4MQ22otcD40l7vbtw7qCyr0dxc4kxNmgx53xVM8gWiLYbCqTHTbXFaVFU7ZT28pnvdyu0";
 
-/// `machine add VM` words for machine number `n`, with `volume` (`size=`
-/// or `disk=`).
-fn add_args(vm: &str, n: u8, volume: &str) -> Vec<String> {
-    [
-        "machine".to_owned(),
-        "add".into(),
-        vm.into(),
-        format!("owner={OWNER}"),
-        format!("ip=192.0.2.{}", 10 + n),
-        "netmask=255.255.255.0".into(),
-        "gateway=192.0.2.1".into(),
-        "nameserver=192.0.2.53".into(),
-        format!("mac=00:16:3e:00:01:{n:02x}"),
-        volume.into(),
-        "--json".into(),
-    ]
-    .into()
-}
-
 fn add(env: &Env, who: As, vm: &str, n: u8, volume: &str) -> Out {
-    let a = add_args(vm, n, volume);
+    let a = common::shared::machine_add(OWNER, vm, n, volume);
     env.run(who, &a.iter().map(String::as_str).collect::<Vec<_>>(), b"")
 }
 
@@ -62,7 +43,7 @@ fn a_remote_admin_gets_a_pool_volume_an_install_uses_and_purge_removes() {
     env.run(As::Root, &["machine", "remove", "vm1"], b"").ok();
     assert!(disk.exists(), "a remove without --purge-volume removed the volume");
     fs::remove_file(&disk).unwrap();
-    let j = env.run(As::Remote(ADMIN), &[&add_args("vm1", 1, "size=1G").iter().map(String::as_str).collect::<Vec<_>>()[..], &["image=bookworm"]].concat(), b"").ok().json();
+    let j = env.run(As::Remote(ADMIN), &[&common::shared::machine_add(OWNER, "vm1", 1, "size=1G").iter().map(String::as_str).collect::<Vec<_>>()[..], &["image=bookworm"]].concat(), b"").ok().json();
     assert_eq!(j["disk"], disk.to_str().unwrap());
     let j = env.run(As::Remote(OWNER), &["install", "vm1", "--json"], PW_HASH.as_bytes()).ok().json();
     assert_eq!(j["state"], "installing", "{j}");

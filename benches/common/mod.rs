@@ -1,6 +1,9 @@
 //! What the benches share: where the binary is, medians, env knobs.
 #![allow(dead_code)]
 
+#[path = "../../tests/common/shared.rs"]
+pub mod shared;
+
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -14,6 +14,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 pub mod golden;
+pub mod shared;
 #[allow(unused_imports)]
 pub use golden::{add_template, template_fixture, Xfs};
 
@@ -190,45 +191,23 @@ impl Env {
             }
         });
         let config = root.join("config.toml");
+        let (mirror_host, mirror_dir) = host_mirror();
+        let volumes = format!("\n[volumes]\nkind = \"file\"\ndir = \"{}\"\nformat = \"raw\"\n", root.join("volumes").display());
         fs::write(
             &config,
-            format!(
-                r#"state_dir = "{state}"
-preseed_template = "{preseed}"
-admins = ["{ADMIN}"]
-domain = "example.org"
-{extra}
-[mirror]
-host = "{mirror_host}"
-directory = "{mirror_dir}"
-
-[hypervisor]
-driver = "xl"
-xl = "{xl}"
-bridge = "xenbr0"
-console_dir = "{console}"
-
-[timeouts]
-tool_s = 120
-hypervisor_s = 10
-
-[audit]
-syslog_socket = "{sock}"
-
-[volumes]
-kind = "file"
-dir = "{volumes}"
-format = "raw"
-"#,
-                state = state.display(),
-                volumes = root.join("volumes").display(),
-                preseed = preseed.display(),
-                xl = xl.display(),
-                console = console.display(),
-                sock = sock.display(),
-                mirror_host = host_mirror().0,
-                mirror_dir = host_mirror().1,
-            ),
+            shared::xl_config(&shared::XlConfig {
+                state: &state,
+                preseed: &preseed,
+                admin: ADMIN,
+                mirror: (mirror_host, mirror_dir),
+                xl: &xl,
+                console: &console,
+                sock: &sock,
+                tool_s: 120,
+                hypervisor_s: 10,
+                extra,
+                sections: &volumes,
+            }),
         )
         .unwrap();
         fs::set_permissions(&config, fs::Permissions::from_mode(0o644)).unwrap();
