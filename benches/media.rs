@@ -365,9 +365,9 @@ impl Bench {
 
     /// The preseed `install` would write for the bench machine.
     fn preseed(&self, host: &str) -> String {
-        let template = fs::read_to_string(repo().join("etc/preseed.cfg")).unwrap();
+        let preseed_template = fs::read_to_string(repo().join("etc/preseed.cfg")).unwrap();
         preseed::render(
-            &template,
+            &preseed_template,
             &preseed::Values {
                 guest: &Guest {
                     hostname: &Hostname::parse(host).unwrap(),

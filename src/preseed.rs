@@ -1,4 +1,4 @@
-//! Renders a machine's preseed: the admin's static template with every
+//! Renders a machine's preseed: the admin's preseed template with every
 //! question we answer per VM taken out, then our answers appended. Each
 //! answer is built from a typed value that cannot hold a newline or any
 //! other control character, so no input can add a line or a directive.
@@ -35,13 +35,13 @@ impl PreseedTemplate {
         String::from_utf8(bytes).map(PreseedTemplate).map_err(|_| PreseedTemplateError::NotUtf8(path.into()))
     }
 
-    /// This template with `v`'s answers (see [`render`]).
+    /// This preseed template with `v`'s answers (see [`render`]).
     pub fn render(&self, v: &Values) -> String {
         render(&self.0, v)
     }
 }
 
-/// The questions we answer per VM; the template's lines for them are
+/// The questions we answer per VM; the preseed template's lines for them are
 /// dropped so ours are the only answers.
 pub const OWNED_QUESTIONS: &[&str] = &[
     "netcfg/get_hostname",
@@ -126,9 +126,9 @@ pub fn answers(v: &Values) -> Vec<String> {
 }
 
 /// Template + answers → preseed text.
-pub fn render(template: &str, v: &Values) -> String {
-    let mut out = String::with_capacity(template.len() + 1024);
-    for logical in logical_lines(template) {
+pub fn render(preseed_template: &str, v: &Values) -> String {
+    let mut out = String::with_capacity(preseed_template.len() + 1024);
+    for logical in logical_lines(preseed_template) {
         if question(&logical).is_some_and(|q| OWNED_QUESTIONS.contains(&q.as_str())) {
             continue;
         }
@@ -137,11 +137,11 @@ pub fn render(template: &str, v: &Values) -> String {
             out.push('\n');
         }
     }
-    // A template ending in a continuation would swallow our first line.
+    // A preseed template ending in a continuation would swallow our first line.
     if out.ends_with("\\\n") {
         out.push('\n');
     }
-    out.push_str("### guest-installer: per-VM answers (these override the template)\n");
+    out.push_str("### guest-installer: per-VM answers (these override the preseed template)\n");
     for a in answers(v) {
         debug_assert!(!a.contains(['\n', '\r', '\0', '\\', '"']));
         out.push_str(&a);
@@ -171,13 +171,13 @@ mod tests {
         )
     }
 
-    fn render_with(template: &str) -> String {
+    fn render_with(preseed_template: &str) -> String {
         let (h, d, n, c, m) = values();
-        render(template, &Values { guest: &Guest { hostname: &h, domain: &d, network: &n, root_hash: &c }, mirror: &m })
+        render(preseed_template, &Values { guest: &Guest { hostname: &h, domain: &d, network: &n, root_hash: &c }, mirror: &m })
     }
 
     #[test]
-    fn template_answers_for_owned_questions_are_replaced() {
+    fn preseed_template_answers_for_owned_questions_are_replaced() {
         let t = "d-i netcfg/get_hostname string template\nd-i passwd/root-password password cleartext\n\
                  d-i passwd/root-password-again password cleartext\nd-i time/zone string UTC\n\
                  d-i mirror/http/hostname \\\n  string evil.example\n# d-i netcfg/get_hostname string commented\n";
