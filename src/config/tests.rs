@@ -52,3 +52,31 @@ fn unknown_keys_and_bad_values_are_refused() {
     assert!(Config::parse(&MIN.replace("alice/admin@EXAMPLE.ORG", "alice@")).is_err());
     assert!(Config::parse(&MIN.replace("/var/lib/guest-installer", "var/lib")).is_err());
 }
+
+/// The man page is the reference for every key: each key the parser
+/// knows (as its refusal of an unknown key lists them, section by
+/// section) is named there.
+#[test]
+fn every_key_is_in_the_man_page() {
+    let man = include_str!("../../doc/guest-installer.8").replace("\\_", "_");
+    let top = MIN.replace("[mirror]", "zz_unknown = 1\n[mirror]");
+    let mut sections = vec![top];
+    for section in ["[mirror]", "[hypervisor]"] {
+        sections.push(MIN.replace(section, &format!("{section}\nzz_unknown = 1")));
+    }
+    for section in ["timeouts", "audit", "cluster", "volumes]\nkind = \"file\"\ndir = \"/srv/v\"", "volumes]\nkind = \"lvm\"\nvg = \"xenvg\""] {
+        sections.push(format!("{MIN}[{section}]\nzz_unknown = 1\n"));
+    }
+    let mut seen = 0;
+    for text in sections {
+        let err = Config::parse(&text).unwrap_err().to_string();
+        let expected = err.split("expected ").nth(1).unwrap_or_else(|| panic!("no key list in: {err}"));
+        let keys: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+        assert!(!keys.is_empty(), "{err}");
+        for key in keys {
+            assert!(man.contains(key), "config key {key} is not in doc/guest-installer.8");
+            seen += 1;
+        }
+    }
+    assert!(seen > 30, "only {seen} keys found");
+}
