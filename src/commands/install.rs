@@ -91,7 +91,8 @@ fn from_image(ctx: &Ctx, mut req: Request, image_name: &ImageName) -> Result<Out
         let _ = vmdir.remove_media();
     };
     let made = (|| -> Result<_> {
-        let text = preseed_template.render(&preseed::Values { guest: &Guest::of_machine(config, machine, hostname, &root_hash), mirror: &config.mirror });
+        let guest = Guest::of_machine(config, machine, hostname, &root_hash);
+        let text = preseed_template.render(&preseed::Values { guest: &guest, mirror: &config.mirror });
         let media = media::build(machine.boot, &image, &text, vmdir)?;
         let domain_config = hv.prepare(&Domain::for_machine(machine, config, &media), vmdir).inspect_err(|_| undo())?;
         Ok((media, domain_config))

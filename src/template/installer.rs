@@ -87,7 +87,8 @@ impl<'a> Installer<'a> {
         let config = self.held.config;
         let preseed_template = PreseedTemplate::read(config.preseed_template.path()).map_err(|e| TemplateError::Install(e.to_string()))?;
         let root_hash = CryptHash::random().map_err(|e| failed("cannot make a random root password", e))?;
-        let text = preseed_template.render(&preseed::Values { guest: &Guest::of_machine(config, self.held.machine, &self.hostname, &root_hash), mirror: &config.mirror });
+        let guest = Guest::of_machine(config, self.held.machine, &self.hostname, &root_hash);
+        let text = preseed_template.render(&preseed::Values { guest: &guest, mirror: &config.mirror });
         let guard = Running { hv: self.held.hv.as_ref(), machine: self.held.machine, vmdir: &self.held.vmdir, done: false };
         let media = media::build(self.held.machine.boot, self.image, &text, &self.held.vmdir).map_err(|e| failed("media", e))?;
         drop(text);
