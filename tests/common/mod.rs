@@ -14,6 +14,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 pub mod golden;
+pub mod steps;
 #[allow(unused_imports)]
 pub use golden::{add_template, template_fixture, Xfs};
 
