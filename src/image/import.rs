@@ -6,7 +6,7 @@ use crate::exec;
 use crate::fsutil;
 use crate::iso9660::{self, IsoError};
 use crate::isolinux;
-use crate::steps::{self, Meter, Steps};
+use crate::steps::{part, size, Meter, Steps};
 use crate::types::{CdPath, ImageName, Sha256Hex};
 use sha2::{Digest, Sha256};
 use std::fs;
@@ -41,7 +41,7 @@ fn copy_hashing(iso: &Path, copy: &Path, steps: &Steps) -> Result<(String, u64),
     if !meta.is_file() {
         return Err(unreadable(io::Error::other("not a regular file")));
     }
-    steps.step(&format!("copying and hashing the ISO ({})", steps::size(meta.len())));
+    steps.step(&format!("copying and hashing the ISO ({})", size(meta.len())));
     let mut meter = Meter::new(meta.len(), Instant::now());
     let io_err = |source| ImageError::Io { path: copy.into(), source };
     let mut dst = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(copy).map_err(io_err)?;
@@ -57,7 +57,7 @@ fn copy_hashing(iso: &Path, copy: &Path, steps: &Steps) -> Result<(String, u64),
         h.update(&buf[..n]);
         dst.write_all(&buf[..n]).map_err(io_err)?;
         if meter.due(total, Instant::now()) {
-            steps.step(&format!("copying and hashing the ISO: {}", steps::part(total, meta.len())));
+            steps.step(&format!("copying and hashing the ISO: {}", part(total, meta.len())));
         }
     }
     let hex = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
@@ -132,7 +132,7 @@ pub fn import(images_dir: &Path, req: &ImportRequest, steps: &Steps) -> Result<M
     // before copying anything rather than fill the state dir first, or let
     // xorriso fail half-way with a message that does not.
     let named = fs::symlink_metadata(req.iso).map(|m| m.len()).unwrap_or(0);
-    steps.step(&format!("checking the room in the state directory (the image needs about {})", steps::size(named.saturating_mul(2))));
+    steps.step(&format!("checking the room in the state directory (the image needs about {})", size(named.saturating_mul(2))));
     let free = nix::sys::statvfs::statvfs(work.path())
         .map(|v| v.blocks_available() * v.fragment_size())
         .map_err(|e| ImageError::Io { path: work.path().into(), source: e.into() })?;
