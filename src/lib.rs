@@ -33,6 +33,7 @@ pub mod secret;
 pub mod state;
 pub mod template;
 pub mod statedir;
+pub mod steps;
 pub mod trust;
 pub mod types;
 pub mod volume;

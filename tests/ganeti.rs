@@ -537,10 +537,13 @@ fn front_door(env: &Env) {
     assert!(instances().is_empty());
     assert_eq!(jobs(), jobs_before, "a stranger's request reached Ganeti");
 
-    // The owner: a new instance, started.
-    let j = realm.remctl(OWNER, &["guest", "install", "web1", "template=tpl", "--json", PASSWORD]).ok().json();
+    // The owner: a new instance, started; the request's progress reaches
+    // the client on stderr as it goes, stdout is one document.
+    let o = realm.remctl(OWNER, &["guest", "install", "web1", "template=tpl", "--json", PASSWORD]);
+    let j = o.ok().json();
     let _ = env.audit();
     assert_eq!((j["action"].as_str(), j["instance"].as_str(), j["running"].as_bool()), (Some("created"), Some(instance), Some(true)), "{j}");
+    assert_job_steps(&o, &[&format!("submitting the Ganeti job (create of {instance})")], &format!("Ganeti job {}: success", j["job"]));
     let disk = disk_of(instance);
     let seed = seed_of(&disk);
     assert_eq!((seed["hostname"].as_str(), seed["domain"].as_str(), seed["address"].as_str(), seed["mac"].as_str()), ("web1", "example.org", "198.51.100.31", "00:16:3e:00:00:1f"));
@@ -561,8 +564,11 @@ fn front_door(env: &Env) {
     let o = realm.remctl(OWNER, &["guest", "start", "web1", "--json"]);
     assert_eq!(o.code, 5, "{o:?}");
     // Install again: the running instance is stopped and reinstalled.
-    let j = realm.remctl(OWNER, &["guest", "install", "web1", "--no-start", "--json", "another password"]).ok().json();
+    let o = realm.remctl(OWNER, &["guest", "install", "web1", "--no-start", "--json", "another password"]);
+    let j = o.ok().json();
     assert_eq!((j["action"].as_str(), j["running"].as_bool()), (Some("reinstalled"), Some(false)), "{j}");
+    let submitted = format!("submitting the Ganeti job (reinstall of {instance})");
+    assert_job_steps(&o, &[&format!("stopping Ganeti instance {instance}"), &submitted], &format!("Ganeti job {}: success", j["job"]));
     let seed = seed_of(&disk);
     assert!(sha_crypt::sha512_check("another password", &seed["root_hash"]).is_ok());
     let o = realm.remctl(OWNER, &["guest", "cancel", "web1", "--json"]);
@@ -595,12 +601,27 @@ fn front_door(env: &Env) {
         let o = install.join().unwrap();
         assert_eq!(o.code, 1, "{o:?}");
         assert!(o.stdout.contains("canceled"), "{o:?}");
+        let lines = steps::assert_steps(&o.stderr, &[&format!("submitting the Ganeti job (create of {instance})")]);
+        assert!(lines.last().unwrap().1.starts_with("Ganeti job ") && lines.last().unwrap().1.ends_with(": canceled"), "{lines:?}");
     });
     let s = realm.remctl(OWNER, &["guest", "status", "web1", "--json"]).ok().json();
     assert_eq!((s["state"].as_str(), s["running"].as_bool()), (Some("cancelled"), Some(false)), "{s}");
     assert!(instances().is_empty());
     let _ = env.audit();
     drop(realm);
+}
+
+/// An install's stderr: step lines only (times never going back), `first`
+/// in order, then each change of the job's status, the last one `last`;
+/// stdout one document, and no secret anywhere.
+fn assert_job_steps(o: &Out, first: &[&str], last: &str) {
+    assert_eq!(o.stdout.lines().count(), 1, "{o:?}");
+    let lines = steps::assert_steps(&o.stderr, first);
+    let job = last.rsplit_once(": ").unwrap().0;
+    let statuses: Vec<&str> = lines.iter().filter_map(|(_, t)| t.strip_prefix(&format!("{job}: "))).collect();
+    assert!(!statuses.is_empty() && statuses.windows(2).all(|w| w[0] != w[1]), "each change once: {lines:?}");
+    assert_eq!(lines.last().unwrap().1, last, "{lines:?}");
+    assert!(!o.stderr.contains(PASSWORD) && !o.stderr.contains("another password") && !o.stderr.contains("$6$"), "{o:?}");
 }
 
 /// The seed `create` writes (with the NIC's MAC) passes the first-boot

@@ -48,6 +48,56 @@ fn import_extracts_patches_and_freezes_the_image() {
     assert_eq!(names, vec![std::ffi::OsString::from("bookworm")]);
 }
 
+/// Progress on standard error, a line per step with a time that never goes
+/// back, and still exactly one JSON document on standard output; requests
+/// that are not long print nothing there.
+#[test]
+fn import_reports_its_steps_on_stderr_and_one_document_on_stdout() {
+    let env = Env::new();
+    let iso = installer_iso(false);
+    let sum = format!("sha256={}", sha256(&iso));
+    let out = env.run(As::Root, &["image", "import", "bookworm", iso.to_str().unwrap(), &sum, "--json"], b"");
+    let j = out.ok().json();
+    assert_eq!((j["ok"].as_bool(), j["name"].as_str()), (Some(true), Some("bookworm")), "{j}");
+    assert_eq!(out.stdout.lines().count(), 1, "{out:?}");
+    common::steps::assert_steps(
+        &out.stderr,
+        &[
+            "checking the room in the state directory",
+            "copying and hashing the ISO (",
+            "checking the ISO's SHA-256",
+            "extracting the ISO's files",
+            "checking the files and patching the boot menu",
+            "mastering the base ISO",
+            "publishing image bookworm",
+        ],
+    );
+    assert!(!out.stderr.contains(&sum[7..]), "a digest on stderr: {out:?}");
+    for args in [vec!["images", "--json"], vec!["list", "--json"], vec!["templates"]] {
+        let o = env.run(As::Root, &args, b"");
+        assert!(o.code == 0 && o.stderr.is_empty(), "{args:?}: {o:?}");
+    }
+
+    // A big copy (here padded, and refused for its digest) also says how
+    // far it has got, each tenth; the refusal is still one document.
+    let big = env.root().join("big.iso");
+    fs::copy(&iso, &big).unwrap();
+    fs::OpenOptions::new().write(true).open(&big).unwrap().set_len(guest_installer::steps::BIG + (44 << 20)).unwrap();
+    let before = env.snapshot();
+    let out = env.run(As::Root, &["--json", "image", "import", "big", big.to_str().unwrap(), &format!("sha256={}", "0".repeat(64))], b"");
+    assert_eq!((out.code, out.json()["error"]["kind"].as_str()), (2, Some("invalid")), "{out:?}");
+    assert_eq!(out.stdout.lines().count(), 1, "{out:?}");
+    let tenths: Vec<String> = (1..=9).map(|k| format!("copying and hashing the ISO: {}.0 of 300.0 MiB ({k}0%)", 30 * k)).collect();
+    let mut wanted = vec!["checking the room", "copying and hashing the ISO (300.0 MiB)"];
+    wanted.extend(tenths.iter().map(String::as_str));
+    wanted.push("checking the ISO's SHA-256");
+    let lines = common::steps::assert_steps(&out.stderr, &wanted);
+    // Not the end of the copy (the next step says it), nothing after the refusal.
+    assert!(!lines.iter().any(|(_, t)| t.contains("(100%)")), "{lines:?}");
+    assert!(lines.last().unwrap().1.starts_with("checking the ISO's SHA-256"), "{lines:?}");
+    assert_eq!(env.snapshot(), before, "a refused import changed the state dir");
+}
+
 #[test]
 fn bad_isos_are_refused_and_leave_nothing_behind() {
     let env = Env::new();

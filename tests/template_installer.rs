@@ -204,6 +204,17 @@ fn new_paths(env: &Env, before: &std::collections::BTreeMap<PathBuf, (u32, u32, 
         .collect()
 }
 
+/// Each install stage is reported once, in the installer's order.
+fn assert_stages_go_forward(lines: &[(f64, String)]) {
+    let order = ["booted", "network configured", "installing base system", "finished"];
+    let seen: Vec<usize> = lines
+        .iter()
+        .filter_map(|(_, t)| t.strip_prefix("install stage: "))
+        .map(|s| order.iter().position(|o| *o == s).unwrap_or_else(|| panic!("unknown stage {s:?}")))
+        .collect();
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "{lines:?}");
+}
+
 #[test]
 fn installer_builder_installs_reads_back_and_seals_a_template() {
     let _took = Took("installer_builder_installs_reads_back_and_seals_a_template", Instant::now());
@@ -222,6 +233,24 @@ fn installer_builder_installs_reads_back_and_seals_a_template() {
     let j = o.json();
     assert_eq!(j["builder"], "installer", "{j}");
     assert!(!guest.qemu_alive(), "the build guest still runs");
+    assert_eq!(o.stdout.lines().count(), 1, "{o:?}");
+    let lines = steps::assert_steps(
+        &o.stderr,
+        &[
+            "writing the install media for the build machine build1",
+            "starting the installer guest build1",
+            "waiting for the install to finish (at most ",
+            "install stage: finished",
+            "the installer guest has stopped",
+            "reading the installed system back from ",
+            "sealing the tree",
+            "making the 2G ext4 root image (mke2fs)",
+            "computing the digests",
+            "publishing template tpl1",
+        ],
+    );
+    assert_stages_go_forward(&lines);
+    assert!(!o.stderr.contains("$6$") && !o.stderr.contains("preseed/"), "a secret on stderr: {o:?}");
 
     // The fake installer got our preseed: the template's name as hostname,
     // the build machine's address.
@@ -321,6 +350,9 @@ fn an_install_that_stops_before_finishing_builds_nothing() {
     assert_eq!(err["kind"], "failed");
     let msg = err["message"].as_str().unwrap();
     assert!(msg.contains("stopped before the install finished") && msg.contains("last stage: installing base system"), "{msg}");
+    let lines = steps::assert_steps(&o.stderr, &["starting the installer guest build2", "install stage: installing base system", "the installer guest has stopped"]);
+    assert_stages_go_forward(&lines);
+    assert_eq!(lines.last().unwrap().1, "the installer guest has stopped", "a step after the failure: {lines:?}");
     assert!(c.contains("GI-FAKE-INSTALLER: crashing"), "{}", readable_tail(&c, 40));
 
     assert!(!env.state.join("templates/tpl2").exists());

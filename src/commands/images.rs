@@ -37,6 +37,7 @@ pub fn import(ctx: &Ctx, name: &ImageName, iso: &Path, sha256: &Sha256Hex) -> Re
     let m = image::import(
         &ctx.config.images_dir(),
         &ImportRequest { name, iso: &iso, sha256, xorriso: ctx.config.xorriso.path(), timeout: ctx.config.timeouts.tool() },
+        &crate::steps::Steps::stderr(),
     )?;
     Ok(Outcome {
         human: format!("{}: imported ({} files, {} bytes){}\n", m.name, m.files, m.bytes, if m.layout.xen_kernel.is_some() { ", with a PV installer" } else { "" }),

@@ -73,6 +73,7 @@ pub fn build(
     let suite = suite_of(&img);
     let mirror = format!("http://{}{}", config.mirror.host.as_str(), config.mirror.directory.as_str());
     let started = std::time::Instant::now();
+    let steps = crate::steps::Steps::stderr();
     let mmdebstrap;
     let installer;
     let builder: &dyn Builder = match &build_machine {
@@ -97,6 +98,7 @@ pub fn build(
             locks_dir: &config.locks_dir(),
         },
         builder,
+        &steps,
     )
     .map_err(Error::from)?;
     // Ganeti offers the new template as a variant of our OS definition.

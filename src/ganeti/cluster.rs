@@ -18,11 +18,12 @@
 //!
 //! Every gnt-* program runs by argv with a time limit (`exec`).
 
-use super::gnt::{opcodes, submit, Gnt, Instance};
+use super::gnt::{opcodes, submit, watching, Gnt, Instance, JobWatch};
 use crate::commands::{obj, Ctx, Outcome};
 use crate::error::{Error, Result};
 use crate::registry::Machine;
 use crate::secret::CryptHash;
+use crate::steps::Steps;
 use crate::types::{DomainName, Hostname, TemplateName, VmName};
 use serde_json::Value;
 use std::io::Read;
@@ -43,7 +44,9 @@ pub fn dispatch(ctx: &Ctx, c: &ClusterConfig, cmd: &crate::cli::Command, stdin: 
     let machine = ctx.managed_machine(vm)?;
     let gnt = Gnt { c, name: instance_name(vm, &ctx.config.domain) };
     match cmd {
-        C::Install { hostname, image, template, no_start, .. } => install(ctx, &gnt, &machine, hostname.as_ref(), image.is_some(), template.as_ref(), *no_start, stdin),
+        C::Install { hostname, image, template, no_start, .. } => {
+            install(ctx, &gnt, &machine, hostname.as_ref(), image.is_some(), template.as_ref(), *no_start, stdin, &Steps::stderr())
+        }
         C::Status { .. } => status(&gnt, &machine),
         C::Cancel { .. } => cancel(&gnt, &machine),
         C::Start { .. } => power(ctx, &gnt, &machine, Power::Start),
@@ -67,6 +70,7 @@ fn install(
     template: Option<&TemplateName>,
     no_start: bool,
     stdin: &mut dyn Read,
+    steps: &Steps,
 ) -> Result<Outcome> {
     let vm = &m.name;
     if image {
@@ -82,7 +86,8 @@ fn install(
     // (a hidden `.tmp-` temporary) cleared: as for every other request.
     let held = crate::lifecycle::hold(config, m)?;
     let vmdir = &held.vmdir;
-    if gnt.install_job()?.is_some_and(|j| j.active()) {
+    let before = gnt.install_job()?;
+    if before.as_ref().is_some_and(|j| j.active()) {
         return Err(Error::busy(format!("an install job for {} is already in Ganeti's queue; see `status {vm}`", gnt.name)));
     }
     let existing = gnt.instance()?;
@@ -94,13 +99,19 @@ fn install(
             )));
         }
         if i.running {
+            steps.step(&format!("stopping Ganeti instance {}", gnt.name));
             let t = config.timeouts.stop_s.to_string();
             gnt.run(gnt.c.gnt_instance.path(), &["shutdown", "--timeout", &t, &gnt.name], gnt.c.command() + config.timeouts.stop())?;
         }
     }
     let ops = opcodes(gnt, m, tname, &root_hash, existing.is_some(), !no_start, &ctx.caller.to_string());
-    let (job, why) = submit(gnt, vmdir, &ops)?;
+    steps.step(&format!("submitting the Ganeti job ({} of {})", if existing.is_some() { "reinstall" } else { "create" }, gnt.name));
+    let mut watch = JobWatch { after: before.map(|j| j.id), seen: None };
+    let (job, why) = watching(gnt, &mut watch, steps, || submit(gnt, vmdir, &ops))?;
     let done = gnt.install_job()?.filter(|j| j.id == job);
+    if let Some(j) = &done {
+        watch.note(j, steps);
+    }
     let status = done.as_ref().map(|j| j.status.as_str()).unwrap_or("unknown");
     if status != "success" {
         // Ganeti keeps an instance whose create failed: a new one goes, so

@@ -9,6 +9,7 @@ use crate::exec::{self, ExecError};
 use crate::registry::Machine;
 use crate::secret::CryptHash;
 use crate::state::VmDir;
+use crate::steps::Steps;
 use crate::types::TemplateName;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
@@ -186,6 +187,49 @@ pub(super) fn submit(gnt: &Gnt, vmdir: &VmDir, ops: &Value) -> Result<(u64, Opti
     Ok((id, why))
 }
 
+/// How often the job is looked at while a request waits for it.
+const JOB_POLL: Duration = Duration::from_secs(2);
+
+/// What has been reported of the instance's install jobs newer than
+/// `after` (the latest one before ours was submitted): each change of job
+/// or status.
+pub(super) struct JobWatch {
+    pub after: Option<u64>,
+    pub seen: Option<(u64, String)>,
+}
+
+impl JobWatch {
+    pub fn note(&mut self, j: &Job, steps: &Steps) {
+        if self.after.is_some_and(|a| j.id <= a) || self.seen.as_ref().is_some_and(|(id, st)| *id == j.id && *st == j.status) {
+            return;
+        }
+        steps.step(&format!("Ganeti job {}: {}", j.id, j.status));
+        self.seen = Some((j.id, j.status.clone()));
+    }
+}
+
+/// Runs `wait` (which waits for the job) while another thread notes the
+/// instance's install job every [`JOB_POLL`]. A look that fails is only a
+/// line less: the job's outcome is what `wait` returns.
+pub(super) fn watching<T>(gnt: &Gnt, watch: &mut JobWatch, steps: &Steps, wait: impl FnOnce() -> T) -> T {
+    let (done, stop) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|s| {
+        // `wait` stays on this thread: the programs it runs die with the
+        // thread that started them (exec's parent-death signal).
+        let poller = s.spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(JOB_POLL) {
+                if let Ok(Some(j)) = gnt.install_job() {
+                    watch.note(&j, steps);
+                }
+            }
+        });
+        let r = wait();
+        drop(done);
+        let _ = poller.join();
+        r
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,5 +243,17 @@ mod tests {
         let j = latest_install_job(text, "web1.example.org").unwrap();
         assert_eq!((j.id, j.status.as_str(), j.received, j.ended), (9, "running", Some(40), None));
         assert!(latest_install_job(text, "web2.example.org").is_none());
+    }
+
+    #[test]
+    fn each_change_of_a_newer_job_is_reported_once() {
+        let steps = Steps::kept();
+        let mut w = JobWatch { after: Some(8), seen: None };
+        let job = |id, status: &str| Job { id, status: status.into(), received: None, ended: None };
+        for j in [job(8, "success"), job(9, "queued"), job(9, "queued"), job(9, "running"), job(9, "running"), job(9, "success")] {
+            w.note(&j, &steps);
+        }
+        let texts: Vec<String> = steps.lines().iter().map(|l| l.split("] ").nth(1).unwrap().to_owned()).collect();
+        assert_eq!(texts, ["Ganeti job 9: queued", "Ganeti job 9: running", "Ganeti job 9: success"]);
     }
 }

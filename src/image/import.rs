@@ -6,13 +6,14 @@ use crate::exec;
 use crate::fsutil;
 use crate::iso9660::{self, IsoError};
 use crate::isolinux;
+use crate::steps::{part, size, Meter, Steps};
 use crate::types::{CdPath, ImageName, Sha256Hex};
 use sha2::{Digest, Sha256};
 use std::fs;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use crate::fsutil::{io_err, PathIo};
 
 const ISOLINUX_CFG: &str = "/isolinux/isolinux.cfg";
@@ -30,16 +31,19 @@ fn cd(p: &'static str) -> CdPath {
 /// hashing the bytes as they are copied: what is checked and extracted
 /// afterwards is exactly what was hashed, whatever happens to the named
 /// file meanwhile (replaced, or rewritten in place by its owner).
-fn copy_hashing(iso: &Path, copy: &Path) -> Result<(String, u64), ImageError> {
+fn copy_hashing(iso: &Path, copy: &Path, steps: &Steps) -> Result<(String, u64), ImageError> {
     let unreadable = |source| ImageError::IsoUnreadable { path: iso.into(), source };
     let mut src = fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
         .open(iso)
         .map_err(unreadable)?;
-    if !src.metadata().map_err(unreadable)?.is_file() {
+    let meta = src.metadata().map_err(unreadable)?;
+    if !meta.is_file() {
         return Err(unreadable(io::Error::other("not a regular file")));
     }
+    steps.step(&format!("copying and hashing the ISO ({})", size(meta.len())));
+    let mut meter = Meter::new(meta.len(), Instant::now());
     let mut dst = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(copy).map_err(io_err(copy))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -52,6 +56,9 @@ fn copy_hashing(iso: &Path, copy: &Path) -> Result<(String, u64), ImageError> {
         total += n as u64;
         h.update(&buf[..n]);
         dst.write_all(&buf[..n]).map_err(io_err(copy))?;
+        if meter.due(total, Instant::now()) {
+            steps.step(&format!("copying and hashing the ISO: {}", part(total, meta.len())));
+        }
     }
     let hex = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
     Ok((hex, total))
@@ -92,8 +99,8 @@ pub struct ImportRequest<'a> {
 
 /// Imports an ISO as `images_dir/NAME`. Everything happens in a hidden
 /// directory that is renamed into place only when complete, so a failed
-/// or killed import leaves no image behind.
-pub fn import(images_dir: &Path, req: &ImportRequest) -> Result<Manifest, ImageError> {
+/// or killed import leaves no image behind. Each step is reported to `steps`.
+pub fn import(images_dir: &Path, req: &ImportRequest, steps: &Steps) -> Result<Manifest, ImageError> {
     // The work happens beside images/ (same filesystem, so the final rename
     // is atomic), and images/ itself is only created for a good image: a
     // refused ISO leaves the state dir exactly as it was.
@@ -118,6 +125,7 @@ pub fn import(images_dir: &Path, req: &ImportRequest) -> Result<Manifest, ImageE
     // before copying anything rather than fill the state dir first, or let
     // xorriso fail half-way with a message that does not.
     let named = fs::symlink_metadata(req.iso).map(|m| m.len()).unwrap_or(0);
+    steps.step(&format!("checking the room in the state directory (the image needs about {})", size(named.saturating_mul(2))));
     let free = nix::sys::statvfs::statvfs(work.path())
         .map(|v| v.blocks_available() * v.fragment_size())
         .map_err(|e| ImageError::Io(PathIo::new(work.path(), e.into())))?;
@@ -125,7 +133,8 @@ pub fn import(images_dir: &Path, req: &ImportRequest) -> Result<Manifest, ImageE
         return Err(ImageError::NoSpace { need: named.saturating_mul(2), free });
     }
     let copy = work.path().join("source.iso");
-    let (actual, source_bytes) = copy_hashing(req.iso, &copy)?;
+    let (actual, source_bytes) = copy_hashing(req.iso, &copy, steps)?;
+    steps.step("checking the ISO's SHA-256 and volume descriptor");
     if actual != req.sha256.as_str() {
         return Err(ImageError::DigestMismatch { actual });
     }
@@ -143,9 +152,11 @@ pub fn import(images_dir: &Path, req: &ImportRequest) -> Result<Manifest, ImageE
         "/".as_ref(),
         tree.as_os_str(),
     ];
+    steps.step("extracting the ISO's files (xorriso)");
     exec::run(req.xorriso, &args, req.timeout).map_err(ImageError::Extract)?;
     fs::remove_file(&copy).map_err(io_err(&copy))?;
 
+    steps.step("checking the files and patching the boot menu");
     let (files, bytes) = tree::sanitize(&tree)?;
     let layout = find_layout(&tree)?;
     let cfg_path = tree.join(layout.isolinux_cfg.relative());
@@ -153,6 +164,7 @@ pub fn import(images_dir: &Path, req: &ImportRequest) -> Result<Manifest, ImageE
     let patched = isolinux::patch(&String::from_utf8_lossy(&original), layout.kernel.as_str(), layout.initrd.as_str());
     fsutil::write_atomic(&cfg_path, patched.as_bytes(), 0o444).map_err(io_err(&cfg_path))?;
 
+    steps.step("mastering the base ISO (xorriso)");
     let base_iso = master_base_iso(work.path(), &tree, &layout, req)?;
     let manifest = Manifest {
         name: req.name.clone(),
@@ -167,6 +179,7 @@ pub fn import(images_dir: &Path, req: &ImportRequest) -> Result<Manifest, ImageE
     let mpath = work.path().join("manifest.json");
     fsutil::write_atomic(&mpath, &serde_json::to_vec_pretty(&manifest).expect("manifest serializes"), 0o444)
         .map_err(io_err(&mpath))?;
+    steps.step(&format!("publishing image {}", req.name));
     tree::make_read_only(work.path()).map_err(io_err(work.path()))?;
 
     fsutil::publish_dir(work, &final_dir).map_err(|e| match e.source.kind() {

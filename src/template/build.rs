@@ -7,6 +7,7 @@ use super::seal::{inside, regular_file, seal, MASKED, SEAL_VERSION};
 use super::{boot, FileDigest, Manifest, Suite, TemplateError, TemplateName};
 use crate::exec;
 use crate::fsutil;
+use crate::steps::Steps;
 use crate::types::{ImageName, Rule};
 use std::fs;
 use std::io;
@@ -83,8 +84,8 @@ pub trait Builder {
     fn kind(&self) -> BuilderKind;
     /// Fills `tree` (which does not exist yet) with a Debian root
     /// filesystem, using `work` (the hidden build directory) for scratch
-    /// files. Nothing needs to be sealed yet.
-    fn make_tree(&self, work: &Path, tree: &Path) -> Result<(), TemplateError>;
+    /// files. Nothing needs to be sealed yet. Its steps go to `steps`.
+    fn make_tree(&self, work: &Path, tree: &Path, steps: &Steps) -> Result<(), TemplateError>;
 }
 
 pub struct BuildRequest<'a> {
@@ -98,8 +99,8 @@ pub struct BuildRequest<'a> {
     pub locks_dir: &'a Path,
 }
 
-/// Builds `templates_dir/NAME` with `builder`.
-pub fn build(templates_dir: &Path, req: &BuildRequest, builder: &dyn Builder) -> Result<Manifest, TemplateError> {
+/// Builds `templates_dir/NAME` with `builder`, reporting each step to `steps`.
+pub fn build(templates_dir: &Path, req: &BuildRequest, builder: &dyn Builder, steps: &Steps) -> Result<Manifest, TemplateError> {
     let state_dir = templates_dir
         .parent()
         .ok_or_else(|| TemplateError::Io(PathIo::new(templates_dir, io::Error::other("no parent"))))?;
@@ -119,7 +120,7 @@ pub fn build(templates_dir: &Path, req: &BuildRequest, builder: &dyn Builder) ->
         .map_err(io_err(state_dir))?;
     // From here an error drops `work`; a build killed outright leaves it
     // for the next build's clear_leftovers.
-    let result = build_in(work.path(), req, builder);
+    let result = build_in(work.path(), req, builder, steps);
     if result.is_err() && unmount_under(work.path()).is_err() {
         // Never remove a tree that still has something mounted in it (a
         // killed mmdebstrap's /dev or /proc): leave it for the next build.
@@ -127,6 +128,7 @@ pub fn build(templates_dir: &Path, req: &BuildRequest, builder: &dyn Builder) ->
         return result;
     }
     let manifest = result?;
+    steps.step(&format!("publishing template {}", req.name));
     fsutil::publish_dir(work, &final_dir).map_err(|e| match e.source.kind() {
         io::ErrorKind::AlreadyExists => TemplateError::Exists(req.name.clone()),
         _ => TemplateError::Io(e),
@@ -134,19 +136,20 @@ pub fn build(templates_dir: &Path, req: &BuildRequest, builder: &dyn Builder) ->
     Ok(manifest)
 }
 
-fn build_in(work: &Path, req: &BuildRequest, builder: &dyn Builder) -> Result<Manifest, TemplateError> {
+fn build_in(work: &Path, req: &BuildRequest, builder: &dyn Builder, steps: &Steps) -> Result<Manifest, TemplateError> {
     let tree = work.join("tree");
-    builder.make_tree(work, &tree)?;
+    builder.make_tree(work, &tree, steps)?;
     // A builder may have mounted things in its tree (mmdebstrap unmounts
     // what it mounted); make sure before we touch the tree.
     unmount_under(work)?;
-    finish(work, &tree, req, builder.kind())
+    finish(work, &tree, req, builder.kind(), steps)
 }
 
 /// The step both builders share: seal the tree, copy out the kernel and
 /// initrd, make the ext4 image from the tree, and write the manifest.
-fn finish(work: &Path, tree: &Path, req: &BuildRequest, kind: BuilderKind) -> Result<Manifest, TemplateError> {
+fn finish(work: &Path, tree: &Path, req: &BuildRequest, kind: BuilderKind, steps: &Steps) -> Result<Manifest, TemplateError> {
     let tree = tree.to_path_buf();
+    steps.step("sealing the tree and installing its boot menu");
     seal(&tree)?;
     let packages = installed_packages(&tree)?;
     let (kernel_src, initrd_src, kernel_version) = find_kernel(&tree)?;
@@ -171,9 +174,11 @@ fn finish(work: &Path, tree: &Path, req: &BuildRequest, kind: BuilderKind) -> Re
         root.clone().into_os_string(),
         ROOT_SIZE.into(),
     ];
+    steps.step(&format!("making the {ROOT_SIZE} ext4 root image (mke2fs)"));
     exec::run(req.mke2fs, &mk, req.timeout).map_err(TemplateError::Mkfs)?;
     fsutil::remove_tree(&tree).map_err(io_err(&tree))?;
 
+    steps.step("computing the digests of the root image, kernel and initrd");
     let digest = |p: &Path| -> Result<FileDigest, TemplateError> {
         let (sha256, bytes) = crate::image::sha256_file(p).map_err(io_err(p))?;
         Ok(FileDigest { file: p.file_name().unwrap_or_default().to_string_lossy().into_owned(), bytes, sha256 })

@@ -30,12 +30,16 @@ use crate::progress::{self, Stage};
 use crate::registry::Machine;
 use crate::secret::CryptHash;
 use crate::state::VmDir;
+use crate::steps::Steps;
 use crate::types::Hostname;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// How often the guest is checked while the install runs.
 const POLL: Duration = Duration::from_millis(500);
+/// How often its console is read for the install's stage (a read of up to
+/// `console::READ_BYTES`).
+const STAGE_EVERY: Duration = Duration::from_secs(5);
 /// Used when the template's name is not a valid host name.
 const FALLBACK_HOSTNAME: &str = "template";
 
@@ -81,24 +85,29 @@ impl<'a> Installer<'a> {
         Ok(Installer { image, hostname, held })
     }
 
-    /// Runs the install to its end. The media are removed (and the guest
-    /// stopped) whatever happens.
-    fn install(&self) -> Result<(), TemplateError> {
+    /// Runs the install to its end, reporting its stages to `steps`. The
+    /// media are removed (and the guest stopped) whatever happens.
+    fn install(&self, steps: &Steps) -> Result<(), TemplateError> {
         let config = self.held.config;
         let preseed_template = PreseedTemplate::read(config.preseed_template.path()).map_err(|e| TemplateError::Install(e.to_string()))?;
         let root_hash = CryptHash::random().map_err(|e| failed("cannot make a random root password", e))?;
         let guest = Guest::of_machine(config, self.held.machine, &self.hostname, &root_hash);
         let text = preseed_template.render(&preseed::Values { guest: &guest, mirror: &config.mirror });
         let guard = Running { hv: self.held.hv.as_ref(), machine: self.held.machine, vmdir: &self.held.vmdir, done: false };
+        steps.step(&format!("writing the install media for the build machine {}", self.held.machine.name));
         let media = media::build(self.held.machine.boot, self.image, &text, &self.held.vmdir).map_err(|e| failed("media", e))?;
         drop(text);
         let domain = Domain::for_machine(self.held.machine, config, &media);
         self.held.hv.prepare(&domain, &self.held.vmdir).map_err(|e| failed("hypervisor", e))?;
+        steps.step(&format!("starting the installer guest {}", self.held.machine.name));
         self.held.hv.start(&domain, &self.held.vmdir).map_err(|e| failed("starting the installer guest", e))?;
 
         let limit = config.timeouts.template();
+        steps.step(&format!("waiting for the install to finish (at most {} s)", limit.as_secs()));
         let deadline = Instant::now() + limit;
+        let mut watch = Watch::default();
         while self.held.hv.is_running(&self.held.machine.name, &self.held.vmdir).map_err(|e| failed("hypervisor", e))? {
+            watch.look(&self.console(), steps);
             if Instant::now() > deadline {
                 let last = self.last_stage();
                 guard.close()?;
@@ -109,7 +118,10 @@ impl<'a> Installer<'a> {
             }
             std::thread::sleep(POLL);
         }
+        watch.last = None;
+        watch.look(&self.console(), steps);
         guard.close()?;
+        steps.step("the installer guest has stopped");
         match progress::stage(&self.console()) {
             Some(Stage::Finished) => Ok(()),
             _ => Err(TemplateError::Install(format!(
@@ -150,8 +162,9 @@ impl Builder for Installer<'_> {
         BuilderKind::Installer
     }
 
-    fn make_tree(&self, _work: &Path, tree: &Path) -> Result<(), TemplateError> {
-        self.install()?;
+    fn make_tree(&self, _work: &Path, tree: &Path, steps: &Steps) -> Result<(), TemplateError> {
+        self.install(steps)?;
+        steps.step(&format!("reading the installed system back from {}", self.held.machine.disk));
         let number = self.read_root(tree)?;
         if std::fs::symlink_metadata(tree.join("etc/os-release")).is_err() {
             return Err(TemplateError::Disk {
@@ -163,6 +176,35 @@ impl Builder for Installer<'_> {
             });
         }
         Ok(())
+    }
+}
+
+/// What of the install's console has been reported: each new stage, and
+/// each dialog the installer stops at (its title cleaned: the guest wrote it).
+#[derive(Default)]
+struct Watch {
+    stage: Option<Stage>,
+    dialog: Option<String>,
+    last: Option<Instant>,
+}
+
+impl Watch {
+    fn look(&mut self, console: &Path, steps: &Steps) {
+        if self.last.is_some_and(|t| t.elapsed() < STAGE_EVERY) {
+            return;
+        }
+        self.last = Some(Instant::now());
+        let Some(text) = crate::console::tail(console) else { return };
+        // Only forward: the tail read may have lost an earlier stage's marker.
+        if let Some(s) = progress::stage_of(&text).filter(|s| Some(*s) > self.stage) {
+            steps.step(&format!("install stage: {}", s.as_str()));
+            self.stage = Some(s);
+        }
+        let dialog = progress::dialog_of(&text).map(|d| crate::console::clean_line(&d));
+        if dialog.is_some() && dialog != self.dialog {
+            steps.step(&format!("the installer shows a dialog: {}", dialog.as_deref().unwrap_or_default()));
+        }
+        self.dialog = dialog;
     }
 }
 
@@ -192,5 +234,34 @@ impl Drop for Running<'_> {
         if !self.done {
             let _ = self.stop();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_new_stage_and_dialog_of_the_console_is_reported_cleaned() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("console.log");
+        let steps = Steps::kept();
+        let mut w = Watch::default();
+        let mut look = |text: &str| {
+            std::fs::write(&log, text).unwrap();
+            w.last = None;
+            w.look(&log, &steps);
+        };
+        look("Linux version 6.1\n");
+        look("Linux version 6.1\nDetecting network hardware\n");
+        look("Linux version 6.1\nSetting up the clock\n\x1b[1;1H\x1b(0lqq\x1b(B [!!] Configure \x1b[31mthe network\x1b[0m\n");
+        // The tail lost the earlier markers: no stage goes back.
+        look("Installing the base system\n");
+        look("Installing the base system\n");
+        let texts: Vec<String> = steps.lines().iter().map(|l| l.split("] ").nth(1).unwrap().to_owned()).collect();
+        assert_eq!(
+            texts,
+            ["install stage: booted", "install stage: network configured", "the installer shows a dialog: Configure", "install stage: installing base system"]
+        );
     }
 }

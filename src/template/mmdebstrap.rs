@@ -3,6 +3,7 @@
 
 use super::{Builder, BuilderKind, Suite, TemplateError, PACKAGES};
 use crate::exec;
+use crate::steps::Steps;
 use std::path::Path;
 use std::time::Duration;
 
@@ -19,7 +20,7 @@ impl Builder for Mmdebstrap<'_> {
         BuilderKind::Mmdebstrap
     }
 
-    fn make_tree(&self, _work: &Path, tree: &Path) -> Result<(), TemplateError> {
+    fn make_tree(&self, _work: &Path, tree: &Path, steps: &Steps) -> Result<(), TemplateError> {
         let source = format!("deb {} {} main", self.mirror, self.suite.as_str());
         let args: Vec<String> = vec![
             "--variant=minbase".into(),
@@ -36,6 +37,7 @@ impl Builder for Mmdebstrap<'_> {
             tree.display().to_string(),
             source,
         ];
+        steps.step(&format!("bootstrapping Debian {} from {} (mmdebstrap)", self.suite.as_str(), self.mirror));
         exec::run(self.program, &args, self.timeout).map_err(TemplateError::Bootstrap)?;
         Ok(())
     }

@@ -18,6 +18,20 @@ pub fn template_fixture() -> PathBuf {
             let o = env.run(As::Root, &["template", "build", "deb12", "name=tpl", "--json"], b"");
             assert_eq!(o.code, 0, "template build failed: {o:?}");
             eprintln!("BENCH template build (mmdebstrap + seal + mke2fs): {:.1} s", started.elapsed().as_secs_f64());
+            // Its progress on stderr, stdout one document (checked here, where
+            // the one build of a run happens).
+            assert_eq!(o.stdout.lines().count(), 1, "{o:?}");
+            o.json();
+            super::steps::assert_steps(
+                &o.stderr,
+                &[
+                    &format!("bootstrapping Debian bookworm from http://{}{} (mmdebstrap)", host_mirror().0, host_mirror().1),
+                    "sealing the tree",
+                    "making the 2G ext4 root image (mke2fs)",
+                    "computing the digests",
+                    "publishing template tpl",
+                ],
+            );
             fs::create_dir_all(out).unwrap();
             sh(Command::new("cp").args(["-a", "--sparse=always"]).arg(env.state.join("templates/tpl")).arg(out.join("tpl")));
             fs::write(out.join("build.json"), o.stdout).unwrap();

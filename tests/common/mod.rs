@@ -15,6 +15,7 @@ use std::sync::OnceLock;
 
 pub mod golden;
 pub mod shared;
+pub mod steps;
 #[allow(unused_imports)]
 pub use golden::{add_template, template_fixture, Xfs};
 
