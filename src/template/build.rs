@@ -5,6 +5,7 @@ use super::identity::{IDENTITY_SCRIPT, IDENTITY_UNIT};
 use super::mounts::{clear_leftovers, unmount_under};
 use super::seal::{inside, regular_file, seal, MASKED, SEAL_VERSION};
 use super::{boot, FileDigest, Manifest, Suite, TemplateError, TemplateName};
+use crate::config::Config;
 use crate::exec;
 use crate::fsutil;
 use crate::steps::Steps;
@@ -13,7 +14,6 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 use crate::fsutil::{io_err, PathIo};
 
 /// The root filesystem's label (fstab and the kernel's root= use it).
@@ -88,15 +88,15 @@ pub trait Builder {
     fn make_tree(&self, work: &Path, tree: &Path, steps: &Steps) -> Result<(), TemplateError>;
 }
 
+/// What to build, from what; the config gives the programs, the time
+/// limit and where the build lock lives.
 pub struct BuildRequest<'a> {
     pub name: &'a TemplateName,
     pub image: &'a ImageName,
     pub suite: Suite,
     /// `http://HOST/DIR`, from the config.
     pub mirror: String,
-    pub mke2fs: &'a Path,
-    pub timeout: Duration,
-    pub locks_dir: &'a Path,
+    pub config: &'a Config,
 }
 
 /// Builds `templates_dir/NAME` with `builder`, reporting each step to `steps`.
@@ -108,8 +108,9 @@ pub fn build(templates_dir: &Path, req: &BuildRequest, builder: &dyn Builder, st
     if fs::symlink_metadata(&final_dir).is_ok() {
         return Err(TemplateError::Exists(req.name.clone()));
     }
-    fsutil::ensure_dir(req.locks_dir, 0o700).map_err(io_err(req.locks_dir))?;
-    let _lock = crate::lock::try_lock(&req.locks_dir.join("templates.lock")).map_err(|e| match e {
+    let locks_dir = req.config.locks_dir();
+    fsutil::ensure_dir(&locks_dir, 0o700).map_err(io_err(&locks_dir))?;
+    let _lock = crate::lock::try_lock(&locks_dir.join("templates.lock")).map_err(|e| match e {
         crate::lock::LockError::Held => TemplateError::Busy,
         crate::lock::LockError::Io(e) => TemplateError::Io(e),
     })?;
@@ -175,7 +176,7 @@ fn finish(work: &Path, tree: &Path, req: &BuildRequest, kind: BuilderKind, steps
         ROOT_SIZE.into(),
     ];
     steps.step(&format!("making the {ROOT_SIZE} ext4 root image (mke2fs)"));
-    exec::run(req.mke2fs, &mk, req.timeout).map_err(TemplateError::Mkfs)?;
+    exec::run(req.config.mke2fs.path(), &mk, req.config.timeouts.template()).map_err(TemplateError::Mkfs)?;
     fsutil::remove_tree(&tree).map_err(io_err(&tree))?;
 
     steps.step("computing the digests of the root image, kernel and initrd");
