@@ -318,7 +318,7 @@ fn debian_package_builds_lints_installs_serves_remctl_and_purges() {
         if let Some(cfg) = config {
             c.env("GUEST_INSTALLER_CONFIG", cfg);
         }
-        let out = run_bounded(c, b"", Duration::from_secs(120));
+        let out = run_bounded(c, b"", Duration::from_secs(120)).of_request(args);
         drain();
         out
     };
