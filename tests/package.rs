@@ -278,6 +278,8 @@ fn debian_package_builds_lints_installs_serves_remctl_and_purges() {
         ("/var/lib/guest-installer/locks", root(0o700)),
         ("/usr/share/man/man8/guest-installer.8.gz", root(0o644)),
         ("/usr/share/doc/guest-installer/copyright", root(0o644)),
+        // Read by web panels' programs: installed as it is, not gzipped.
+        ("/usr/share/doc/guest-installer/reply.schema.json", root(0o644)),
     ] {
         assert_eq!(mode_owner(p), want, "{p}: (mode, uid, gid)");
     }
@@ -293,6 +295,7 @@ fn debian_package_builds_lints_installs_serves_remctl_and_purges() {
         ("/etc/remctl/acl/guest-installer-admins", "remctl.d/acl/guest-installer-admins"),
         ("/etc/guest-installer/config.toml", "etc/config.toml"),
         ("/etc/guest-installer/preseed.cfg", "etc/preseed.cfg"),
+        ("/usr/share/doc/guest-installer/reply.schema.json", "doc/reply.schema.json"),
     ] {
         assert!(fs::read(installed).unwrap() == fs::read(repo().join(ours)).unwrap(), "{installed} differs from {ours}");
     }
