@@ -153,3 +153,37 @@ fn out_json_panics_on_an_undocumented_reply() {
     let out = common::Out { stdout: status_none().to_string(), ..out };
     assert_eq!(out.json()["state"], "none");
 }
+
+/// The schema is the field table: every field of every reply says what it
+/// is (itself, or the definition it refers to), and every object shape is
+/// closed, so a new field cannot appear undocumented.
+#[test]
+fn every_field_is_described_and_every_shape_closed() {
+    let defs = schema()["$defs"].as_object().unwrap();
+    let described = |v: &Value| {
+        v.get("description").is_some()
+            || v["$ref"].as_str().and_then(|r| r.strip_prefix("#/$defs/")).is_some_and(|d| defs[d].get("description").is_some())
+    };
+    let mut bad = Vec::new();
+    let mut stack = vec![("#".to_owned(), schema())];
+    while let Some((at, v)) = stack.pop() {
+        match v {
+            Value::Object(m) => {
+                if m.get("type") == Some(&json!("object")) {
+                    if m.get("additionalProperties") != Some(&json!(false)) {
+                        bad.push(format!("{at}: not closed (additionalProperties: false)"));
+                    }
+                    for (k, p) in m.get("properties").and_then(Value::as_object).into_iter().flatten() {
+                        if !described(p) {
+                            bad.push(format!("{at}/properties/{k}: no description"));
+                        }
+                    }
+                }
+                stack.extend(m.iter().map(|(k, x)| (format!("{at}/{k}"), x)));
+            }
+            Value::Array(a) => stack.extend(a.iter().enumerate().map(|(i, x)| (format!("{at}/{i}"), x))),
+            _ => {}
+        }
+    }
+    assert!(bad.is_empty(), "{bad:#?}");
+}
