@@ -101,11 +101,7 @@ fn run_with_dev_log(sock: &Path, config: &Path, args: &[&str]) -> Out {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    Out {
-        code: o.status.code().unwrap(),
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-    }
+    Out::from_output(o).of_request(args)
 }
 
 /// With no config to say where the audit socket is (missing, unparsable,

@@ -275,6 +275,8 @@ fn debian_package_builds_lints_installs_serves_remctl_and_purges() {
                 "/etc/remctl/acl/guest-installer-admins",
                 "/usr/share/man/man8/guest-installer.8.gz",
                 "/usr/share/doc/guest-installer/copyright",
+                // Read by web panels' programs: installed as it is, not gzipped.
+                "/usr/share/doc/guest-installer/reply.schema.json",
             ],
         ),
         (0o700, &["/var/lib/guest-installer", "/var/lib/guest-installer/images", "/var/lib/guest-installer/machines", "/var/lib/guest-installer/vms", "/var/lib/guest-installer/locks"]),
@@ -296,6 +298,7 @@ fn debian_package_builds_lints_installs_serves_remctl_and_purges() {
         ("/etc/remctl/acl/guest-installer-admins", "remctl.d/acl/guest-installer-admins"),
         ("/etc/guest-installer/config.toml", "etc/config.toml"),
         ("/etc/guest-installer/preseed.cfg", "etc/preseed.cfg"),
+        ("/usr/share/doc/guest-installer/reply.schema.json", "doc/reply.schema.json"),
     ] {
         assert!(fs::read(installed).unwrap() == fs::read(repo().join(ours)).unwrap(), "{installed} differs from {ours}");
     }
@@ -321,7 +324,7 @@ fn debian_package_builds_lints_installs_serves_remctl_and_purges() {
         if let Some(cfg) = config {
             c.env("GUEST_INSTALLER_CONFIG", cfg);
         }
-        let out = run_bounded(c, b"", Duration::from_secs(120));
+        let out = run_bounded(c, b"", Duration::from_secs(120)).of_request(args);
         drain();
         out
     };

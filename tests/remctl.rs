@@ -431,8 +431,16 @@ fn python_panel_keeps_one_connection_for_several_commands() {
     assert!(!out.stdout.contains(PASSWORD), "panel output has the password");
     let doc: serde_json::Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"));
     let r = doc["results"].as_array().unwrap();
+    // Each reply as the program printed it, checked like any other.
     let json_of = |i: usize| -> serde_json::Value {
-        serde_json::from_str(r[i]["stdout"].as_str().unwrap()).unwrap_or_else(|e| panic!("{e}: {}", r[i]))
+        let words: Vec<&str> = r[i]["cmd"].as_array().unwrap().iter().skip(1).map(|w| w.as_str().unwrap()).collect();
+        let out = Out {
+            code: r[i]["status"].as_i64().unwrap_or_else(|| panic!("no exit status: {}", r[i])) as i32,
+            stdout: r[i]["stdout"].as_str().unwrap().to_owned(),
+            stderr: r[i]["stderr"].as_str().unwrap().to_owned(),
+            action: None,
+        };
+        out.of_request(&words).json()
     };
     let status = |i: usize| r[i]["status"].as_i64();
     assert_eq!(status(0), Some(0), "{}", r[0]);

@@ -17,6 +17,7 @@ pub fn template_fixture() -> PathBuf {
             let started = Instant::now();
             let o = env.run(As::Root, &["template", "build", "deb12", "name=tpl", "--json"], b"");
             assert_eq!(o.code, 0, "template build failed: {o:?}");
+            o.json();
             eprintln!("BENCH template build (mmdebstrap + seal + mke2fs): {:.1} s", started.elapsed().as_secs_f64());
             // Its progress on stderr, stdout one document (checked here, where
             // the one build of a run happens).

@@ -14,6 +14,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 pub mod golden;
+pub mod reply;
 pub mod shared;
 pub mod steps;
 #[allow(unused_imports)]
@@ -115,11 +116,39 @@ pub struct Out {
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
+    /// The subcommand word (`status`, `machine-add`, ...) of the request,
+    /// when the program run was ours: its `--json` reply is checked
+    /// against that subcommand's shape in doc/reply.schema.json.
+    pub action: Option<&'static str>,
 }
 
 impl Out {
+    /// A finished program's exit status and output (not known to be ours
+    /// until `of_request` says so).
+    pub fn from_output(o: std::process::Output) -> Out {
+        Out {
+            code: o.status.code().unwrap_or_else(|| panic!("killed by a signal: {o:?}")),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+            action: None,
+        }
+    }
+
+    /// Records that this is our program's answer to `args` (its argv
+    /// without the program name).
+    pub fn of_request(mut self, args: &[&str]) -> Self {
+        self.action = Some(reply::action(args));
+        self
+    }
+
+    /// The one JSON document on stdout, checked against the documented
+    /// reply of its subcommand (or, of a program not known to be ours,
+    /// against every documented reply): a reply that does not match
+    /// fails the test.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not one JSON document ({e}): {self:?}"))
+        let doc = serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not one JSON document ({e}): {self:?}"));
+        reply::check(self.action, self.code, &doc);
+        doc
     }
     pub fn ok(&self) -> &Self {
         assert_eq!(self.code, 0, "{self:?}");
@@ -257,11 +286,12 @@ impl Env {
         });
         let o = child.wait_with_output().unwrap();
         let _ = writer.join();
-        Out {
-            code: o.status.code().unwrap_or_else(|| panic!("killed by a signal: {o:?}")),
-            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        let out = Out::from_output(o).of_request(args);
+        // Every --json reply is checked, also one the test does not read.
+        if args.contains(&"--json") {
+            out.json();
         }
+        out
     }
 
     /// Audit records received so far.

@@ -34,11 +34,7 @@ pub fn run_bounded(mut c: Command, stdin: &[u8], limit: Duration) -> Out {
     let killed = watchdog.join().unwrap();
     let _ = writer.join();
     assert!(!killed, "{c:?} ran longer than {limit:?}");
-    Out {
-        code: o.status.code().unwrap_or_else(|| panic!("killed by a signal: {o:?}")),
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-    }
+    Out::from_output(o)
 }
 
 /// A realm + remctld started by tests/support/remctl/realm; stopped on drop
@@ -84,7 +80,8 @@ impl Realm {
             .env("KRB5CCNAME", self.cc(principal))
             .args(["-t", "30", "-p", self.var("REMCTL_PORT"), "-s", self.var("SERVICE"), "127.0.0.1"])
             .args(args);
-        run_bounded(c, b"", Duration::from_secs(40))
+        // remctld passes the program the words after the command word.
+        run_bounded(c, b"", Duration::from_secs(40)).of_request(args.get(1..).unwrap_or_default())
     }
 
     pub fn log(&self) -> String {
