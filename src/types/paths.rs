@@ -49,14 +49,25 @@ impl CdPath {
     }
 }
 
-/// How a volume's bytes are laid out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a volume's bytes are laid out (also a file pool's `format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum DiskFormat {
+    #[default]
     Raw,
     Qcow2,
 }
 
 impl DiskFormat {
+    /// The ending of a volume file's name, which [`DiskPath::format`]
+    /// reads back.
+    pub fn file_extension(self) -> &'static str {
+        match self {
+            DiskFormat::Raw => "img",
+            DiskFormat::Qcow2 => "qcow2",
+        }
+    }
+
     /// The name qemu and xl use.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -33,15 +33,7 @@ pub enum PoolConfig {
 pub struct FilePool {
     pub dir: DiskPath,
     #[serde(default)]
-    pub format: FileFormat,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FileFormat {
-    #[default]
-    Raw,
-    Qcow2,
+    pub format: DiskFormat,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -97,11 +89,7 @@ impl PoolConfig {
     pub fn path_for(&self, vm: &VmName) -> DiskPath {
         let p = match self {
             PoolConfig::File(f) => {
-                let ext = match f.format {
-                    FileFormat::Raw => "img",
-                    FileFormat::Qcow2 => "qcow2",
-                };
-                format!("{}/{vm}.{ext}", f.dir.as_str())
+                format!("{}/{vm}.{}", f.dir.as_str(), f.format.file_extension())
             }
             PoolConfig::Lvm(l) => format!("/dev/{}/{vm}", l.vg.as_str()),
         };
@@ -118,11 +106,7 @@ impl PoolConfig {
                 check_dir(dir, state_dir)?;
                 crate::lock::remove_temporaries(dir, &[TEMP_PREFIX])
                     .map_err(io_err(dir))?;
-                let format = match f.format {
-                    FileFormat::Raw => DiskFormat::Raw,
-                    FileFormat::Qcow2 => DiskFormat::Qcow2,
-                };
-                create_file(Path::new(disk.as_str()), size.bytes(), format).map_err(|e| match e.kind() {
+                create_file(Path::new(disk.as_str()), size.bytes(), f.format).map_err(|e| match e.kind() {
                     io::ErrorKind::AlreadyExists => VolumeError::Exists { vm: vm.clone(), path: disk.clone() },
                     _ => VolumeError::Io(PathIo::new(disk.as_str(), e)),
                 })?;
@@ -227,8 +211,10 @@ mod tests {
         let vm = VmName::parse("web1").unwrap();
         let f = pool("[volumes]\nkind = \"file\"\ndir = \"/srv/vols\"\nformat = \"qcow2\"\n").unwrap();
         assert_eq!(f.path_for(&vm).as_str(), "/srv/vols/web1.qcow2");
+        assert_eq!(f.path_for(&vm).format(), DiskFormat::Qcow2);
         let f = pool("[volumes]\nkind = \"file\"\ndir = \"/srv/vols\"\n").unwrap();
         assert_eq!(f.path_for(&vm).as_str(), "/srv/vols/web1.img");
+        assert_eq!(f.path_for(&vm).format(), DiskFormat::Raw);
         let l = pool("[volumes]\nkind = \"lvm\"\nvg = \"xenvg\"\n").unwrap();
         assert_eq!(l.path_for(&vm).as_str(), "/dev/xenvg/web1");
         for bad in [
