@@ -111,17 +111,29 @@ pub fn list(images_dir: &Path) -> Result<Vec<Image>, ImageError> {
 
 /// SHA-256 of a file, streamed.
 pub fn sha256_file(path: &Path) -> io::Result<(String, u64)> {
-    let mut f = fs::File::open(path)?;
+    sha256_stream(&mut fs::File::open(path)?, |e| e, |_, _| Ok(()))
+}
+
+/// Reads `src` to its end, hashing it; each chunk also goes to `each`
+/// with the bytes read so far. Returns the SHA-256 (lowercase hex) and
+/// the length. A read error becomes `read_err`'s, so a caller can tell it
+/// from its own.
+pub fn sha256_stream<E>(
+    src: &mut impl Read,
+    read_err: impl Fn(io::Error) -> E,
+    mut each: impl FnMut(u64, &[u8]) -> Result<(), E>,
+) -> Result<(String, u64), E> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0u64;
     loop {
-        let n = f.read(&mut buf)?;
+        let n = src.read(&mut buf).map_err(&read_err)?;
         if n == 0 {
             break;
         }
         total += n as u64;
         h.update(&buf[..n]);
+        each(total, &buf[..n])?;
     }
     let hex = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
     Ok((hex, total))

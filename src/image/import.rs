@@ -8,9 +8,8 @@ use crate::iso9660::{self, IsoError};
 use crate::isolinux;
 use crate::steps::{part, size, Meter, Steps};
 use crate::types::{CdPath, ImageName, Sha256Hex};
-use sha2::{Digest, Sha256};
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -45,23 +44,13 @@ fn copy_hashing(iso: &Path, copy: &Path, steps: &Steps) -> Result<(String, u64),
     steps.step(&format!("copying and hashing the ISO ({})", size(meta.len())));
     let mut meter = Meter::new(meta.len(), Instant::now());
     let mut dst = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(copy).map_err(io_err(copy))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut total = 0u64;
-    loop {
-        let n = src.read(&mut buf).map_err(unreadable)?;
-        if n == 0 {
-            break;
-        }
-        total += n as u64;
-        h.update(&buf[..n]);
-        dst.write_all(&buf[..n]).map_err(io_err(copy))?;
+    super::sha256_stream(&mut src, unreadable, |total, chunk| {
+        dst.write_all(chunk).map_err(io_err(copy))?;
         if meter.due(total, Instant::now()) {
             steps.step(&format!("copying and hashing the ISO: {}", part(total, meta.len())));
         }
-    }
-    let hex = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    Ok((hex, total))
+        Ok(())
+    })
 }
 
 /// Checks the ISO 9660 primary volume descriptor of our copy of the ISO

@@ -7,7 +7,7 @@ mod catalog;
 mod import;
 mod tree;
 
-pub use catalog::{list, load, sha256_file, BaseIso, Image, Layout, Manifest, BASE_ISO, RESERVED};
+pub use catalog::{list, load, sha256_file, sha256_stream, BaseIso, Image, Layout, Manifest, BASE_ISO, RESERVED};
 pub use import::{import, ImportRequest};
 
 use crate::exec::ExecError;
