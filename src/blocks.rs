@@ -67,7 +67,7 @@ pub fn zero(dst: &File, off: u64, n: u64) -> io::Result<()> {
     let done = if is_device(dst)? {
         let range: [u64; 2] = [off, n];
         // SAFETY: BLKZEROOUT reads two u64 (start, length) through the pointer.
-        off % 512 == 0 && n % 512 == 0 && unsafe { libc::ioctl(fd, BLKZEROOUT, range.as_ptr()) } == 0
+        off.is_multiple_of(512) && n.is_multiple_of(512) && unsafe { libc::ioctl(fd, BLKZEROOUT, range.as_ptr()) } == 0
     } else {
         // SAFETY: plain fallocate(2) on an open descriptor.
         unsafe { libc::fallocate(fd, libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, off as i64, n as i64) == 0 }

@@ -252,7 +252,7 @@ fn identity_unit_refuses_malformed_seeds() {
     let (ok, out) = check(&good);
     assert!(ok, "{out}\n{good}");
     // The disk as the guest reads it: zero padding stripped.
-    assert!(template::seed_disk(&good).unwrap().len() % 512 == 0);
+    assert!(template::seed_disk(&good).unwrap().len().is_multiple_of(512));
 
     let bad: Vec<(&str, String)> = vec![
         ("newline in hostname", good.replace("hostname=gi-clone-a\n", "hostname=gi-clone-a\nroot_hash=$6$x$y\n")),

@@ -37,7 +37,7 @@ fn each_untrusted_form(env: &Env, file: &Path, run: impl Fn() -> Out) {
     }
     set_mode(0o644);
     let mut big = good.clone();
-    big.extend(std::iter::repeat(b"# padding\n".as_slice()).take(110_000).flatten());
+    big.extend(std::iter::repeat_n(b"# padding\n".as_slice(), 110_000).flatten());
     fs::write(file, &big).unwrap();
     check("over 1 MiB", "larger than 1048576 bytes");
     fs::write(file, &good).unwrap();

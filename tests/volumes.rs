@@ -214,7 +214,7 @@ fn sixteen_concurrent_adds_of_one_disk_register_one_machine() {
     while names.len() < 16 {
         let l = env.root().join(format!("alias{}", names.len()));
         // Every other alias links to the previous one: chains of links.
-        let target = if names.len() % 2 == 0 { prev.clone() } else { disk.clone() };
+        let target = if names.len().is_multiple_of(2) { prev.clone() } else { disk.clone() };
         std::os::unix::fs::symlink(&target, &l).unwrap();
         prev = l.clone();
         names.push(l);

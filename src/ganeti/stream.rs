@@ -114,7 +114,7 @@ pub fn import(input: &mut impl Read, disk: &File) -> Result<u64, StreamError> {
         if n == 0 || n > CHUNK {
             return Err(StreamError::Corrupt("a record has a bad length"));
         }
-        if off < done || off.checked_add(n as u64).map_or(true, |e| e > size) {
+        if off < done || off.checked_add(n as u64).is_none_or(|e| e > size) {
             return Err(StreamError::Corrupt("a record is out of order or past the disk's end"));
         }
         read_exact(input, &mut buf[..n])?;

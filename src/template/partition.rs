@@ -96,7 +96,7 @@ pub fn partitions<R: Read + Seek>(f: &mut R) -> Result<Vec<Partition>, Partition
         // link to the next EBR (relative to the extended partition).
         let mut ebr = ext_start;
         for number in 5..5 + MAX_LOGICAL as u32 {
-            if ebr.checked_mul(SECTOR).map_or(true, |b| b + SECTOR > size) {
+            if ebr.checked_mul(SECTOR).is_none_or(|b| b + SECTOR > size) {
                 return Err(PartitionError::Malformed("a logical partition's table lies beyond the disk"));
             }
             let mut sector = [0u8; 512];
@@ -122,7 +122,7 @@ pub fn partitions<R: Read + Seek>(f: &mut R) -> Result<Vec<Partition>, Partition
 fn checked(number: u32, lba: u64, sectors: u64, size: u64) -> Result<Partition, PartitionError> {
     let start = lba.checked_mul(SECTOR).ok_or(PartitionError::Malformed("a partition starts beyond the disk"))?;
     let len = sectors.checked_mul(SECTOR).ok_or(PartitionError::Malformed("a partition is too large"))?;
-    if start == 0 || start.checked_add(len).map_or(true, |end| end > size) {
+    if start == 0 || start.checked_add(len).is_none_or(|end| end > size) {
         return Err(PartitionError::Malformed("a partition lies beyond the end of the disk"));
     }
     Ok(Partition { number, start, len })

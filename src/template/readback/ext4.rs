@@ -217,7 +217,7 @@ impl<S: Source + ?Sized> Fs<S> {
         let index = u64::from((ino - 1) % self.inodes_per_group);
         let table = self.tables[group as usize];
         let table_blocks = (u64::from(self.inodes_per_group) * self.inode_size as u64).div_ceil(self.block_size);
-        if table == 0 || !table.checked_add(table_blocks).is_some_and(|e| e <= self.blocks_count) {
+        if table == 0 || table.checked_add(table_blocks).is_none_or(|e| e > self.blocks_count) {
             return Err(corrupt(format!("the inode table of group {group} lies outside the filesystem")));
         }
         let mut raw = vec![0u8; self.inode_size];
@@ -304,7 +304,7 @@ impl<S: Source + ?Sized> Fs<S> {
                     let (len, unwritten) = if raw_len > 32768 { (raw_len - 32768, true) } else { (raw_len, false) };
                     let start = u64::from(u32_at(e, 8)) | u64::from(u16_at(e, 6)) << 32;
                     let ext = Extent { logical: u64::from(u32_at(e, 0)), start, len, unwritten };
-                    if len == 0 || start == 0 || !start.checked_add(len).is_some_and(|end| end <= self.blocks_count) {
+                    if len == 0 || start == 0 || start.checked_add(len).is_none_or(|end| end > self.blocks_count) {
                         return Err(corrupt(format!("an extent of inode {} lies outside the filesystem", inode.ino)));
                     }
                     if out.len() >= max {
