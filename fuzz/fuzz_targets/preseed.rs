@@ -1,10 +1,11 @@
-//! Preseed rendering: whatever the template and the host name, debconf
+//! Preseed rendering: whatever the preseed template and the host name, debconf
 //! reading the output (as debconf-set-selections does: only `\n` ends a
 //! line, a trailing `\` joins the next, `#` lines are comments) sees each
 //! question we answer exactly once, with our value, and never an answer of
 //! the template's for those questions; our lines come last and intact.
 #![no_main]
-use guest_installer::config::{MirrorDir, MirrorHost};
+use guest_installer::config::{Mirror, MirrorDir, MirrorHost};
+use guest_installer::guest::Guest;
 use guest_installer::preseed::{answers, render, Values, OWNED_QUESTIONS};
 use guest_installer::secret::CryptHash;
 use guest_installer::types::{DomainName, Hostname, Network};
@@ -55,9 +56,9 @@ fuzz_target!(|data: &[u8]| {
     let domain = DomainName::parse("example.org").unwrap();
     let network = Network::new("192.0.2.10", "255.255.255.0", "192.0.2.1", &["192.0.2.53"]).unwrap();
     let hash = CryptHash::parse_hash("$6$abcdefgh$3rj1vTLX64btReFsM4MQ22otcD40l7vbtw7qCyr0dxc4kxNmgx53xVM8gWiLYbCqTHTbXFaVFU7ZT28pnvdyu0").unwrap();
-    let mh = MirrorHost::parse("deb.debian.org").unwrap();
-    let md = MirrorDir::parse("/debian").unwrap();
-    let v = Values { hostname: &hostname, domain: &domain, network: &network, root_hash: &hash, mirror_host: &mh, mirror_dir: &md };
+    let mirror = Mirror { host: MirrorHost::parse("deb.debian.org").unwrap(), directory: MirrorDir::parse("/debian").unwrap() };
+    let guest = Guest { hostname: &hostname, domain: &domain, network: &network, root_hash: &hash };
+    let v = Values { guest: &guest, mirror: &mirror };
     let out = render(template, &v);
     let ours = answers(&v);
     assert!(out.ends_with(&format!("{}\n", ours.join("\n"))), "our lines are not last and intact");
