@@ -8,29 +8,44 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
-/// Sends one command; Ok once qemu accepted it.
+/// Sends one command over the control socket at `sock`; Ok once qemu
+/// accepted it.
 pub fn execute(sock: &Path, command: &str, arguments: Option<Value>, timeout: Duration) -> Result<(), HvError> {
     let err = |message: String| HvError::Qmp { path: sock.into(), message };
     let stream = UnixStream::connect(sock).map_err(|e| err(e.to_string()))?;
     stream.set_read_timeout(Some(timeout)).map_err(|e| err(e.to_string()))?;
     stream.set_write_timeout(Some(timeout)).map_err(|e| err(e.to_string()))?;
-    let mut reader = BufReader::new(stream.try_clone().map_err(|e| err(e.to_string()))?);
-    let mut w = stream;
-    // The greeting, then capabilities negotiation, then the command.
-    read_reply(&mut reader, true).map_err(err)?;
-    for msg in [json!({"execute": "qmp_capabilities"}), {
-        let mut m = json!({"execute": command});
-        if let Some(a) = &arguments {
-            m["arguments"] = a.clone();
-        }
-        m
-    }] {
-        let mut line = serde_json::to_vec(&msg).expect("json");
-        line.push(b'\n');
-        w.write_all(&line).map_err(|e| err(e.to_string()))?;
-        read_reply(&mut reader, false).map_err(err)?;
+    Session::start(&stream).and_then(|mut s| s.execute(command, arguments)).map_err(err)
+}
+
+/// A QMP conversation on a connected stream, past the greeting and the
+/// capabilities negotiation. Both the driver (through the socket) and the
+/// supervisor (which holds qemu's end from the start) talk QMP through it.
+pub struct Session {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl Session {
+    pub fn start(stream: &UnixStream) -> Result<Session, String> {
+        let clone = || stream.try_clone().map_err(|e| e.to_string());
+        let mut s = Session { reader: BufReader::new(clone()?), writer: clone()? };
+        read_reply(&mut s.reader, true)?;
+        s.execute("qmp_capabilities", None)?;
+        Ok(s)
     }
-    Ok(())
+
+    /// Sends `command`; Ok once qemu accepted it.
+    pub fn execute(&mut self, command: &str, arguments: Option<Value>) -> Result<(), String> {
+        let mut m = json!({"execute": command});
+        if let Some(a) = arguments {
+            m["arguments"] = a;
+        }
+        let mut line = serde_json::to_vec(&m).expect("json");
+        line.push(b'\n');
+        self.writer.write_all(&line).map_err(|e| e.to_string())?;
+        read_reply(&mut self.reader, false)
+    }
 }
 
 /// Reads lines until the greeting (`QMP`) or a reply (`return`/`error`),

@@ -17,7 +17,7 @@
 use super::conlog::CappedLog;
 use serde::{Deserialize, Serialize};
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
@@ -336,29 +336,7 @@ fn drop_privileges() {
 
 /// `{"return": ...}` to `query-status`: qemu is in its main loop.
 fn qmp_ready(qmp: &UnixStream) -> Result<(), String> {
-    let mut r = BufReader::new(qmp.try_clone().map_err(|e| e.to_string())?);
-    let mut w = qmp;
-    let mut answer = |cmd: Option<&str>| -> Result<serde_json::Value, String> {
-        if let Some(c) = cmd {
-            w.write_all(format!("{{\"execute\":\"{c}\"}}\n").as_bytes()).map_err(|_| "qemu exited".to_owned())?;
-        }
-        loop {
-            let mut line = Vec::new();
-            (&mut r).take(1 << 20).read_until(b'\n', &mut line).map_err(|e| e.to_string())?;
-            if line.is_empty() {
-                return Err("qemu exited".into());
-            }
-            let v: serde_json::Value = serde_json::from_slice(&line).map_err(|_| "QMP said something else".to_owned())?;
-            // Events may come in between.
-            if v.get("event").is_none() {
-                return Ok(v);
-            }
-        }
-    };
-    answer(None)?.get("QMP").ok_or("no QMP greeting")?;
-    answer(Some("qmp_capabilities"))?.get("return").ok_or("QMP refused capabilities")?;
-    answer(Some("query-status"))?.get("return").ok_or("QMP refused query-status")?;
-    Ok(())
+    crate::hypervisor::qmp::Session::start(qmp)?.execute("query-status", None)
 }
 
 /// The start of the console log (qemu's own messages), cleaned for an error.
