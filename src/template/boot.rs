@@ -40,11 +40,27 @@ pub fn grub_cfg() -> String {
 pub const INITRD_MODULES: &[&str] = &["virtio_pci", "virtio_blk", "xen_blkfront", "ext4", "crc32c_generic"];
 const INITRD_CONF: &str = "# guest-installer: the initrd holds only what finds the root disk\n\
 # (listed in /usr/share/initramfs-tools/modules.d/guest-installer).\nMODULES=list\n";
+/// Where initramfs-tools reads the two (relative to the root).
+const INITRD_CONF_PATH: &str = "etc/initramfs-tools/conf.d/guest-installer";
+const INITRD_MODULES_PATH: &str = "usr/share/initramfs-tools/modules.d/guest-installer";
+
+fn initrd_modules_file() -> String {
+    INITRD_MODULES.join("\n") + "\n"
+}
+
 /// mmdebstrap's hook after the essential packages, before the kernel
-/// package makes the first initrd (constant text: nothing of a request).
-pub const ESSENTIAL_HOOK: &str = "--essential-hook=mkdir -p \"$1/etc/initramfs-tools/conf.d\" \"$1/usr/share/initramfs-tools/modules.d\" \
-&& printf 'MODULES=list\\n' > \"$1/etc/initramfs-tools/conf.d/guest-installer\" \
-&& printf '%s\\n' virtio_pci virtio_blk xen_blkfront ext4 crc32c_generic > \"$1/usr/share/initramfs-tools/modules.d/guest-installer\"";
+/// package makes the first initrd: the same two files [`install`] writes
+/// (constant text, nothing of a request; none of it holds a quote).
+pub fn essential_hook() -> String {
+    let parent = |p: &str| p.rsplit_once('/').map_or(String::new(), |(d, _)| d.to_owned());
+    format!(
+        "--essential-hook=mkdir -p \"$1/{}\" \"$1/{}\" && printf '%s' '{INITRD_CONF}' > \"$1/{INITRD_CONF_PATH}\" \
+         && printf '%s' '{}' > \"$1/{INITRD_MODULES_PATH}\"",
+        parent(INITRD_CONF_PATH),
+        parent(INITRD_MODULES_PATH),
+        initrd_modules_file(),
+    )
+}
 
 pub const REPORT_SCRIPT: &str = "#!/bin/sh\n\
 # guest-installer: which kernel this boot runs, and with what command line,\n\
@@ -72,11 +88,35 @@ WantedBy=sysinit.target\n";
 pub fn install(tree: &Path, version: &str) -> Result<(), TemplateError> {
     write(tree, GRUB_CFG_PATH, &grub_cfg(), 0o644)?;
     // The same small initrd for every kernel the guest installs later.
-    write(tree, "etc/initramfs-tools/conf.d/guest-installer", INITRD_CONF, 0o644)?;
-    write(tree, "usr/share/initramfs-tools/modules.d/guest-installer", &(INITRD_MODULES.join("\n") + "\n"), 0o644)?;
+    write(tree, INITRD_CONF_PATH, INITRD_CONF, 0o644)?;
+    write(tree, INITRD_MODULES_PATH, &initrd_modules_file(), 0o644)?;
     link(tree, "vmlinuz", &format!("boot/vmlinuz-{version}"))?;
     link(tree, "initrd.img", &format!("boot/initrd.img-{version}"))?;
     write(tree, "usr/local/sbin/gi-boot-report", REPORT_SCRIPT, 0o755)?;
     write(tree, "etc/systemd/system/gi-boot-report.service", REPORT_UNIT, 0o644)?;
     link(tree, "etc/systemd/system/sysinit.target.wants/gi-boot-report.service", "/etc/systemd/system/gi-boot-report.service")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hook (run as mmdebstrap runs it: `sh -c`, the root as `$1`)
+    /// leaves exactly the initrd files the seal writes.
+    #[test]
+    fn the_essential_hook_writes_what_install_writes() {
+        let d = tempfile::tempdir().unwrap();
+        let (hooked, sealed) = (d.path().join("hooked"), d.path().join("sealed"));
+        std::fs::create_dir_all(&hooked).unwrap();
+        let hook = essential_hook();
+        let cmd = hook.strip_prefix("--essential-hook=").unwrap();
+        let o = std::process::Command::new("sh").arg("-c").arg(cmd).arg("sh").arg(&hooked).output().unwrap();
+        assert!(o.status.success(), "{o:?}");
+        std::fs::create_dir_all(sealed.join("boot")).unwrap();
+        install(&sealed, "6.1.0-test").unwrap();
+        for p in [INITRD_CONF_PATH, INITRD_MODULES_PATH] {
+            assert_eq!(std::fs::read_to_string(hooked.join(p)).unwrap(), std::fs::read_to_string(sealed.join(p)).unwrap(), "{p}");
+        }
+        assert!(std::fs::read_to_string(hooked.join(INITRD_MODULES_PATH)).unwrap().contains("xen_blkfront\n"));
+    }
 }

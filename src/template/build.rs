@@ -48,7 +48,7 @@ pub fn build_key() -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     let grub = boot::grub_cfg();
-    for part in [IDENTITY_SCRIPT, IDENTITY_UNIT, &PACKAGES.join(","), &MASKED.join(","), SEAL_VERSION, &grub, boot::REPORT_SCRIPT, boot::REPORT_UNIT, boot::ESSENTIAL_HOOK, &boot::INITRD_MODULES.join(",")] {
+    for part in [IDENTITY_SCRIPT, IDENTITY_UNIT, &PACKAGES.join(","), &MASKED.join(","), SEAL_VERSION, &grub, boot::REPORT_SCRIPT, boot::REPORT_UNIT, &boot::essential_hook(), &boot::INITRD_MODULES.join(",")] {
         h.update(part.as_bytes());
         h.update([0]);
     }

@@ -28,7 +28,7 @@ impl Builder for Mmdebstrap<'_> {
             format!("--include={}", PACKAGES.join(",")),
             // Before the kernel package makes its initrd: only what finds
             // the root disk (see template::boot::INITRD_MODULES).
-            super::boot::ESSENTIAL_HOOK.into(),
+            super::boot::essential_hook(),
             "--dpkgopt=path-exclude=/usr/share/man/*".into(),
             "--dpkgopt=path-exclude=/usr/share/doc/*".into(),
             "--dpkgopt=path-exclude=/usr/share/locale/*".into(),
