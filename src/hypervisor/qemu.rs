@@ -18,7 +18,7 @@ use crate::media::{self, Media};
 use crate::state::VmDir;
 use crate::types::VmName;
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use supervisor::{FD_BACKING, FD_CONTROL, FD_DISK, FD_DISK_RO, FD_INITRD, FD_KERNEL, FD_MEDIA, FD_QMP, FD_SERIAL, FD_TAP};
 use crate::fsutil::io_err;
@@ -47,15 +47,6 @@ pub fn kvm_usable() -> bool {
         .filter(|l| l.starts_with("flags"))
         .any(|l| l.split_whitespace().any(|f| f == "vmx" || f == "svm"));
     hw && std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok()
-}
-
-/// `-kernel` and `-initrd` take names, not descriptors: qemu reads our
-/// in-memory copies through its own /proc/self/fd.
-fn push_boot_files(push: &mut impl FnMut(String), _kernel: &Path, _initrd: &Path) {
-    push("-kernel".into());
-    push(format!("/proc/self/fd/{FD_KERNEL}"));
-    push("-initrd".into());
-    push(format!("/proc/self/fd/{FD_INITRD}"));
 }
 
 impl Qemu {
@@ -99,10 +90,11 @@ impl Qemu {
         Ok(())
     }
 
-    /// The whole command line. Values are validated types and config paths
-    /// of a safe character set; commas (qemu's option separator) cannot
-    /// occur in any of them.
-    pub fn args(&self, d: &Domain, _vm: &VmDir) -> Vec<OsString> {
+    /// The whole command line, for the descriptors `plan` lists (see
+    /// `files::plan`). Values are validated types and config paths of a
+    /// safe character set; commas (qemu's option separator) cannot occur
+    /// in any of them.
+    pub fn args(&self, d: &Domain, plan: &[files::Slot]) -> Vec<OsString> {
         let mut a: Vec<OsString> = Vec::new();
         let mut push = |s: String| a.push(s.into());
         push("-name".into());
@@ -146,14 +138,13 @@ impl Qemu {
         push("-add-fd".into());
         push(format!("fd={FD_DISK_RO},set={FD_DISK},opaque={}", d.disk));
         // A qcow2 volume over a template image: that one as a descriptor too.
-        let backing = match files::disk_backing(d) {
-            Ok(Some(b)) => {
+        let backing = match plan.iter().find(|(slot, _, _)| *slot == supervisor::FD_DISK_BACKING) {
+            Some((fd, b, _)) => {
                 push("-add-fd".into());
-                let fd = supervisor::FD_DISK_BACKING;
                 push(format!("fd={fd},set={fd},opaque={}", b.display()));
                 format!(",backing.driver=raw,backing.file.filename=/dev/fdset/{fd}")
             }
-            _ => String::new(),
+            None => String::new(),
         };
         push("-drive".into());
         push(format!("file=/dev/fdset/{FD_DISK},format={},if=virtio{backing}", d.disk.format().as_str()));
@@ -190,8 +181,13 @@ impl Qemu {
                 push("-boot".into());
                 push("d".into());
             }
-            Media::Kernel { kernel, initrd } => {
-                push_boot_files(&mut push, kernel, initrd);
+            // `-kernel` and `-initrd` take names, not descriptors: qemu
+            // reads our in-memory copies through its own /proc/self/fd.
+            Media::Kernel { .. } => {
+                push("-kernel".into());
+                push(format!("/proc/self/fd/{FD_KERNEL}"));
+                push("-initrd".into());
+                push(format!("/proc/self/fd/{FD_INITRD}"));
                 push("-append".into());
                 push(format!("{} console=ttyS0,115200n8", media::INSTALLER_ARGS));
             }
@@ -204,6 +200,11 @@ impl Qemu {
             QemuNet::Bridge => format!("tap,fd={FD_TAP},model=virtio-net-pci,mac={}", d.mac),
         });
         a
+    }
+
+    /// The files qemu is given as descriptors (see `files::plan`).
+    fn plan(&self, d: &Domain) -> Result<Vec<files::Slot>, HvError> {
+        files::plan(d, &self.grub.path()).map_err(|e| HvError::Start(format!("cannot read the media of {}: {e}", d.name)))
     }
 
     /// The pid in the pidfile, if that process is still our qemu for this VM.
@@ -228,12 +229,12 @@ impl Hypervisor for Qemu {
         let mut text = String::from("# qemu command line written by guest-installer; one argument per line\n");
         text.push_str(&self.program.display().to_string());
         text.push('\n');
-        for a in self.args(d, vm) {
+        let plan = self.plan(d)?;
+        for a in self.args(d, &plan) {
             text.push_str(&a.to_string_lossy());
             text.push('\n');
         }
         text.push_str(&format!("# run as {}; descriptors it is given:\n", self.user.as_str()));
-        let plan = files::plan(d, &self.grub.path()).map_err(|e| HvError::Start(format!("cannot read the media of {}: {e}", d.name)))?;
         for (slot, file, _) in plan {
             text.push_str(&format!("# {slot}: {}\n", file.display()));
         }
@@ -260,16 +261,11 @@ impl Hypervisor for Qemu {
             })?;
         let name = std::ffi::CString::new(user.name.clone()).expect("a user name has no NUL");
         let groups = nix::unistd::getgrouplist(&name, user.gid).unwrap_or_else(|_| vec![user.gid]);
-        let plan = files::plan(d, &self.grub.path()).map_err(|e| HvError::Start(format!("cannot read the media of {}: {e}", d.name)))?;
+        let plan = self.plan(d)?;
         let mut fds =
             files::open(&plan).map_err(|(path, e)| HvError::Start(format!("cannot open {} for qemu: {e}", path.display())))?;
         if self.net == QemuNet::Bridge {
-            let mac = d.mac.to_string();
-            let mut b = [0u8; 6];
-            for (o, p) in b.iter_mut().zip(mac.split(':')) {
-                *o = u8::from_str_radix(p, 16).unwrap_or(0);
-            }
-            let t = tap::open(&self.bridge, b).map_err(|e| HvError::Start(e.to_string()))?;
+            let t = tap::open(&self.bridge, d.mac.octets()).map_err(|e| HvError::Start(e.to_string()))?;
             fds.push((FD_TAP, t));
         }
         let program = match &self.supervisor {
@@ -284,7 +280,7 @@ impl Hypervisor for Qemu {
         let slots: Vec<_> = fds.iter().map(|(s, _)| *s).collect();
         let spec = supervisor::Spec {
             program: self.program.clone(),
-            args: self.args(d, vm).into_iter().map(|a| a.to_string_lossy().into_owned()).collect(),
+            args: self.args(d, &plan).into_iter().map(|a| a.to_string_lossy().into_owned()).collect(),
             uid: user.uid.as_raw(),
             gid: user.gid.as_raw(),
             groups: groups.iter().map(|g| g.as_raw()).collect(),

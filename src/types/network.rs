@@ -30,6 +30,10 @@ impl Mac {
         }
         Ok(Mac(out))
     }
+
+    pub fn octets(&self) -> [u8; 6] {
+        self.0
+    }
 }
 
 impl fmt::Display for Mac {

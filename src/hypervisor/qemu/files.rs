@@ -22,9 +22,12 @@ pub enum Access {
     Copy,
 }
 
+/// A descriptor number qemu is given, the file behind it, and how it is opened.
+pub type Slot = (RawFd, PathBuf, Access);
+
 /// The files, their slots and how each is handed over. `grub` is the GRUB
 /// image guests booting their own kernel start from.
-pub fn plan(d: &Domain, grub: &Path) -> io::Result<Vec<(RawFd, PathBuf, Access)>> {
+pub fn plan(d: &Domain, grub: &Path) -> io::Result<Vec<Slot>> {
     let disk = PathBuf::from(d.disk.to_string());
     let mut v = vec![(FD_DISK, disk.clone(), Access::ReadWrite), (FD_DISK_RO, disk, Access::ReadOnly)];
     if let Some(b) = disk_backing(d)? {
@@ -52,7 +55,7 @@ pub fn plan(d: &Domain, grub: &Path) -> io::Result<Vec<(RawFd, PathBuf, Access)>
 }
 
 /// Opens what `plan` lists.
-pub fn open(plan: &[(RawFd, PathBuf, Access)]) -> Result<Vec<(RawFd, OwnedFd)>, (PathBuf, io::Error)> {
+pub fn open(plan: &[Slot]) -> Result<Vec<(RawFd, OwnedFd)>, (PathBuf, io::Error)> {
     plan.iter()
         .map(|(slot, path, how)| {
             let fd = match how {
@@ -87,7 +90,7 @@ fn memfd_copy(path: &Path) -> io::Result<OwnedFd> {
 /// A qcow2 volume's backing file, if it has one. Only a raw one (as our
 /// clones have): qemu would otherwise probe it, or follow its own backing
 /// file by name.
-pub fn disk_backing(d: &Domain) -> io::Result<Option<PathBuf>> {
+fn disk_backing(d: &Domain) -> io::Result<Option<PathBuf>> {
     if d.disk.format() != crate::types::DiskFormat::Qcow2 {
         return Ok(None);
     }
