@@ -29,6 +29,8 @@ pub struct Qemu {
     bridge: String,
     timeout: Duration,
     grub: GrubPc,
+    /// The only place a volume's backing file may be (see `files::plan`).
+    templates: PathBuf,
     user: UserName,
     log_max: u64,
     /// The program that is the supervisor: this very program, unless a
@@ -62,6 +64,7 @@ impl Qemu {
                 out_dir: config.state_dir.path().join("boot"),
                 timeout: config.timeouts.tool(),
             },
+            templates: config.templates_dir(),
             user: config.hypervisor.qemu_user.clone(),
             log_max: config.hypervisor.console_log_max_mib.bytes(),
             supervisor: None,
@@ -204,7 +207,7 @@ impl Qemu {
 
     /// The files qemu is given as descriptors (see `files::plan`).
     fn plan(&self, d: &Domain) -> Result<Vec<files::Slot>, HvError> {
-        files::plan(d, &self.grub.path()).map_err(|e| HvError::Start(format!("cannot read the media of {}: {e}", d.name)))
+        files::plan(d, &self.grub.path(), &self.templates).map_err(|e| HvError::Start(format!("cannot read the media of {}: {e}", d.name)))
     }
 
     /// The pid in the pidfile, if that process is still our qemu for this VM.

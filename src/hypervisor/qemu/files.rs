@@ -26,11 +26,12 @@ pub enum Access {
 pub type Slot = (RawFd, PathBuf, Access);
 
 /// The files, their slots and how each is handed over. `grub` is the GRUB
-/// image guests booting their own kernel start from.
-pub fn plan(d: &Domain, grub: &Path) -> io::Result<Vec<Slot>> {
+/// image guests booting their own kernel start from; `templates` is where
+/// the only files a volume may be backed by live.
+pub fn plan(d: &Domain, grub: &Path, templates: &Path) -> io::Result<Vec<Slot>> {
     let disk = PathBuf::from(d.disk.to_string());
     let mut v = vec![(FD_DISK, disk.clone(), Access::ReadWrite), (FD_DISK_RO, disk, Access::ReadOnly)];
-    if let Some(b) = disk_backing(d)? {
+    if let Some(b) = disk_backing(d, templates)? {
         v.push((FD_DISK_BACKING, b, Access::ReadOnly));
     }
     match d.media {
@@ -87,23 +88,31 @@ fn memfd_copy(path: &Path) -> io::Result<OwnedFd> {
     Ok(copy.into())
 }
 
-/// A qcow2 volume's backing file, if it has one. Only a raw one (as our
-/// clones have): qemu would otherwise probe it, or follow its own backing
-/// file by name.
-fn disk_backing(d: &Domain) -> io::Result<Option<PathBuf>> {
+/// A qcow2 volume's backing file, if it has one: a raw template image
+/// (`templates/NAME/FILE`, a regular file reached without a symlink or
+/// `..`), as our clones have. The header is the guest's to write (qemu
+/// holds the volume read-write), so the name in it is hostile: root opens
+/// it for qemu only if it is one of those. qemu would otherwise probe a
+/// backing file of another format, or follow its own backing file by name.
+fn disk_backing(d: &Domain, templates: &Path) -> io::Result<Option<PathBuf>> {
     if d.disk.format() != crate::types::DiskFormat::Qcow2 {
         return Ok(None);
     }
-    let path = PathBuf::from(d.disk.to_string());
-    let Some(b) = qcow2::backing(&path)? else { return Ok(None) };
-    match qcow2::backing_format(&path)?.as_deref() {
-        Some("raw") => Ok(Some(b)),
-        f => Err(io::Error::other(format!(
-            "{} has a backing file of format {}: the qemu driver takes raw backing files only",
-            path.display(),
-            f.unwrap_or("(not recorded)")
-        ))),
+    template_backing(Path::new(d.disk.as_str()), templates)
+}
+
+fn template_backing(path: &Path, templates: &Path) -> io::Result<Option<PathBuf>> {
+    let Some(b) = qcow2::backing(path)? else { return Ok(None) };
+    let refuse = |why: &str| io::Error::other(format!("{} names the backing file {}, which {why}", path.display(), b.display()));
+    if qcow2::backing_format(&path)?.as_deref() != Some("raw") {
+        return Err(refuse("is not recorded as raw: the qemu driver takes raw backing files only"));
     }
+    let in_templates = b.parent().and_then(Path::parent) == Some(templates);
+    let plain = std::fs::canonicalize(&b).is_ok_and(|c| c == b) && std::fs::symlink_metadata(&b).is_ok_and(|m| m.is_file());
+    if !in_templates || !plain {
+        return Err(refuse("is not a template's image"));
+    }
+    Ok(Some(b))
 }
 
 /// Reads a whole small file for tests.
@@ -137,5 +146,31 @@ mod tests {
         std::fs::write(&base, vec![0u8; 1 << 16]).unwrap();
         let missing = open(&[(FD_MEDIA, d.path().join("nope"), Access::ReadOnly)]).unwrap_err();
         assert_eq!(missing.0, d.path().join("nope"));
+    }
+
+    #[test]
+    fn a_volume_is_backed_only_by_a_template_image() {
+        let d = tempfile::tempdir().unwrap();
+        let templates = d.path().join("templates");
+        std::fs::create_dir_all(templates.join("t1")).unwrap();
+        let root = templates.join("t1/root.img");
+        let outside = d.path().join("shadow");
+        for f in [&root, &outside] {
+            std::fs::write(f, vec![0u8; 1 << 16]).unwrap();
+        }
+        let over = |name: &str, backing: &Path| {
+            let p = d.path().join(name);
+            let out = File::create(&p).unwrap();
+            qcow2::write_overlay(&out, &mut File::open(&root).unwrap(), 1 << 16, backing, &[]).unwrap();
+            p
+        };
+        assert_eq!(template_backing(&over("good.qcow2", &root), &templates).unwrap(), Some(root.clone()));
+        // What a guest could write into its own volume's header.
+        for bad in [outside.clone(), templates.join("t1/../../shadow"), templates.join("root.img")] {
+            let e = template_backing(&over("bad.qcow2", &bad), &templates).unwrap_err();
+            assert!(e.to_string().contains("is not a template's image"), "{}: {e}", bad.display());
+        }
+        std::os::unix::fs::symlink(&outside, templates.join("t1/link.img")).unwrap();
+        assert!(template_backing(&over("link.qcow2", &templates.join("t1/link.img")), &templates).is_err());
     }
 }
