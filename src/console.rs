@@ -33,10 +33,10 @@ fn read_from(path: &Path, start: impl FnOnce(u64) -> u64) -> Option<String> {
     Some(String::from_utf8_lossy(&buf).into_owned())
 }
 
-/// The last line of a console log that has visible text, cleaned (see
-/// [`clean_line`]) so it is safe to print.
-pub fn last_line(path: &Path) -> Option<String> {
-    tail(path)?.rsplit(['\n', '\r']).map(clean_line).find(|l| !l.trim().is_empty())
+/// The last line of console text (a [`tail`]) that has visible text,
+/// cleaned (see [`clean_line`]) so it is safe to print.
+pub fn last_line_of(text: &str) -> Option<String> {
+    text.rsplit(['\n', '\r']).map(clean_line).find(|l| !l.trim().is_empty())
 }
 
 /// Strips ANSI escape sequences, DEC line-drawing text (the installer's
@@ -88,7 +88,8 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("log");
         fs::write(&p, "a\r\nsecond line\r\n\u{1b}[H\r\n").unwrap();
-        assert_eq!(last_line(&p).as_deref(), Some("second line"));
+        assert_eq!(last_line_of(&tail(&p).unwrap()).as_deref(), Some("second line"));
+        assert_eq!(last_line_of("\u{1b}[H\r\n \n"), None);
     }
 
     #[test]

@@ -36,22 +36,22 @@ const MARKERS: &[(Stage, &[&str])] = &[
     (Stage::Booted, &["Linux version", "Detecting network hardware", "Loading additional components", "Decompressing Linux"]),
 ];
 
+/// The latest stage in a console log's tail (for callers that read the
+/// log for nothing else).
 pub fn stage(console_log: &Path) -> Option<Stage> {
     stage_of(&console::tail(console_log)?)
 }
 
+/// The latest stage in console text (a tail).
 pub fn stage_of(text: &str) -> Option<Stage> {
     MARKERS.iter().find(|(_, pats)| pats.iter().any(|p| text.contains(p))).map(|(s, _)| *s)
 }
 
 /// The title of a dialog the installer drew after its last stage marker
-/// (`[!!] Download installer components`). With priority=critical a dialog
-/// means a question nobody will answer or an error: the install waits
-/// there for ever, while the stage alone would look as if it were going on.
-pub fn waiting_dialog(console_log: &Path) -> Option<String> {
-    dialog_of(&console::tail(console_log)?)
-}
-
+/// (`[!!] Download installer components`) in console text (a tail). With
+/// priority=critical a dialog means a question nobody will answer or an
+/// error: the install waits there for ever, while the stage alone would
+/// look as if it were going on.
 pub fn dialog_of(text: &str) -> Option<String> {
     // newt marks the title with the question's priority: [!!] critical,
     // [!] high, [.] medium.

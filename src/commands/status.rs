@@ -13,12 +13,11 @@ use crate::progress;
 use serde_json::Value;
 
 /// The SSH host key fingerprint the clone's identity unit printed (the
-/// first one: it comes before any login is possible), for the owner's
-/// known_hosts.
-fn ssh_host_key(console: &std::path::Path) -> Option<String> {
-    let text = console::head(console)?;
-    let at = text.find("gi-identity: ssh-host-key=SHA256:")? + "gi-identity: ssh-host-key=".len();
-    let fp: String = text[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || "+/=:".contains(*c)).take(64).collect();
+/// first one: it comes before any login is possible) in a console log's
+/// head, for the owner's known_hosts.
+fn ssh_host_key(head: &str) -> Option<String> {
+    let at = head.find("gi-identity: ssh-host-key=SHA256:")? + "gi-identity: ssh-host-key=".len();
+    let fp: String = head[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || "+/=:".contains(*c)).take(64).collect();
     (fp.len() > "SHA256:".len()).then_some(fp)
 }
 
@@ -39,11 +38,6 @@ pub fn status(ctx: &Ctx, vm: &VmName) -> Result<Outcome> {
         Err(e) if e.kind == crate::error::Kind::Busy => vmdir.load()?,
         Err(e) => return Err(e),
     };
-    let hv = hypervisor::for_config(ctx.config)?;
-    let running = hv.is_running(vm, &vmdir)?;
-    let console = hv.console_log(vm, &vmdir);
-    let console_tail = console::last_line(&console);
-    let stage = progress::stage(&console);
     let Some(st) = st else {
         return Ok(Outcome {
             human: format!("{vm}: no install recorded\n"),
@@ -58,6 +52,14 @@ pub fn status(ctx: &Ctx, vm: &VmName) -> Result<Outcome> {
             ]),
         });
     };
+    let hv = hypervisor::for_config(ctx.config)?;
+    let running = hv.is_running(vm, &vmdir)?;
+    let console = hv.console_log(vm, &vmdir);
+    // The log is read once from its end for all that is shown of it (it
+    // may be megabytes), and from its start only for a clone's host key.
+    let tail = console::tail(&console);
+    let console_tail = tail.as_deref().and_then(console::last_line_of);
+    let stage = tail.as_deref().and_then(progress::stage_of);
     let elapsed = st.started_at.map(|s| st.finished_at.unwrap_or_else(state::now).saturating_sub(s));
     let mut human = format!(
         "{vm}: {} (image {}){}\n",
@@ -85,12 +87,15 @@ pub fn status(ctx: &Ctx, vm: &VmName) -> Result<Outcome> {
         human.push_str(&format!("  progress: {}\n", p.as_str()));
     }
     // An unattended installer showing a dialog waits for ever: say so.
-    let host_key = (st.template.is_some() && st.phase == Phase::Installed).then(|| ssh_host_key(&console)).flatten();
+    let host_key = (st.template.is_some() && st.phase == Phase::Installed)
+        .then(|| console::head(&console))
+        .flatten()
+        .and_then(|h| ssh_host_key(&h));
     if let Some(k) = &host_key {
         human.push_str(&format!("  ssh host key: {k} (ed25519)\n"));
     }
     let waiting = (st.phase == Phase::Installing && st.template.is_none() && running)
-        .then(|| progress::waiting_dialog(&console))
+        .then(|| tail.as_deref().and_then(progress::dialog_of))
         .flatten();
     if let Some(w) = &waiting {
         human.push_str(&format!(

@@ -81,18 +81,21 @@ impl Held<'_> {
         Ok(self.hv.is_running(&self.machine.name, &self.vmdir)?)
     }
 
-    /// Looks at the guest. Only a holder of the lock can call this.
-    pub fn observe(&self) -> Result<Observation> {
+    /// Looks at the guest of the install `st` records. Only a holder of
+    /// the lock can call this. The console log (megabytes, perhaps) is read
+    /// once, at the end the rules look at: a clone's identity line is near
+    /// its start, an installer's stages near its end.
+    pub fn observe(&self, st: &VmState) -> Result<Observation> {
         let console = self.console_path();
         // Whether it runs first: a guest that stops between the two reads
         // has printed everything we read after.
         let running = self.running()?;
-        let head = crate::console::head(&console);
-        Ok(Observation {
-            running,
-            console: head.is_some(),
-            identity: head.as_deref().and_then(identity_outcome),
-            stage: progress::stage(&console),
+        Ok(if st.template.is_some() {
+            let head = crate::console::head(&console);
+            Observation { running, console: head.is_some(), identity: head.as_deref().and_then(identity_outcome), stage: None }
+        } else {
+            let tail = crate::console::tail(&console);
+            Observation { running, console: tail.is_some(), identity: None, stage: tail.as_deref().and_then(progress::stage_of) }
         })
     }
 
@@ -101,7 +104,8 @@ impl Held<'_> {
     /// media. Returns the state after.
     pub fn settle(&self) -> Result<Option<VmState>> {
         let Some(mut st) = self.load()? else { return Ok(None) };
-        let obs = self.observe()?;
+        // A finished install is decided without looking at its guest.
+        let obs = if rules::observes(st.phase) { self.observe(&st)? } else { Observation::default() };
         let mut action = decide(&st, &obs, state::now(), self.config.timeouts.prepared_media_s);
         if action == Action::Installing {
             st.phase = Phase::Installing;
@@ -164,7 +168,7 @@ impl Held<'_> {
             return Err(finished());
         }
         if matches!(st.phase, Phase::Starting | Phase::Installing) {
-            let obs = self.observe()?;
+            let obs = self.observe(&st)?;
             // An installer at its last step is about to power off by itself.
             if st.template.is_none() && obs.stage == Some(Stage::Finished) {
                 return Err(finished());
@@ -172,7 +176,7 @@ impl Held<'_> {
             self.stop_for_good()?;
             // The identity may have applied between the settle and the
             // stop: then the install finished, and the clone stays.
-            if st.template.is_some() && self.observe()?.identity == Some(true) {
+            if st.template.is_some() && self.observe(&st)?.identity == Some(true) {
                 self.settle()?;
                 return Err(Error::invalid(format!(
                     "the install of {vm} finished while it was being cancelled; it is installed and stopped \

@@ -4,17 +4,26 @@
 use crate::progress::Stage;
 use crate::state::{Phase, VmState};
 
-/// What the guest shows, read while holding its lock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the guest shows, read while holding its lock. `Default` is the
+/// guest not looked at (see [`observes`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Observation {
     pub running: bool,
     /// Whether the console log exists at all (xl without xenconsoled's
     /// guest logging has none: then nothing can be known from it).
     pub console: bool,
-    /// What a clone's identity unit printed: applied, refused, nothing.
+    /// What a clone's identity unit printed: applied, refused, nothing
+    /// (only a clone's is read).
     pub identity: Option<bool>,
-    /// The installer's last stage on the console.
+    /// The installer's last stage on the console (only an installer's is
+    /// read).
     pub stage: Option<Stage>,
+}
+
+/// Whether [`decide`] looks at the guest in `phase` at all: a finished
+/// install's record is kept whatever its guest shows.
+pub fn observes(phase: Phase) -> bool {
+    !matches!(phase, Phase::Installed | Phase::Failed | Phase::Cancelled)
 }
 
 /// What a settle does to a machine.
@@ -169,5 +178,36 @@ mod tests {
         ));
         assert_eq!(decide(&s, &obs(false, true, None, Some(Stage::Finished)), 1001, 3600), Action::Installed { reason: None });
         assert_eq!(decide(&s, &obs(true, true, None, Some(Stage::Finished)), 1001, 3600), Action::Keep);
+    }
+
+    #[test]
+    fn a_phase_that_is_not_observed_is_kept_whatever_the_guest_shows() {
+        let stages = [None, Some(Stage::Booted), Some(Stage::Finished)];
+        for phase in [Phase::Prepared, Phase::Starting, Phase::Installing, Phase::Installed, Phase::Failed, Phase::Cancelled] {
+            for clone in [false, true] {
+                for (running, console, identity, stage) in observations(&stages) {
+                    let a = decide(&st(phase, clone), &obs(running, console, identity, stage), 1000 + 99_999, 3600);
+                    if !observes(phase) {
+                        assert_eq!(a, Action::Keep, "{phase:?} {clone}");
+                    }
+                }
+            }
+        }
+        assert!(observes(Phase::Prepared) && observes(Phase::Starting) && observes(Phase::Installing));
+        assert!(!observes(Phase::Installed) && !observes(Phase::Failed) && !observes(Phase::Cancelled));
+    }
+
+    fn observations(stages: &[Option<Stage>]) -> Vec<(bool, bool, Option<bool>, Option<Stage>)> {
+        let mut v = Vec::new();
+        for running in [false, true] {
+            for console in [false, true] {
+                for identity in [None, Some(true), Some(false)] {
+                    for stage in stages {
+                        v.push((running, console, identity, *stage));
+                    }
+                }
+            }
+        }
+        v
     }
 }
