@@ -54,7 +54,8 @@ pub fn try_lock_dir(dir: &Path) -> Result<Lock, LockError> {
 
 /// Removes what a killed request left in `dir`: hidden temporary files
 /// and directories whose names start with one of `prefixes`. Call it only
-/// while holding the lock that covers `dir`.
+/// while holding the lock that covers `dir`. One that goes away meanwhile
+/// (renamed into place by whoever made it) is no error.
 pub fn remove_temporaries(dir: &Path, prefixes: &[&str]) -> std::io::Result<()> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
@@ -69,10 +70,14 @@ pub fn remove_temporaries(dir: &Path, prefixes: &[&str]) -> std::io::Result<()> 
             continue;
         }
         let p = e.path();
-        if std::fs::symlink_metadata(&p)?.is_dir() {
-            crate::fsutil::remove_tree(&p)?;
-        } else {
-            std::fs::remove_file(&p)?;
+        let removed = match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.is_dir() => crate::fsutil::remove_tree(&p),
+            Ok(_) => std::fs::remove_file(&p),
+            Err(e) => Err(e),
+        };
+        match removed {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            r => r?,
         }
     }
     Ok(())
@@ -90,5 +95,25 @@ mod tests {
         assert!(matches!(try_lock(&p), Err(LockError::Held)));
         drop(l);
         assert!(try_lock(&p).is_ok());
+    }
+
+    #[test]
+    fn only_temporaries_with_the_prefixes_go_and_a_missing_one_is_no_error() {
+        let d = tempfile::tempdir().unwrap();
+        for f in [".tmp-a", ".qemu-console-b", "state.json"] {
+            std::fs::write(d.path().join(f), "x").unwrap();
+        }
+        std::fs::create_dir(d.path().join(".build-c")).unwrap();
+        std::fs::write(d.path().join(".build-c/f"), "x").unwrap();
+        remove_temporaries(d.path(), &[".build-", ".tmp-"]).unwrap();
+        let mut left: Vec<_> = std::fs::read_dir(d.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        left.sort();
+        assert_eq!(left, [".qemu-console-b", "state.json"]);
+        // A dangling symlink whose target went: removing it is fine; and a
+        // directory gone altogether is nothing to clear.
+        std::os::unix::fs::symlink(d.path().join("gone"), d.path().join(".tmp-link")).unwrap();
+        remove_temporaries(d.path(), &[".tmp-"]).unwrap();
+        assert!(std::fs::symlink_metadata(d.path().join(".tmp-link")).is_err());
+        remove_temporaries(&d.path().join("nope"), &[".tmp-"]).unwrap();
     }
 }

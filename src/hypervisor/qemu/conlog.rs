@@ -69,7 +69,9 @@ impl CappedLog {
         let total = self.len + data.len() as u64;
         let tail = (self.cap / 4).min(total);
         let dir = self.path.parent().ok_or_else(|| io::Error::other("log path has no parent"))?;
-        let tmp = tempfile::Builder::new().prefix(".tmp-console-").tempfile_in(dir)?;
+        // Not `.tmp-`: requests clear those under the machine's lock, which
+        // the supervisor writing this does not hold.
+        let tmp = tempfile::Builder::new().prefix(".qemu-console-").tempfile_in(dir)?;
         tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o600))?;
         let mut out = io::BufWriter::with_capacity(1 << 16, tmp.as_file());
         let head = match self.kept_head {

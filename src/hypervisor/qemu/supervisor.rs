@@ -351,7 +351,8 @@ fn qemu_said(log: &Path) -> String {
 /// the guest as running until its console log is complete.
 fn write_pidfile(path: &Path, pid: u32) -> Option<File> {
     let dir = path.parent()?;
-    let mut tmp = tempfile::Builder::new().prefix(".tmp-pid-").tempfile_in(dir).ok()?;
+    // Not `.tmp-` (see conlog): a request's cleanup could take it.
+    let mut tmp = tempfile::Builder::new().prefix(".qemu-pid-").tempfile_in(dir).ok()?;
     // SAFETY: flock on a descriptor we own.
     if unsafe { libc::flock(tmp.as_file().as_raw_fd(), libc::LOCK_EX) } != 0 {
         return None;
