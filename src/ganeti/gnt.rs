@@ -179,11 +179,9 @@ pub(super) fn submit(gnt: &Gnt, vmdir: &VmDir, ops: &Value) -> Result<(u64, Opti
         .lines()
         .find_map(|l| l.strip_prefix("Waiting for job ")?.split(' ').next()?.parse().ok())
         .ok_or_else(|| Error::failed(format!("gnt-debug submit-job did not say which job it submitted: {}", o.stdout.lines().last().unwrap_or(""))))?;
-    // "Job N for file F/0 has failed: REASON" (our scripts print no secret).
-    let why = o.stderr.split_once(" has failed: ").map(|(_, r)| {
-        let r: String = r.split_whitespace().collect::<Vec<_>>().join(" ");
-        r.chars().take(400).collect()
-    });
+    // "Job N for file F/0 has failed: REASON" (our scripts print no
+    // secret, but the reason quotes their log: cleaned like a console line).
+    let why = o.stderr.split_once(" has failed: ").map(|(_, r)| crate::console::clean_line(r));
     Ok((id, why))
 }
 

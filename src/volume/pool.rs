@@ -31,6 +31,7 @@ pub enum PoolConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FilePool {
+    #[serde(deserialize_with = "pool_dir")]
     pub dir: DiskPath,
     #[serde(default)]
     pub format: DiskFormat,
@@ -103,7 +104,7 @@ impl PoolConfig {
         match self {
             PoolConfig::File(f) => {
                 let dir = Path::new(f.dir.as_str());
-                check_dir(dir, state_dir)?;
+                check_dir(dir, state_dir, true)?;
                 crate::lock::remove_temporaries(dir, &[TEMP_PREFIX])
                     .map_err(io_err(dir))?;
                 create_file(Path::new(disk.as_str()), size.bytes(), f.format).map_err(|e| match e.kind() {
@@ -129,7 +130,7 @@ impl PoolConfig {
         }
         match self {
             PoolConfig::File(f) => {
-                check_dir(Path::new(f.dir.as_str()), state_dir)?;
+                check_dir(Path::new(f.dir.as_str()), state_dir, false)?;
                 fsutil::remove_if_exists(Path::new(disk.as_str()))
                     .map_err(io_err(Path::new(disk.as_str())))?;
                 fsutil::sync_dir(Path::new(f.dir.as_str()))
@@ -162,10 +163,22 @@ fn lvcreate_args(l: &LvmPool, vm: &VmName, size: VolumeSize) -> Vec<String> {
     a
 }
 
-/// The pool directory is made if missing; one that exists must be a real
-/// directory only root can change, as the state dir must be, and not the
-/// state dir or inside it (seen through symlinks and bind mounts).
-fn check_dir(dir: &Path, state_dir: &Path) -> Result<(), VolumeError> {
+/// A file pool's directory: short enough that every volume path in it
+/// (`DIR/VM.qcow2`, a VM name being at most 63 characters) is a disk path.
+fn pool_dir<'de, D: serde::Deserializer<'de>>(d: D) -> Result<DiskPath, D::Error> {
+    const ROOM: usize = 1 + 63 + ".qcow2".len();
+    let dir = DiskPath::deserialize(d)?;
+    if dir.as_str().len() + ROOM > 255 {
+        return Err(serde::de::Error::custom(format!("a file pool's dir must be at most {} bytes long", 255 - ROOM)));
+    }
+    Ok(dir)
+}
+
+/// The pool directory is made if missing (with `create`; a removal leaves
+/// a missing one alone); one that exists must be a real directory only
+/// root can change, as the state dir must be, and not the state dir or
+/// inside it (seen through symlinks and bind mounts).
+fn check_dir(dir: &Path, state_dir: &Path, create: bool) -> Result<(), VolumeError> {
     let unsafe_dir = |why| VolumeError::UnsafePool(dir.into(), why);
     let inspect = |p: &Path| fs::metadata(p).map_err(|source| VolumeError::Io(PathIo::new(p, source)));
     let state = inspect(state_dir)?;
@@ -179,8 +192,13 @@ fn check_dir(dir: &Path, state_dir: &Path) -> Result<(), VolumeError> {
             Err(source) => return Err(VolumeError::Io(PathIo::new(d, source))),
         }
     }
-    fsutil::ensure_dir(dir, 0o700).map_err(io_err(dir))?;
-    let m = fs::symlink_metadata(dir).map_err(io_err(dir))?;
+    if create {
+        fsutil::ensure_dir(dir, 0o700).map_err(io_err(dir))?;
+    }
+    let m = match fs::symlink_metadata(dir) {
+        Err(e) if !create && e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        m => m.map_err(io_err(dir))?,
+    };
     if !m.is_dir() {
         return Err(unsafe_dir("it is not a directory"));
     }
