@@ -83,6 +83,11 @@ pub fn read_limited(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// [`read_limited`], as UTF-8 text.
+pub fn read_text(path: &Path, limit: u64) -> io::Result<String> {
+    String::from_utf8(read_limited(path, limit)?).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text"))
+}
+
 /// Creates `dir` (and parents) with `mode` if missing; an existing one must
 /// be a real directory, not a symlink.
 pub fn ensure_dir(dir: &Path, mode: u32) -> io::Result<()> {

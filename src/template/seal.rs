@@ -143,7 +143,7 @@ source /etc/network/interfaces.d/*\n\nauto lo\niface lo inet loopback\n";
 /// Root's password field becomes `!`: no login until the seed sets a hash.
 fn lock_root(tree: &Path) -> Result<(), TemplateError> {
     let p = regular_file(tree, "etc/shadow")?;
-    let text = fs::read_to_string(&p).map_err(io_err(&p))?;
+    let text = fsutil::read_text(&p, 1 << 20).map_err(io_err(&p))?;
     let mut out = String::with_capacity(text.len());
     let mut found = false;
     for line in text.lines() {

@@ -22,6 +22,10 @@ pub fn virtual_size(f: &File) -> Option<u64> {
 pub fn backing_format(path: &Path) -> io::Result<Option<String>> {
     let f = crate::fsutil::open_nofollow(path)?;
     let mut h = [0u8; 4];
+    f.read_exact_at(&mut h, 0)?;
+    if &h != MAGIC {
+        return Err(io::Error::other(format!("{} is not a qcow2 image", path.display())));
+    }
     f.read_exact_at(&mut h, 4)?;
     // Version 2 headers are 72 bytes; version 3 records the length.
     let mut at = if u32::from_be_bytes(h) >= 3 {
