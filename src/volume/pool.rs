@@ -247,6 +247,13 @@ mod tests {
         ] {
             assert!(pool(bad).is_err(), "{bad}");
         }
+        // Room for every `DIR/VM.qcow2`: a longer dir is refused, not a panic later.
+        let long = |n: usize| pool(&format!("[volumes]\nkind = \"file\"\ndir = \"/{}\"\n", "d".repeat(n - 1)));
+        assert!(long(255 - 70).is_ok());
+        assert!(long(255 - 69).unwrap_err().contains("at most 185 bytes"));
+        let vm63 = VmName::parse(&format!("a{}", "b".repeat(62))).unwrap();
+        let f = pool(&format!("[volumes]\nkind = \"file\"\ndir = \"/{}\"\nformat = \"qcow2\"\n", "d".repeat(184))).unwrap();
+        assert_eq!(f.path_for(&vm63).as_str().len(), 255);
     }
 
     #[test]
