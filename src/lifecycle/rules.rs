@@ -84,9 +84,17 @@ pub fn decide(st: &VmState, o: &Observation, now: u64, media_ttl_s: u64) -> Acti
         },
         Phase::Starting | Phase::Installing => match (o.running, o.stage) {
             (true, _) => Action::Keep,
+            (false, Some(Stage::Finished)) => Action::Installed { reason: None },
             // No console log (xl without guest logging): the guest went
             // away on its own, as the installer makes it at the end.
-            (false, None) | (false, Some(Stage::Finished)) => Action::Installed { reason: None },
+            (false, None) if !o.console => Action::Installed { reason: None },
+            // A log with no stage at all: the guest never got as far as
+            // the kernel's first line.
+            (false, None) => Action::Failed {
+                reason: "the installer guest stopped before it showed any stage of the install; see the console log"
+                    .into(),
+                wipe: false,
+            },
             (false, Some(stage)) => Action::Failed {
                 reason: format!(
                     "the installer guest stopped before the install finished (last stage: {}); see the console log",
@@ -178,6 +186,18 @@ mod tests {
         ));
         assert_eq!(decide(&s, &obs(false, true, None, Some(Stage::Finished)), 1001, 3600), Action::Installed { reason: None });
         assert_eq!(decide(&s, &obs(true, true, None, Some(Stage::Finished)), 1001, 3600), Action::Keep);
+    }
+
+    #[test]
+    fn an_installer_that_stops_with_a_console_but_no_stage_fails_and_with_no_console_is_installed() {
+        for phase in [Phase::Starting, Phase::Installing] {
+            let s = st(phase, false);
+            let a = decide(&s, &obs(false, true, None, None), 1001, 3600);
+            assert!(matches!(a, Action::Failed { wipe: false, .. }), "{phase:?} {a:?}");
+            assert_eq!(decide(&s, &obs(true, true, None, None), 1001, 3600), if phase == Phase::Starting { Action::Installing } else { Action::Keep });
+        }
+        let a = decide(&st(Phase::Installing, false), &obs(false, false, None, None), 1001, 3600);
+        assert_eq!(a, Action::Installed { reason: None });
     }
 
     #[test]
