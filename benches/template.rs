@@ -342,10 +342,9 @@ fn boot_direct(env: &Env, vm: &str, t: &TemplateName) -> Option<Duration> {
     let tpl = template::load(&env.state().join("templates"), t).unwrap();
     let t0 = Instant::now();
     env.ok(Some(OWNER), &["install", vm, &format!("template={t}"), "hostname=gi-bench", "--no-start", "--json"], HASH.as_bytes());
-    let cfg = fs::read_to_string(env.state().join("vms").join(vm).join("domain.cfg")).unwrap();
-    let mut lines = cfg.lines().filter(|l| !l.starts_with('#'));
-    let program = lines.next().unwrap().to_owned();
-    let mut args: Vec<String> = lines.map(str::to_owned).collect();
+    let vm_dir = env.state().join("vms").join(vm);
+    let cfg = fs::read_to_string(vm_dir.join("domain.cfg")).unwrap();
+    let (program, mut args) = common::shared::qemu_by_hand(&cfg, &vm_dir);
     let k = args.iter().position(|a| a == "-kernel").expect("a clone boots with -kernel");
     args[k + 1] = tpl.kernel().display().to_string();
     let extra = ["-initrd".to_owned(), tpl.initrd().display().to_string(), "-append".into(), template::CLONE_ARGS.into()];

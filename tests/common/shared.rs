@@ -1,6 +1,7 @@
 //! What the tests and the benchmarks both need to drive the binary (the
-//! benchmarks include this file): a config for the xl driver and the words
-//! of a `machine add`.
+//! benchmarks include this file): a config for the xl driver, the words
+//! of a `machine add`, and the qemu driver's recorded command line made
+//! runnable by hand.
 
 use std::path::Path;
 
@@ -78,4 +79,50 @@ pub fn machine_add(owner: &str, vm: &str, n: u8, volume: &str) -> Vec<String> {
         "--json".into(),
     ]
     .into()
+}
+
+/// The file the qemu driver hands qemu at descriptor `fd`, from the record
+/// in domain.cfg (`# FD: PATH` lines).
+pub fn qemu_fd_file(domain_cfg: &str, fd: u32) -> Option<String> {
+    domain_cfg.lines().find_map(|l| l.strip_prefix(&format!("# {fd}: ")).map(str::to_owned))
+}
+
+/// The recorded qemu command line made runnable by hand, as root, for a
+/// test that boots what the driver would have (after tampering with it):
+/// each descriptor back to the file it stands for, the console to
+/// `console.log` and a pidfile in `vm_dir`, daemonized. Returns the
+/// program and its arguments.
+pub fn qemu_by_hand(domain_cfg: &str, vm_dir: &Path) -> (String, Vec<String>) {
+    let mut lines = domain_cfg.lines().filter(|l| !l.starts_with('#'));
+    let program = lines.next().unwrap().to_owned();
+    let fd_path = |s: &str| -> String {
+        let mut out = s.to_owned();
+        for prefix in ["/dev/fdset/", "/proc/self/fd/"] {
+            while let Some(at) = out.find(prefix) {
+                let digits: String = out[at + prefix.len()..].chars().take_while(char::is_ascii_digit).collect();
+                let file = qemu_fd_file(domain_cfg, digits.parse().unwrap()).unwrap_or_else(|| panic!("fd {digits} not recorded"));
+                out.replace_range(at..at + prefix.len() + digits.len(), &file);
+            }
+        }
+        out
+    };
+    let mut args = Vec::new();
+    let mut it = lines.peekable();
+    while let Some(a) = it.next() {
+        if ["-sandbox", "-add-fd", "-chardev", "-mon", "-serial"].contains(&a) {
+            it.next();
+            continue;
+        }
+        // The CD overlay's backing file is in its own header.
+        let a = a.split(",backing.").next().unwrap();
+        args.push(fd_path(a));
+    }
+    args.extend([
+        "-serial".to_owned(),
+        format!("file:{}", vm_dir.join("console.log").display()),
+        "-daemonize".to_owned(),
+        "-pidfile".to_owned(),
+        vm_dir.join("qemu.pid").display().to_string(),
+    ]);
+    (program, args)
 }
