@@ -96,14 +96,6 @@ fn a_qcow2_pool_makes_images_qemu_accepts() {
     assert!(text.contains(&format!("format=qcow2, vdev=xvda, access=rw, target={}", disk.display())), "{text}");
 }
 
-/// Something mounted (or bound) for a test, undone on drop.
-struct Mounted(PathBuf);
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 fn bind(from: &Path, at: &Path) -> Mounted {
     fs::create_dir_all(at).unwrap();
     sh(Command::new("mount").arg("--bind").arg(from).arg(at));

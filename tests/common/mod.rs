@@ -416,6 +416,15 @@ impl Drop for Tmpfs {
     }
 }
 
+/// Something mounted (or bound) for a test, undone (lazily) on drop.
+/// (Quietly: what the test checks may have unmounted it already.)
+pub struct Mounted(pub PathBuf);
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).stderr(Stdio::null()).status();
+    }
+}
+
 /// Panics naming the paths whose type, mode, owner or contents differ
 /// (never printing contents: a template image is GiB).
 pub fn assert_same_tree(before: &BTreeMap<PathBuf, (u32, u32, Vec<u8>)>, after: &BTreeMap<PathBuf, (u32, u32, Vec<u8>)>, what: &str) {
