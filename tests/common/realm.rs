@@ -12,6 +12,14 @@ use std::time::Duration;
 
 /// Runs a command with a time limit; kills it if it overruns.
 pub fn run_bounded(mut c: Command, stdin: &[u8], limit: Duration) -> Out {
+    let (out, killed) = run_limited(&mut c, stdin, limit);
+    assert!(!killed, "{c:?} ran longer than {limit:?}");
+    out
+}
+
+/// Runs a command with a time limit, killing it if it overruns: its
+/// output, and whether it was killed.
+fn run_limited(c: &mut Command, stdin: &[u8], limit: Duration) -> (Out, bool) {
     c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = c.spawn().unwrap_or_else(|e| panic!("{c:?}: {e}"));
     let mut si = child.stdin.take().unwrap();
@@ -33,8 +41,7 @@ pub fn run_bounded(mut c: Command, stdin: &[u8], limit: Duration) -> Out {
     let _ = done.send(());
     let killed = watchdog.join().unwrap();
     let _ = writer.join();
-    assert!(!killed, "{c:?} ran longer than {limit:?}");
-    Out::from_output(o)
+    (Out::from_output(o), killed)
 }
 
 /// A realm + remctld started by tests/support/remctl/realm; stopped on drop
@@ -49,9 +56,12 @@ impl Realm {
     pub fn up(dir: &Path, args: &[&str], principals: &[&str]) -> Realm {
         let mut c = Command::new(repo().join("tests/support/remctl/realm"));
         c.arg("up").arg(dir).args(args).args(principals).args(["--max-life", "300"]);
-        let out = run_bounded(c, b"", Duration::from_secs(60));
-        // Stop whatever did start, even if `up` reported a failure.
+        // The guard before `up` runs: its drop stops whatever did start,
+        // also when `up` fails or overruns and is killed.
         let mut realm = Realm { dir: dir.to_path_buf(), vars: BTreeMap::new() };
+        let limit = Duration::from_secs(60);
+        let (out, killed) = run_limited(&mut c, b"", limit);
+        assert!(!killed, "realm up ran longer than {limit:?}: {out:?}");
         assert_eq!(out.code, 0, "realm up failed: {out:?}");
         realm.vars = fs::read_to_string(dir.join("env"))
             .unwrap()
