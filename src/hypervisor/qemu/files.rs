@@ -104,7 +104,7 @@ fn disk_backing(d: &Domain, templates: &Path) -> io::Result<Option<PathBuf>> {
 fn template_backing(path: &Path, templates: &Path) -> io::Result<Option<PathBuf>> {
     let Some(b) = qcow2::backing(path)? else { return Ok(None) };
     let refuse = |why: &str| io::Error::other(format!("{} names the backing file {}, which {why}", path.display(), b.display()));
-    if qcow2::backing_format(&path)?.as_deref() != Some("raw") {
+    if qcow2::backing_format(path)?.as_deref() != Some("raw") {
         return Err(refuse("is not recorded as raw: the qemu driver takes raw backing files only"));
     }
     let in_templates = b.parent().and_then(Path::parent) == Some(templates);
