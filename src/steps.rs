@@ -69,7 +69,7 @@ impl Steps {
 }
 
 /// `guest-installer: [  12.3 s] TEXT`.
-pub fn line(elapsed: Duration, text: &str) -> String {
+fn line(elapsed: Duration, text: &str) -> String {
     format!("guest-installer: [{:>6.1} s] {text}", elapsed.as_secs_f64())
 }
 

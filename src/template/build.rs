@@ -82,10 +82,10 @@ impl BuilderKind {
 /// Makes a template's root tree; the rest of a build is shared.
 pub trait Builder {
     fn kind(&self) -> BuilderKind;
-    /// Fills `tree` (which does not exist yet) with a Debian root
-    /// filesystem, using `work` (the hidden build directory) for scratch
-    /// files. Nothing needs to be sealed yet. Its steps go to `steps`.
-    fn make_tree(&self, work: &Path, tree: &Path, steps: &Steps) -> Result<(), TemplateError>;
+    /// Fills `tree` (which does not exist yet, inside the hidden build
+    /// directory) with a Debian root filesystem. Nothing needs to be sealed
+    /// yet. Its steps go to `steps`.
+    fn make_tree(&self, tree: &Path, steps: &Steps) -> Result<(), TemplateError>;
 }
 
 /// What to build, from what; the config gives the programs, the time
@@ -139,7 +139,7 @@ pub fn build(templates_dir: &Path, req: &BuildRequest, builder: &dyn Builder, st
 
 fn build_in(work: &Path, req: &BuildRequest, builder: &dyn Builder, steps: &Steps) -> Result<Manifest, TemplateError> {
     let tree = work.join("tree");
-    builder.make_tree(work, &tree, steps)?;
+    builder.make_tree(&tree, steps)?;
     // A builder may have mounted things in its tree (mmdebstrap unmounts
     // what it mounted); make sure before we touch the tree.
     unmount_under(work)?;

@@ -162,7 +162,7 @@ impl Builder for Installer<'_> {
         BuilderKind::Installer
     }
 
-    fn make_tree(&self, _work: &Path, tree: &Path, steps: &Steps) -> Result<(), TemplateError> {
+    fn make_tree(&self, tree: &Path, steps: &Steps) -> Result<(), TemplateError> {
         self.install(steps)?;
         steps.step(&format!("reading the installed system back from {}", self.held.machine.disk));
         let number = self.read_root(tree)?;

@@ -20,7 +20,7 @@ impl Builder for Mmdebstrap<'_> {
         BuilderKind::Mmdebstrap
     }
 
-    fn make_tree(&self, _work: &Path, tree: &Path, steps: &Steps) -> Result<(), TemplateError> {
+    fn make_tree(&self, tree: &Path, steps: &Steps) -> Result<(), TemplateError> {
         let source = format!("deb {} {} main", self.mirror, self.suite.as_str());
         let args: Vec<String> = vec![
             "--variant=minbase".into(),
