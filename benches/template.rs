@@ -108,8 +108,8 @@ impl Env {
                 state = state.display(),
                 tpl = repo().join("etc/preseed.cfg").display(),
                 sock = sock.display(),
-                mirror_host = common::host_mirror().0,
-                mirror_dir = common::host_mirror().1,
+                mirror_host = common::shared::host_mirror().0,
+                mirror_dir = common::shared::host_mirror().1,
             ),
         )
         .unwrap();

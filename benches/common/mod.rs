@@ -44,15 +44,3 @@ impl std::fmt::Display for Stats {
         write!(f, "p50 {:>9.2} ms  (min {:.2}, max {:.2}, n={})", self.p50, self.min, self.max, self.n)
     }
 }
-
-
-/// The Debian archive the host's own apt sources use (scripts/host-mirror),
-/// as the config's mirror host and directory.
-pub fn host_mirror() -> (String, String) {
-    let out = std::process::Command::new(repo().join("scripts/host-mirror")).output().expect("scripts/host-mirror runs");
-    assert!(out.status.success(), "scripts/host-mirror: {}", String::from_utf8_lossy(&out.stderr));
-    let uri = String::from_utf8(out.stdout).expect("a URI");
-    let rest = uri.trim().split_once("://").expect("a URI").1.to_owned();
-    let (host, dir) = rest.split_once('/').unwrap_or((&rest, ""));
-    (host.to_owned(), format!("/{}", dir.trim_end_matches('/')))
-}

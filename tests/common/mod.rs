@@ -20,7 +20,7 @@ pub mod steps;
 #[allow(unused_imports)]
 pub use golden::{add_template, template_fixture, Xfs};
 #[allow(unused_imports)]
-pub use shared::{qemu_by_hand, qemu_fd_file};
+pub use shared::{host_mirror, qemu_by_hand, qemu_fd_file};
 
 pub const ADMIN: &str = "alice/admin@EXAMPLE.ORG";
 pub const OWNER: &str = "bob@EXAMPLE.ORG";
@@ -55,19 +55,6 @@ pub fn cached(name: &str, build: impl FnOnce(&Path)) -> PathBuf {
         fs::rename(&tmp, &out).unwrap();
     }
     out
-}
-
-/// The Debian archive the host's own apt sources use (scripts/host-mirror),
-/// as the config's mirror host and directory: the tests name no archive
-/// host of their own.
-pub fn host_mirror() -> &'static (String, String) {
-    static M: OnceLock<(String, String)> = OnceLock::new();
-    M.get_or_init(|| {
-        let uri = sh(&mut Command::new(repo().join("scripts/host-mirror")));
-        let rest = uri.trim().split_once("://").expect("a URI").1;
-        let (host, dir) = rest.split_once('/').unwrap_or((rest, ""));
-        (host.to_owned(), format!("/{}", dir.trim_end_matches('/')))
-    })
 }
 
 pub fn sh(cmd: &mut Command) -> String {

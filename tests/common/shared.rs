@@ -4,6 +4,24 @@
 //! runnable by hand.
 
 use std::path::Path;
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The Debian archive the host's own apt sources use (scripts/host-mirror),
+/// as the config's mirror host and directory: the tests and benchmarks
+/// name no archive host of their own.
+pub fn host_mirror() -> &'static (String, String) {
+    static M: OnceLock<(String, String)> = OnceLock::new();
+    M.get_or_init(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/host-mirror");
+        let out = Command::new(&script).output().unwrap_or_else(|e| panic!("{}: {e}", script.display()));
+        assert!(out.status.success(), "scripts/host-mirror: {}", String::from_utf8_lossy(&out.stderr));
+        let uri = String::from_utf8(out.stdout).expect("a URI");
+        let rest = uri.trim().split_once("://").expect("a URI").1;
+        let (host, dir) = rest.split_once('/').unwrap_or((rest, ""));
+        (host.to_owned(), format!("/{}", dir.trim_end_matches('/')))
+    })
+}
 
 /// The parts of a test or benchmark config that differ between them.
 pub struct XlConfig<'a> {
