@@ -71,7 +71,7 @@ pub fn build(
         (BuilderKind::Mmdebstrap, _) => None,
     };
     let suite = suite_of(&img);
-    let mirror = format!("http://{}{}", config.mirror.host.as_str(), config.mirror.directory.as_str());
+    let mirror = config.mirror.url();
     let started = std::time::Instant::now();
     let steps = crate::steps::Steps::stderr();
     let mmdebstrap;
@@ -92,7 +92,6 @@ pub fn build(
             name: &name,
             image: image_name,
             suite: suite.clone(),
-            mirror: mirror.clone(),
             config,
         },
         builder,

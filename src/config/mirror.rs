@@ -11,6 +11,13 @@ pub struct Mirror {
     pub directory: MirrorDir,
 }
 
+impl Mirror {
+    /// `http://HOST/DIR`, as apt and a template's manifest name it.
+    pub fn url(&self) -> String {
+        format!("http://{}{}", self.host.as_str(), self.directory.as_str())
+    }
+}
+
 checked_string!(
     /// A mirror host name or address, optionally with `:port`.
     MirrorHost,

@@ -88,14 +88,12 @@ pub trait Builder {
     fn make_tree(&self, tree: &Path, steps: &Steps) -> Result<(), TemplateError>;
 }
 
-/// What to build, from what; the config gives the programs, the time
-/// limit and where the build lock lives.
+/// What to build, from what; the config gives the mirror, the programs,
+/// the time limit and where the build lock lives.
 pub struct BuildRequest<'a> {
     pub name: &'a TemplateName,
     pub image: &'a ImageName,
     pub suite: Suite,
-    /// `http://HOST/DIR`, from the config.
-    pub mirror: String,
     pub config: &'a Config,
 }
 
@@ -188,7 +186,7 @@ fn finish(work: &Path, tree: &Path, req: &BuildRequest, kind: BuilderKind, steps
         name: req.name.clone(),
         image: req.image.clone(),
         suite: req.suite.clone(),
-        mirror: req.mirror.clone(),
+        mirror: req.config.mirror.url(),
         builder: kind.as_str().into(),
         built_at: crate::state::now(),
         build_key: build_key(),
