@@ -209,3 +209,16 @@ impl From<crate::ganeti::GanetiError> for Error {
         Error::new(kind, e.to_string())
     }
 }
+
+impl From<crate::keystore::KeyStoreError> for Error {
+    fn from(e: crate::keystore::KeyStoreError) -> Self {
+        use crate::keystore::KeyStoreError as E;
+        let kind = match &e {
+            E::Key(_) | E::Full { .. } | E::Taken => Kind::Invalid,
+            E::NoSuchKey { .. } => Kind::NotFound,
+            E::Busy => Kind::Busy,
+            E::Corrupt { .. } | E::Io(_) => Kind::Failed,
+        };
+        Error::new(kind, e.to_string())
+    }
+}
