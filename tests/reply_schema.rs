@@ -26,6 +26,9 @@ const REQUESTS: &[&[&str]] = &[
     &["machine", "show", "vm"],
     &["image", "import", "i"],
     &["template", "build", "i"],
+    &["key", "add"],
+    &["key", "list"],
+    &["key", "remove"],
     &["ganeti", "verify"],
 ];
 

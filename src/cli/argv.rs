@@ -1,7 +1,7 @@
 //! The argument parser: argv limits, `--json`, the first word's dispatch,
 //! and the `key=value` helpers every subcommand's parser shares.
 
-use super::requests::{image, install, machine, stop, template};
+use super::requests::{image, install, key, machine, stop, template};
 use super::{usage, value, Command, UsageError};
 use crate::types::VmName;
 use std::ffi::OsString;
@@ -21,9 +21,11 @@ pub fn parse(args: &[OsString]) -> Result<Command, UsageError> {
         return Err(usage(format!("too many arguments (at most {MAX_ARGS})")));
     }
     let mut words: Vec<&str> = Vec::with_capacity(args.len());
+    // An RSA public key line is longer than any other argument.
+    let limit = if args.iter().find(|a| *a != "--json").is_some_and(|a| a == "key") { crate::sshkey::MAX_LINE } else { MAX_ARG_BYTES };
     for a in args {
-        if a.len() > MAX_ARG_BYTES {
-            return Err(usage(format!("an argument is longer than {MAX_ARG_BYTES} bytes")));
+        if a.len() > limit {
+            return Err(usage(format!("an argument is longer than {limit} bytes")));
         }
         let s = a.to_str().ok_or_else(|| usage("arguments must be UTF-8 text"))?;
         if s != "--json" {
@@ -50,6 +52,7 @@ pub fn parse(args: &[OsString]) -> Result<Command, UsageError> {
         "image" => image(rest),
         "templates" => no_more(rest).map(|_| Command::Templates),
         "template" => template(rest),
+        "key" => key(rest),
         "ganeti" => crate::ganeti::OsOp::parse(rest)
             .map(Command::Ganeti)
             .ok_or_else(|| usage("ganeti needs create, export, import, rename, verify parameters or variants")),

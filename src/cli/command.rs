@@ -34,6 +34,10 @@ pub enum Command {
     /// `machine` is the build machine of `builder=installer` (and only of it).
     TemplateBuild { image: ImageName, name: Option<TemplateName>, builder: BuilderKind, machine: Option<VmName> },
     Templates,
+    /// Registers an SSH public key for the caller (or, for admins, `principal`).
+    KeyAdd { key: Box<crate::sshkey::PublicKey>, principal: Option<crate::types::Principal> },
+    KeyList { principal: Option<crate::types::Principal> },
+    KeyRemove { fingerprint: crate::sshkey::Fingerprint, principal: Option<crate::types::Principal> },
     /// A Ganeti OS definition script (`ganeti create`, ...): root only.
     Ganeti(crate::ganeti::OsOp),
 }
@@ -58,6 +62,9 @@ impl Command {
             Command::ImageImport { .. } => "image-import",
             Command::TemplateBuild { .. } => "template-build",
             Command::Templates => "templates",
+            Command::KeyAdd { .. } => "key-add",
+            Command::KeyList { .. } => "key-list",
+            Command::KeyRemove { .. } => "key-remove",
             Command::Ganeti(op) => op.action(),
         }
     }
@@ -67,7 +74,13 @@ impl Command {
     pub fn changes_state(&self) -> bool {
         !matches!(
             self,
-            Command::Help | Command::Status { .. } | Command::List | Command::Images | Command::MachineShow { .. } | Command::Templates
+            Command::Help
+                | Command::Status { .. }
+                | Command::List
+                | Command::Images
+                | Command::MachineShow { .. }
+                | Command::Templates
+                | Command::KeyList { .. }
         )
     }
 
@@ -86,6 +99,9 @@ impl Command {
             Command::ImageImport { name, .. } => Some(name.as_str()),
             Command::TemplateBuild { name: Some(name), .. } => Some(name.as_str()),
             Command::TemplateBuild { image, name: None, .. } => Some(image.as_str()),
+            Command::KeyAdd { principal, .. } | Command::KeyList { principal } | Command::KeyRemove { principal, .. } => {
+                principal.as_ref().map(|p| p.as_str())
+            }
             Command::Help | Command::Settle | Command::List | Command::Images | Command::Templates | Command::Ganeti(_) => None,
         }
     }

@@ -4,6 +4,7 @@
 use super::argv::{all, get, one_vm, pairs, required, vm_name};
 use super::{usage, value, Command, UsageError};
 use crate::registry::{NewMachine, VolumeSpec};
+use crate::sshkey::{Fingerprint, PublicKey};
 use crate::template::BuilderKind;
 use crate::types::{
     Boot, DiskPath, Hostname, ImageName, Mac, MemoryMib, Network, Principal, Sha256Hex, TemplateName, Vcpus, VmName,
@@ -139,5 +140,31 @@ pub(super) fn image(rest: &[&str]) -> Result<Command, UsageError> {
         }
         ["import", ..] => Err(usage("image import needs NAME ISO sha256=HEX")),
         _ => Err(usage("image needs import")),
+    }
+}
+
+/// `key add LINE | key list | key remove SHA256:FP`, each with an optional
+/// `principal=P` (admins). The key line is one argument holding spaces, so
+/// it is told from `principal=` by its first word being a key type, never
+/// by position.
+pub(super) fn key(rest: &[&str]) -> Result<Command, UsageError> {
+    const HOW: &str = "key needs add 'TYPE BASE64 [COMMENT]', list or remove SHA256:FINGERPRINT (admins: principal=P)";
+    let Some((&verb, rest)) = rest.split_first() else {
+        return Err(usage(HOW));
+    };
+    let (opts, args): (Vec<&str>, Vec<&str>) = rest.iter().partition(|w| w.starts_with("principal="));
+    let p = pairs(&opts, &["principal"], &[])?;
+    let principal = get(&p, "principal").map(|v| Principal::parse(v).map_err(value("principal"))).transpose()?;
+    match (verb, args.as_slice()) {
+        ("add", [line]) => {
+            let key = PublicKey::parse_line(line).map_err(|e| usage(format!("the key {e}")))?;
+            Ok(Command::KeyAdd { key: Box::new(key), principal })
+        }
+        ("add", []) => Err(usage("key add needs the public key line as one argument, e.g. \"$(cat ~/.ssh/id_ed25519.pub)\"")),
+        ("add", _) => Err(usage("key add takes one key line (quote it: it holds spaces)")),
+        ("list", []) => Ok(Command::KeyList { principal }),
+        ("remove", [fp]) => Ok(Command::KeyRemove { fingerprint: Fingerprint::parse(fp).map_err(value("fingerprint"))?, principal }),
+        ("remove", _) => Err(usage("key remove takes one SHA256:FINGERPRINT (see key list)")),
+        _ => Err(usage(HOW)),
     }
 }

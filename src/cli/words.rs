@@ -6,7 +6,7 @@ use std::ffi::OsString;
 /// Every first word `parse` knows (a test checks the two agree).
 pub(super) const SUBCOMMANDS: &[&str] = &[
     "help", "install", "status", "cancel", "settle", "start", "stop", "reboot", "list", "images", "templates", "machine",
-    "image", "template", "ganeti",
+    "image", "template", "key", "ganeti",
 ];
 
 /// The action a request that could not be parsed asked for, for the
@@ -20,6 +20,9 @@ pub fn action_word(args: &[OsString]) -> &'static str {
         (Some("machine"), Some("show")) => "machine-show",
         (Some("image"), Some("import")) => "image-import",
         (Some("template"), Some("build")) => "template-build",
+        (Some("key"), Some("add")) => "key-add",
+        (Some("key"), Some("list")) => "key-list",
+        (Some("key"), Some("remove")) => "key-remove",
         (Some(w), _) => SUBCOMMANDS
             .iter()
             .copied()
@@ -48,6 +51,12 @@ usage (remote callers: remctl HOST guest SUBCOMMAND ...):
   list               the machines you may manage
   images             installable images
   templates          golden templates (for install template=T)
+  key add 'TYPE BASE64 [COMMENT]'
+                     register an SSH public key (one argument: quote it);
+                     install puts your keys into root's authorized_keys
+  key list           your registered keys with their fingerprints
+  key remove SHA256:FINGERPRINT
+                     forget one (admins: principal=P with any key word)
   help               this text
 
 admin:

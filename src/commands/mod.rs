@@ -3,6 +3,7 @@
 
 mod images;
 mod install;
+mod keys;
 mod machines;
 mod power;
 mod status;
@@ -105,6 +106,9 @@ pub fn dispatch(ctx: &Ctx, cmd: &Command, stdin: &mut dyn Read) -> Result<Outcom
         Command::MachineAdd(m) => machines::add(ctx, m),
         Command::MachineRemove { vm, purge_volume } => machines::remove(ctx, vm, *purge_volume),
         Command::MachineShow { vm } => machines::show(ctx, vm),
+        Command::KeyAdd { key, principal } => keys::add(ctx, key, principal.as_ref()),
+        Command::KeyList { principal } => keys::list(ctx, principal.as_ref()),
+        Command::KeyRemove { fingerprint, principal } => keys::remove(ctx, fingerprint, principal.as_ref()),
         Command::Ganeti(op) => crate::ganeti::run_os(ctx, *op, stdin),
     }
 }
