@@ -514,3 +514,26 @@ fn round_trip_of_status_json_is_measured() {
     assert_eq!(out.code, 0, "{out:?}");
     print!("{}", out.stdout);
 }
+
+#[test]
+fn owners_register_their_keys_over_remctl_with_the_line_as_one_argument() {
+    require_root!();
+    let f = Front::new();
+    let d = f.env.tmp.path().join("ssh");
+    fs::create_dir_all(&d).unwrap();
+    sh(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", "bob@laptop", "-f"]).arg(d.join("id")));
+    let line = fs::read_to_string(d.join("id.pub")).unwrap();
+    let fp = sh(Command::new("ssh-keygen").arg("-lf").arg(d.join("id.pub")));
+    let fp = fp.split_whitespace().nth(1).unwrap();
+    // The line keeps its spaces and trailing newline through remctl.
+    let j = f.remctl(OWNER, &["guest", "key", "add", &line, "--json"]).ok().json();
+    assert_eq!(j["key"]["fingerprint"], fp);
+    assert_eq!(j["principal"], OWNER);
+    let l = f.remctl(OWNER, &["guest", "key", "list"]).ok().stdout.clone();
+    assert!(l.contains(fp) && l.contains("bob@laptop"), "{l}");
+    // Another principal sees only its own (none).
+    let s = f.remctl(STRANGER, &["guest", "key", "list", "--json"]).ok().json();
+    assert_eq!(s["keys"], serde_json::json!([]));
+    f.remctl(OWNER, &["guest", "key", "remove", fp]).ok();
+    assert!(f.audit().contains("key-remove"));
+}
