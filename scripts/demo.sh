@@ -14,15 +14,26 @@ bin=$top/target/release/guest-installer
 
 demo=$(mktemp -d /var/tmp/guest-installer-demo.XXXXXX)
 syslog_pid=
+# The guests' network: a bridge (the host side is 192.0.2.1) in a network
+# namespace of its own; the driver's taps join it when guests start there.
+ns=gi-demo-$$
+bridge=gidemo0
+innet() { ip netns exec "$ns" "$@"; }
 cleanup() {
     GUEST_INSTALLER_CONFIG=$demo/config.toml "$bin" cancel demo1 >/dev/null 2>&1 || true
     GUEST_INSTALLER_CONFIG=$demo/config.toml "$bin" stop demo2 --force >/dev/null 2>&1 || true
     GUEST_INSTALLER_CONFIG=$demo/config.toml "$bin" cancel demo2 >/dev/null 2>&1 || true
     [ -z "$syslog_pid" ] || kill "$syslog_pid" 2>/dev/null || true
+    ip netns del "$ns" 2>/dev/null || true
     rm -rf "$demo"
 }
 trap cleanup EXIT
 mkdir -m 0700 "$demo/state"
+ip netns add "$ns"
+innet ip link set lo up
+innet ip link add "$bridge" type bridge
+innet ip addr add 192.0.2.1/24 dev "$bridge"
+innet ip link set "$bridge" up
 # The Debian archive this host's own apt sources use (templates come from it).
 mirror=$(scripts/host-mirror)
 mirror=${mirror#*://}
@@ -40,7 +51,8 @@ host = "$mirror_host"
 directory = "$mirror_dir"
 [hypervisor]
 driver = "qemu"
-qemu_net = "user"
+qemu_net = "bridge"
+bridge = "$bridge"
 [timeouts]
 stop_s = 30
 [audit]
@@ -92,20 +104,54 @@ fast_path() {
     "$bin" machine add demo2 owner=bob@EXAMPLE.ORG ip=192.0.2.11 netmask=255.255.255.0 \
         gateway=192.0.2.1 nameserver=192.0.2.53 mac=00:16:3e:00:00:11 \
         "disk=$demo/demo2.img" memory=1024 template=bookworm
-    say "echo '<password>' | REMOTE_USER=bob@EXAMPLE.ORG guest-installer install demo2"
-    head -c 12 /dev/urandom | base64 | REMOTE_USER=bob@EXAMPLE.ORG "$bin" install demo2
+    # The owner's key, registered once; install puts it into root's
+    # authorized_keys, so no root password is needed at all.
+    ssh-keygen -q -t ed25519 -N '' -C bob@laptop -f "$demo/id_bob"
+    say 'REMOTE_USER=bob@EXAMPLE.ORG guest-installer key add "$(cat ~/.ssh/id_ed25519.pub)"'
+    REMOTE_USER=bob@EXAMPLE.ORG "$bin" key add "$(cat "$demo/id_bob.pub")"
+    say "echo '' | REMOTE_USER=bob@EXAMPLE.ORG guest-installer install demo2    # no root password: key only"
+    echo '' | REMOTE_USER=bob@EXAMPLE.ORG innet "$bin" install demo2
     wait_login demo2 600
     say "REMOTE_USER=bob@EXAMPLE.ORG guest-installer status demo2"
     REMOTE_USER=bob@EXAMPLE.ORG "$bin" status demo2
+    ssh_in demo2 192.0.2.11
     say "REMOTE_USER=bob@EXAMPLE.ORG guest-installer stop demo2"
     REMOTE_USER=bob@EXAMPLE.ORG "$bin" stop demo2 --force
     say "REMOTE_USER=bob@EXAMPLE.ORG guest-installer start demo2"
-    REMOTE_USER=bob@EXAMPLE.ORG "$bin" start demo2
+    REMOTE_USER=bob@EXAMPLE.ORG innet "$bin" start demo2
     wait_login demo2 600
     say "REMOTE_USER=bob@EXAMPLE.ORG guest-installer list"
     REMOTE_USER=bob@EXAMPLE.ORG "$bin" list
     say "REMOTE_USER=bob@EXAMPLE.ORG guest-installer stop demo2"
     REMOTE_USER=bob@EXAMPLE.ORG "$bin" stop demo2 --force
+}
+
+# The owner logs in as root with the registered key, checking the host key
+# against the fingerprint `status` showed (sshd may need a few seconds
+# after the login prompt).
+ssh_in() {
+    local vm=$1 addr=$2 fp t=0
+    fp=$(REMOTE_USER=bob@EXAMPLE.ORG "$bin" status "$vm" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["ssh_host_key"] or "")')
+    say "ssh -i ~/.ssh/id_ed25519 root@$addr 'hostname -f; id'      # host key $fp"
+    while [ "$t" -lt 120 ]; do
+        if innet ssh -i "$demo/id_bob" -o BatchMode=yes -o ConnectTimeout=5 \
+            -o StrictHostKeyChecking=accept-new -o UserKnownHostsFile="$demo/known_hosts" \
+            "root@$addr" 'hostname -f; id' 2>"$demo/ssh.err"; then
+            local seen
+            seen=$(ssh-keygen -lf "$demo/known_hosts" | awk '{print $2}')
+            if [ -n "$fp" ] && [ "$seen" != "$fp" ]; then
+                echo "the guest's host key $seen is not the one status showed ($fp)" >&2
+                return 1
+            fi
+            echo "  (logged in with the owner's key; the host key matches status)"
+            return 0
+        fi
+        sleep 3
+        t=$((t + 3))
+    done
+    echo "could not log into $vm over SSH:" >&2
+    cat "$demo/ssh.err" >&2
+    return 1
 }
 
 echo "== building an installer CD from debian-installer-12-netboot-amd64"
@@ -125,7 +171,7 @@ say guest-installer machine add demo1 owner=bob@EXAMPLE.ORG ip=192.0.2.10 ...
     "disk=$demo/demo1.img" memory=1024 image=bookworm
 
 say "echo '<password>' | REMOTE_USER=bob@EXAMPLE.ORG guest-installer install demo1"
-head -c 12 /dev/urandom | base64 | REMOTE_USER=bob@EXAMPLE.ORG "$bin" install demo1
+head -c 12 /dev/urandom | base64 | REMOTE_USER=bob@EXAMPLE.ORG innet "$bin" install demo1
 
 # Follow the install as its owner would.
 for _ in $(seq 1 40); do
