@@ -32,18 +32,23 @@ fn refusals_before_the_config_is_used_are_recorded() {
     assert_eq!(env.run(As::Nobody, &["machine", "show", "web1"], b"").code, 3);
     // An unknown subcommand is not echoed either.
     assert_eq!(env.run(As::Remote(OWNER), &["rm-rf-everything"], b"").code, 2);
+    // Nor a password put where a key=value word goes.
+    let out = env.run(As::Remote(OWNER), &["install", "web1", "Summer2024=x!", "template=t"], b"");
+    assert_eq!(out.code, 2);
+    assert!(!out.stderr.contains("Summer2024") && out.stderr.contains("word 1"), "{out:?}");
     let log = env.audit();
     let expect = [
         format!("principal={OWNER} action=install vm=- outcome=invalid"),
         "principal=(invalid-REMOTE_USER) action=list vm=- outcome=denied".to_owned(),
         "principal=(local-uid-65534) action=machine-show vm=web1 outcome=denied".to_owned(),
         format!("principal={OWNER} action=unknown vm=- outcome=invalid"),
+        format!("principal={OWNER} action=install vm=- outcome=invalid"),
     ];
     for e in &expect {
         assert!(log.iter().any(|l| l.contains(e.as_str())), "no record {e:?} in {log:#?}");
     }
     assert_eq!(log.len(), expect.len(), "{log:#?}");
-    assert!(log.iter().all(|l| !l.contains("evil") && !l.contains("rm-rf")), "{log:#?}");
+    assert!(log.iter().all(|l| !l.contains("evil") && !l.contains("rm-rf") && !l.contains("Summer2024")), "{log:#?}");
 }
 
 /// A change is recorded when it starts and when it ends; a request killed

@@ -83,10 +83,10 @@ pub(super) fn one_vm(rest: &[&str]) -> Result<VmName, UsageError> {
 /// `repeatable` may be given more than once.
 pub(super) fn pairs<'a>(words: &[&'a str], allowed: &[&str], repeatable: &[&str]) -> Result<Vec<(&'a str, &'a str)>, UsageError> {
     let mut out: Vec<(&str, &str)> = Vec::new();
-    for w in words {
-        let (k, v) = w.split_once('=').ok_or_else(|| usage("expected key=value"))?;
+    for (i, w) in words.iter().enumerate() {
+        let (k, v) = w.split_once('=').ok_or_else(|| usage(format!("key=value word {} has no '='", i + 1)))?;
         if !allowed.contains(&k) {
-            return Err(unknown_key(k, allowed));
+            return Err(unknown_key(i + 1, allowed));
         }
         if !repeatable.contains(&k) && out.iter().any(|(seen, _)| *seen == k) {
             return Err(usage(format!("{k}= given twice")));
@@ -96,14 +96,14 @@ pub(super) fn pairs<'a>(words: &[&'a str], allowed: &[&str], repeatable: &[&str]
     Ok(out)
 }
 
-/// Names the key only if it is short and printable: it came from the caller.
-fn unknown_key(key: &str, allowed: &[&str]) -> UsageError {
-    let shown = if key.len() <= 32 && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
-        format!(" {key}=")
-    } else {
-        String::new()
-    };
-    usage(format!("unknown key{shown} (allowed: {})", allowed.join(", ")))
+/// Says which word was wrong but never what it held: a caller who put a
+/// password in the wrong place (`Summer2024=x!`) must not see it echoed,
+/// nor find it in the audit log.
+fn unknown_key(position: usize, allowed: &[&str]) -> UsageError {
+    usage(format!(
+        "key=value word {position} has a key that is not allowed here (allowed: {}); its text is not repeated, as it may be a password",
+        allowed.join(", ")
+    ))
 }
 
 pub(super) fn get<'a>(p: &[(&str, &'a str)], key: &str) -> Option<&'a str> {

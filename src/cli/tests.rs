@@ -143,3 +143,17 @@ fn value_errors_name_the_field_not_the_value() {
     assert!(msg.contains("hostname"), "{msg}");
     assert!(!msg.contains("late_command"), "{msg}");
 }
+
+#[test]
+fn a_misplaced_password_is_never_echoed() {
+    for args in [&["install", "web1", "Summer2024=x!", "template=t"][..], &["install", "web1", "template=t", "Summer2024=x!"], &["status", "web1", "Summer2024=x"]] {
+        let e = p(args).unwrap_err().to_string();
+        assert!(!e.contains("Summer2024"), "{args:?}: {e}");
+        if args[0] == "install" {
+            let at = if args[2].starts_with("Summer") { "word 1" } else { "word 2" };
+            assert!(e.contains(at), "{args:?}: {e}");
+        }
+    }
+    let e = p(&["install", "web1", "hunter2"]).unwrap_err().to_string();
+    assert!(!e.contains("hunter2"), "{e}");
+}
