@@ -34,6 +34,11 @@ impl Kind {
             Kind::Busy => "busy",
         }
     }
+
+    /// The kind `as_str` names (the console door reads it from the root side).
+    pub fn parse(s: &str) -> Option<Kind> {
+        [Kind::Failed, Kind::Invalid, Kind::Denied, Kind::NotFound, Kind::Busy].into_iter().find(|k| k.as_str() == s)
+    }
 }
 
 impl fmt::Display for Kind {
@@ -218,6 +223,18 @@ impl From<crate::keystore::KeyStoreError> for Error {
             E::NoSuchKey { .. } => Kind::NotFound,
             E::Busy => Kind::Busy,
             E::Corrupt { .. } | E::Io(_) => Kind::Failed,
+        };
+        Error::new(kind, e.to_string())
+    }
+}
+
+impl From<crate::console_door::door::DoorError> for Error {
+    fn from(e: crate::console_door::door::DoorError) -> Self {
+        use crate::console_door::door::DoorError as E;
+        let kind = match &e {
+            E::NotForced => Kind::Denied,
+            E::Usage | E::VmName(_) => Kind::Invalid,
+            E::Connect { .. } | E::NoAnswer | E::Io(_) => Kind::Failed,
         };
         Error::new(kind, e.to_string())
     }

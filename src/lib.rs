@@ -13,6 +13,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod console;
+pub mod console_door;
 pub mod error;
 pub mod exec;
 pub mod fsutil;

@@ -32,6 +32,7 @@ macro_rules! checked_string {
 }
 
 mod audit;
+mod console;
 mod hypervisor;
 mod load;
 mod mirror;
@@ -40,6 +41,7 @@ mod timeouts;
 mod tests;
 
 pub use audit::{Audit, DEFAULT_SYSLOG_SOCKET};
+pub use console::{Console, SocketPath, DEFAULT_ACCOUNT, DEFAULT_SOCKET, MAX_SOCKET_PATH};
 pub use hypervisor::{Bridge, ConsoleLogMax, Driver, Hypervisor, QemuNet, UserName};
 pub use load::{ConfigError, DEFAULT_PATH, ENV_VAR};
 pub use mirror::{Mirror, MirrorDir, MirrorHost};
@@ -74,6 +76,9 @@ pub struct Config {
     pub timeouts: Timeouts,
     #[serde(default)]
     pub audit: Audit,
+    /// The console door (`ssh guest@HOST console VM`).
+    #[serde(default)]
+    pub console: Console,
     /// Where `machine add VM size=...` creates volumes; none: only root's
     /// `disk=` imports.
     #[serde(default)]
@@ -151,5 +156,10 @@ impl Config {
     /// The lock that serialises requests for one machine.
     pub fn vm_lock(&self, vm: &crate::types::VmName) -> PathBuf {
         self.locks_dir().join(format!("{vm}.lock"))
+    }
+    /// The lock held while someone is attached to a machine's console (a
+    /// machine name has no `.`, so it cannot meet another lock's name).
+    pub fn console_lock(&self, vm: &crate::types::VmName) -> PathBuf {
+        self.locks_dir().join(format!("{vm}.console.lock"))
     }
 }

@@ -2,6 +2,7 @@
 //! clone's first boot, an installed machine), start it, tell whether it
 //! still runs, ask it to shut down or reboot, stop it.
 
+pub mod attach;
 pub mod grub;
 pub mod qemu;
 mod qmp;
@@ -29,6 +30,9 @@ pub enum HvError {
     /// The guest could not be started (the qemu driver's own launcher).
     #[error("{0}")]
     Start(String),
+    /// The guest's console could not be attached to.
+    #[error("{0}")]
+    Console(String),
 }
 
 /// A guest, as every driver needs it.
@@ -78,6 +82,9 @@ pub trait Hypervisor {
     fn detach_seed(&self, d: &Domain, vm: &VmDir) -> Result<(), HvError>;
     /// Where the guest's serial console is logged.
     fn console_log(&self, name: &VmName, vm: &VmDir) -> PathBuf;
+    /// Attaches to the running guest's serial console, for one
+    /// interactive session (the console door); it ends when the guest stops.
+    fn attach_console(&self, name: &VmName, vm: &VmDir) -> Result<attach::Attached, HvError>;
 }
 
 pub fn for_config(config: &Config) -> Result<Box<dyn Hypervisor>, HvError> {

@@ -7,6 +7,7 @@
 //! log (`supervisor`).
 
 pub mod conlog;
+pub mod conserve;
 mod files;
 pub mod supervisor;
 mod tap;
@@ -82,6 +83,12 @@ impl Qemu {
     /// qemu's control socket, for clean shutdowns and reboots.
     pub fn qmp_socket(vm: &VmDir) -> PathBuf {
         vm.dir.join("qmp.sock")
+    }
+
+    /// The supervisor's console socket, for the console door (root's, in
+    /// root's directory: only `console-serve` reaches it).
+    pub fn console_socket(vm: &VmDir) -> PathBuf {
+        vm.dir.join("console.sock")
     }
 
     /// Makes sure what `args` names exists: the GRUB image, for guests
@@ -247,7 +254,7 @@ impl Hypervisor for Qemu {
 
     fn start(&self, d: &Domain, vm: &VmDir) -> Result<(), HvError> {
         self.ensure_loader(d)?;
-        for p in [vm.console_log(), vm.pidfile(), Self::qmp_socket(vm)] {
+        for p in [vm.console_log(), vm.pidfile(), Self::qmp_socket(vm), Self::console_socket(vm)] {
             fsutil::remove_if_exists(&p).map_err(io_err(&p))?;
         }
         let user = nix::unistd::User::from_name(self.user.as_str())
@@ -281,6 +288,13 @@ impl Hypervisor for Qemu {
             .map_err(io_err(&control))?;
         fds.push((FD_CONTROL, listener.into()));
         let slots: Vec<_> = fds.iter().map(|(s, _)| *s).collect();
+        // Not among qemu's slots: the supervisor's own (it keeps it from qemu).
+        let console = Self::console_socket(vm);
+        let console_listener = std::os::unix::net::UnixListener::bind(&console).map_err(|e| {
+            let _ = fsutil::remove_if_exists(&control);
+            io_err(&console)(e)
+        })?;
+        fds.push((supervisor::FD_CONSOLE, console_listener.into()));
         let spec = supervisor::Spec {
             program: self.program.clone(),
             args: self.args(d, &plan).into_iter().map(|a| a.to_string_lossy().into_owned()).collect(),
@@ -291,10 +305,12 @@ impl Hypervisor for Qemu {
             log_max: self.log_max,
             pidfile: vm.pidfile(),
             control_socket: control.clone(),
+            console_socket: console.clone(),
             slots,
         };
         supervisor::launch(&program, &spec, fds, self.timeout).map_err(|e| {
             let _ = fsutil::remove_if_exists(&control);
+            let _ = fsutil::remove_if_exists(&console);
             HvError::Start(e)
         })
     }
@@ -324,6 +340,7 @@ impl Hypervisor for Qemu {
             std::thread::sleep(Duration::from_millis(50));
         }
         let _ = fsutil::remove_if_exists(&Self::qmp_socket(vm));
+        let _ = fsutil::remove_if_exists(&Self::console_socket(vm));
         let _ = fsutil::remove_if_exists(&vm.pidfile());
         Ok(())
     }
@@ -360,5 +377,15 @@ impl Hypervisor for Qemu {
 
     fn console_log(&self, _name: &VmName, vm: &VmDir) -> PathBuf {
         vm.console_log()
+    }
+
+    /// The supervisor's console socket: it closes the connection when
+    /// qemu is gone, so the session ends when the guest stops.
+    fn attach_console(&self, name: &VmName, vm: &VmDir) -> Result<super::attach::Attached, HvError> {
+        let path = Self::console_socket(vm);
+        let s = std::os::unix::net::UnixStream::connect(&path).map_err(|e| {
+            HvError::Console(format!("the console of {name} cannot be reached at {} ({e}); it is served only by guests started since the console door was installed: stop and start it", path.display()))
+        })?;
+        Ok(super::attach::Attached::socket(s))
     }
 }

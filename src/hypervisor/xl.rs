@@ -191,4 +191,13 @@ impl Hypervisor for Xl {
     fn console_log(&self, name: &VmName, _vm: &VmDir) -> PathBuf {
         self.console_dir.join(format!("guest-{name}.log"))
     }
+
+    /// `xl console NAME` on a pseudo-terminal: its default console is the
+    /// right one for both kinds (the PV console of PV guests, the emulated
+    /// serial port of HVM guests). It exits when the domain goes away, so
+    /// the session ends when the guest stops. Its own escape key is the
+    /// door's detach key, which the door takes before xl sees it.
+    fn attach_console(&self, name: &VmName, _vm: &VmDir) -> Result<super::attach::Attached, HvError> {
+        super::attach::Attached::program(&self.program, &["console", name.as_str()])
+    }
 }

@@ -10,8 +10,9 @@
 //! open (descriptors at fixed numbers that the command line names; the
 //! state dir stays root's alone), tells the driver whether qemu came up
 //! (qemu answers a QMP command only from its main loop, once every device
-//! is set up), then copies the guest's console into a capped log until
-//! qemu is gone, reaps it, and exits. It keeps uid 0 (the VM's directory
+//! is set up), then copies the guest's console into a capped log (and
+//! serves it to the console door: `conserve`) until qemu is gone, reaps
+//! it, and exits. It keeps uid 0 (the VM's directory
 //! is root's) but no capability.
 
 use super::conlog::CappedLog;
@@ -19,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
-use std::os::unix::net::UnixStream;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -42,6 +43,9 @@ pub const FD_QMP: RawFd = 17;
 pub const FD_TAP: RawFd = 18;
 /// The listening control socket (QMP) later requests connect to.
 pub const FD_CONTROL: RawFd = 19;
+/// The listening socket the console door attaches through (the
+/// supervisor's own, never qemu's: see `conserve`).
+pub const FD_CONSOLE: RawFd = 23;
 /// The supervisor's own ends of the console and QMP sockets.
 const FD_SERIAL_OURS: RawFd = 20;
 const FD_QMP_OURS: RawFd = 21;
@@ -61,6 +65,8 @@ pub struct Spec {
     pub pidfile: PathBuf,
     /// qemu's control socket, removed when qemu is gone.
     pub control_socket: PathBuf,
+    /// The console door's socket (at `FD_CONSOLE`), removed likewise.
+    pub console_socket: PathBuf,
     /// The slots handed to qemu (besides the console and QMP).
     pub slots: Vec<RawFd>,
 }
@@ -200,12 +206,15 @@ fn supervise() -> i32 {
 }
 
 fn run_qemu(spec: &Spec, report: &mut File) -> Result<(), String> {
-    for fd in [FD_SERIAL_OURS, FD_QMP_OURS] {
+    for fd in [FD_SERIAL_OURS, FD_QMP_OURS, FD_CONSOLE] {
         // SAFETY: plain fcntl on an inherited descriptor: qemu must not get our ends.
         unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     }
     // SAFETY: inherited at these slots from the driver, owned by us alone.
     let (serial, qmp) = unsafe { (UnixStream::from_raw_fd(FD_SERIAL_OURS), UnixStream::from_raw_fd(FD_QMP_OURS)) };
+    // SAFETY: likewise, if the driver handed one over (it is a listening
+    // socket then; anything else there is not used).
+    let console = unsafe { (libc::fcntl(FD_CONSOLE, libc::F_GETFD) >= 0).then(|| UnixListener::from_raw_fd(FD_CONSOLE)) };
     let mut log = CappedLog::create(&spec.console_log, spec.log_max)
         .map_err(|e| format!("cannot create the console log {}: {e}", spec.console_log.display()))?;
     let mut qemu = spawn_qemu(spec)?;
@@ -218,19 +227,7 @@ fn run_qemu(spec: &Spec, report: &mut File) -> Result<(), String> {
     }
     drop_privileges();
     let pidfile = write_pidfile(&spec.pidfile, qemu.id());
-    let logger = std::thread::spawn(move || {
-        let mut serial = serial;
-        let mut buf = vec![0u8; 1 << 16];
-        loop {
-            match serial.read(&mut buf) {
-                Ok(0) => break,
-                // A failed write (say, a full disk) drops this chunk only.
-                Ok(n) => drop(log.write(&buf[..n])),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => break,
-            }
-        }
-    });
+    let logger = std::thread::spawn(move || super::conserve::run(serial, &mut log, console));
     let ready = qmp_ready(&qmp);
     drop(qmp);
     if let Err(why) = ready {
@@ -238,6 +235,7 @@ fn run_qemu(spec: &Spec, report: &mut File) -> Result<(), String> {
         let status = qemu.wait().map(|s| s.to_string()).unwrap_or_default();
         let _ = logger.join();
         let _ = std::fs::remove_file(&spec.control_socket);
+        let _ = std::fs::remove_file(&spec.console_socket);
         remove_pidfile(&spec.pidfile, pidfile.as_ref());
         let said = qemu_said(&spec.console_log);
         return Err(format!("{} did not start ({why}, {status}): {said}", spec.program.display()));
@@ -252,9 +250,10 @@ fn run_qemu(spec: &Spec, report: &mut File) -> Result<(), String> {
     }
     let _ = logger.join();
     let _ = qemu.wait();
-    // The socket first: once the pidfile is gone the guest counts as
+    // The sockets first: once the pidfile is gone the guest counts as
     // stopped, and nothing of it may be left then.
     let _ = std::fs::remove_file(&spec.control_socket);
+    let _ = std::fs::remove_file(&spec.console_socket);
     remove_pidfile(&spec.pidfile, pidfile.as_ref());
     Ok(())
 }
