@@ -199,7 +199,8 @@ fn synthetic_template(env: &Env, mib: u64) -> TemplateName {
         root: digest("root.img"),
         kernel: digest("vmlinuz"),
         initrd: digest("initrd.img"),
-        kernel_version: "0".into(),
+        kernel_version: guest_installer::types::KernelVersion::parse("0").unwrap(),
+        identity_version: template::IDENTITY_VERSION,
     };
     fs::write(work.join("out/manifest.json"), serde_json::to_vec_pretty(&m).unwrap()).unwrap();
     fs::create_dir_all(dir.parent().unwrap()).unwrap();

@@ -167,3 +167,19 @@ fn an_iso_swapped_after_hashing_is_not_what_is_extracted() {
         assert!(!left.iter().any(|n| n.to_string_lossy().ends_with(".iso") && n != "base.iso"), "{left:?}");
     }
 }
+
+#[test]
+fn an_oversized_boot_menu_is_refused_without_reading_it_whole() {
+    let env = Env::new();
+    let iso = hostile_iso(env.root(), "bigcfg", |t| {
+        let cfg = t.join("isolinux/isolinux.cfg");
+        let mut text = fs::read_to_string(&cfg).unwrap();
+        text.push_str(&format!("# {}\n", "x".repeat(2 << 20)));
+        fs::write(cfg, text).unwrap();
+    });
+    let before = env.snapshot();
+    let out = import(&env, &iso);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.json()["error"]["message"].as_str().unwrap().contains("isolinux.cfg is larger than"), "{out:?}");
+    assert_eq!(env.snapshot(), before, "refused import left something");
+}

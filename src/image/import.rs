@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use crate::fsutil::{io_err, PathIo};
 
 const ISOLINUX_CFG: &str = "/isolinux/isolinux.cfg";
+const MAX_ISOLINUX_CFG: u64 = 1 << 20;
 const ISOLINUX_BIN: &str = "/isolinux/isolinux.bin";
 const KERNEL: &str = "/install.amd/vmlinuz";
 const INITRD: &str = "/install.amd/initrd.gz";
@@ -149,7 +150,12 @@ pub fn import(images_dir: &Path, req: &ImportRequest, steps: &Steps) -> Result<M
     let (files, bytes) = tree::sanitize(&tree)?;
     let layout = find_layout(&tree)?;
     let cfg_path = tree.join(layout.isolinux_cfg.relative());
-    let original = fs::read(&cfg_path).map_err(io_err(&cfg_path))?;
+    // The ISO's boot menu is read whole: bounded like every other read of
+    // what an image holds (a real one is a few hundred bytes).
+    if fs::symlink_metadata(&cfg_path).map_err(io_err(&cfg_path))?.len() > MAX_ISOLINUX_CFG {
+        return Err(ImageError::Unsafe(format!("{ISOLINUX_CFG} is larger than {MAX_ISOLINUX_CFG} bytes")));
+    }
+    let original = fsutil::read_limited(&cfg_path, MAX_ISOLINUX_CFG).map_err(io_err(&cfg_path))?;
     let patched = isolinux::patch(&String::from_utf8_lossy(&original), layout.kernel.as_str(), layout.initrd.as_str());
     fsutil::write_atomic(&cfg_path, patched.as_bytes(), 0o444).map_err(io_err(&cfg_path))?;
 

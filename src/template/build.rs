@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::exec;
 use crate::fsutil;
 use crate::steps::Steps;
-use crate::types::{ImageName, Rule};
+use crate::types::{ImageName, KernelVersion, Rule};
 use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
@@ -152,7 +152,7 @@ fn finish(work: &Path, tree: &Path, req: &BuildRequest, kind: BuilderKind, steps
     seal(&tree)?;
     let packages = installed_packages(&tree)?;
     let (kernel_src, initrd_src, kernel_version) = find_kernel(&tree)?;
-    boot::install(&tree, &kernel_version)?;
+    boot::install(&tree, kernel_version.as_str())?;
     let kernel = work.join("vmlinuz");
     let initrd = work.join("initrd.img");
     fs::copy(&kernel_src, &kernel).map_err(io_err(&kernel))?;
@@ -195,6 +195,7 @@ fn finish(work: &Path, tree: &Path, req: &BuildRequest, kind: BuilderKind, steps
         kernel: digest(&kernel)?,
         initrd: digest(&initrd)?,
         kernel_version,
+        identity_version: super::identity::IDENTITY_VERSION,
     };
     let mpath = work.join("manifest.json");
     fsutil::write_atomic(&mpath, &serde_json::to_vec_pretty(&manifest).expect("manifest serializes"), 0o444)
@@ -231,7 +232,7 @@ pub(super) fn installed_packages(tree: &Path) -> Result<Vec<String>, TemplateErr
 }
 
 /// The one kernel and its initrd in /boot.
-fn find_kernel(tree: &Path) -> Result<(PathBuf, PathBuf, String), TemplateError> {
+fn find_kernel(tree: &Path) -> Result<(PathBuf, PathBuf, KernelVersion), TemplateError> {
     let boot = inside(tree, "boot", true)?;
     let mut versions = Vec::new();
     for e in fs::read_dir(&boot).map_err(io_err(&boot))?.flatten() {
@@ -242,6 +243,8 @@ fn find_kernel(tree: &Path) -> Result<(PathBuf, PathBuf, String), TemplateError>
     let [v] = versions.as_slice() else {
         return Err(TemplateError::Layout(format!("expected one kernel in /boot, found {}", versions.len())));
     };
+    // The name is the guest's choice: never shown unless it is a version.
+    let version = KernelVersion::parse(v).map_err(|r| TemplateError::Layout(format!("the kernel's version in /boot/vmlinuz-VERSION {r}")))?;
     let k = boot.join(format!("vmlinuz-{v}"));
     let i = boot.join(format!("initrd.img-{v}"));
     for p in [&k, &i] {
@@ -249,5 +252,29 @@ fn find_kernel(tree: &Path) -> Result<(PathBuf, PathBuf, String), TemplateError>
             return Err(TemplateError::Layout(format!("{} is missing", p.display())));
         }
     }
-    Ok((k, i, v.clone()))
+    Ok((k, i, version))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree_with_kernel(version: &str) -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        fs::create_dir(t.path().join("boot")).unwrap();
+        fs::write(t.path().join(format!("boot/vmlinuz-{version}")), b"k").unwrap();
+        fs::write(t.path().join(format!("boot/initrd.img-{version}")), b"i").unwrap();
+        t
+    }
+
+    #[test]
+    fn the_guests_kernel_file_name_must_be_a_version() {
+        let ok = tree_with_kernel("6.1.0-28-amd64");
+        assert_eq!(find_kernel(ok.path()).unwrap().2.as_str(), "6.1.0-28-amd64");
+        for hostile in ["6.1\x1b]0;owned\x07", "6.1\rfake", "6.1 x", "6.1\u{202e}"] {
+            let t = tree_with_kernel(hostile);
+            let e = find_kernel(t.path()).unwrap_err().to_string();
+            assert!(e.contains("kernel's version") && !e.contains("owned") && !e.contains("fake"), "{hostile:?}: {e}");
+        }
+    }
 }

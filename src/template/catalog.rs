@@ -81,7 +81,25 @@ pub struct Manifest {
     pub root: FileDigest,
     pub kernel: FileDigest,
     pub initrd: FileDigest,
-    pub kernel_version: String,
+    pub kernel_version: crate::types::KernelVersion,
+    /// The identity seed version the template's first-boot unit takes
+    /// (`identity::IDENTITY_VERSION` when built; manifests from before
+    /// the field have the version-1 unit).
+    #[serde(default = "identity_version_1")]
+    pub identity_version: u32,
+}
+
+fn identity_version_1() -> u32 {
+    1
+}
+
+/// Refuses a template whose first-boot unit would refuse the seeds we
+/// write now (it would power the clone off): it must be built again.
+pub fn require_identity_version(t: &Template) -> Result<(), TemplateError> {
+    if t.manifest.identity_version >= super::identity::IDENTITY_VERSION {
+        return Ok(());
+    }
+    Err(TemplateError::Outdated { name: t.manifest.name.clone(), image: t.manifest.image.clone() })
 }
 
 #[derive(Debug, Clone)]

@@ -61,6 +61,6 @@ mod paths;
 
 pub use digest::Sha256Hex;
 pub use machine::{Boot, Bounded, MemoryMib, Vcpus, VolumeSize};
-pub use names::{DomainName, Hostname, ImageName, Principal, TemplateName, VmName};
+pub use names::{DomainName, Hostname, ImageName, KernelVersion, Principal, TemplateName, VmName};
 pub use network::{parse_ipv4, FieldRule, Mac, Netmask, Network, MAX_NAMESERVERS};
 pub use paths::{CdPath, DiskFormat, DiskPath};

@@ -104,3 +104,17 @@ string_type!(
         }
     }
 );
+
+string_type!(
+    /// A kernel's version, as a template's `/boot/vmlinuz-VERSION` names
+    /// it. The guest chose that file name, and `templates` prints it on
+    /// every caller's terminal: no escape, no control character, no space.
+    KernelVersion,
+    |s| {
+        if !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b".+~_-".contains(&b)) {
+            Ok(())
+        } else {
+            Err(Rule("must be 1-64 characters of letters, digits and '.', '+', '~', '_', '-'"))
+        }
+    }
+);
