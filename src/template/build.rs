@@ -12,7 +12,7 @@ use crate::steps::Steps;
 use crate::types::{ImageName, KernelVersion, Rule};
 use std::fs;
 use std::io;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use crate::fsutil::{io_err, PathIo};
 
@@ -155,8 +155,8 @@ fn finish(work: &Path, tree: &Path, req: &BuildRequest, kind: BuilderKind, steps
     boot::install(&tree, kernel_version.as_str())?;
     let kernel = work.join("vmlinuz");
     let initrd = work.join("initrd.img");
-    fs::copy(&kernel_src, &kernel).map_err(io_err(&kernel))?;
-    fs::copy(&initrd_src, &initrd).map_err(io_err(&initrd))?;
+    copy_boot_file(&kernel_src, &kernel)?;
+    copy_boot_file(&initrd_src, &initrd)?;
 
     let root = work.join("root.img");
     let mk: Vec<std::ffi::OsString> = vec![
@@ -232,6 +232,29 @@ pub(super) fn installed_packages(tree: &Path) -> Result<Vec<String>, TemplateErr
 }
 
 /// The one kernel and its initrd in /boot.
+/// The largest kernel or initrd a template may have: real ones are tens
+/// of MiB, and the files come from a tree a guest may have written.
+const MAX_BOOT_FILE: u64 = 256 << 20;
+
+/// Copies a kernel or initrd out of the tree, sparsely (a sparse file the
+/// guest made stays sparse on the host) and only up to [`MAX_BOOT_FILE`].
+fn copy_boot_file(src: &Path, dst: &Path) -> Result<(), TemplateError> {
+    let from = fsutil::open_nofollow(src).map_err(io_err(src))?;
+    let len = from.metadata().map_err(io_err(src))?.len();
+    if len > MAX_BOOT_FILE {
+        return Err(TemplateError::Layout(format!(
+            "/boot/{} is larger than {} MiB",
+            src.file_name().unwrap_or_default().to_string_lossy(),
+            MAX_BOOT_FILE >> 20
+        )));
+    }
+    let to = fs::OpenOptions::new().write(true).create_new(true).mode(0o644).open(dst).map_err(io_err(dst))?;
+    to.set_len(len).map_err(io_err(dst))?;
+    crate::blocks::copy_sparse(&from, len, &to).map_err(io_err(dst))?;
+    to.sync_all().map_err(io_err(dst))?;
+    Ok(())
+}
+
 fn find_kernel(tree: &Path) -> Result<(PathBuf, PathBuf, KernelVersion), TemplateError> {
     let boot = inside(tree, "boot", true)?;
     let mut versions = Vec::new();
@@ -265,6 +288,25 @@ mod tests {
         fs::write(t.path().join(format!("boot/vmlinuz-{version}")), b"k").unwrap();
         fs::write(t.path().join(format!("boot/initrd.img-{version}")), b"i").unwrap();
         t
+    }
+
+    #[test]
+    fn boot_files_are_copied_sparsely_and_bounded() {
+        use std::os::unix::fs::{FileExt, MetadataExt};
+        let t = tempfile::tempdir().unwrap();
+        let (src, dst) = (t.path().join("vmlinuz-x"), t.path().join("copy"));
+        let f = fs::File::create(&src).unwrap();
+        f.set_len(200 << 20).unwrap();
+        f.write_all_at(b"kernel", 100 << 20).unwrap();
+        copy_boot_file(&src, &dst).unwrap();
+        let m = fs::metadata(&dst).unwrap();
+        assert_eq!(m.len(), 200 << 20);
+        assert!(m.blocks() * 512 < 1 << 20, "the copy is not sparse: {} bytes allocated", m.blocks() * 512);
+        assert_eq!(fs::read(&dst).unwrap()[(100 << 20)..(100 << 20) + 6], *b"kernel");
+        f.set_len(MAX_BOOT_FILE + 1).unwrap();
+        let e = copy_boot_file(&src, &t.path().join("copy2")).unwrap_err().to_string();
+        assert!(e.contains("larger than 256 MiB"), "{e}");
+        assert!(!t.path().join("copy2").exists());
     }
 
     #[test]
