@@ -132,7 +132,7 @@ impl From<crate::volume::VolumeError> for Error {
             | E::Exists { .. }
             | E::Imported(_)
             | E::NotInPool { .. } => Kind::Invalid,
-            E::UnsafePool(..) | E::Tool(_) | E::Io { .. } => Kind::Failed,
+            E::UnsafePool(..) | E::Zeroing(..) | E::ThinPoolNotZeroing(_) | E::Tool(_) | E::Io { .. } => Kind::Failed,
         };
         Error::new(kind, e.to_string())
     }
@@ -212,6 +212,16 @@ impl From<crate::ganeti::GanetiError> for Error {
             _ => Kind::Failed,
         };
         Error::new(kind, e.to_string())
+    }
+}
+
+impl From<crate::rootlogin::RequestError> for Error {
+    fn from(e: crate::rootlogin::RequestError) -> Self {
+        use crate::rootlogin::RequestError as E;
+        match e {
+            E::Keys(k) => k.into(),
+            e => Error::invalid(e.to_string()),
+        }
     }
 }
 

@@ -30,6 +30,8 @@ const REQUESTS: &[&[&str]] = &[
     &["key", "list"],
     &["key", "remove"],
     &["ganeti", "verify"],
+    &["console-keys"],
+    &["console-serve"],
 ];
 
 fn refs(v: &Value) -> Vec<String> {

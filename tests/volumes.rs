@@ -7,6 +7,7 @@ mod common;
 
 use common::*;
 use std::fs;
+use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -266,10 +267,12 @@ fn lvm_standin(dir: &Path, name: &str, want: &str) -> PathBuf {
     p
 }
 
-/// The LVM pool, against stand-ins for lvcreate and lvremove that check
-/// the exact argv they get (these machines have no device-mapper, so the
-/// real ones cannot run): the LV is named after the machine, sized in MiB,
-/// removed by VG/name; a failing lvcreate registers nothing.
+/// The LVM pool, against stand-ins for lvcreate, lvremove and blkdiscard
+/// that check the exact argv they get (these machines have no
+/// device-mapper, so the real ones cannot run): the LV is named after the
+/// machine, sized in MiB, zeroed whole before the machine is registered (a
+/// thick LV's extents may hold a former machine's data), removed by
+/// VG/name; a failing lvcreate registers nothing.
 #[test]
 fn an_lvm_pool_runs_lvcreate_and_lvremove_by_argv() {
     let env = Env::new();
@@ -277,10 +280,23 @@ fn an_lvm_pool_runs_lvcreate_and_lvremove_by_argv() {
     fs::create_dir(&dir).unwrap();
     let lvcreate = lvm_standin(&dir, "lvcreate", "--yes --name vm1 --wipesignatures y --zero y --size 20480m testvg");
     let lvremove = lvm_standin(&dir, "lvremove", "--yes testvg/vm1");
+    // Zeroing happens while the machine is not registered yet.
+    let blkdiscard = dir.join("blkdiscard");
+    write_executable(
+        &blkdiscard,
+        &format!(
+            "#!/bin/sh\necho \"blkdiscard $*\" >> {log}\n\
+             [ -e {registered} ] && {{ echo 'zeroed after registration' >&2; exit 4; }}\n\
+             [ \"$*\" = '--zeroout /dev/testvg/vm1' ] && exit 0\necho \"unexpected: $*\" >&2\nexit 3\n",
+            log = dir.join("log").display(),
+            registered = env.state.join("machines/vm1.json").display()
+        ),
+    );
     env.set_volumes(&format!(
-        "kind = \"lvm\"\nvg = \"testvg\"\nlvcreate = \"{}\"\nlvremove = \"{}\"",
+        "kind = \"lvm\"\nvg = \"testvg\"\nlvcreate = \"{}\"\nlvremove = \"{}\"\nblkdiscard = \"{}\"",
         lvcreate.display(),
-        lvremove.display()
+        lvremove.display(),
+        blkdiscard.display()
     ));
     let j = add(&env, As::Remote(ADMIN), "vm1", 1, "size=20G").ok().json();
     assert_eq!(j["disk"], "/dev/testvg/vm1");
@@ -296,10 +312,64 @@ fn an_lvm_pool_runs_lvcreate_and_lvremove_by_argv() {
     assert_eq!(
         fs::read_to_string(dir.join("log")).unwrap(),
         "--yes --name vm1 --wipesignatures y --zero y --size 20480m testvg\n\
+         blkdiscard --zeroout /dev/testvg/vm1\n\
          --yes --name vm2 --wipesignatures y --zero y --size 1024m testvg\n\
          --yes testvg/vm1\n"
     );
     assert_eq!(env.run(As::Remote(ADMIN), &["machine", "show", "vm1"], b"").code, 4);
+
+    // Zeroing fails: the new LV is removed again and nothing is registered.
+    fs::remove_file(dir.join("log")).unwrap();
+    write_executable(&blkdiscard, &format!("#!/bin/sh\necho \"blkdiscard $*\" >> {}\necho 'BLKZEROOUT: I/O error' >&2\nexit 1\n", dir.join("log").display()));
+    let before = env.snapshot();
+    let o = add(&env, As::Remote(ADMIN), "vm1", 1, "size=20G");
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(error_message(&o).contains("could not be zeroed"), "{o:?}");
+    assert_eq!(env.snapshot(), before);
+    assert_eq!(
+        fs::read_to_string(dir.join("log")).unwrap(),
+        "--yes --name vm1 --wipesignatures y --zero y --size 20480m testvg\n\
+         blkdiscard --zeroout /dev/testvg/vm1\n\
+         --yes testvg/vm1\n"
+    );
+}
+
+/// A thin pool must zero the blocks it provisions (asked of `lvs` before
+/// anything is made); one that does not is refused with how to fix it.
+#[test]
+fn a_thin_pool_that_does_not_zero_new_blocks_is_refused() {
+    let env = Env::new();
+    let dir = env.root().join("lvm");
+    fs::create_dir(&dir).unwrap();
+    let lvcreate = lvm_standin(&dir, "lvcreate", "--yes --name vm1 --virtualsize 1024m --thin testvg/pool0");
+    let lvs = dir.join("lvs");
+    let lvs_says = |zero: &str| {
+        write_executable(
+            &lvs,
+            &format!(
+                "#!/bin/sh\necho \"lvs $*\" >> {log}\n\
+                 [ \"$*\" = '--noheadings --binary --options zero testvg/pool0' ] || exit 3\necho '  {zero}'\n",
+                log = dir.join("log").display()
+            ),
+        )
+    };
+    env.set_volumes(&format!(
+        "kind = \"lvm\"\nvg = \"testvg\"\nthinpool = \"pool0\"\nlvcreate = \"{}\"\nlvs = \"{}\"",
+        lvcreate.display(),
+        lvs.display()
+    ));
+    lvs_says("0");
+    // (The registry's directory exists on any host that has machines.)
+    fs::DirBuilder::new().mode(0o700).create(env.state.join("machines")).unwrap();
+    let before = env.snapshot();
+    let o = add(&env, As::Remote(ADMIN), "vm1", 1, "size=1G");
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(error_message(&o).contains("lvchange --zero y testvg/pool0"), "{o:?}");
+    assert_eq!(env.snapshot(), before);
+    assert_eq!(fs::read_to_string(dir.join("log")).unwrap(), "lvs --noheadings --binary --options zero testvg/pool0\n", "lvcreate ran");
+    lvs_says("1");
+    add(&env, As::Remote(ADMIN), "vm1", 1, "size=1G").ok();
+    assert!(fs::read_to_string(dir.join("log")).unwrap().ends_with("--yes --name vm1 --virtualsize 1024m --thin testvg/pool0\n"));
 }
 
 /// A pool directory inside the state dir (directly or through a symlink),

@@ -56,6 +56,8 @@ pub fn parse(args: &[OsString]) -> Result<Command, UsageError> {
         "ganeti" => crate::ganeti::OsOp::parse(rest)
             .map(Command::Ganeti)
             .ok_or_else(|| usage("ganeti needs create, export, import, rename, verify parameters or variants")),
+        "console-keys" => super::requests::console_keys(rest),
+        "console-serve" => no_more(rest).map(|_| Command::ConsoleServe),
         _ => Err(usage("unknown subcommand")),
     }
 }

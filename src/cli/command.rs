@@ -40,6 +40,10 @@ pub enum Command {
     KeyRemove { fingerprint: crate::sshkey::Fingerprint, principal: Option<crate::types::Principal> },
     /// A Ganeti OS definition script (`ganeti create`, ...): root only.
     Ganeti(crate::ganeti::OsOp),
+    /// sshd's `AuthorizedKeysCommand` for the console door: root only.
+    ConsoleKeys { user: crate::config::UserName, fingerprint: crate::sshkey::Fingerprint },
+    /// One console door session, on a connection systemd accepted: root only.
+    ConsoleServe,
 }
 
 impl Command {
@@ -66,6 +70,8 @@ impl Command {
             Command::KeyList { .. } => "key-list",
             Command::KeyRemove { .. } => "key-remove",
             Command::Ganeti(op) => op.action(),
+            Command::ConsoleKeys { .. } => "console-keys",
+            Command::ConsoleServe => "console-serve",
         }
     }
 
@@ -81,6 +87,10 @@ impl Command {
                 | Command::MachineShow { .. }
                 | Command::Templates
                 | Command::KeyList { .. }
+                // Reads the key store only; a session settles as status
+                // does, and audits its own start and end with the principal.
+                | Command::ConsoleKeys { .. }
+                | Command::ConsoleServe
         )
     }
 
@@ -103,6 +113,7 @@ impl Command {
                 principal.as_ref().map(|p| p.as_str())
             }
             Command::Help | Command::Settle | Command::List | Command::Images | Command::Templates | Command::Ganeti(_) => None,
+            Command::ConsoleKeys { .. } | Command::ConsoleServe => None,
         }
     }
 }

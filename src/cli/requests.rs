@@ -168,3 +168,14 @@ pub(super) fn key(rest: &[&str]) -> Result<Command, UsageError> {
         _ => Err(usage(HOW)),
     }
 }
+
+/// `console-keys USER FINGERPRINT`, as sshd's `%u %f` give them.
+pub(super) fn console_keys(rest: &[&str]) -> Result<Command, UsageError> {
+    match rest {
+        [user, fp] => Ok(Command::ConsoleKeys {
+            user: crate::config::UserName::parse(user).map_err(value("user"))?,
+            fingerprint: crate::sshkey::Fingerprint::parse(fp).map_err(value("fingerprint"))?,
+        }),
+        _ => Err(usage("console-keys needs USER FINGERPRINT (sshd's %u %f)")),
+    }
+}

@@ -6,7 +6,7 @@ use std::ffi::OsString;
 /// Every first word `parse` knows (a test checks the two agree).
 pub(super) const SUBCOMMANDS: &[&str] = &[
     "help", "install", "status", "cancel", "settle", "start", "stop", "reboot", "list", "images", "templates", "machine",
-    "image", "template", "key", "ganeti",
+    "image", "template", "key", "ganeti", "console-keys", "console-serve",
 ];
 
 /// The action a request that could not be parsed asked for, for the
@@ -81,6 +81,11 @@ admin:
   ganeti create|export|import|rename|verify parameters|variants
                                         (local root only: the Ganeti OS
                                         definition's scripts run these)
+  console-keys USER SHA256:FP           (local root only: sshd's
+                                        AuthorizedKeysCommand for the
+                                        console door's account)
+  console-serve                         (local root only: one console door
+                                        session, started by systemd)
 
 --json anywhere: one JSON document on stdout, for success and failure.
 exit: 0 ok, 1 failed, 2 invalid, 3 denied, 4 not found, 5 busy

@@ -1,6 +1,7 @@
 //! One module per group of subcommands. Each reads top to bottom: caller →
 //! policy → request → (preseed → media → domain) → state.
 
+mod console;
 mod images;
 mod install;
 mod keys;
@@ -110,6 +111,8 @@ pub fn dispatch(ctx: &Ctx, cmd: &Command, stdin: &mut dyn Read) -> Result<Outcom
         Command::KeyList { principal } => keys::list(ctx, principal.as_ref()),
         Command::KeyRemove { fingerprint, principal } => keys::remove(ctx, fingerprint, principal.as_ref()),
         Command::Ganeti(op) => crate::ganeti::run_os(ctx, *op, stdin),
+        Command::ConsoleKeys { user, fingerprint } => console::console_keys(ctx, user, fingerprint),
+        Command::ConsoleServe => console::console_serve(ctx),
     }
 }
 

@@ -86,7 +86,7 @@ fn serve_inner(config: &Config, conn: &UnixStream) -> Result<Session> {
     let vmdir = VmDir::new(config, vm);
     let (ended, note) = match ended {
         Ok(Ended::Detached) => ("detached", format!("detached from the console of {vm}")),
-        Ok(Ended::FarClosed) if hv.is_running(vm, &vmdir).unwrap_or(false) => {
+        Ok(Ended::FarClosed) if still_running(hv.as_ref(), vm, &vmdir) => {
             ("console-closed", format!("the console of {vm} closed (the guest still runs; attach again)"))
         }
         Ok(Ended::FarClosed) => ("guest-stopped", format!("the console of {vm} closed: the guest stopped")),
@@ -98,6 +98,19 @@ fn serve_inner(config: &Config, conn: &UnixStream) -> Result<Session> {
     }
     record("ok", Some(&format!("session of {seconds:.1} s, ended: {ended}")));
     Ok(Session { principal: req.principal, vm: machine.name.clone(), seconds, ended })
+}
+
+/// Whether the guest runs on after its console closed. The drivers close
+/// it once the guest counts as stopped; a moment's grace all the same.
+fn still_running(hv: &dyn Hypervisor, vm: &VmName, vmdir: &VmDir) -> bool {
+    let until = Instant::now() + Duration::from_secs(2);
+    loop {
+        match hv.is_running(vm, vmdir) {
+            Ok(true) if Instant::now() < until => std::thread::sleep(Duration::from_millis(50)),
+            Ok(running) => return running,
+            Err(_) => return false,
+        }
+    }
 }
 
 /// The connection must come from a process of the console account.

@@ -34,6 +34,10 @@ pub enum VolumeError {
     NotInPool { vm: VmName, disk: DiskPath, expected: DiskPath },
     #[error("volume pool directory {0} is unsafe: {1}; it must be a directory owned by root, not writable by group or others")]
     UnsafePool(PathBuf, &'static str),
+    #[error("the new volume {0} could not be zeroed, so it was removed again: {1}")]
+    Zeroing(DiskPath, ExecError),
+    #[error("the thin pool {0} does not zero the blocks it provisions, so a new volume could show a former machine's data; enable it (lvchange --zero y {0})")]
+    ThinPoolNotZeroing(String),
     #[error("{0}")]
     Tool(#[from] ExecError),
     #[error("volume I/O error: {0}")]

@@ -4,9 +4,13 @@
 //! volume is named after the machine, in a place the admin chose.
 //!
 //! - `kind = "file"`: a sparse file `DIR/VM.img` (raw) or `DIR/VM.qcow2`;
-//! - `kind = "lvm"`: a logical volume `/dev/VG/VM`, made by `lvcreate`
-//!   (in the thin pool `thinpool` if set, whose unwritten blocks read as
-//!   zeros; a thick LV only has its first blocks zeroed).
+//! - `kind = "lvm"`: a logical volume `/dev/VG/VM`, made by `lvcreate`.
+//!   A new machine must never read a former one's data: a thick LV's
+//!   extents may have been another machine's (lvcreate zeroes only their
+//!   first 4 KiB), so the whole LV is zeroed (`blkdiscard --zeroout`)
+//!   before the machine is registered; in the thin pool `thinpool`
+//!   unwritten blocks read as zeros, and the pool must zero the blocks it
+//!   provisions (checked with `lvs` before the LV is made).
 
 use super::{create_file, VolumeError, TEMP_PREFIX};
 use crate::config::AbsPath;
@@ -47,6 +51,10 @@ pub struct LvmPool {
     pub lvcreate: AbsPath,
     #[serde(default = "default_lvremove")]
     pub lvremove: AbsPath,
+    #[serde(default = "default_lvs")]
+    pub lvs: AbsPath,
+    #[serde(default = "default_blkdiscard")]
+    pub blkdiscard: AbsPath,
 }
 
 fn default_lvcreate() -> AbsPath {
@@ -54,6 +62,12 @@ fn default_lvcreate() -> AbsPath {
 }
 fn default_lvremove() -> AbsPath {
     AbsPath::from_static("/usr/sbin/lvremove")
+}
+fn default_lvs() -> AbsPath {
+    AbsPath::from_static("/usr/sbin/lvs")
+}
+fn default_blkdiscard() -> AbsPath {
+    AbsPath::from_static("/usr/sbin/blkdiscard")
 }
 
 /// A volume group or logical volume name as LVM allows it, and one that
@@ -116,7 +130,17 @@ impl PoolConfig {
                 if Path::new(disk.as_str()).symlink_metadata().is_ok() {
                     return Err(VolumeError::Exists { vm: vm.clone(), path: disk });
                 }
+                if let Some(pool) = &l.thinpool {
+                    check_thin_pool_zeroes(l, pool, limit)?;
+                }
                 exec::run(l.lvcreate.path(), &lvcreate_args(l, vm, size), limit)?;
+                if l.thinpool.is_none() {
+                    if let Err(e) = exec::run(l.blkdiscard.path(), &["--zeroout", disk.as_str()], limit) {
+                        // Never left behind holding someone's old data.
+                        let _ = exec::run(l.lvremove.path(), &lvremove_args(l, vm), limit);
+                        return Err(VolumeError::Zeroing(disk, e));
+                    }
+                }
             }
         }
         Ok(disk)
@@ -137,10 +161,26 @@ impl PoolConfig {
                     .map_err(|source| VolumeError::Io(PathIo::new(f.dir.as_str(), source)))
             }
             PoolConfig::Lvm(l) => {
-                exec::run(l.lvremove.path(), &["--yes".to_owned(), format!("{}/{vm}", l.vg.as_str())], limit)?;
+                exec::run(l.lvremove.path(), &lvremove_args(l, vm), limit)?;
                 Ok(())
             }
         }
+    }
+}
+
+fn lvremove_args(l: &LvmPool, vm: &VmName) -> Vec<String> {
+    vec!["--yes".to_owned(), format!("{}/{vm}", l.vg.as_str())]
+}
+
+/// A thin pool that does not zero the blocks it provisions would let a
+/// new volume read, around what its guest wrote, what an old one left in
+/// the same chunk.
+fn check_thin_pool_zeroes(l: &LvmPool, pool: &LvmName, limit: Duration) -> Result<(), VolumeError> {
+    let name = format!("{}/{}", l.vg.as_str(), pool.as_str());
+    let out = exec::run(l.lvs.path(), &["--noheadings", "--binary", "--options", "zero", name.as_str()], limit)?;
+    match out.stdout.trim() {
+        "1" => Ok(()),
+        _ => Err(VolumeError::ThinPoolNotZeroing(name)),
     }
 }
 

@@ -27,10 +27,11 @@ const MAX_TO_CLIENT: usize = 1 << 20;
 const MAX_TO_GUEST: usize = 64 << 10;
 
 /// Serves the console until the guest's end of `serial` closes (qemu is
-/// gone); then any client sees its connection close.
-pub fn run(mut serial: UnixStream, log: &mut CappedLog, listener: Option<UnixListener>) {
+/// gone). Returns the client attached then: the caller closes it once the
+/// guest counts as stopped, so that the session's end says so.
+pub fn run(mut serial: UnixStream, log: &mut CappedLog, listener: Option<UnixListener>) -> Option<UnixStream> {
     if serial.set_nonblocking(true).is_err() {
-        return;
+        return None;
     }
     if let Some(l) = &listener {
         let _ = l.set_nonblocking(true);
@@ -54,7 +55,7 @@ pub fn run(mut serial: UnixStream, log: &mut CappedLog, listener: Option<UnixLis
             fds.push(libc::pollfd { fd: c.as_raw_fd(), events: want_in | want_out, revents: 0 });
         }
         if poll(&mut fds, -1).is_err() {
-            return;
+            return client;
         }
         let (serial_ev, listen_ev) = (fds[0].revents, listener.as_ref().map(|_| fds[1].revents).unwrap_or(0));
         let client_ev = client.as_ref().map(|_| fds[fds.len() - 1].revents).unwrap_or(0);
@@ -68,7 +69,7 @@ pub fn run(mut serial: UnixStream, log: &mut CappedLog, listener: Option<UnixLis
         }
         if serial_ev & !libc::POLLOUT != 0 {
             match serial.read(&mut buf) {
-                Ok(0) => return,
+                Ok(0) => return client,
                 Ok(n) if client.is_some() => {
                     to_client.extend_from_slice(&buf[..n]);
                     if to_client.len() > MAX_TO_CLIENT {
@@ -79,7 +80,7 @@ pub fn run(mut serial: UnixStream, log: &mut CappedLog, listener: Option<UnixLis
                 }
                 Ok(n) => note(log, &buf[..n]),
                 Err(e) if retry(&e) => {}
-                Err(_) => return,
+                Err(_) => return client,
             }
         }
         if client.is_some() && client_ev != 0 {
@@ -148,7 +149,7 @@ mod tests {
         let listener = UnixListener::bind(&sock).unwrap();
         let log = d.path().join("console.log");
         let mut l = CappedLog::create(&log, 16 << 20).unwrap();
-        let t = std::thread::spawn(move || run(ours, &mut l, Some(listener)));
+        let t = std::thread::spawn(move || drop(run(ours, &mut l, Some(listener))));
         Rig { guest, sock, log, t, _d: d }
     }
 

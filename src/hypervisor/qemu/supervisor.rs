@@ -248,13 +248,15 @@ fn run_qemu(spec: &Spec, report: &mut File) -> Result<(), String> {
             unsafe { libc::dup2(null.as_raw_fd(), fd) };
         }
     }
-    let _ = logger.join();
+    let attached = logger.join().ok().flatten();
     let _ = qemu.wait();
     // The sockets first: once the pidfile is gone the guest counts as
     // stopped, and nothing of it may be left then.
     let _ = std::fs::remove_file(&spec.control_socket);
     let _ = std::fs::remove_file(&spec.console_socket);
     remove_pidfile(&spec.pidfile, pidfile.as_ref());
+    // Last: a console session ends when the guest counts as stopped.
+    drop(attached);
     Ok(())
 }
 
