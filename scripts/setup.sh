@@ -30,7 +30,8 @@ apt-get install -y -q --no-install-recommends \
     krb5-kdc krb5-admin-server krb5-user remctl-server remctl-client python3-pyremctl iproute2 \
     debhelper devscripts lintian fakeroot build-essential \
     mmdebstrap fdisk \
-    grub-pc-bin grub-xen-host xfsprogs systemd git
+    grub-pc-bin grub-xen-host xfsprogs systemd git \
+    openssh-server openssh-client
 apt-get install -y -q --no-install-recommends -t bookworm-backports qemu-system-x86 qemu-utils
 # A real Ganeti (3.0) for tests/ganeti.rs (its own daemons start only when
 # the test makes a cluster; it pulls in openssh-server and lvm2).

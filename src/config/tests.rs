@@ -24,6 +24,19 @@ fn minimal_config_gets_defaults() {
     assert_eq!(c.hypervisor.qemu_user.as_str(), "guest-installer-qemu");
     assert_eq!(c.hypervisor.console_log_max_mib.bytes(), 16 << 20);
     assert!(c.hypervisor.device_model_user.is_none());
+    assert_eq!(c.console.account.as_str(), "guest");
+    assert_eq!(c.console.socket.path(), Path::new("/run/guest-installer/console.sock"));
+}
+
+#[test]
+fn console_sockets_fit_a_unix_socket_path() {
+    let with = |path: &str| Config::parse(&format!("{MIN}[console]\nsocket = \"{path}\"\n"));
+    assert!(with("/run/x.sock").is_ok());
+    assert!(with(&format!("/{}", "a".repeat(106))).is_ok());
+    for bad in [format!("/{}", "a".repeat(107)), "run/x.sock".into(), "/run/../x.sock".into(), "/run/x y.sock".into()] {
+        assert!(with(&bad).is_err(), "{bad}");
+    }
+    assert!(Config::parse(&format!("{MIN}[console]\naccount = \"Guest\"\n")).is_err());
 }
 
 #[test]
@@ -64,7 +77,7 @@ fn every_key_is_in_the_man_page() {
     for section in ["[mirror]", "[hypervisor]"] {
         sections.push(MIN.replace(section, &format!("{section}\nzz_unknown = 1")));
     }
-    for section in ["timeouts", "audit", "cluster", "volumes]\nkind = \"file\"\ndir = \"/srv/v\"", "volumes]\nkind = \"lvm\"\nvg = \"xenvg\""] {
+    for section in ["timeouts", "audit", "console", "cluster", "volumes]\nkind = \"file\"\ndir = \"/srv/v\"", "volumes]\nkind = \"lvm\"\nvg = \"xenvg\""] {
         sections.push(format!("{MIN}[{section}]\nzz_unknown = 1\n"));
     }
     let mut seen = 0;
