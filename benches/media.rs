@@ -373,7 +373,7 @@ impl Bench {
                     hostname: &Hostname::parse(host).unwrap(),
                     domain: &self.cfg.domain,
                     network: &Network::new("192.0.2.10", "255.255.255.0", "192.0.2.1", &["192.0.2.53"]).unwrap(),
-                    root_hash: &CryptHash::parse_hash(BENCH_HASH).unwrap(),
+                    root: &guest_installer::rootlogin::RootLogin::console_only(CryptHash::parse_hash(BENCH_HASH).unwrap()),
                 },
                 mirror: &self.cfg.mirror,
             },

@@ -31,6 +31,7 @@ pub mod policy;
 pub mod preseed;
 pub mod progress;
 pub mod registry;
+pub mod rootlogin;
 pub mod secret;
 pub mod sshkey;
 pub mod state;

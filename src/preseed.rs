@@ -2,9 +2,19 @@
 //! question we answer per VM taken out, then our answers appended. Each
 //! answer is built from a typed value that cannot hold a newline or any
 //! other control character, so no input can add a line or a directive.
+//!
+//! How root logs in (the owner's SSH keys, a locked root, our sshd drop-in:
+//! see `rootlogin`) is applied by `preseed/late_command`, which debian-
+//! installer runs at its end as `sh -c VALUE` (its `preseed_command`). We
+//! own that question: our script runs first, inside the installed system
+//! (`in-target`), and an admin's own late_command from the preseed
+//! template runs after it, only if ours succeeded. Our script travels
+//! base64-encoded, so the line holds only base64 and a fixed command.
 
 use crate::config::Mirror;
 use crate::guest::Guest;
+use crate::secret::RootPassword;
+use base64::Engine;
 use std::path::{Path, PathBuf};
 
 /// Per-VM answers: who the guest is, and where its installer gets
@@ -61,7 +71,18 @@ pub const OWNED_QUESTIONS: &[&str] = &[
     "mirror/country",
     "mirror/http/hostname",
     "mirror/http/directory",
+    "preseed/late_command",
 ];
+
+/// What user-setup gets for a root with no password. user-setup-ask asks
+/// for a password when this is empty or exactly `!`, so it is neither;
+/// user-setup-apply writes it as is (`usermod --password=`), and a `!`
+/// first locks the account. Our late_command then sets exactly `!`.
+pub const LOCKED_ROOT_ANSWER: &str = "!locked";
+
+/// Where our late_command script is decoded to in the installed system
+/// (it removes itself first thing).
+const SCRIPT_IN_TARGET: &str = "/tmp/gi-root-login";
 
 /// Whitespace as debconf's Perl `\s` sees it in a byte string.
 pub fn is_debconf_space(c: char) -> bool {
@@ -81,6 +102,43 @@ fn question(logical: &[&str]) -> Option<String> {
     let mut words = t.split(is_debconf_space).filter(|w| !w.is_empty());
     words.next()?;
     words.next().map(str::to_owned)
+}
+
+/// A logical line's value as debian-installer's debconf-set-selections
+/// reads it: each physical line without its leading whitespace, one that
+/// ends in `\` joined to the next by a space (the `\` and the whitespace
+/// before it dropped), then `owner question type value` with the value
+/// after the whitespace that follows the type.
+fn di_value(logical: &[&str]) -> Option<String> {
+    let blank = |c: char| c.is_ascii_whitespace();
+    let mut joined = String::new();
+    for l in logical {
+        let l = l.trim_start_matches(blank);
+        let l = l.strip_suffix('\\').map(|l| l.trim_end_matches(blank)).unwrap_or(l);
+        if !joined.is_empty() {
+            joined.push(' ');
+        }
+        joined.push_str(l);
+    }
+    // d-i drops every carriage return; a shell variable holds no NUL.
+    joined.retain(|c| c != '\r' && c != '\0');
+    let mut rest = joined.as_str();
+    for _ in 0..3 {
+        let end = rest.find(blank)?;
+        rest = rest[end..].trim_start_matches(blank);
+    }
+    Some(rest.to_owned())
+}
+
+/// The preseed template's own `preseed/late_command` (the last one, as
+/// debconf keeps the last answer), if it has a non-empty one.
+pub fn template_late_command(preseed_template: &str) -> Option<String> {
+    logical_lines(preseed_template)
+        .iter()
+        .filter(|l| question(l).as_deref() == Some("preseed/late_command"))
+        .next_back()
+        .and_then(|l| di_value(l))
+        .filter(|v| !v.trim().is_empty())
 }
 
 /// Splits text into logical lines as debconf reads a preseed file: only
@@ -105,10 +163,17 @@ fn logical_lines(text: &str) -> Vec<Vec<&str>> {
     out
 }
 
-pub fn answers(v: &Values) -> Vec<String> {
+/// Our answers for `v`, in the order they are appended. The last is the
+/// late_command, if there is one: ours, then the preseed template's own
+/// (`template_late`, see [`template_late_command`]).
+pub fn answers(v: &Values, template_late: Option<&str>) -> Vec<String> {
     let n = v.guest.network;
     let ns: Vec<String> = n.nameservers().iter().map(|a| a.to_string()).collect();
-    vec![
+    let root_answer = match v.guest.root.password() {
+        RootPassword::Hash(h) => h.expose(),
+        RootPassword::Locked => LOCKED_ROOT_ANSWER,
+    };
+    let mut out = vec![
         format!("d-i netcfg/disable_autoconfig boolean true"),
         format!("d-i netcfg/get_ipaddress string {}", n.ip()),
         format!("d-i netcfg/get_netmask string {}", n.netmask()),
@@ -121,8 +186,23 @@ pub fn answers(v: &Values) -> Vec<String> {
         format!("d-i mirror/country string manual"),
         format!("d-i mirror/http/hostname string {}", v.mirror.host.as_str()),
         format!("d-i mirror/http/directory string {}", v.mirror.directory.as_str()),
-        format!("d-i passwd/root-password-crypted password {}", v.guest.root_hash.expose()),
-    ]
+        format!("d-i passwd/root-password-crypted password {root_answer}"),
+    ];
+    let ours = v.guest.root.target_script().map(|script| {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(format!("rm -f {SCRIPT_IN_TARGET}\n{script}"));
+        format!("in-target sh -c 'echo {b64} | base64 -d >{SCRIPT_IN_TARGET} && sh {SCRIPT_IN_TARGET}'")
+    });
+    // A failure of ours stops there (`exit 1`: d-i then shows "Failed to
+    // run preseeded command" and waits, which `status` reports), so a
+    // machine never comes up without the keys it was given.
+    let late = match (ours, template_late) {
+        (Some(o), Some(t)) => Some(format!("{o} || exit 1; {t}")),
+        (Some(o), None) => Some(o),
+        (None, Some(t)) => Some(t.to_owned()),
+        (None, None) => None,
+    };
+    out.extend(late.map(|l| format!("d-i preseed/late_command string {l}")));
+    out
 }
 
 /// Template + answers → preseed text.
@@ -142,8 +222,16 @@ pub fn render(preseed_template: &str, v: &Values) -> String {
         out.push('\n');
     }
     out.push_str("### guest-installer: per-VM answers (these override the preseed template)\n");
-    for a in answers(v) {
-        debug_assert!(!a.contains(['\n', '\r', '\0', '\\', '"']));
+    let theirs = template_late_command(preseed_template);
+    for a in answers(v, theirs.as_deref()) {
+        // What is ours cannot hold a newline, backslash or quote; an admin's
+        // late_command (trusted, from the preseed template) is theirs.
+        let ours = match &theirs {
+            Some(t) if a.starts_with("d-i preseed/late_command ") => a.strip_suffix(t.as_str()).unwrap_or(&a),
+            _ => &a,
+        };
+        debug_assert!(!ours.contains(['\n', '\r', '\0', '\\', '"']), "{ours}");
+        debug_assert!(!a.contains(['\n', '\r', '\0']));
         out.push_str(&a);
         out.push('\n');
     }
@@ -154,26 +242,77 @@ pub fn render(preseed_template: &str, v: &Values) -> String {
 mod tests {
     use super::*;
     use crate::config::{MirrorDir, MirrorHost};
+    use crate::rootlogin::RootLogin;
     use crate::secret::CryptHash;
+    use crate::sshkey::PublicKey;
     use crate::types::{DomainName, Hostname, Network};
 
     fn mirror() -> Mirror {
         Mirror { host: MirrorHost::parse("deb.debian.org").unwrap(), directory: MirrorDir::parse("/debian").unwrap() }
     }
 
-    fn values() -> (Hostname, DomainName, Network, CryptHash, Mirror) {
+    fn values() -> (Hostname, DomainName, Network, RootLogin, Mirror) {
         (
             Hostname::parse("web1").unwrap(),
             DomainName::parse("example.org").unwrap(),
             Network::new("192.0.2.10", "255.255.255.0", "192.0.2.1", &["192.0.2.53"]).unwrap(),
-            CryptHash::hash_cleartext("pw").unwrap(),
+            RootLogin::console_only(CryptHash::hash_cleartext("pw").unwrap()),
             mirror(),
         )
     }
 
     fn render_with(preseed_template: &str) -> String {
         let (h, d, n, c, m) = values();
-        render(preseed_template, &Values { guest: &Guest { hostname: &h, domain: &d, network: &n, root_hash: &c }, mirror: &m })
+        render(preseed_template, &Values { guest: &Guest { hostname: &h, domain: &d, network: &n, root: &c }, mirror: &m })
+    }
+
+    fn render_for(preseed_template: &str, root: &RootLogin) -> String {
+        let (h, d, n, _, m) = values();
+        render(preseed_template, &Values { guest: &Guest { hostname: &h, domain: &d, network: &n, root }, mirror: &m })
+    }
+
+    const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIH+2i5AKkiRgfmm31jnpzTRX9C1c7OzuKqgSZ7WAoSvs bob@laptop (work)";
+
+    /// Our late_command's value and the script its base64 carries.
+    fn late_of(out: &str) -> Option<(String, String)> {
+        let v = out.lines().find_map(|l| l.strip_prefix("d-i preseed/late_command string "))?.to_owned();
+        let b64 = v.strip_prefix("in-target sh -c 'echo ")?.split(' ').next()?;
+        let script = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b64).unwrap()).unwrap();
+        Some((v, script))
+    }
+
+    #[test]
+    fn root_login_travels_in_our_late_command_first_then_the_templates() {
+        let key = PublicKey::parse_line(KEY).unwrap();
+        let keys_locked = RootLogin::new(vec![key.clone()], crate::secret::RootPassword::Locked).unwrap();
+        let out = render_for("d-i time/zone string UTC\n", &keys_locked);
+        let (value, script) = late_of(&out).unwrap();
+        assert!(!value.contains(['"', '\\', '\n']), "{value}");
+        assert!(value.ends_with(" | base64 -d >/tmp/gi-root-login && sh /tmp/gi-root-login'"), "{value}");
+        assert!(script.starts_with("rm -f /tmp/gi-root-login\n"), "{script}");
+        assert!(script.contains(&format!("\n{KEY}\nGI_KEYS\n")), "{script}");
+        assert!(script.contains("usermod -p '!' root") && !script.contains("PermitRootLogin"), "{script}");
+        // user-setup gets a locked placeholder, not `!` (it would ask).
+        assert!(out.contains("\nd-i passwd/root-password-crypted password !locked\n"), "{out}");
+
+        // An admin's own late_command (continued over lines, as d-i
+        // joins them) runs after ours, and only if ours succeeded.
+        let t = "d-i preseed/late_command string old\nd-i time/zone string UTC\n d-i preseed/late_command string \\\n   in-target touch /etc/x ;\\\n echo \"done\"\n";
+        let out = render_for(t, &keys_locked);
+        assert_eq!(out.matches("preseed/late_command").count(), 1, "{out}");
+        let (value, _) = late_of(&out).unwrap();
+        assert!(value.ends_with("sh /tmp/gi-root-login' || exit 1; in-target touch /etc/x ; echo \"done\""), "{value}");
+        assert!(!out.contains("string old"));
+
+        // Nothing of ours to do (a template's build machine): theirs alone.
+        let out = render_with(t);
+        assert!(out.ends_with("d-i preseed/late_command string in-target touch /etc/x ; echo \"done\"\n"), "{out}");
+        assert!(!render_with("d-i time/zone string UTC\n").contains("late_command"));
+
+        // A password and no key: only the sshd drop-in.
+        let pw_only = RootLogin::new(vec![], crate::secret::RootPassword::Hash(CryptHash::hash_cleartext("pw").unwrap())).unwrap();
+        let (_, script) = late_of(&render_for("", &pw_only)).unwrap();
+        assert!(script.contains("PermitRootLogin yes") && !script.contains("GI_KEYS") && !script.contains("usermod"), "{script}");
     }
 
     #[test]
@@ -208,7 +347,7 @@ mod tests {
         let t = "d-i time/zone string UTC\n";
         let out = render_with(t);
         let (h, d, n, c, m) = values();
-        let ours = answers(&Values { guest: &Guest { hostname: &h, domain: &d, network: &n, root_hash: &c }, mirror: &m });
+        let ours = answers(&Values { guest: &Guest { hostname: &h, domain: &d, network: &n, root: &c }, mirror: &m }, None);
         assert_eq!(out.lines().count(), 1 + 1 + ours.len());
     }
 

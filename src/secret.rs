@@ -1,6 +1,7 @@
 //! The root password, which arrives on stdin and must end up nowhere but
-//! the per-VM media. `CryptHash` has no `Display` and a redacted `Debug`,
-//! so it cannot slip into a message, a log line or an error by accident.
+//! the per-VM media. `CryptHash` (and [`RootPassword`], which holds one)
+//! has no `Display` and a redacted `Debug`, so it cannot slip into a
+//! message, a log line or an error by accident.
 
 use crate::types::Rule;
 use std::fmt;
@@ -91,7 +92,7 @@ impl CryptHash {
         // caller who forgot the password would otherwise get `--no-start`
         // as the root password of a real install.
         let looks_like_argument = ["--json", "--no-start"].contains(&s)
-            || ["hostname=", "image=", "template="].iter().any(|k| s.starts_with(k));
+            || ["hostname=", "image=", "template=", "keys="].iter().any(|k| s.starts_with(k));
         if looks_like_argument {
             return Err(Rule("looks like an argument, not a password: give the password (or its hash) as the last argument"));
         }
@@ -119,6 +120,50 @@ impl CryptHash {
     /// The hash itself, for the one place it belongs: the rendered preseed.
     pub fn expose(&self) -> &str {
         &self.0
+    }
+}
+
+/// Root's password on the installed system: a crypt hash, or none at all
+/// (the account locked: `!` in /etc/shadow), which only an owner who gets
+/// in with an SSH key may ask for (see `rootlogin::RootLogin`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RootPassword {
+    Hash(CryptHash),
+    Locked,
+}
+
+impl RootPassword {
+    /// One line from the caller: empty (nothing, or just a line end) means
+    /// no password; anything else is what [`CryptHash::from_line`] takes.
+    pub fn from_line(line: &[u8]) -> Result<Self, Rule> {
+        let bare = line.strip_suffix(b"\n").unwrap_or(line);
+        let bare = bare.strip_suffix(b"\r").unwrap_or(bare);
+        if bare.is_empty() {
+            return Ok(RootPassword::Locked);
+        }
+        CryptHash::from_line(line).map(RootPassword::Hash)
+    }
+
+    /// Reads the password line from `r`, never more than `MAX_STDIN` bytes.
+    pub fn read_from(r: impl Read) -> Result<Self, Rule> {
+        let mut buf = Vec::with_capacity(256);
+        r.take(MAX_STDIN + 1)
+            .read_to_end(&mut buf)
+            .map_err(|_| Rule("could not be read from standard input"))?;
+        if buf.len() as u64 > MAX_STDIN {
+            buf.iter_mut().for_each(|b| *b = 0);
+            return Err(Rule("is too long (at most 1024 bytes)"));
+        }
+        let r = Self::from_line(&buf);
+        buf.iter_mut().for_each(|b| *b = 0);
+        r
+    }
+
+    pub fn hash(&self) -> Option<&CryptHash> {
+        match self {
+            RootPassword::Hash(h) => Some(h),
+            RootPassword::Locked => None,
+        }
     }
 }
 
@@ -179,5 +224,21 @@ mod tests {
     fn debug_never_shows_the_hash() {
         let h = CryptHash::hash_cleartext("pw").unwrap();
         assert!(!format!("{h:?}").contains('$'));
+        assert!(!format!("{:?}", RootPassword::Hash(h)).contains('$'));
+    }
+
+    #[test]
+    fn an_empty_line_is_no_password_and_anything_else_a_hash() {
+        for empty in [&b""[..], b"\n", b"\r\n"] {
+            assert_eq!(RootPassword::from_line(empty).unwrap(), RootPassword::Locked, "{empty:?}");
+        }
+        assert_eq!(RootPassword::read_from(&b"\n"[..]).unwrap(), RootPassword::Locked);
+        let RootPassword::Hash(h) = RootPassword::from_line(b"secret\n").unwrap() else { panic!("no hash") };
+        assert!(sha_crypt::sha512_check("secret", h.expose()).is_ok());
+        // Still refused: more than one line, control characters, arguments.
+        for bad in [&b"\n\n"[..], b" \x1b", b"keys=none", b"--json"] {
+            assert!(RootPassword::from_line(bad).is_err(), "{bad:?}");
+        }
+        assert!(RootPassword::read_from(std::io::repeat(b'a')).is_err());
     }
 }

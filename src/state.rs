@@ -2,6 +2,7 @@
 
 use crate::config::{Config, Driver};
 use crate::fsutil;
+use crate::sshkey::Fingerprint;
 use crate::types::{ImageName, TemplateName, VmName};
 use serde::{Deserialize, Serialize};
 use std::io;
@@ -51,6 +52,29 @@ pub struct VmState {
     /// Set when the machine was cloned from a golden template.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<TemplateName>,
+    /// The guest's SSH host key, recorded when the install is: a clone's
+    /// identity unit prints it on the first boot's console before anyone
+    /// can log in, and that console is gone after the next start.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "host_key")]
+    pub ssh_host_key: Option<Fingerprint>,
+}
+
+/// A recorded host key is read back through the same parser as a key
+/// from the console: a hand-edited state file cannot show anything else.
+mod host_key {
+    use crate::sshkey::Fingerprint;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(fp: &Option<Fingerprint>, s: S) -> Result<S::Ok, S::Error> {
+        match fp {
+            Some(fp) => s.serialize_str(fp.as_str()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Fingerprint>, D::Error> {
+        Option::<String>::deserialize(d)?.map(|s| Fingerprint::parse(&s).map_err(serde::de::Error::custom)).transpose()
+    }
 }
 
 impl VmState {
@@ -65,6 +89,7 @@ impl VmState {
             finished_at: None,
             reason: None,
             template,
+            ssh_host_key: None,
         }
     }
 }

@@ -635,7 +635,8 @@ fn the_identity_unit_accepts_the_seed_with_a_mac_and_refuses_a_bad_one() {
     let host = guest_installer::types::Hostname::parse("gi1").unwrap();
     let domain = guest_installer::types::DomainName::parse("ganeti.test").unwrap();
     let hash = guest_installer::secret::CryptHash::parse_hash(HASH1).unwrap();
-    let guest = guest_installer::guest::Guest { hostname: &host, domain: &domain, network: &net, root_hash: &hash };
+    let root = guest_installer::rootlogin::RootLogin::new(vec![], guest_installer::secret::RootPassword::Hash(hash)).unwrap();
+    let guest = guest_installer::guest::Guest { hostname: &host, domain: &domain, network: &net, root: &root };
     let id = template::Identity { guest: &guest, fs_uuid: "0f3c2b9e-8d1a-4c6e-9b7f-2a4d6e8f0a1b" };
     let good = template::render_seed_with_mac(&id, Some(Mac::parse("aa:00:00:12:34:56").unwrap()));
     assert!(good.contains("\nmac=aa:00:00:12:34:56\n"), "{good}");

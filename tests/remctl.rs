@@ -368,7 +368,7 @@ fn help_and_summary_through_remctld() {
     for args in [&["guest", "help"][..], &["help", "guest"], &["help", "guest", "install"], &["help", "guest", "status"]] {
         let out = f.remctl(OWNER, args);
         assert_eq!(out.code, 0, "{args:?}: {out:?}");
-        assert!(out.stdout.contains("install VM [hostname=H] [image=I | template=T] [--no-start]"), "{args:?}: {out:?}");
+        assert!(out.stdout.contains("install VM [hostname=H] [image=I | template=T] [keys=none] [--no-start]"), "{args:?}: {out:?}");
     }
     // Help for `machine` is behind the same ACL as `machine` itself.
     assert_eq!(f.remctl(OWNER, &["help", "guest", "machine"]).code, 255);

@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 
 const PW_HASH: &str =
     "$6$abcdefgh$3rj1vTLX64btReFsM4MQ22otcD40l7vbtw7qCyr0dxc4kxNmgx53xVM8gWiLYbCqTHTbXFaVFU7ZT28pnvdyu0";
+const KEY_A: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIH+2i5AKkiRgfmm31jnpzTRX9C1c7OzuKqgSZ7WAoSvs bob@laptop (work) #1";
+const KEY_B: &str = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBCWW442Sk8tS3PtptHNJOApGIoQPJm2z8x2Mu5h/SkuyKWeL3fN9062H0DW+DLf1zO6xufaeD33mVZr07JGAzX0= carol@desk";
 
 /// A clone that has not shown its login prompt by then is hung (measured:
 /// ~50 s each under TCG, two at once on two cores).
@@ -247,12 +249,33 @@ fn identity_unit_refuses_malformed_seeds() {
     let hostname = guest_installer::types::Hostname::parse("gi-clone-a").unwrap();
     let domain = guest_installer::types::DomainName::parse("example.org").unwrap();
     let hash = guest_installer::secret::CryptHash::parse_hash(PW_HASH).unwrap();
-    let guest = guest_installer::guest::Guest { hostname: &hostname, domain: &domain, network: &net, root_hash: &hash };
-    let good = template::render_seed(&template::Identity { guest: &guest, fs_uuid: "0f3c2b9e-8d1a-4c6e-9b7f-2a4d6e8f0a1b" });
+    use guest_installer::rootlogin::RootLogin;
+    use guest_installer::secret::RootPassword;
+    let keys: Vec<_> = [KEY_A, KEY_B].iter().map(|k| guest_installer::sshkey::PublicKey::parse_line(k).unwrap()).collect();
+    let seed_for = |root: &RootLogin| {
+        let guest = guest_installer::guest::Guest { hostname: &hostname, domain: &domain, network: &net, root };
+        template::render_seed(&template::Identity { guest: &guest, fs_uuid: "0f3c2b9e-8d1a-4c6e-9b7f-2a4d6e8f0a1b" })
+    };
+    let good = seed_for(&RootLogin::new(keys.clone(), RootPassword::Hash(hash.clone())).unwrap());
+    assert!(good.contains(&format!("\nssh_key={KEY_A}\nssh_key={KEY_B}\nssh_password=no\n")), "{good}");
     let (ok, out) = check(&good);
     assert!(ok, "{out}\n{good}");
+    // The other two shapes: keys and a locked root; a password alone.
+    let locked = seed_for(&RootLogin::new(keys.clone(), RootPassword::Locked).unwrap());
+    assert!(locked.contains("\nroot_locked=yes\n") && !locked.contains("root_hash"), "{locked}");
+    let pw_only = seed_for(&RootLogin::new(vec![], RootPassword::Hash(hash.clone())).unwrap());
+    assert!(pw_only.contains("\nssh_password=yes\n") && !pw_only.contains("ssh_key"), "{pw_only}");
+    for s in [&locked, &pw_only] {
+        let (ok, out) = check(s);
+        assert!(ok, "{out}\n{s}");
+    }
     // The disk as the guest reads it: zero padding stripped.
     assert!(template::seed_disk(&good).unwrap().len().is_multiple_of(512));
+    // 32 of the largest keys we take fit the seed disk.
+    let big = format!("ssh_key=ssh-rsa {}\n", "A".repeat(8000)).repeat(32);
+    assert!(template::seed_disk(&good.replace("ssh_password=no\n", &(big + "ssh_password=no\n"))).is_some());
+    let ssh_key_a = format!("ssh_key={KEY_A}");
+    let with_key = |line: &str| good.replace(&ssh_key_a, line);
 
     let bad: Vec<(&str, String)> = vec![
         ("newline in hostname", good.replace("hostname=gi-clone-a\n", "hostname=gi-clone-a\nroot_hash=$6$x$y\n")),
@@ -262,7 +285,8 @@ fn identity_unit_refuses_malformed_seeds() {
         ("unknown key", good.replace("end\n", "late_command=x\nend\n")),
         ("no end", good.replace("end\n", "")),
         ("after end", good.clone() + "hostname=x\n"),
-        ("bad magic", good.replace(template::SEED_MAGIC, "guest-installer-identity 2")),
+        ("bad magic", good.replace(template::SEED_MAGIC, "guest-installer-identity 3")),
+        ("version 1 magic", good.replace(template::SEED_MAGIC, template::SEED_MAGIC_V1)),
         ("bad address", good.replace("address=192.0.2.11", "address=192.0.2.256")),
         ("leading zero", good.replace("address=192.0.2.11", "address=192.0.2.011")),
         ("bad prefix", good.replace("prefix=24", "prefix=33")),
@@ -273,6 +297,30 @@ fn identity_unit_refuses_malformed_seeds() {
         ("missing gateway", good.replace("gateway=192.0.2.1\n", "")),
         ("four nameservers", good.replace("end\n", "nameserver=1.1.1.1\nnameserver=1.0.0.1\nend\n")),
         ("empty", String::new()),
+        // Hostile key lines: each could reach authorized_keys or the shell.
+        ("quote in a key comment", with_key(&format!("{ssh_key_a}\"x"))),
+        ("backslash in a key comment", with_key(&format!("{ssh_key_a}\\"))),
+        ("shell in a key comment", with_key(&format!("{ssh_key_a} $(reboot)"))),
+        ("backquote in a key comment", with_key(&format!("{ssh_key_a} `id`"))),
+        ("tab in a key", with_key(&ssh_key_a.replacen(' ', "\t", 1))),
+        ("options before a key", with_key(&format!("ssh_key=command=\"/bin/sh\" {KEY_A}"))),
+        ("restrict before a key", with_key(&format!("ssh_key=restrict {KEY_A}"))),
+        ("unknown key type", with_key(&ssh_key_a.replace("ssh-ed25519", "ssh-dss"))),
+        ("not base64", with_key(&ssh_key_a.replace("AAAAC3", "AA!AC3"))),
+        ("no blob", with_key("ssh_key=ssh-ed25519 ")),
+        ("two spaces before a comment", with_key(&ssh_key_a.replace(" bob@", "  bob@"))),
+        ("trailing space", with_key(&format!("{ssh_key_a} "))),
+        ("an overlong key", with_key(&format!("ssh_key=ssh-rsa {}", "A".repeat(8200)))),
+        ("33 keys", good.replace("ssh_password=no\n", &format!("{}ssh_password=no\n", format!("{ssh_key_a}\n").repeat(31)))),
+        ("root locked and a hash", good.replace("ssh_password=no\n", "root_locked=yes\nssh_password=no\n")),
+        ("root locked without a key", locked.replace(&format!("ssh_key={KEY_A}\nssh_key={KEY_B}\n"), "")),
+        ("root locked with password login", locked.replace("ssh_password=no", "ssh_password=yes")),
+        ("password login with keys", good.replace("ssh_password=no", "ssh_password=yes")),
+        ("no ssh_password", good.replace("ssh_password=no\n", "")),
+        ("ssh_password twice", good.replace("ssh_password=no\n", "ssh_password=no\nssh_password=no\n")),
+        ("ssh_password maybe", good.replace("ssh_password=no", "ssh_password=maybe")),
+        ("root_locked=no", locked.replace("root_locked=yes", "root_locked=no")),
+        ("neither hash nor locked", locked.replace("root_locked=yes\n", "")),
     ];
     for (what, seed) in bad {
         let (ok, out) = check(&seed);

@@ -6,8 +6,10 @@
 #![no_main]
 use guest_installer::config::{Mirror, MirrorDir, MirrorHost};
 use guest_installer::guest::Guest;
-use guest_installer::preseed::{answers, render, Values, OWNED_QUESTIONS};
-use guest_installer::secret::CryptHash;
+use guest_installer::preseed::{answers, render, template_late_command, Values, OWNED_QUESTIONS};
+use guest_installer::rootlogin::RootLogin;
+use guest_installer::secret::{CryptHash, RootPassword};
+use guest_installer::sshkey::PublicKey;
 use guest_installer::types::{DomainName, Hostname, Network};
 use libfuzzer_sys::fuzz_target;
 use std::collections::HashMap;
@@ -57,10 +59,13 @@ fuzz_target!(|data: &[u8]| {
     let network = Network::new("192.0.2.10", "255.255.255.0", "192.0.2.1", &["192.0.2.53"]).unwrap();
     let hash = CryptHash::parse_hash("$6$abcdefgh$3rj1vTLX64btReFsM4MQ22otcD40l7vbtw7qCyr0dxc4kxNmgx53xVM8gWiLYbCqTHTbXFaVFU7ZT28pnvdyu0").unwrap();
     let mirror = Mirror { host: MirrorHost::parse("deb.debian.org").unwrap(), directory: MirrorDir::parse("/debian").unwrap() };
-    let guest = Guest { hostname: &hostname, domain: &domain, network: &network, root_hash: &hash };
+    // Keys and a locked root: our late_command carries the most.
+    let key = PublicKey::parse_line("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIH+2i5AKkiRgfmm31jnpzTRX9C1c7OzuKqgSZ7WAoSvs bob@laptop").unwrap();
+    let root = if host.len() % 2 == 0 { RootLogin::new(vec![key], RootPassword::Locked).unwrap() } else { RootLogin::console_only(hash) };
+    let guest = Guest { hostname: &hostname, domain: &domain, network: &network, root: &root };
     let v = Values { guest: &guest, mirror: &mirror };
     let out = render(template, &v);
-    let ours = answers(&v);
+    let ours = answers(&v, template_late_command(template).as_deref());
     assert!(out.ends_with(&format!("{}\n", ours.join("\n"))), "our lines are not last and intact");
     let mut seen: HashMap<String, Vec<String>> = HashMap::new();
     for (q, line) in directives(&out) {

@@ -15,6 +15,8 @@ pub enum Command {
         image: Option<ImageName>,
         template: Option<TemplateName>,
         no_start: bool,
+        /// `keys=none`: the caller's registered SSH keys are not installed.
+        no_keys: bool,
     },
     Status { vm: VmName },
     Cancel { vm: VmName },

@@ -31,16 +31,22 @@ pub(super) fn install(rest: &[&str]) -> Result<Command, UsageError> {
             kv.push(*w);
         }
     }
-    let p = pairs(&kv, &["hostname", "image", "template"], &[])?;
+    let p = pairs(&kv, &["hostname", "image", "template", "keys"], &[])?;
     if get(&p, "template").is_some() && get(&p, "image").is_some() {
         return Err(usage("give image= or template=, not both"));
     }
+    let no_keys = match get(&p, "keys") {
+        None => false,
+        Some("none") => true,
+        Some(_) => return Err(usage("keys= takes only none (leave it out to install your registered SSH keys)")),
+    };
     Ok(Command::Install {
         vm,
         hostname: get(&p, "hostname").map(|h| Hostname::parse(h).map_err(value("hostname"))).transpose()?,
         image: get(&p, "image").map(|i| ImageName::parse(i).map_err(value("image"))).transpose()?,
         template: get(&p, "template").map(|t| TemplateName::parse(t).map_err(value("template"))).transpose()?,
         no_start,
+        no_keys,
     })
 }
 

@@ -32,9 +32,13 @@ fn install_parses_with_json_anywhere() {
             hostname: Some(Hostname::parse("www").unwrap()),
             image: None,
             template: None,
-            no_start: true
+            no_start: true,
+            no_keys: false
         }
     );
+    let c = p(&["install", "web1", "keys=none"]).unwrap();
+    assert!(matches!(c, Command::Install { no_keys: true, .. }), "{c:?}");
+    assert!(p(&["install", "web1", "keys=all"]).is_err());
     assert!(wants_json(&["status".into(), "x".into(), "--json".into()]));
 }
 

@@ -36,12 +36,15 @@ pub const HELP: &str = "\
 guest-installer: unattended Debian installs of Xen guests
 
 usage (remote callers: remctl HOST guest SUBCOMMAND ...):
-  install VM [hostname=H] [image=I | template=T] [--no-start]
+  install VM [hostname=H] [image=I | template=T] [keys=none] [--no-start]
                      install VM; the root password (or its $6$/$y$ crypt
                      hash) is read from standard input, one line; with
                      template=T, clone a golden template onto the VM's
                      volume (seconds, not the installer's minutes); with
-                     neither, the machine's template, else its image
+                     neither, the machine's template, else its image.
+                     Your registered SSH keys (see key add) go into root's
+                     authorized_keys unless keys=none; with keys, an empty
+                     password line means no root password
   status VM          state, image, times and the last console line
   cancel VM          stop an install that has not finished, remove its media
   start VM           run an installed machine from its own disk and kernel

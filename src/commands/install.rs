@@ -8,8 +8,9 @@ use crate::lifecycle::{self, clone_error};
 use crate::image;
 use crate::media;
 use crate::preseed::{self, PreseedTemplate};
+use crate::keystore::KeyStore;
 use crate::registry::Machine;
-use crate::secret::CryptHash;
+use crate::rootlogin::{self, RootLogin};
 use crate::state::VmState;
 use crate::template::{self, clone, TemplateName};
 use crate::types::{Hostname, ImageName, VmName};
@@ -32,13 +33,14 @@ pub fn request(
     hostname: Option<&Hostname>,
     source: Source,
     no_start: bool,
+    no_keys: bool,
     stdin: &mut dyn Read,
 ) -> Result<Outcome> {
     // Caller and policy first: nothing is read from stdin or written
     // anywhere for a caller who may not manage this machine.
     let machine = ctx.managed_machine(vm)?;
     let hostname = hostname.cloned().unwrap_or_else(|| Hostname::parse(vm.as_str()).expect("a VM name is a host name"));
-    let req = Request { machine: &machine, hostname: &hostname, no_start, stdin };
+    let req = Request { ctx, machine: &machine, hostname: &hostname, no_start, no_keys, stdin };
     match source {
         Source::Image(i) => from_image(ctx, req, i),
         Source::Template(t) => from_template(ctx, req, t),
@@ -55,16 +57,22 @@ pub fn request(
 
 /// What both install paths are given.
 struct Request<'a> {
+    ctx: &'a Ctx<'a>,
     machine: &'a Machine,
     hostname: &'a Hostname,
     no_start: bool,
+    /// `keys=none`
+    no_keys: bool,
     stdin: &'a mut dyn Read,
 }
 
 impl Request<'_> {
-    /// The root password from standard input, as a crypt hash.
-    fn root_hash(&mut self) -> Result<CryptHash> {
-        CryptHash::read_from(&mut *self.stdin).map_err(|rule| Error::invalid(format!("root password on standard input {rule}")))
+    /// How root will log in: the caller's registered SSH keys (unless
+    /// `keys=none`) and the password line from standard input (empty: no
+    /// password, only with keys).
+    fn root_login(&mut self) -> Result<RootLogin> {
+        let store = KeyStore::new(self.ctx.config.state_dir.path());
+        Ok(rootlogin::for_request(self.ctx.caller, &store, self.no_keys, &mut *self.stdin)?)
     }
 }
 
@@ -73,7 +81,7 @@ fn from_image(ctx: &Ctx, mut req: Request, image_name: &ImageName) -> Result<Out
     let (machine, hostname, no_start) = (req.machine, req.hostname, req.no_start);
     // The request, fully validated before any file is touched.
     let image = image::load(&config.images_dir(), image_name)?;
-    let root_hash = req.root_hash()?;
+    let root = req.root_login()?;
     let preseed_template = PreseedTemplate::read(config.preseed_template.path()).map_err(|e| Error::failed(e.to_string()))?;
     if !no_start {
         check_volume(machine)?;
@@ -91,7 +99,7 @@ fn from_image(ctx: &Ctx, mut req: Request, image_name: &ImageName) -> Result<Out
         let _ = vmdir.remove_media();
     };
     let made = (|| -> Result<_> {
-        let guest = Guest::of_machine(config, machine, hostname, &root_hash);
+        let guest = Guest::of_machine(config, machine, hostname, &root);
         let text = preseed_template.render(&preseed::Values { guest: &guest, mirror: &config.mirror });
         let media = media::build(machine.boot, &image, &text, vmdir)?;
         let domain_config = hv.prepare(&Domain::for_machine(machine, config, &media), vmdir).inspect_err(|_| undo())?;
@@ -101,7 +109,7 @@ fn from_image(ctx: &Ctx, mut req: Request, image_name: &ImageName) -> Result<Out
     let domain = Domain::for_machine(machine, config, &media);
     let st = record_or_start(&held, &domain, st, no_start, "the installer", undo)?;
 
-    let reply = Reply { held: &held, st: &st, hostname, media: &media, domain_config: &domain_config };
+    let reply = Reply { held: &held, st: &st, hostname, media: &media, domain_config: &domain_config, root: &root };
     Ok(reply.outcome(
         format!(
             "{} from image {image_name}\n  media: {}",
@@ -119,6 +127,7 @@ struct Reply<'a> {
     hostname: &'a Hostname,
     media: &'a media::Media,
     domain_config: &'a Path,
+    root: &'a RootLogin,
 }
 
 impl Reply<'_> {
@@ -128,9 +137,10 @@ impl Reply<'_> {
         let (vm, vmdir) = (&self.held.machine.name, &self.held.vmdir);
         let console = self.held.hv.console_log(vm, vmdir);
         let human = format!(
-            "{vm}: {headline}\n  domain config: {}\n  console log: {}\n",
+            "{vm}: {headline}\n  domain config: {}\n  console log: {}\n  root login: {}\n",
             self.domain_config.display(),
-            console.display()
+            console.display(),
+            self.root.describe()
         );
         let mut json = obj([
             ("vm", Value::from(vm.as_str())),
@@ -140,6 +150,7 @@ impl Reply<'_> {
             ("media", Value::from(self.media.path().unwrap_or(&vmdir.dir).display().to_string())),
             ("domain_config", Value::from(self.domain_config.display().to_string())),
             ("console_log", Value::from(console.display().to_string())),
+            ("root_login", self.root.json()),
         ]);
         json.extend(extra.into_iter().map(|(k, v)| (k.to_owned(), v)));
         Outcome { human, json }
@@ -199,7 +210,8 @@ fn from_template(ctx: &Ctx, mut req: Request, tname: &TemplateName) -> Result<Ou
     let config = ctx.config;
     let (machine, hostname, no_start) = (req.machine, req.hostname, req.no_start);
     let tpl = template::load(&config.templates_dir(), tname)?;
-    let root_hash = req.root_hash()?;
+    template::require_identity_version(&tpl)?;
+    let root = req.root_login()?;
     // Refused before anything is written: a volume that cannot take it.
     clone::check(&tpl.root(), &machine.disk).map_err(clone_error)?;
     let started = std::time::Instant::now();
@@ -212,7 +224,7 @@ fn from_template(ctx: &Ctx, mut req: Request, tname: &TemplateName) -> Result<Ou
     let st = if no_start { st } else { held.begin_start(st)? };
     let made = (|| -> Result<_> {
         let fs_uuid = template::random_uuid().map_err(|e| Error::failed(format!("cannot read random bytes: {e}")))?;
-        let guest = Guest::of_machine(config, machine, hostname, &root_hash);
+        let guest = Guest::of_machine(config, machine, hostname, &root);
         let seed_text = template::render_seed(&template::Identity { guest: &guest, fs_uuid: &fs_uuid });
         let seed = template::seed_disk(&seed_text).ok_or_else(|| Error::failed("the identity seed is too large"))?;
         fsutil::write_atomic(&vmdir.identity_seed(), &seed, 0o600)
@@ -250,7 +262,7 @@ fn from_template(ctx: &Ctx, mut req: Request, tname: &TemplateName) -> Result<Ou
     let st = record_or_start(&held, &domain, st, no_start, "the clone", || {
         let _ = held.discard(Some(&tpl));
     })?;
-    let reply = Reply { held: &held, st: &st, hostname, media: &media, domain_config: &domain_config };
+    let reply = Reply { held: &held, st: &st, hostname, media: &media, domain_config: &domain_config, root: &root };
     Ok(reply.outcome(
         format!(
             "{} from template {tname} ({} onto {}, with identity, in {:.0} ms)",

@@ -83,13 +83,13 @@ pub fn dispatch(ctx: &Ctx, cmd: &Command, stdin: &mut dyn Read) -> Result<Outcom
     }
     match cmd {
         Command::Help => Ok(help()),
-        Command::Install { vm, hostname, image, template, no_start } => {
+        Command::Install { vm, hostname, image, template, no_start, no_keys } => {
             let source = match (image, template) {
                 (Some(i), _) => install::Source::Image(i),
                 (None, Some(t)) => install::Source::Template(t),
                 (None, None) => install::Source::Default,
             };
-            install::request(ctx, vm, hostname.as_ref(), source, *no_start, stdin)
+            install::request(ctx, vm, hostname.as_ref(), source, *no_start, *no_keys, stdin)
         }
         Command::Status { vm } => status::status(ctx, vm),
         Command::Cancel { vm } => status::cancel(ctx, vm),

@@ -12,15 +12,6 @@ use crate::console;
 use crate::progress;
 use serde_json::Value;
 
-/// The SSH host key fingerprint the clone's identity unit printed (the
-/// first one: it comes before any login is possible) in a console log's
-/// head, for the owner's known_hosts.
-fn ssh_host_key(head: &str) -> Option<String> {
-    let at = head.find("gi-identity: ssh-host-key=SHA256:")? + "gi-identity: ssh-host-key=".len();
-    let fp: String = head[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || "+/=:".contains(*c)).take(64).collect();
-    (fp.len() > "SHA256:".len()).then_some(fp)
-}
-
 fn opt_time(t: Option<u64>) -> Value {
     t.map(|t| Value::from(state::rfc3339(t))).unwrap_or(Value::Null)
 }
@@ -55,8 +46,8 @@ pub fn status(ctx: &Ctx, vm: &VmName) -> Result<Outcome> {
     let hv = hypervisor::for_config(ctx.config)?;
     let running = hv.is_running(vm, &vmdir)?;
     let console = hv.console_log(vm, &vmdir);
-    // The log is read once from its end for all that is shown of it (it
-    // may be megabytes), and from its start only for a clone's host key.
+    // The log is read once, from its end, for all that is shown of it (it
+    // may be megabytes).
     let tail = console::tail(&console);
     let console_tail = tail.as_deref().and_then(console::last_line_of);
     let stage = tail.as_deref().and_then(progress::stage_of);
@@ -86,14 +77,14 @@ pub fn status(ctx: &Ctx, vm: &VmName) -> Result<Outcome> {
     if let Some(p) = stage {
         human.push_str(&format!("  progress: {}\n", p.as_str()));
     }
-    // An unattended installer showing a dialog waits for ever: say so.
-    let host_key = (st.template.is_some() && st.phase == Phase::Installed)
-        .then(|| console::head(&console))
-        .flatten()
-        .and_then(|h| ssh_host_key(&h));
+    // The host key recorded when the install was (see `lifecycle`), for
+    // the owner's known_hosts; the console it came from is gone after a
+    // restart.
+    let host_key = st.ssh_host_key.as_ref().map(|k| k.as_str().to_owned());
     if let Some(k) = &host_key {
         human.push_str(&format!("  ssh host key: {k} (ed25519)\n"));
     }
+    // An unattended installer showing a dialog waits for ever: say so.
     let waiting = (st.phase == Phase::Installing && st.template.is_none() && running)
         .then(|| tail.as_deref().and_then(progress::dialog_of))
         .flatten();

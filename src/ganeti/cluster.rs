@@ -22,7 +22,6 @@ use super::gnt::{opcodes, submit, watching, Gnt, Instance, JobWatch};
 use crate::commands::{obj, Ctx, Outcome};
 use crate::error::{Error, Result};
 use crate::registry::Machine;
-use crate::secret::CryptHash;
 use crate::steps::Steps;
 use crate::types::{DomainName, Hostname, TemplateName, VmName};
 use serde_json::Value;
@@ -44,8 +43,9 @@ pub fn dispatch(ctx: &Ctx, c: &ClusterConfig, cmd: &crate::cli::Command, stdin: 
     let machine = ctx.managed_machine(vm)?;
     let gnt = Gnt { c, name: instance_name(vm, &ctx.config.domain) };
     match cmd {
-        C::Install { hostname, image, template, no_start, .. } => {
-            install(ctx, &gnt, &machine, hostname.as_ref(), image.is_some(), template.as_ref(), *no_start, stdin, &Steps::stderr())
+        C::Install { hostname, image, template, no_start, no_keys, .. } => {
+            let how = How { no_start: *no_start, no_keys: *no_keys };
+            install(ctx, &gnt, &machine, hostname.as_ref(), image.is_some(), template.as_ref(), how, stdin, &Steps::stderr())
         }
         C::Status { .. } => status(&gnt, &machine),
         C::Cancel { .. } => cancel(&gnt, &machine),
@@ -60,6 +60,13 @@ fn ours(c: &ClusterConfig, i: &Instance) -> Option<TemplateName> {
     i.os.strip_prefix(&format!("{}+", c.os.0)).and_then(|v| TemplateName::parse(v).ok())
 }
 
+/// An install's flags: `--no-start`, `keys=none`.
+#[derive(Debug, Clone, Copy)]
+struct How {
+    no_start: bool,
+    no_keys: bool,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn install(
     ctx: &Ctx,
@@ -68,11 +75,12 @@ fn install(
     hostname: Option<&Hostname>,
     image: bool,
     template: Option<&TemplateName>,
-    no_start: bool,
+    how: How,
     stdin: &mut dyn Read,
     steps: &Steps,
 ) -> Result<Outcome> {
     let vm = &m.name;
+    let no_start = how.no_start;
     if image {
         return Err(Error::invalid("in cluster mode machines are cloned from golden templates: give template=T (see `templates`), not image="));
     }
@@ -80,7 +88,10 @@ fn install(
         return Err(Error::invalid(format!("in cluster mode the host name is the instance's name ({}); leave out hostname=", gnt.name)));
     }
     let tname = template.or(m.template.as_ref()).ok_or_else(|| Error::invalid("no template given and the machine has none: add template=T (see `templates`)"))?;
-    let root_hash = CryptHash::read_from(&mut *stdin).map_err(|rule| Error::invalid(format!("root password on standard input {rule}")))?;
+    // The caller's keys (the public OS parameter ssh_keys) and password (the
+    // secret root_hash), as on a single host.
+    let store = crate::keystore::KeyStore::new(ctx.config.state_dir.path());
+    let root = crate::rootlogin::for_request(ctx.caller, &store, how.no_keys, stdin)?;
     let config = ctx.config;
     // The machine's lock, its directory, and a killed request's job file
     // (a hidden `.tmp-` temporary) cleared: as for every other request.
@@ -104,7 +115,7 @@ fn install(
             gnt.run(gnt.c.gnt_instance.path(), &["shutdown", "--timeout", &t, &gnt.name], gnt.c.command() + config.timeouts.stop())?;
         }
     }
-    let ops = opcodes(gnt, m, tname, &root_hash, existing.is_some(), !no_start, &ctx.caller.to_string());
+    let ops = opcodes(gnt, m, tname, &root, existing.is_some(), !no_start, &ctx.caller.to_string());
     steps.step(&format!("submitting the Ganeti job ({} of {})", if existing.is_some() { "reinstall" } else { "create" }, gnt.name));
     let mut watch = JobWatch { after: before.map(|j| j.id), seen: None };
     let (job, why) = watching(gnt, &mut watch, steps, || submit(gnt, vmdir, &ops))?;
@@ -130,7 +141,12 @@ fn install(
     let running = gnt.instance()?.is_some_and(|i| i.running);
     let action = if existing.is_some() { "reinstalled" } else { "created" };
     Ok(Outcome {
-        human: format!("{vm}: Ganeti instance {} {action} from template {tname} (job {job}){}\n", gnt.name, if running { ", started" } else { "" }),
+        human: format!(
+            "{vm}: Ganeti instance {} {action} from template {tname} (job {job}){}\n  root login: {}\n",
+            gnt.name,
+            if running { ", started" } else { "" },
+            root.describe()
+        ),
         json: obj([
             ("vm", Value::from(vm.as_str())),
             ("state", Value::from("installed")),
@@ -140,6 +156,7 @@ fn install(
             ("action", Value::from(action)),
             ("job", Value::from(job)),
             ("running", Value::from(running)),
+            ("root_login", root.json()),
         ]),
     })
 }

@@ -4,7 +4,9 @@
 //! must be one we declare, and no message ever echoes a value (an OS
 //! parameter may be the root password hash).
 
-use crate::secret::CryptHash;
+use crate::rootlogin::{RootLogin, RootLoginError, MAX_KEYS};
+use crate::secret::{CryptHash, RootPassword};
+use crate::sshkey::PublicKey;
 use crate::types::{parse_ipv4, DiskPath, DomainName, Hostname, Mac, Netmask, Network, Rule, TemplateName};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -16,7 +18,13 @@ pub const PARAMETERS: &[(&str, &str)] = &[
     ("netmask", "IPv4 netmask of NIC 0, e.g. 255.255.255.0 (ignored when the NIC is on a Ganeti network with a subnet)"),
     ("gateway", "IPv4 default gateway (ignored when the NIC's Ganeti network has a gateway)"),
     ("nameservers", "one to three IPv4 name servers, separated by spaces"),
+    ("ssh_keys", "SSH public keys for root's authorized_keys, separated by semicolons (TYPE BASE64 [COMMENT];...), or none; with keys, root_hash may be left out (root's password is then locked)"),
 ];
+
+/// What separates keys in `ssh_keys`: no key line can hold it.
+pub const KEY_SEPARATOR: char = ';';
+/// `ssh_keys` for no key at all.
+pub const NO_KEYS: &str = "none";
 
 /// The OS API version we implement.
 pub const API_VERSION: &str = "20";
@@ -33,12 +41,12 @@ pub enum EnvError {
          --os-parameters-secret root_hash=HASH or --os-parameters-private root_hash=HASH)"
     )]
     MissingParam { name: &'static str, hint: &'static str },
-    #[error("unknown OS parameter {0} (this OS definition takes: root_hash, netmask, gateway, nameservers)")]
+    #[error("unknown OS parameter {0} (this OS definition takes: root_hash, netmask, gateway, nameservers, ssh_keys)")]
     UnknownParameter(String),
     #[error(
-        "no root_hash: Ganeti keeps no secret OS parameter and forgets the others after a reinstall or rename; \
-         pass them all again: --os-parameters-secret root_hash=HASH (or --os-parameters-private root_hash=HASH) \
-         and -O 'netmask=MASK,gateway=ADDRESS,nameservers=ADDRESS ...'"
+        "no root_hash and no ssh_keys, so nobody could log in: Ganeti keeps no secret OS parameter and forgets the \
+         others after a reinstall or rename; pass them all again: --os-parameters-secret root_hash=HASH (or \
+         --os-parameters-private root_hash=HASH) and -O 'netmask=MASK,gateway=ADDRESS,nameservers=ADDRESS ...'"
     )]
     NoRootHash,
 }
@@ -103,6 +111,7 @@ pub struct OsParams {
     pub netmask: Option<Netmask>,
     pub gateway: Option<Ipv4Addr>,
     pub nameservers: Option<Vec<Ipv4Addr>>,
+    pub ssh_keys: Option<Vec<PublicKey>>,
 }
 
 impl OsParams {
@@ -129,11 +138,42 @@ impl OsParams {
                     }
                     p.nameservers = Some(ns);
                 }
+                "ssh_keys" => p.ssh_keys = Some(parse_keys(value).map_err(|r| bad(&var, r))?),
                 _ => unreachable!("os_params returns declared names only"),
             }
         }
         Ok(p)
     }
+}
+
+/// `ssh_keys`: keys separated by [`KEY_SEPARATOR`] (spaces around each
+/// are dropped), each a valid key, at most [`MAX_KEYS`]; or `none`. The
+/// message says which key (by position) is wrong, never what it holds.
+pub fn parse_keys(value: &str) -> Result<Vec<PublicKey>, String> {
+    if value == NO_KEYS {
+        return Ok(Vec::new());
+    }
+    let keys: Vec<&str> = value.split(KEY_SEPARATOR).map(|k| k.trim_matches(' ')).filter(|k| !k.is_empty()).collect();
+    if keys.is_empty() {
+        return Err("holds no key".into());
+    }
+    if keys.len() > MAX_KEYS {
+        return Err(format!("holds more than {MAX_KEYS} keys"));
+    }
+    keys.iter()
+        .enumerate()
+        .map(|(i, k)| PublicKey::parse_line(k).map_err(|e| format!("key {} {e}", i + 1)))
+        .collect()
+}
+
+/// `ssh_keys` as cluster mode passes it: always, `none` for no key.
+/// Ganeti merges a reinstall's OS parameters over those it stored at the
+/// create, so a parameter left out could bring back the old keys.
+pub fn join_keys(keys: &[PublicKey]) -> String {
+    if keys.is_empty() {
+        return NO_KEYS.to_owned();
+    }
+    keys.iter().map(PublicKey::line).collect::<Vec<_>>().join(&KEY_SEPARATOR.to_string())
 }
 
 /// An instance's name as Ganeti gives it (a fully qualified name, or a
@@ -191,17 +231,22 @@ pub struct Create {
     pub disk: DiskPath,
     pub mac: Mac,
     pub network: Network,
-    pub root_hash: CryptHash,
+    /// The keys and password of the OS parameters.
+    pub root: RootLogin,
     pub reinstall: bool,
 }
 
 impl Create {
     pub fn parse(vars: &Vars) -> Result<Self, EnvError> {
         common(vars)?;
-        let OsParams { root_hash, netmask, gateway, nameservers } = OsParams::parse(vars)?;
+        let OsParams { root_hash, netmask, gateway, nameservers, ssh_keys } = OsParams::parse(vars)?;
         // First: after a reinstall Ganeti passes none of them, and this
-        // message says to pass them all.
-        let root_hash = root_hash.ok_or(EnvError::NoRootHash)?;
+        // message says to pass them all. Keys alone will do (root locked).
+        let password = root_hash.map(RootPassword::Hash).unwrap_or(RootPassword::Locked);
+        let root = RootLogin::new(ssh_keys.unwrap_or_default(), password).map_err(|e| match e {
+            RootLoginError::NoWayIn => EnvError::NoRootHash,
+            e => bad("OS parameter ssh_keys", e.to_string()),
+        })?;
         let variant = variant(vars)?;
         let instance = vars.parsed("INSTANCE_NAME", "run this only as a Ganeti OS definition script", InstanceName::parse)?;
         let disk = disk0(vars, "DISK_0_PATH")?;
@@ -227,7 +272,7 @@ impl Create {
         let network = Network::new(ip, &netmask.to_string(), &gateway.to_string(), &ns)
             .map_err(|e| bad(if e.field == "ip" { "NIC_0_IP" } else { "the network (NIC_0_IP, netmask, gateway)" }, format!("{}: {}", e.field, e.rule)))?;
         let reinstall = vars.get("INSTANCE_REINSTALL")? == Some("1");
-        Ok(Create { variant, instance, disk, mac, network, root_hash, reinstall })
+        Ok(Create { variant, instance, disk, mac, network, root, reinstall })
     }
 }
 
@@ -370,6 +415,39 @@ mod tests {
             assert!(e.contains(want), "{want}: {e}");
             assert!(!e.contains("3rj1vTLX") && !e.contains("hunter2"), "a value was echoed: {e}");
         }
+    }
+
+    /// `with`, for values that are not `'static`.
+    fn with_values<'a>(set: &[(&'a str, &'a str)], unset: &[&str]) -> Vars {
+        let mut v: Vec<(&'a str, &'a str)> =
+            create_env().into_iter().filter(|(k, _)| !unset.contains(k) && !set.iter().any(|(s, _)| s == k)).collect();
+        v.extend_from_slice(set);
+        vars(&v)
+    }
+
+    const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIH+2i5AKkiRgfmm31jnpzTRX9C1c7OzuKqgSZ7WAoSvs bob@laptop (a, b)";
+
+    #[test]
+    fn ssh_keys_go_with_or_without_a_root_hash_but_never_neither() {
+        let two = format!("{KEY}; {KEY}");
+        let c = Create::parse(&with_values(&[("OSP_SSH_KEYS", &two)], &["OSP_ROOT_HASH"])).unwrap();
+        assert_eq!((c.root.keys().len(), c.root.console_password(), c.root.ssh_password()), (2, false, false));
+        let c = Create::parse(&with(&create_env(), &[("OSP_SSH_KEYS", KEY)], &[])).unwrap();
+        assert_eq!((c.root.keys().len(), c.root.console_password(), c.root.ssh_password()), (1, true, false));
+        // A password alone: sshd takes it for root.
+        let c = Create::parse(&with(&create_env(), &[("OSP_SSH_KEYS", NO_KEYS)], &[])).unwrap();
+        assert_eq!((c.root.keys().len(), c.root.ssh_password()), (0, true));
+        assert_eq!(Create::parse(&with(&create_env(), &[("OSP_SSH_KEYS", NO_KEYS)], &["OSP_ROOT_HASH"])).unwrap_err(), EnvError::NoRootHash);
+        let many = vec![KEY; MAX_KEYS + 1].join(";");
+        let hostile = format!("{KEY}\"x");
+        for (bad, want) in [(many.as_str(), "more than 32"), (";", "no key"), ("ssh-dss AAAA", "key 1"), (hostile.as_str(), "key 1"), ("command=x ssh-ed25519 AAAA", "key 1")] {
+            let e = Create::parse(&with_values(&[("OSP_SSH_KEYS", bad)], &[])).unwrap_err().to_string();
+            assert!(e.contains("OS parameter ssh_keys") && e.contains(want), "{bad}: {e}");
+            assert!(!e.contains("AAAA"), "a key was echoed: {e}");
+        }
+        assert_eq!(parse_keys(&join_keys(&c.root.keys().to_vec())).unwrap(), Vec::new());
+        let keys = parse_keys(&two).unwrap();
+        assert_eq!(parse_keys(&join_keys(&keys)).unwrap(), keys);
     }
 
     #[test]

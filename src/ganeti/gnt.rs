@@ -7,7 +7,7 @@ use super::cluster_config::ClusterConfig;
 use crate::error::{Error, Result};
 use crate::exec::{self, ExecError};
 use crate::registry::Machine;
-use crate::secret::CryptHash;
+use crate::rootlogin::RootLogin;
 use crate::state::VmDir;
 use crate::steps::Steps;
 use crate::types::TemplateName;
@@ -115,12 +115,19 @@ fn latest_install_job(text: &str, name: &str) -> Option<Job> {
 
 /// The job's opcodes, as `gnt-debug submit-job` reads them.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn opcodes(gnt: &Gnt, m: &Machine, t: &TemplateName, hash: &CryptHash, reinstall: bool, start: bool, caller: &str) -> Value {
+pub(super) fn opcodes(gnt: &Gnt, m: &Machine, t: &TemplateName, root: &RootLogin, reinstall: bool, start: bool, caller: &str) -> Value {
     let c = gnt.c;
     let n = &m.network;
     let ns: Vec<String> = n.nameservers().iter().map(|a| a.to_string()).collect();
-    let osparams = json!({"netmask": n.netmask().to_string(), "gateway": n.gateway().to_string(), "nameservers": ns.join(" ")});
-    let secret = json!({"root_hash": hash.expose()});
+    let mut osparams = json!({"netmask": n.netmask().to_string(), "gateway": n.gateway().to_string(), "nameservers": ns.join(" ")});
+    // Public keys are public: a plain OS parameter, always passed (see
+    // `join_keys`). Without a password the secret parameters are empty
+    // (the OS definition then locks root).
+    osparams["ssh_keys"] = Value::from(super::env::join_keys(root.keys()));
+    let secret = match root.password().hash() {
+        Some(hash) => json!({"root_hash": hash.expose()}),
+        None => json!({}),
+    };
     let os_type = format!("{}+{t}", c.os.0);
     let comment = format!("guest-installer: install {} for {caller}", m.name);
     let mut ops = Vec::new();

@@ -91,7 +91,7 @@ pub fn run_os(ctx: &Ctx, op: OsOp, stdin: &mut dyn Read) -> Result<Outcome> {
     match op {
         OsOp::Verify => {
             let p = env::verify(&vars).map_err(GanetiError::from)?;
-            let given: Vec<&str> = [("root_hash", p.root_hash.is_some()), ("netmask", p.netmask.is_some()), ("gateway", p.gateway.is_some()), ("nameservers", p.nameservers.is_some())]
+            let given: Vec<&str> = [("root_hash", p.root_hash.is_some()), ("netmask", p.netmask.is_some()), ("gateway", p.gateway.is_some()), ("nameservers", p.nameservers.is_some()), ("ssh_keys", p.ssh_keys.is_some())]
                 .into_iter()
                 .filter_map(|(n, g)| g.then_some(n))
                 .collect();

@@ -39,6 +39,7 @@ fn guestfs<'a>(config: &'a Config, disk: &'a Path, scratch: &'a Path) -> GuestFs
 /// line for Ganeti's OS log (no secret in it).
 pub fn create(config: &Config, c: &Create) -> Result<String, GanetiError> {
     let tpl = template::load(&config.templates_dir(), &c.variant)?;
+    template::require_identity_version(&tpl)?;
     let scratch = scratch_dir(config)?;
     let started = std::time::Instant::now();
     let method = clone::clone_onto(&tpl.root(), &c.disk).map_err(|e| {
@@ -51,7 +52,7 @@ pub fn create(config: &Config, c: &Create) -> Result<String, GanetiError> {
     let domain = c.instance.domain_or(&config.domain);
     let seed = template::render_seed_with_mac(
         &template::Identity {
-            guest: &Guest { hostname: &c.instance.host, domain, network: &c.network, root_hash: &c.root_hash },
+            guest: &Guest { hostname: &c.instance.host, domain, network: &c.network, root: &c.root },
             fs_uuid: &fs_uuid,
         },
         Some(c.mac),
@@ -63,7 +64,7 @@ pub fn create(config: &Config, c: &Create) -> Result<String, GanetiError> {
         return Err(e.into());
     }
     Ok(format!(
-        "{}: {} template {} onto {} ({}, {:.1} s); identity for {}.{} ({}/{}, MAC {}) written to {SEED_DIR}/{SEED_NAME}, applied at first boot\n",
+        "{}: {} template {} onto {} ({}, {:.1} s); identity for {}.{} ({}/{}, MAC {}; root login: {}) written to {SEED_DIR}/{SEED_NAME}, applied at first boot\n",
         if c.reinstall { "reinstalled" } else { "created" },
         if c.reinstall { "cloned again" } else { "cloned" },
         c.variant,
@@ -75,6 +76,7 @@ pub fn create(config: &Config, c: &Create) -> Result<String, GanetiError> {
         c.network.ip(),
         c.network.netmask().prefix_len(),
         c.mac,
+        c.root.describe(),
     ))
 }
 
@@ -93,7 +95,7 @@ pub fn rename(config: &Config, r: &Rename) -> Result<String, GanetiError> {
     fs.check_clean()?;
     let seed_path = format!("{SEED_DIR}/{SEED_NAME}");
     if fs.stat(DONE)?.is_none() {
-        if let Some(seed) = fs.read(&seed_path, MAX_SMALL_FILE)? {
+        if let Some(seed) = fs.read(&seed_path, template::SEED_BYTES as u64)? {
             let text = String::from_utf8(seed).map_err(|_| GanetiError::Guest("the identity seed is not text".into()))?;
             let new = renamed_seed(&text, &r.new.host, new_domain)?;
             fs.replace(SEED_DIR, 0o700, SEED_NAME, new.as_bytes(), 0o600)?;
@@ -109,9 +111,10 @@ pub fn rename(config: &Config, r: &Rename) -> Result<String, GanetiError> {
 }
 
 /// The seed with its host name and domain replaced; refused unless it is
-/// one of ours (its magic first line).
+/// one of ours (its magic first line, of either version: a clone made
+/// before version 2 may still await its first boot).
 fn renamed_seed(text: &str, host: &Hostname, domain: &DomainName) -> Result<String, GanetiError> {
-    if text.lines().next() != Some(template::SEED_MAGIC) {
+    if !matches!(text.lines().next(), Some(template::SEED_MAGIC | template::SEED_MAGIC_V1)) {
         return Err(GanetiError::Guest(format!("{SEED_DIR}/{SEED_NAME} is not an identity seed")));
     }
     let mut out = String::with_capacity(text.len());

@@ -27,6 +27,7 @@ use crate::lock;
 use crate::media::Media;
 use crate::progress::{self, Stage};
 use crate::registry::Machine;
+use crate::sshkey::Fingerprint;
 use crate::state::{self, Phase, VmDir, VmState};
 use crate::template::{self, clone};
 use crate::types::Boot;
@@ -86,16 +87,23 @@ impl Held<'_> {
     /// once, at the end the rules look at: a clone's identity line is near
     /// its start, an installer's stages near its end.
     pub fn observe(&self, st: &VmState) -> Result<Observation> {
+        Ok(self.observe_with_host_key(st)?.0)
+    }
+
+    /// [`Held::observe`], and the SSH host key a clone's identity unit
+    /// printed (read from the same head of its console).
+    fn observe_with_host_key(&self, st: &VmState) -> Result<(Observation, Option<Fingerprint>)> {
         let console = self.console_path();
         // Whether it runs first: a guest that stops between the two reads
         // has printed everything we read after.
         let running = self.running()?;
         Ok(if st.template.is_some() {
             let head = crate::console::head(&console);
-            Observation { running, console: head.is_some(), identity: head.as_deref().and_then(identity_outcome), stage: None }
+            let identity = head.as_deref().and_then(identity_outcome);
+            (Observation { running, console: head.is_some(), identity, stage: None }, head.as_deref().and_then(template::host_key_of))
         } else {
             let tail = crate::console::tail(&console);
-            Observation { running, console: tail.is_some(), identity: None, stage: tail.as_deref().and_then(progress::stage_of) }
+            (Observation { running, console: tail.is_some(), identity: None, stage: tail.as_deref().and_then(progress::stage_of) }, None)
         })
     }
 
@@ -105,7 +113,7 @@ impl Held<'_> {
     pub fn settle(&self) -> Result<Option<VmState>> {
         let Some(mut st) = self.load()? else { return Ok(None) };
         // A finished install is decided without looking at its guest.
-        let obs = if rules::observes(st.phase) { self.observe(&st)? } else { Observation::default() };
+        let (obs, host_key) = if rules::observes(st.phase) { self.observe_with_host_key(&st)? } else { Default::default() };
         let mut action = decide(&st, &obs, state::now(), self.config.timeouts.prepared_media_s);
         if action == Action::Installing {
             st.phase = Phase::Installing;
@@ -127,6 +135,9 @@ impl Held<'_> {
                 st.phase = Phase::Installed;
                 st.reason = reason;
                 st.finished_at = Some(state::now());
+                // Seen under the lock, on the console of the boot that
+                // applied the identity: kept for `status` after restarts.
+                st.ssh_host_key = host_key;
                 self.vmdir.save(&st)?;
             }
             Action::Failed { reason, wipe } => {

@@ -2,19 +2,29 @@
 //! validated values, and the guest side of it baked into every template.
 
 use crate::guest::Guest;
+use crate::secret::RootPassword;
 use std::io;
 
 /// The guest side of the identity seed, baked into every template.
 pub const IDENTITY_SCRIPT: &str = include_str!("gi-identity");
 pub const IDENTITY_UNIT: &str = include_str!("gi-identity.service");
-/// First line of a seed; the script refuses anything else.
-pub const SEED_MAGIC: &str = "guest-installer-identity 1";
+/// First line of a seed; the script refuses anything else. Version 2
+/// added how root logs in (`ssh_key`, `ssh_password`, `root_locked`): a
+/// template whose unit knows only version 1 refuses these seeds, so such a
+/// template is refused on the host (see [`IDENTITY_VERSION`]).
+pub const SEED_MAGIC: &str = "guest-installer-identity 2";
+/// The first line of a version-1 seed (what old templates' units take).
+pub const SEED_MAGIC_V1: &str = "guest-installer-identity 1";
+/// The seed version the identity unit baked into new templates takes; a
+/// template's manifest records it (`identity_version`, 1 when absent).
+pub const IDENTITY_VERSION: u32 = 2;
 /// What the identity unit prints on the console when done, or refusing.
 pub const APPLIED_LINE: &str = "gi-identity: applied";
 pub const REFUSED_LINE: &str = "gi-identity: REFUSED";
-/// The seed disk's size (the script reads at most 64 KiB of it).
-/// (64 KiB: the kernel's partition scan expects more than a few sectors.)
-const SEED_BYTES: usize = 64 * 1024;
+/// The seed disk's size (the script reads at most this much of it): room
+/// for 32 of the largest keys we accept. (At least 64 KiB: the kernel's
+/// partition scan expects more than a few sectors.)
+pub const SEED_BYTES: usize = 512 * 1024;
 
 /// What a clone's identity is made of: who the guest is (the values its
 /// preseed would get) and its root filesystem's new UUID.
@@ -48,8 +58,27 @@ pub fn render_seed_with_mac(id: &Identity, mac: Option<crate::types::Mac>) -> St
     if let Some(mac) = mac {
         s.push_str(&format!("mac={mac}\n"));
     }
-    s.push_str(&format!("root_hash={}\nfs_uuid={}\nend\n", id.guest.root_hash.expose(), id.fs_uuid));
+    let root = id.guest.root;
+    match root.password() {
+        RootPassword::Hash(h) => s.push_str(&format!("root_hash={}\n", h.expose())),
+        RootPassword::Locked => s.push_str("root_locked=yes\n"),
+    }
+    // Validated keys: one line each, no newline or quote can be in one.
+    for k in root.keys() {
+        s.push_str(&format!("ssh_key={}\n", k.line()));
+    }
+    s.push_str(&format!("ssh_password={}\n", if root.ssh_password() { "yes" } else { "no" }));
+    s.push_str(&format!("fs_uuid={}\nend\n", id.fs_uuid));
     s
+}
+
+/// The SSH host key fingerprint the identity unit printed (the first one:
+/// it comes before any login is possible) in a console log's head.
+pub fn host_key_of(head: &str) -> Option<crate::sshkey::Fingerprint> {
+    const LINE: &str = "gi-identity: ssh-host-key=";
+    let at = head.find(LINE)? + LINE.len();
+    let fp: String = head[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || "+/=:".contains(*c)).take(64).collect();
+    crate::sshkey::Fingerprint::parse(&fp).ok()
 }
 
 /// The seed disk's bytes: the text, zero-padded to a whole number of sectors.

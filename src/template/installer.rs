@@ -91,7 +91,9 @@ impl<'a> Installer<'a> {
         let config = self.held.config;
         let preseed_template = PreseedTemplate::read(config.preseed_template.path()).map_err(|e| TemplateError::Install(e.to_string()))?;
         let root_hash = CryptHash::random().map_err(|e| failed("cannot make a random root password", e))?;
-        let guest = Guest::of_machine(config, self.held.machine, &self.hostname, &root_hash);
+        // No key and no sshd drop-in: the seal locks root again anyway.
+        let root = crate::rootlogin::RootLogin::console_only(root_hash);
+        let guest = Guest::of_machine(config, self.held.machine, &self.hostname, &root);
         let text = preseed_template.render(&preseed::Values { guest: &guest, mirror: &config.mirror });
         let guard = Running { hv: self.held.hv.as_ref(), machine: self.held.machine, vmdir: &self.held.vmdir, done: false };
         steps.step(&format!("writing the install media for the build machine {}", self.held.machine.name));

@@ -25,7 +25,7 @@ pub(super) const MASKED: &[&str] = &[
     "systemd-networkd-wait-online.service",
 ];
 
-pub(super) const SEAL_VERSION: &str = "seal-3";
+pub(super) const SEAL_VERSION: &str = "seal-4";
 
 /// Refuses to go through a symlink inside the tree: `rel`'s directories
 /// (and `rel` itself if `whole`) must not be symlinks. A tree read back
@@ -115,6 +115,10 @@ pub fn seal(tree: &Path) -> Result<(), TemplateError> {
         }
     }
     write(tree, "etc/ssh/sshd_config.d/guest-installer.conf", "HostKey /etc/ssh/ssh_host_ed25519_key\n", 0o644)?;
+    // How root got into the build machine is not how it gets into a clone
+    // (each clone's seed says): no keys, no password login over SSH.
+    remove(tree, "root/.ssh/authorized_keys")?;
+    remove(tree, crate::rootlogin::SSHD_DROP_IN.trim_start_matches('/'))?;
     lock_root(tree)?;
     // Logs and caches.
     for dir in ["var/log", "var/cache/apt", "var/lib/apt/lists"] {

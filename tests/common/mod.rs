@@ -14,6 +14,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 pub mod golden;
+pub mod netns;
 pub mod reply;
 pub mod shared;
 pub mod steps;
@@ -255,7 +256,19 @@ impl Env {
     }
 
     pub fn run(&self, who: As, args: &[&str], stdin: &[u8]) -> Out {
-        let mut c = Command::new(bin());
+        self.run_prefixed(&[], who, args, stdin)
+    }
+
+    /// `run`, through `prefix` (e.g. `ip netns exec NS`: see netns.rs).
+    pub fn run_prefixed(&self, prefix: &[&str], who: As, args: &[&str], stdin: &[u8]) -> Out {
+        let mut c = match prefix.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(bin());
+                c
+            }
+            None => Command::new(bin()),
+        };
         c.args(args).env_clear().env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin").env("GUEST_INSTALLER_CONFIG", &self.config);
         match who {
             As::Remote(p) => {
