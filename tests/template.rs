@@ -432,6 +432,69 @@ fn clone_gets_an_xl_pv_config_that_xen_accepts_and_cancel_removes_it() {
     assert_wiped(&vol);
 }
 
+/// The SSH host key a clone's identity unit printed is recorded when its
+/// install is (under the machine's lock), and `status` keeps showing it
+/// after `stop` and `start`, when that boot's console is gone; a line the
+/// guest prints later changes nothing. (Under the xl stand-in, with the
+/// console log written by hand; tests/ssh_login.rs does it for real.)
+#[test]
+fn the_ssh_host_key_is_recorded_and_outlives_the_first_boots_console() {
+    let env = Env::new();
+    add_template(&env);
+    let vol = env.volume_qcow2("hk1");
+    env.machine_with("hk1", 4, None, &[&format!("disk={}", vol.display())]);
+    let human = env.run(As::Remote(OWNER), &["install", "hk1", "template=tpl"], PW_HASH.as_bytes()).ok().stdout.clone();
+    assert!(human.contains("\n  root login: password, over SSH and on the console (no SSH key installed)\n"), "{human}");
+    let console_log = env.root().join("console/guest-hk1.log");
+    let fp = "SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s";
+    fs::write(&console_log, format!("gi-identity: hostname=hk1\r\ngi-identity: ssh-host-key={fp}\r\ngi-identity: applied\r\nhk1 login: ")).unwrap();
+    let s = status(&env, "hk1");
+    assert_eq!((s["state"].as_str(), s["ssh_host_key"].as_str()), (Some("installed"), Some(fp)), "{s}");
+    let st: serde_json::Value = serde_json::from_slice(&fs::read(env.vm_file("hk1", "state.json")).unwrap()).unwrap();
+    assert_eq!(st["ssh_host_key"], fp, "{st}");
+    env.run(As::Remote(OWNER), &["stop", "hk1", "--force", "--json"], b"").ok();
+    // The next boot's console: no identity lines, and a guest that prints
+    // a host key of its own choosing.
+    fs::write(&console_log, "gi-identity: ssh-host-key=SHA256:AAAAztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s\r\nhk1 login: ").unwrap();
+    env.run(As::Remote(OWNER), &["start", "hk1", "--json"], b"").ok();
+    let s = status(&env, "hk1");
+    assert_eq!((s["running"].as_bool(), s["ssh_host_key"].as_str()), (Some(true), Some(fp)), "{s}");
+    let human = env.run(As::Remote(OWNER), &["status", "hk1"], b"").ok().stdout.clone();
+    assert!(human.contains(&format!("  ssh host key: {fp} (ed25519)\n")), "{human}");
+    // A new install forgets it until its own identity applies.
+    env.run(As::Remote(OWNER), &["stop", "hk1", "--force", "--json"], b"").ok();
+    env.run(As::Remote(OWNER), &["install", "hk1", "template=tpl", "--json"], PW_HASH.as_bytes()).ok();
+    assert_eq!(status(&env, "hk1")["ssh_host_key"], serde_json::Value::Null);
+    env.run(As::Remote(OWNER), &["cancel", "hk1", "--json"], b"").ok();
+}
+
+/// A template built before the identity seed said how root logs in has
+/// a first-boot unit that would refuse the seeds made now (its clones
+/// would power off): it is refused before anything is made, with what
+/// to do.
+#[test]
+fn a_template_with_the_old_identity_unit_is_refused_with_how_to_rebuild_it() {
+    let env = Env::new();
+    add_template(&env);
+    let dir = env.state.join("templates/tpl");
+    let mpath = dir.join("manifest.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&fs::read(&mpath).unwrap()).unwrap();
+    assert_eq!(m["identity_version"], template::IDENTITY_VERSION);
+    m.as_object_mut().unwrap().remove("identity_version");
+    fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    fs::remove_file(&mpath).unwrap();
+    fs::write(&mpath, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    let vol = env.volume_qcow2("old1");
+    env.machine_with("old1", 5, None, &[&format!("disk={}", vol.display())]);
+    let (before, vol_before) = (env.snapshot(), fs::read(&vol).unwrap());
+    let o = env.run(As::Remote(OWNER), &["install", "old1", "template=tpl", "--json"], PW_HASH.as_bytes());
+    assert_eq!(o.code, 1, "{o:?}");
+    let msg = o.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(msg.contains("guest-installer template build deb12 name="), "{msg}");
+    assert_same_tree(&before, &env.snapshot(), "a refused install changed the state dir");
+    assert!(fs::read(&vol).unwrap() == vol_before, "the volume was written to");
+}
+
 /// What a killed build leaves (a hidden build directory, with something
 /// still mounted in it as mmdebstrap's /proc would be) is unmounted and
 /// removed by the next build, without touching what was mounted.
