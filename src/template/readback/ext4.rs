@@ -28,6 +28,15 @@ pub enum FsError {
     TooManyEntries(u32),
 }
 
+/// How much one directory's listing may hold: entries, and bytes of
+/// names at `entry_cost` each besides the name itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub entries: u64,
+    pub bytes: u64,
+    pub entry_cost: u64,
+}
+
 pub(super) fn corrupt(what: impl Into<String>) -> FsError {
     FsError::Corrupt(what.into())
 }
@@ -282,15 +291,29 @@ impl<S: Source + ?Sized> Fs<S> {
         let file_blocks = inode.size.div_ceil(self.block_size);
         let mut out = Vec::new();
         let mut visited = 0usize;
-        // (node bytes, the depth its parent promised)
-        let mut stack: Vec<(Vec<u8>, Option<u16>)> = vec![(inode.block.to_vec(), None)];
-        while let Some((node, want_depth)) = stack.pop() {
+        // Nodes still to visit: the inode's own, or a child's block number
+        // with the depth its parent promised. A child is read only when it
+        // is visited, so one block is held at a time, not a whole level.
+        enum Node {
+            Root,
+            Block(u64, u16),
+        }
+        let mut stack = vec![Node::Root];
+        let mut block = vec![0u8; self.block_size as usize];
+        while let Some(next) = stack.pop() {
             visited += 1;
             if visited > max {
                 return Err(corrupt(format!("inode {} has more than {max} extents", inode.ino)));
             }
-            let (entries, depth) = (usize::from(u16_at(&node, 2)), u16_at(&node, 6));
-            if u16_at(&node, 0) != 0xF30A || 12 + entries * 12 > node.len() || entries > usize::from(u16_at(&node, 4)) {
+            let (node, want_depth): (&[u8], Option<u16>) = match next {
+                Node::Root => (&inode.block[..], None),
+                Node::Block(b, d) => {
+                    self.read_tree_block(b, &mut block)?;
+                    (&block[..], Some(d))
+                }
+            };
+            let (entries, depth) = (usize::from(u16_at(node, 2)), u16_at(node, 6));
+            if u16_at(node, 0) != 0xF30A || 12 + entries * 12 > node.len() || entries > usize::from(u16_at(node, 4)) {
                 return Err(corrupt(format!("a bad extent tree node in inode {}", inode.ino)));
             }
             if depth > MAX_EXTENT_DEPTH || want_depth.is_some_and(|d| d != depth) {
@@ -312,10 +335,11 @@ impl<S: Source + ?Sized> Fs<S> {
                     }
                     out.push(ext);
                 } else {
+                    if stack.len() >= max {
+                        return Err(corrupt(format!("inode {} has more than {max} extents", inode.ino)));
+                    }
                     let leaf = u64::from(u32_at(e, 4)) | u64::from(u16_at(e, 8)) << 32;
-                    let mut child = vec![0u8; self.block_size as usize];
-                    self.read_tree_block(leaf, &mut child)?;
-                    stack.push((child, Some(depth - 1)));
+                    stack.push(Node::Block(leaf, depth - 1));
                 }
             }
         }

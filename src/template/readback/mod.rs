@@ -27,7 +27,7 @@ mod tests;
 mod write;
 mod xattr;
 
-use ext4::{Extent, Fs, FsError, Inode, Kind, Source, ROOT_INODE};
+use ext4::{Extent, Fs, FsError, Inode, Kind, Limits, Source, ROOT_INODE};
 use std::collections::{HashMap, HashSet};
 use std::ffi::CString;
 use std::io;
@@ -45,14 +45,25 @@ pub struct Budget {
     pub bytes: u64,
     /// Names written (directories, files, symlinks, hard links).
     pub entries: u64,
+    /// How long the whole read-back may take.
+    pub time: std::time::Duration,
 }
 
 impl Default for Budget {
-    /// Far above a Debian install (about 60,000 names, a few GiB).
+    /// Far above a Debian install (about 60,000 names, a few GiB, well
+    /// under a minute).
     fn default() -> Self {
-        Budget { bytes: u64::MAX, entries: 4 << 20 }
+        Budget { bytes: u64::MAX, entries: 4 << 20, time: std::time::Duration::from_secs(1800) }
     }
 }
+
+/// Directory entries read but not yet written are held in memory, in every
+/// directory from the root down to the one being filled: their names and
+/// slots may take at most this much, however the directories nest (the
+/// entry budget alone would let each level of a deep chain hold it all).
+const MAX_HELD_BYTES: u64 = 128 << 20;
+/// What one held entry costs besides its name: its slot and allocation.
+const ENTRY_COST: u64 = 48;
 
 /// Deeper directories are refused (a Debian root is about 15 deep; each
 /// level holds one open descriptor).
@@ -86,9 +97,21 @@ pub struct Summary {
 pub fn extract<S: Source + ?Sized>(src: Box<S>, tree: &Path, cap: Budget) -> Result<Summary, ReadbackError> {
     let len = src.len();
     let fs = Fs::open(src)?;
-    let budget = Budget { bytes: cap.bytes.min(len), entries: cap.entries.min(u64::from(fs.inodes_count)) };
+    let budget = Budget { bytes: cap.bytes.min(len), entries: cap.entries.min(u64::from(fs.inodes_count)), time: cap.time };
+    let deadline = std::time::Instant::now() + cap.time;
     let root = write::create_root(tree).map_err(io_err(tree))?;
-    let r = Walk { fs: &fs, tree, budget, used: Summary::default(), links: HashMap::new(), dirs: HashSet::new() }.copy_tree(root);
+    let walk = Walk {
+        fs: &fs,
+        tree,
+        budget,
+        deadline,
+        used: Summary::default(),
+        pending: 0,
+        held_bytes: 0,
+        links: HashMap::new(),
+        dirs: HashSet::new(),
+    };
+    let r = walk.copy_tree(root);
     if r.is_err() {
         let _ = crate::fsutil::remove_tree(tree);
     }
@@ -101,13 +124,20 @@ struct Frame {
     /// Relative to the tree, "" for its root.
     rel: Vec<u8>,
     entries: std::vec::IntoIter<(Vec<u8>, u32)>,
+    /// What its entries were charged against `MAX_HELD_BYTES`.
+    held_bytes: u64,
 }
 
 struct Walk<'a, S: Source + ?Sized> {
     fs: &'a Fs<S>,
     tree: &'a Path,
     budget: Budget,
+    deadline: std::time::Instant,
     used: Summary,
+    /// Entries read in the directories on the stack and not yet written.
+    pending: u64,
+    /// Bytes the frames on the stack hold (see `MAX_HELD_BYTES`).
+    held_bytes: u64,
     /// First name written for each multiply-linked inode.
     links: HashMap<u32, Vec<u8>>,
     dirs: HashSet<u32>,
@@ -137,9 +167,12 @@ impl<S: Source + ?Sized> Walk<'_, S> {
             let Some(top) = stack.last_mut() else { break };
             let Some((name, ino)) = top.entries.next() else {
                 let done = stack.pop().expect("the stack is not empty");
+                self.held_bytes -= done.held_bytes;
                 self.finish(&done.fd, &done.inode, &done.rel)?;
                 continue;
             };
+            self.pending -= 1;
+            self.in_time()?;
             let rel = if top.rel.is_empty() { name.clone() } else { [&top.rel[..], b"/", &name].concat() };
             let child = self.fs.inode(ino)?;
             if top.rel.is_empty() && name == b"lost+found" && child.kind == Kind::Dir {
@@ -190,15 +223,35 @@ impl<S: Source + ?Sized> Walk<'_, S> {
         Ok(self.used)
     }
 
-    /// A directory about to be filled: its entries, checked.
-    fn frame(&self, inode: Inode, fd: OwnedFd, rel: Vec<u8>, parent: u32) -> Result<Frame, ReadbackError> {
-        let left = self.budget.entries.saturating_sub(self.used.entries) + 2;
+    /// A directory about to be filled: its entries, checked, and charged
+    /// to what the walk may hold (see `MAX_HELD_BYTES`).
+    fn frame(&mut self, inode: Inode, fd: OwnedFd, rel: Vec<u8>, parent: u32) -> Result<Frame, ReadbackError> {
+        let left = Limits {
+            entries: self.budget.entries.saturating_sub(self.used.entries + self.pending) + 2,
+            bytes: MAX_HELD_BYTES - self.held_bytes,
+            entry_cost: ENTRY_COST,
+        };
         let raw = self.fs.dir_entries(&inode, MAX_EXTENTS, left).map_err(|e| match e {
-            FsError::TooManyEntries(_) => ReadbackError::OverBudget(format!("directory /{} makes more than {} names", show(&rel), self.budget.entries)),
+            FsError::TooManyEntries(_) => ReadbackError::OverBudget(format!(
+                "directory /{} makes more than {} names, or more than {} MiB of names waiting to be written",
+                show(&rel),
+                self.budget.entries,
+                MAX_HELD_BYTES >> 20
+            )),
             e => e.into(),
         })?;
         let entries = check_names(raw, inode.ino, parent).map_err(|m| ReadbackError::Refused(format!("directory /{}: {m}", show(&rel))))?;
-        Ok(Frame { inode, fd, rel, entries: entries.into_iter() })
+        let held_bytes = entries.iter().map(|(n, _)| ENTRY_COST + n.len() as u64).sum();
+        self.pending += entries.len() as u64;
+        self.held_bytes += held_bytes;
+        Ok(Frame { inode, fd, rel, entries: entries.into_iter(), held_bytes })
+    }
+
+    fn in_time(&self) -> Result<(), ReadbackError> {
+        if std::time::Instant::now() > self.deadline {
+            return Err(ReadbackError::OverBudget(format!("the read-back took longer than {} s", self.budget.time.as_secs())));
+        }
+        Ok(())
     }
 
     fn charge(&mut self, bytes: u64) -> Result<(), ReadbackError> {
@@ -222,6 +275,7 @@ impl<S: Source + ?Sized> Walk<'_, S> {
             let (from, to) = (e.logical * bs, ((e.logical + e.len) * bs).min(inode.size));
             let mut at = from;
             while at < to {
+                self.in_time()?;
                 let n = (to - at).min(CHUNK);
                 buf.resize(n as usize, 0);
                 self.fs.read_data(e.start, at - from, &mut buf)?;
@@ -248,28 +302,31 @@ impl<S: Source + ?Sized> Walk<'_, S> {
 }
 
 /// A directory's entries without `.` and `..`, or why they are refused.
-fn check_names(raw: Vec<(Vec<u8>, u32)>, me: u32, parent: u32) -> Result<Vec<(Vec<u8>, u32)>, String> {
+/// (Names are compared in place: a directory of a million names is not
+/// copied to be checked.)
+fn check_names(mut raw: Vec<(Vec<u8>, u32)>, me: u32, parent: u32) -> Result<Vec<(Vec<u8>, u32)>, String> {
     let (mut dot, mut dotdot) = (false, false);
-    let mut seen = HashSet::new();
-    let mut out = Vec::with_capacity(raw.len());
-    for (name, ino) in raw {
-        match &name[..] {
-            b"." if !dot && ino == me => dot = true,
-            b".." if !dotdot && ino == parent => dotdot = true,
-            b"." | b".." => return Err(format!("an entry {} that is not what the name means (inode {ino})", show(&name))),
-            n if n.iter().any(|b| matches!(b, b'/' | 0 | b'\n')) => {
-                return Err(format!("an entry name holding '/', NUL or a newline: \"{}\"", show(n)))
-            }
-            _ => {
-                if !seen.insert(name.clone()) {
-                    return Err(format!("two entries named \"{}\"", show(&name)));
+    {
+        let mut seen: HashSet<&[u8]> = HashSet::with_capacity(raw.len());
+        for (name, ino) in &raw {
+            match &name[..] {
+                b"." if !dot && *ino == me => dot = true,
+                b".." if !dotdot && *ino == parent => dotdot = true,
+                b"." | b".." => return Err(format!("an entry {} that is not what the name means (inode {ino})", show(name))),
+                n if n.iter().any(|b| matches!(b, b'/' | 0 | b'\n')) => {
+                    return Err(format!("an entry name holding '/', NUL or a newline: \"{}\"", show(n)))
                 }
-                out.push((name, ino));
+                n => {
+                    if !seen.insert(n) {
+                        return Err(format!("two entries named \"{}\"", show(n)));
+                    }
+                }
             }
         }
     }
     if !(dot && dotdot) {
         return Err("no \".\" or \"..\" entry".into());
     }
-    Ok(out)
+    raw.retain(|(n, _)| n != b"." && n != b"..");
+    Ok(raw)
 }

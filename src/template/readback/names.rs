@@ -2,13 +2,14 @@
 //! targets, read from blocks the guest wrote, every record checked
 //! against its block before its name is taken.
 
-use super::ext4::{corrupt, u16_at, u32_at, Fs, FsError, Inode, Source, EXTENTS_FL};
+use super::ext4::{corrupt, u16_at, u32_at, Fs, FsError, Inode, Limits, Source, EXTENTS_FL};
 
 impl<S: Source + ?Sized> Fs<S> {
     /// The entries of a directory: (name, inode), in on-disk order. Names
     /// are raw bytes, unchecked (the caller decides what a name may be).
-    pub fn dir_entries(&self, dir: &Inode, max_extents: usize, max_entries: u64) -> Result<Vec<(Vec<u8>, u32)>, FsError> {
+    pub fn dir_entries(&self, dir: &Inode, max_extents: usize, limits: Limits) -> Result<Vec<(Vec<u8>, u32)>, FsError> {
         let mut out = Vec::new();
+        let mut bytes = 0u64;
         let bs = self.block_size as usize;
         let mut block = vec![0u8; bs];
         for e in self.extents(dir, max_extents)? {
@@ -31,7 +32,8 @@ impl<S: Source + ?Sized> Fs<S> {
                         if name_len == 0 || 8 + name_len > rec {
                             return Err(corrupt(format!("a bad directory entry name in inode {}", dir.ino)));
                         }
-                        if out.len() as u64 >= max_entries {
+                        bytes += limits.entry_cost + name_len as u64;
+                        if out.len() as u64 >= limits.entries || bytes > limits.bytes {
                             return Err(FsError::TooManyEntries(dir.ino));
                         }
                         out.push((block[pos + 8..pos + 8 + name_len].to_vec(), ino));

@@ -6,7 +6,7 @@ use super::*;
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -194,6 +194,10 @@ fn budgets_refuse_and_leave_nothing() {
     let e = extract(image(&img), &out, Budget { bytes: 1 << 20, ..Budget::default() }).unwrap_err();
     assert!(matches!(e, ReadbackError::OverBudget(_)), "{e}");
     assert!(!out.exists());
+    // Out of time: refused the same way.
+    let e = extract(image(&img), &out, Budget { time: std::time::Duration::ZERO, ..Budget::default() }).unwrap_err();
+    assert!(e.to_string().contains("took longer than"), "{e}");
+    assert!(!out.exists());
     // An existing tree is never written into.
     fs::create_dir(&out).unwrap();
     assert!(matches!(extract(image(&img), &out, Budget::default()), Err(ReadbackError::Io(_))));
@@ -341,4 +345,243 @@ fn a_million_empty_files() {
     let e = extract(image(&img), &d2.path().join("out"), Budget::default()).unwrap_err();
     assert!(matches!(e, ReadbackError::OverBudget(_)), "{e}");
     assert!(!d2.path().join("out").exists());
+}
+
+/// What `debugfs -R "stat PATH"` says of a path: its inode and the physical
+/// block of each logical one.
+fn blocks_of(img: &Path, path: &str) -> (u32, Vec<u64>) {
+    let s = String::from_utf8(Command::new("debugfs").args(["-R", &format!("stat {path}")]).arg(img).output().unwrap().stdout).unwrap();
+    let ino = s.split("Inode: ").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    let mut phys = Vec::new();
+    if let Some(ext) = s.split("EXTENTS:").nth(1) {
+        for run in ext.split(", ").map(str::trim).filter(|r| !r.is_empty() && !r.starts_with("(ETB")) {
+            let (l, p) = run.split_once("):").unwrap();
+            let l = l.trim_start_matches('(');
+            let (l0, l1) = l.split_once('-').unwrap_or((l, l));
+            let (l0, l1): (u64, u64) = (l0.parse().unwrap(), l1.parse().unwrap());
+            let p0: u64 = p.split('-').next().unwrap().trim().parse().unwrap();
+            phys.extend((0..=l1 - l0).map(|i| p0 + i));
+        }
+    }
+    (ino, phys)
+}
+
+/// Where `debugfs` says inode `path` lies, in bytes from the start.
+fn inode_at(img: &Path, path: &str) -> u64 {
+    inode_at_bs(img, path, 4096)
+}
+
+fn inode_at_bs(img: &Path, path: &str, block_size: u64) -> u64 {
+    let out = String::from_utf8(Command::new("debugfs").args(["-R", &format!("imap {path}")]).arg(img).output().unwrap().stdout).unwrap();
+    let blk: u64 = out.split("located at block ").nth(1).unwrap().split(',').next().unwrap().parse().unwrap();
+    let off = u64::from_str_radix(out.split("offset 0x").nth(1).unwrap().trim(), 16).unwrap();
+    blk * block_size + off
+}
+
+/// A 4 KiB directory block of `recs` (each record as long as its name
+/// needs; the last one takes the rest of the block).
+fn dir_block(recs: &[(&[u8], u32)]) -> Vec<u8> {
+    let mut block = vec![0u8; 4096];
+    let mut at = 0;
+    for (k, (name, ino)) in recs.iter().enumerate() {
+        let len = (8 + name.len()).next_multiple_of(4);
+        let rec = if k + 1 == recs.len() { 4096 - at } else { len };
+        block[at..at + 4].copy_from_slice(&ino.to_le_bytes());
+        block[at + 4..at + 6].copy_from_slice(&(rec as u16).to_le_bytes());
+        block[at + 6] = name.len() as u8;
+        block[at + 7] = 2;
+        block[at + 8..at + 8 + name.len()].copy_from_slice(name);
+        at += len;
+    }
+    assert!(at <= 4096);
+    block
+}
+
+/// A chain of `levels` directories, each holding `per_level` names of
+/// `name_len` bytes (all of one empty file) and the next directory,
+/// crafted in place: the levels' own first blocks differ, the blocks of
+/// names are one run that every level's extents share (so the image stays
+/// small however deep the chain). The superblock then claims 2^20 inodes
+/// (32,768 a group), so the entry budget alone would let a million names
+/// wait in memory.
+fn chain_of_names(dir: &Path, levels: usize, per_level: usize, name_len: usize) -> PathBuf {
+    let src = dir.join("chain-src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("target"), b"").unwrap();
+    let per_block = 4096 / (8 + name_len).next_multiple_of(4);
+    let shared_blocks = per_level.div_ceil(per_block);
+    fs::write(src.join("shared"), vec![0xffu8; shared_blocks * 4096]).unwrap();
+    for k in 0..levels {
+        fs::write(src.join(format!("l{k:03}")), vec![0xffu8; 4096]).unwrap();
+    }
+    let img = dir.join("chain.img");
+    mkfs(&src, &img, "4G", &["-b", "4096", "-I", "128", "-N", "65536", "-O", "^metadata_csum,^dir_index,^resize_inode"]);
+    let f = fs::OpenOptions::new().read(true).write(true).open(&img).unwrap();
+    // Everything debugfs tells first: it reads the geometry patched below
+    // as the inconsistency it is. (The inodes used all lie in group 0, where
+    // both geometries put them alike.)
+    let locations: Vec<u64> = (0..levels).map(|k| inode_at(&img, &format!("/l{k:03}"))).collect();
+    let (target, _) = blocks_of(&img, "/target");
+    let (_, shared) = blocks_of(&img, "/shared");
+    assert!(shared.windows(2).all(|w| w[1] == w[0] + 1), "the shared names are not one run");
+    // The shared blocks: names that all name the empty file.
+    let names: Vec<Vec<u8>> = (0..per_level).map(|i| format!("f{i:0width$}", width = name_len - 1).into_bytes()).collect();
+    for (b, chunk) in names.chunks(per_block).enumerate() {
+        let recs: Vec<(&[u8], u32)> = chunk.iter().map(|n| (&n[..], target)).collect();
+        f.write_all_at(&dir_block(&recs), shared[b] * 4096).unwrap();
+    }
+    let level: Vec<(u32, u64)> = (0..levels)
+        .map(|k| {
+            let (ino, b) = blocks_of(&img, &format!("/l{k:03}"));
+            (ino, b[0])
+        })
+        .collect();
+    // The root names only the first level.
+    let (_, root_blocks) = blocks_of(&img, "/");
+    let mut root = vec![0u8; 4096];
+    f.read_exact_at(&mut root, root_blocks[0] * 4096).unwrap();
+    let mut pos = 0;
+    while pos < 4096 {
+        let rec = usize::from(u16::from_le_bytes([root[pos + 4], root[pos + 5]]));
+        let name = &root[pos + 8..pos + 8 + usize::from(root[pos + 6])];
+        if name.starts_with(b"l") && name != b"l000" || name == b"shared" {
+            root[pos..pos + 4].copy_from_slice(&0u32.to_le_bytes());
+        }
+        pos += rec;
+    }
+    f.write_all_at(&root, root_blocks[0] * 4096).unwrap();
+    let mut sb = [0u8; 1024];
+    f.read_exact_at(&mut sb, 1024).unwrap();
+    let groups = u32::from_le_bytes(sb[0..4].try_into().unwrap()) / u32::from_le_bytes(sb[40..44].try_into().unwrap());
+    assert_eq!(groups, 32);
+    f.write_all_at(&(groups * 32768).to_le_bytes(), 1024).unwrap();
+    f.write_all_at(&32768u32.to_le_bytes(), 1024 + 40).unwrap();
+    for k in 0..levels {
+        let (ino, own) = level[k];
+        let parent = if k == 0 { 2 } else { level[k - 1].0 };
+        let mut recs: Vec<(&[u8], u32)> = vec![(b".", ino), (b"..", parent)];
+        if k + 1 < levels {
+            recs.push((b"d", level[k + 1].0));
+        }
+        f.write_all_at(&dir_block(&recs), own * 4096).unwrap();
+        // The inode: a directory whose extents are its own block, then the
+        // shared names.
+        let at = locations[k];
+        let mut i_block = [0u8; 60];
+        i_block[0..2].copy_from_slice(&0xF30Au16.to_le_bytes());
+        i_block[2..4].copy_from_slice(&2u16.to_le_bytes());
+        i_block[4..6].copy_from_slice(&4u16.to_le_bytes());
+        let ext = |at: usize, logical: u32, len: u16, start: u64, b: &mut [u8; 60]| {
+            b[at..at + 4].copy_from_slice(&logical.to_le_bytes());
+            b[at + 4..at + 6].copy_from_slice(&len.to_le_bytes());
+            b[at + 6..at + 8].copy_from_slice(&((start >> 32) as u16).to_le_bytes());
+            b[at + 8..at + 12].copy_from_slice(&(start as u32).to_le_bytes());
+        };
+        ext(12, 0, 1, own, &mut i_block);
+        ext(24, 1, shared_blocks as u16, shared[0], &mut i_block);
+        f.write_all_at(&0o40755u16.to_le_bytes(), at).unwrap();
+        f.write_all_at(&(((1 + shared_blocks) * 4096) as u32).to_le_bytes(), at + 4).unwrap();
+        f.write_all_at(&2u16.to_le_bytes(), at + 26).unwrap();
+        f.write_all_at(&i_block, at + 40).unwrap();
+    }
+    img
+}
+
+/// The peak memory (VmHWM, KiB) of reading back `img` in a child process
+/// (this test binary, running `readback_child`), and what it said.
+fn read_back_in_a_child(img: &Path, out: &Path) -> (u64, String) {
+    let o = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "template::readback::tests::readback_child", "--nocapture", "--test-threads=1"])
+        .env("GI_READBACK_CHILD", format!("{}\n{}", img.display(), out.display()))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+    let hwm = text.split("CHILD-VMHWM ").nth(1).and_then(|s| s.split_whitespace().next()).and_then(|s| s.parse().ok());
+    (hwm.unwrap_or_else(|| panic!("the child said no VmHWM:\n{text}")), text)
+}
+
+/// Not a test of its own: the child side of `read_back_in_a_child`.
+#[test]
+fn readback_child() {
+    let Ok(args) = std::env::var("GI_READBACK_CHILD") else { return };
+    let (img, out) = args.split_once('\n').unwrap();
+    let r = extract(image(Path::new(img)), Path::new(out), Budget::default());
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    let hwm = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).unwrap().trim().trim_end_matches(" kB").to_owned();
+    println!("CHILD-RESULT {r:?}");
+    println!("CHILD-VMHWM {hwm}");
+}
+
+/// A chain of 32 directories of 200,000 names (250 bytes each) each, in a
+/// filesystem that claims a million inodes: what waits to be written in every
+/// level is bounded together, not level by level, so the read-back fails
+/// cleanly well under 256 MiB (it took +404 MiB when each level could
+/// hold the whole entry budget).
+#[test]
+fn a_deep_chain_of_big_directories_stays_within_a_fixed_peak() {
+    let d = tempfile::tempdir().unwrap();
+    let img = chain_of_names(d.path(), 32, 200_000, 250);
+    let out = d.path().join("out");
+    let (hwm_kib, said) = read_back_in_a_child(&img, &out);
+    eprintln!("BENCH deep chain read-back peak: {} MiB", hwm_kib >> 10);
+    assert!(said.contains("CHILD-RESULT Err(OverBudget("), "{said}");
+    assert!(said.contains("MiB of names waiting to be written"), "{said}");
+    assert!(hwm_kib < 256 << 10, "peak {} MiB", hwm_kib >> 10);
+    assert!(!out.exists(), "a refused read-back left its tree");
+}
+
+/// One file whose extent tree (64 KiB blocks) has 4 index entries naming
+/// one index block of 5,460 entries that all name one leaf of 5,460
+/// extents: a tree of 119 million extents in three blocks. Each node is
+/// read when it is visited, so the read-back holds one block at a time and
+/// fails on the extent bound; reading a node's children before descending
+/// held every child block at once (about the filesystem's size).
+#[test]
+fn a_fanned_out_extent_tree_is_read_one_block_at_a_time() {
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("big"), vec![0xffu8; 65536]).unwrap();
+    fs::write(src.join("idx"), vec![0xffu8; 2 * 65536]).unwrap();
+    let img = d.path().join("fan.img");
+    mkfs(&src, &img, "2G", &["-b", "65536", "-O", "^metadata_csum"]);
+    let (_, data) = blocks_of(&img, "/big");
+    let (_, idx) = blocks_of(&img, "/idx");
+    let at = inode_at_bs(&img, "/big", 65536);
+    let f = fs::OpenOptions::new().write(true).open(&img).unwrap();
+    let header = |entries: u16, max: u16, depth: u16| {
+        let mut h = Vec::with_capacity(12);
+        for v in [0xF30Au16, entries, max, depth, 0, 0] {
+            h.extend_from_slice(&v.to_le_bytes());
+        }
+        h
+    };
+    let n = 5460u16;
+    let mut index = header(n, 5461, 1);
+    let mut leaf = header(n, 5461, 0);
+    for j in 0..u32::from(n) {
+        index.extend_from_slice(&j.to_le_bytes());
+        index.extend_from_slice(&(idx[1] as u32).to_le_bytes());
+        index.extend_from_slice(&[0u8; 4]);
+        leaf.extend_from_slice(&j.to_le_bytes());
+        leaf.extend_from_slice(&1u16.to_le_bytes());
+        leaf.extend_from_slice(&0u16.to_le_bytes());
+        leaf.extend_from_slice(&(data[0] as u32).to_le_bytes());
+    }
+    f.write_all_at(&index, idx[0] * 65536).unwrap();
+    f.write_all_at(&leaf, idx[1] * 65536).unwrap();
+    let mut root = header(4, 4, 2);
+    for j in 0..4u32 {
+        root.extend_from_slice(&j.to_le_bytes());
+        root.extend_from_slice(&(idx[0] as u32).to_le_bytes());
+        root.extend_from_slice(&[0u8; 4]);
+    }
+    f.write_all_at(&root, at + 40).unwrap();
+    f.write_all_at(&(1u32 << 30).to_le_bytes(), at + 4).unwrap();
+    let out = d.path().join("out");
+    let (hwm_kib, said) = read_back_in_a_child(&img, &out);
+    eprintln!("BENCH fanned-out extent tree read-back peak: {} MiB", hwm_kib >> 10);
+    assert!(said.contains("CHILD-RESULT Err(Fs(Corrupt("), "{said}");
+    assert!(hwm_kib < 128 << 10, "peak {} MiB", hwm_kib >> 10);
+    assert!(!out.exists(), "a refused read-back left its tree");
 }
