@@ -280,3 +280,32 @@ impl Rng {
         self.0 % n
     }
 }
+
+/// xenconsoled's log outlives a machine: a machine removed and added again
+/// under the same name (for another owner) must not show the new owner the
+/// old one's console, nor may an install prepared with --no-start show an
+/// earlier run's.
+#[test]
+fn a_new_machine_of_an_old_name_never_sees_the_old_console() {
+    let env = Env::new();
+    env.import("bookworm", false);
+    env.machine("web1", 1, Some("bookworm"));
+    env.run(As::Remote(OWNER), &["install", "web1", "--json"], PW_HASH.as_bytes()).ok();
+    fs::write(xl_console(&env, "web1"), "root@web1:~# cat /root/old-owners-secret\r\nhunter2-of-the-old-owner\r\n").unwrap();
+    assert!(status(&env, "web1")["console_tail"].as_str().unwrap().contains("old-owner"));
+    env.run(As::Remote(OWNER), &["cancel", "web1"], b"").ok();
+    // A reinstall prepared but not started: its status has no console yet.
+    env.run(As::Remote(OWNER), &["install", "web1", "--no-start", "--json"], PW_HASH.as_bytes()).ok();
+    let s = status(&env, "web1");
+    assert_eq!(s["state"], "prepared");
+    assert_eq!(s["console_tail"], serde_json::Value::Null, "{s}");
+    // Removed, then added again for someone else.
+    env.run(As::Remote(OWNER), &["cancel", "web1"], b"").ok();
+    env.run(As::Root, &["machine", "remove", "web1"], b"").ok();
+    assert!(!xl_console(&env, "web1").exists(), "the old console log is still there");
+    assert!(!xl_console(&env, "web1").with_extension("log.old").exists());
+    env.machine("web1", 1, Some("bookworm"));
+    env.run(As::Remote(OWNER), &["install", "web1", "--json"], PW_HASH.as_bytes()).ok();
+    let s = status(&env, "web1");
+    assert!(!s.to_string().contains("old-owner"), "{s}");
+}

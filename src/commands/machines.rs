@@ -111,7 +111,8 @@ pub fn remove(ctx: &Ctx, vm: &VmName, purge_volume: bool) -> Result<Outcome> {
     if purge_volume && m.volume != Origin::Pool {
         return Err(VolumeError::Imported(vm.clone()).into());
     }
-    if hypervisor::for_config(ctx.config)?.is_running(vm, &vmdir)? {
+    let hv = hypervisor::for_config(ctx.config)?;
+    if hv.is_running(vm, &vmdir)? {
         return Err(Error::busy(format!("machine {vm} is running; stop it (or cancel its install) first")));
     }
     // The volume goes first: if it cannot be removed, the machine stays
@@ -119,6 +120,9 @@ pub fn remove(ctx: &Ctx, vm: &VmName, purge_volume: bool) -> Result<Outcome> {
     if let Some(pool) = pool {
         pool.remove(vm, &m.disk, ctx.config.timeouts.tool(), ctx.config.state_dir.path())?;
     }
+    // The next machine of this name (another owner's, perhaps) starts with
+    // no console of this one.
+    hv.forget(vm)?;
     reg.remove(vm)?;
     match std::fs::remove_dir_all(&vmdir.dir) {
         Ok(()) => {}

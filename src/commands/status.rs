@@ -47,8 +47,10 @@ pub fn status(ctx: &Ctx, vm: &VmName) -> Result<Outcome> {
     let running = hv.is_running(vm, &vmdir)?;
     let console = hv.console_log(vm, &vmdir);
     // The log is read once, from its end, for all that is shown of it (it
-    // may be megabytes).
-    let tail = console::tail(&console);
+    // may be megabytes); and only once this install has started a guest:
+    // before that, what it holds is an earlier run's (the xl driver moves
+    // it aside only when it starts the next).
+    let tail = st.started_at.and_then(|_| console::tail(&console));
     let console_tail = tail.as_deref().and_then(console::last_line_of);
     let stage = tail.as_deref().and_then(progress::stage_of);
     let elapsed = st.started_at.map(|s| st.finished_at.unwrap_or_else(state::now).saturating_sub(s));

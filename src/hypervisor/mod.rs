@@ -85,6 +85,12 @@ pub trait Hypervisor {
     /// Attaches to the running guest's serial console, for one
     /// interactive session (the console door); it ends when the guest stops.
     fn attach_console(&self, name: &VmName, vm: &VmDir) -> Result<attach::Attached, HvError>;
+    /// Removes what the driver keeps of a machine outside its directory
+    /// (which `machine remove` removes), so that a new machine of the
+    /// same name never shows its new owner the old one's console.
+    fn forget(&self, _name: &VmName) -> Result<(), HvError> {
+        Ok(())
+    }
 }
 
 pub fn for_config(config: &Config) -> Result<Box<dyn Hypervisor>, HvError> {

@@ -192,6 +192,15 @@ impl Hypervisor for Xl {
         self.console_dir.join(format!("guest-{name}.log"))
     }
 
+    /// xenconsoled's logs of the guest (this install's and the last).
+    fn forget(&self, name: &VmName) -> Result<(), HvError> {
+        let log = self.console_dir.join(format!("guest-{name}.log"));
+        for p in [log.with_extension("log.old"), log] {
+            crate::fsutil::remove_if_exists(&p).map_err(io_err(&p))?;
+        }
+        Ok(())
+    }
+
     /// `xl console NAME` on a pseudo-terminal: its default console is the
     /// right one for both kinds (the PV console of PV guests, the emulated
     /// serial port of HVM guests). It exits when the domain goes away, so
