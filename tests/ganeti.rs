@@ -563,6 +563,16 @@ fn front_door(env: &Env) {
     assert_eq!(s["running"], true, "{s}");
     let o = realm.remctl(OWNER, &["guest", "start", "web1", "--json"]);
     assert_eq!(o.code, 5, "{o:?}");
+    // An instance of the machine's name without our tag is not this
+    // machine: it is never powered (nor reinstalled) on the owner's word.
+    must(&["gnt-instance", "remove-tags", instance, "guest-installer:web1"]);
+    for verb in ["stop", "reboot", "install"] {
+        let o = realm.remctl(OWNER, &["guest", verb, "web1", "--json", PASSWORD][..if verb == "install" { 5 } else { 4 }]);
+        assert_eq!(o.code, 1, "{verb}: {o:?}");
+        assert!(o.stdout.contains("not ours to manage"), "{verb}: {o:?}");
+    }
+    assert!(must(&["gnt-instance", "list", "--no-headers", "-o", "oper_state", instance]).stdout.contains('Y'), "it was stopped");
+    must(&["gnt-instance", "add-tags", instance, "guest-installer:web1"]);
     // Install again: the running instance is stopped and reinstalled.
     let o = realm.remctl(OWNER, &["guest", "install", "web1", "--no-start", "--json", "another password"]);
     let j = o.ok().json();

@@ -60,6 +60,20 @@ fn ours(c: &ClusterConfig, i: &Instance) -> Option<TemplateName> {
     i.os.strip_prefix(&format!("{}+", c.os.0)).and_then(|v| TemplateName::parse(v).ok())
 }
 
+/// An instance of the machine's name is this machine only if it runs our
+/// OS and carries the tag our create gave it: a cluster's other instances
+/// (someone's `VM.DOMAIN` made by hand) are never ours to power or reinstall.
+fn ours_for(gnt: &Gnt, i: &Instance, vm: &VmName) -> Result<TemplateName> {
+    let tag = format!("guest-installer:{vm}");
+    match ours(gnt.c, i) {
+        Some(t) if i.tags.contains(&tag) => Ok(t),
+        _ => Err(Error::failed(format!(
+            "Ganeti instance {} is not this machine's (OS {}, not {}+TEMPLATE, or no tag {tag}): it is not ours to manage; ask an admin",
+            gnt.name, i.os, gnt.c.os.0
+        ))),
+    }
+}
+
 /// An install's flags: `--no-start`, `keys=none`.
 #[derive(Debug, Clone, Copy)]
 struct How {
@@ -103,12 +117,7 @@ fn install(
     }
     let existing = gnt.instance()?;
     if let Some(i) = &existing {
-        if ours(gnt.c, i).is_none() {
-            return Err(Error::failed(format!(
-                "Ganeti instance {} exists with OS {}, not {}+TEMPLATE: it is not ours to reinstall; ask an admin",
-                gnt.name, i.os, gnt.c.os.0
-            )));
-        }
+        ours_for(gnt, i, vm)?;
         if i.running {
             steps.step(&format!("stopping Ganeti instance {}", gnt.name));
             let t = config.timeouts.stop_s.to_string();
@@ -237,6 +246,7 @@ fn power(ctx: &Ctx, gnt: &Gnt, m: &Machine, what: Power) -> Result<Outcome> {
     let Some(inst) = gnt.instance()? else {
         return Err(Error::invalid(format!("nothing is installed on machine {vm}; install it first")));
     };
+    ours_for(gnt, &inst, vm)?;
     let stop = ctx.config.timeouts.stop_s.to_string();
     let limit = gnt.c.command() + ctx.config.timeouts.stop();
     let (args, action, running): (Vec<&str>, &str, bool) = match what {

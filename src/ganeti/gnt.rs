@@ -29,6 +29,8 @@ pub(super) struct Instance {
     pub os: String,
     pub running: bool,
     pub status: String,
+    /// Its tags (ours is `guest-installer:VM`).
+    pub tags: Vec<String>,
 }
 
 /// One install job (create or reinstall) of an instance.
@@ -61,16 +63,17 @@ impl Gnt<'_> {
         let filter = format!("name =~ m/^{}$/", self.name.replace('.', "\\."));
         let o = exec::run(
             self.c.gnt_instance.path(),
-            &["list", "--no-headers", "--separator=|", "-o", "name,os,oper_state,status", "-F", &filter],
+            &["list", "--no-headers", "--separator=|", "-o", "name,os,oper_state,status,tags", "-F", &filter],
             self.c.command(),
         )
         .map_err(gnt_error)?;
         let Some(line) = o.stdout.lines().find(|l| l.split('|').next() == Some(self.name.as_str())) else { return Ok(None) };
         let f: Vec<&str> = line.split('|').collect();
-        if f.len() != 4 {
+        if f.len() != 5 {
             return Err(Error::failed(format!("gnt-instance list gave an unexpected line for {}", self.name)));
         }
-        Ok(Some(Instance { os: f[1].to_owned(), running: f[2] == "Y", status: f[3].to_owned() }))
+        let tags = f[4].split(',').filter(|t| !t.is_empty()).map(str::to_owned).collect();
+        Ok(Some(Instance { os: f[1].to_owned(), running: f[2] == "Y", status: f[3].to_owned(), tags }))
     }
 
     /// The latest create or reinstall job of the instance still in the queue.
