@@ -43,6 +43,13 @@ if ! getent passwd guest-installer-qemu >/dev/null; then
     adduser --system --group --no-create-home --home /nonexistent guest-installer-qemu
 fi
 
+# Xen runs guests' device models as this user (the package's postinst
+# creates it on real hosts; the xl driver refuses to start guests without
+# it, as Xen would run them as root).
+if ! getent passwd xen-qemuuser-shared >/dev/null; then
+    adduser --system --group --no-create-home --home /nonexistent xen-qemuuser-shared
+fi
+
 # The linux-image package whose version matches the installer kernel (read
 # from the bzImage header); the busybox "installer" of the boot tests runs
 # that kernel with its own modules. Any installed kernel works as a fallback.

@@ -256,8 +256,9 @@ fn bridged_guests_get_a_tap_in_the_bridge_that_goes_with_them() {
 
 #[test]
 fn xl_device_model_user_is_written_and_accepted_by_xens_parser() {
+    // By default: Xen's shared device-model user (setup.sh makes it, as the
+    // package's postinst does).
     let env = Env::new();
-    hypervisor_keys(&env, "device_model_user = \"xen-qemuuser-shared\"");
     env.import("bookworm", false);
     for (vm, n, extra) in [("xlhvm", 7, None), ("xlpv", 8, Some("boot=pv-initrd"))] {
         env.machine_with(vm, n, Some("bookworm"), extra.as_slice());
@@ -269,8 +270,20 @@ fn xl_device_model_user_is_written_and_accepted_by_xens_parser() {
         assert!(json.contains("\"device_model_user\": \"xen-qemuuser-shared\""), "{vm}: {json}");
         assert!(json.contains("\"dm_restrict\": \"True\""), "{vm}: {json}");
     }
-    // Unset: neither key.
+    // A user that does not exist: Xen would run the emulator as root, so
+    // nothing is started, and the message says how to fix it.
     let env = Env::new();
+    hypervisor_keys(&env, "device_model_user = \"gi-no-such-user\"");
+    env.import("bookworm", false);
+    env.machine("xlnouser", 9, Some("bookworm"));
+    let o = env.run(As::Remote(OWNER), &["install", "xlnouser", "--json"], PW_HASH.as_bytes());
+    assert_eq!(o.code, 1, "{o:?}");
+    let msg = o.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(msg.contains("gi-no-such-user does not exist") && msg.contains("device_model_root = true"), "{msg}");
+    assert!(!env.xl_running("xlnouser"));
+    // Root only when the admin says so: neither key.
+    let env = Env::new();
+    hypervisor_keys(&env, "device_model_root = true");
     env.import("bookworm", false);
     env.machine("xlplain", 9, Some("bookworm"));
     env.run(As::Remote(OWNER), &["install", "xlplain", "--no-start"], PW_HASH.as_bytes()).ok();

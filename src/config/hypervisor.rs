@@ -47,9 +47,22 @@ pub struct Hypervisor {
     /// first half and its latest output.
     #[serde(default = "default_console_log_max_mib")]
     pub console_log_max_mib: ConsoleLogMax,
-    /// xl: run the device model as this user, with `dm_restrict`.
+    /// xl: run the device model as this user, with `dm_restrict` (Xen's
+    /// shared user by default; the package makes it).
+    #[serde(default = "default_device_model_user")]
+    pub device_model_user: UserName,
+    /// xl: leave the device model to Xen's own default, which is root:
+    /// only when the admin says so.
     #[serde(default)]
-    pub device_model_user: Option<UserName>,
+    pub device_model_root: bool,
+}
+
+/// Xen's documented name for one device-model user shared by all domains
+/// (its qemu-deprivilege document).
+pub const XEN_SHARED_DM_USER: &str = "xen-qemuuser-shared";
+
+fn default_device_model_user() -> UserName {
+    UserName(XEN_SHARED_DM_USER.into())
 }
 
 fn default_pvgrub() -> AbsPath {

@@ -23,7 +23,9 @@ fn minimal_config_gets_defaults() {
     assert_eq!(c.timeouts.hypervisor_s, 60);
     assert_eq!(c.hypervisor.qemu_user.as_str(), "guest-installer-qemu");
     assert_eq!(c.hypervisor.console_log_max_mib.bytes(), 16 << 20);
-    assert!(c.hypervisor.device_model_user.is_none());
+    // Xen's device model never runs as root unless the admin says so.
+    assert_eq!(c.hypervisor.device_model_user.as_str(), "xen-qemuuser-shared");
+    assert!(!c.hypervisor.device_model_root);
     assert_eq!(c.console.account.as_str(), "guest");
     assert_eq!(c.console.socket.path(), Path::new("/run/guest-installer/console.sock"));
 }
@@ -42,8 +44,8 @@ fn console_sockets_fit_a_unix_socket_path() {
 #[test]
 fn device_model_users_and_log_caps_are_checked() {
     let with = |extra: &str| Config::parse(&format!("{MIN}{extra}\n"));
-    let c = with("device_model_user = \"xen-qemuuser-shared\"\nconsole_log_max_mib = 1").unwrap();
-    assert_eq!(c.hypervisor.device_model_user.unwrap().as_str(), "xen-qemuuser-shared");
+    let c = with("device_model_user = \"xen-qemuuser-range-base\"\nconsole_log_max_mib = 1").unwrap();
+    assert_eq!(c.hypervisor.device_model_user.as_str(), "xen-qemuuser-range-base");
     assert_eq!(c.hypervisor.console_log_max_mib.bytes(), 1 << 20);
     for bad in [
         "device_model_user = \"root\\\"\"",

@@ -27,6 +27,8 @@ pub enum HvError {
     BootLoader { path: PathBuf, message: String },
     #[error("cannot talk to the guest's qemu over {path}: {message}")]
     Qmp { path: PathBuf, message: String },
+    #[error("the device model user {0} does not exist, so Xen would run the guest's emulator as root: create it (adduser --system --no-create-home {0}; the package makes xen-qemuuser-shared) or, to let it run as root, set [hypervisor] device_model_root = true")]
+    DeviceModelUser(String),
     /// The guest could not be started (the qemu driver's own launcher).
     #[error("{0}")]
     Start(String),

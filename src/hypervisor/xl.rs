@@ -32,7 +32,7 @@ impl Xl {
             pvgrub: config.hypervisor.pvgrub.path().into(),
             console_dir: config.hypervisor.console_dir.path().into(),
             timeout: config.timeouts.hypervisor(),
-            device_model_user: config.hypervisor.device_model_user.as_ref().map(|u| u.as_str().to_owned()),
+            device_model_user: (!config.hypervisor.device_model_root).then(|| config.hypervisor.device_model_user.as_str().to_owned()),
         }
     }
 }
@@ -115,6 +115,10 @@ impl Xl {
         let path = vm.domain_config();
         let mut text = render(d, &self.pvgrub);
         if let Some(u) = &self.device_model_user {
+            // Xen would fall back to root for a user that does not exist.
+            if !matches!(nix::unistd::User::from_name(u), Ok(Some(_))) {
+                return Err(HvError::DeviceModelUser(u.clone()));
+            }
             // A validated user name: cannot close the quoted string.
             text.push_str(&format!("device_model_user = \"{u}\"\ndm_restrict = 1\n"));
         }
