@@ -40,6 +40,13 @@ const PATHS: &[&str] = &[
     "/etc/systemd/system/timers.target.wants/guest-installer-settle.timer",
     "/usr/share/ganeti/os/guest-installer",
     "/usr/share/doc/guest-installer-ganeti",
+    // The console door.
+    "/usr/sbin/guest-installer-console",
+    "/usr/share/guest-installer",
+    "/usr/share/man/man8/guest-installer-console.8.gz",
+    "/lib/systemd/system/guest-installer-console.socket",
+    "/lib/systemd/system/guest-installer-console@.service",
+    "/etc/systemd/system/sockets.target.wants/guest-installer-console.socket",
 ];
 
 fn cmd(program: &str, args: &[&str]) -> Command {
@@ -63,6 +70,11 @@ fn installed_packages() -> BTreeSet<String> {
 
 fn qemu_user_exists() -> bool {
     cmd("getent", &["passwd", "guest-installer-qemu"]).output().unwrap().status.success()
+}
+
+/// The console door's account.
+fn console_user_exists() -> bool {
+    cmd("getent", &["passwd", "guest"]).output().unwrap().status.success()
 }
 
 fn package_state(name: &str) -> String {
@@ -181,6 +193,7 @@ fn debian_package_builds_lints_installs_serves_remctl_and_purges() {
     }
     let _machine = machine_lock();
     let qemu_user_before = qemu_user_exists();
+    let console_user_before = console_user_exists();
     for pkg in [PKG, GANETI_PKG] {
         assert_eq!(package_state(pkg), "not-installed", "{pkg} is installed on this machine; this test installs and purges it");
     }
@@ -265,7 +278,7 @@ fn debian_package_builds_lints_installs_serves_remctl_and_purges() {
     // Owners and modes: everything root's; the state private.
     let root = |mode: u32| (mode, 0, 0);
     let by_mode: [(u32, &[&str]); 3] = [
-        (0o755, &["/usr/sbin/guest-installer", "/etc/guest-installer"]),
+        (0o755, &["/usr/sbin/guest-installer", "/etc/guest-installer", "/usr/sbin/guest-installer-console"]),
         (
             0o644,
             &[
@@ -274,7 +287,11 @@ fn debian_package_builds_lints_installs_serves_remctl_and_purges() {
                 "/etc/remctl/conf.d/guest-installer",
                 "/etc/remctl/acl/guest-installer-admins",
                 "/usr/share/man/man8/guest-installer.8.gz",
+                "/usr/share/man/man8/guest-installer-console.8.gz",
                 "/usr/share/doc/guest-installer/copyright",
+                "/usr/share/guest-installer/sshd-console.conf",
+                "/lib/systemd/system/guest-installer-console.socket",
+                "/lib/systemd/system/guest-installer-console@.service",
                 // Read by web panels' programs: installed as it is, not gzipped.
                 "/usr/share/doc/guest-installer/reply.schema.json",
             ],
@@ -299,6 +316,7 @@ fn debian_package_builds_lints_installs_serves_remctl_and_purges() {
         ("/etc/guest-installer/config.toml", "etc/config.toml"),
         ("/etc/guest-installer/preseed.cfg", "etc/preseed.cfg"),
         ("/usr/share/doc/guest-installer/reply.schema.json", "doc/reply.schema.json"),
+        ("/usr/share/guest-installer/sshd-console.conf", "etc/sshd/guest-installer-console.conf"),
     ] {
         assert!(fs::read(installed).unwrap() == fs::read(repo().join(ours)).unwrap(), "{installed} differs from {ours}");
     }
@@ -313,9 +331,12 @@ fn debian_package_builds_lints_installs_serves_remctl_and_purges() {
             "/etc/remctl/conf.d/guest-installer",
         ])
     );
-    // The man page renders without warnings (as lintian checks it).
-    let man = must(cmd("man", &["--warnings", "-E", "UTF-8", "-l", "-Tutf8", "-Z", "/usr/share/man/man8/guest-installer.8.gz"]), Duration::from_secs(60));
-    assert!(man.stderr.is_empty() && !man.stdout.is_empty(), "man: {}", man.stderr);
+    // The man pages render without warnings (as lintian checks them).
+    for page in ["/usr/share/man/man8/guest-installer.8.gz", "/usr/share/man/man8/guest-installer-console.8.gz"] {
+        let man = must(cmd("man", &["--warnings", "-E", "UTF-8", "-l", "-Tutf8", "-Z", page]), Duration::from_secs(60));
+        assert!(man.stderr.is_empty() && !man.stdout.is_empty(), "man {page}: {}", man.stderr);
+    }
+    check_console_door(console_user_before);
 
     // The installed program with the installed default config, locally as root.
     let installed = |args: &[&str], config: Option<&Path>| -> Out {
@@ -436,6 +457,7 @@ fn debian_package_builds_lints_installs_serves_remctl_and_purges() {
     assert_eq!(package_state(PKG), "not-installed");
     // Purge removes the qemu user only if the package made it.
     assert_eq!(qemu_user_exists(), qemu_user_before, "purge changed whether guest-installer-qemu exists");
+    assert_eq!(console_user_exists(), console_user_before, "purge changed whether the console account guest exists");
     for p in PATHS {
         assert!(Path::new(p).symlink_metadata().is_err(), "{p} is left after purge");
     }
@@ -453,6 +475,61 @@ fn debian_package_builds_lints_installs_serves_remctl_and_purges() {
     assert_eq!((out.code, out.stderr.as_str()), (255, "Unknown command\n"), "after purge: {out:?}");
     drop(realm);
     assert_eq!(installed_packages(), _restore.packages_before, "the set of installed packages changed");
+}
+
+/// The console door as installed: its account, its units (the socket
+/// enabled, valid), the door program, and the drop-in, which sshd accepts
+/// and which stays out of /etc/ssh until the admin links it.
+fn check_console_door(user_before: bool) {
+    if !user_before {
+        let pw = must(cmd("getent", &["passwd", "guest"]), Duration::from_secs(10)).stdout;
+        assert!(pw.trim_end().ends_with(":/:/usr/sbin/guest-installer-console"), "{pw}");
+        let shadow = must(cmd("getent", &["shadow", "guest"]), Duration::from_secs(10)).stdout;
+        assert_eq!(shadow.split(':').nth(1), Some("*"), "no password can match: {shadow}");
+        must(cmd("getent", &["group", "guest"]), Duration::from_secs(10));
+    }
+    let wants = Path::new("/etc/systemd/system/sockets.target.wants/guest-installer-console.socket");
+    assert!(wants.symlink_metadata().is_ok(), "the console socket is not enabled");
+    let verify = must(
+        cmd(
+            "systemd-analyze",
+            &["verify", "/lib/systemd/system/guest-installer-console.socket", "/lib/systemd/system/guest-installer-console@.service"],
+        ),
+        Duration::from_secs(60),
+    );
+    assert!(!verify.stderr.contains("guest-installer-console"), "systemd-analyze: {}", verify.stderr);
+    let service = fs::read_to_string("/lib/systemd/system/guest-installer-console@.service").unwrap();
+    assert!(service.lines().any(|l| l == "ExecStart=/usr/sbin/guest-installer console-serve"), "{service}");
+    // Shipped disabled: nothing of ours in sshd's configuration.
+    assert!(!must(cmd("find", &["/etc/ssh", "-name", "*guest-installer*"]), Duration::from_secs(30)).stdout.contains("guest-installer"));
+    // The installed door: run any other way than by sshd's forced command, it refuses.
+    let door = run_bounded(cmd("/usr/sbin/guest-installer-console", &[]), b"", Duration::from_secs(30));
+    assert_eq!(door.code, 3, "{door:?}");
+    // sshd accepts the installed drop-in, and applies it to the account only.
+    if Path::new("/usr/sbin/sshd").exists() {
+        let d = tempfile::tempdir().unwrap();
+        let key = d.path().join("hostkey");
+        must(cmd("ssh-keygen", &["-q", "-t", "ed25519", "-N", "", "-f", key.to_str().unwrap()]), Duration::from_secs(30));
+        let config = d.path().join("sshd_config");
+        fs::write(&config, format!("Include /usr/share/guest-installer/sshd-console.conf\nHostKey {}\nPidFile none\nUsePAM yes\n", key.display())).unwrap();
+        fs::create_dir_all("/run/sshd").unwrap();
+        let t = |user: &str| must(cmd("/usr/sbin/sshd", &["-T", "-f", config.to_str().unwrap(), "-C", &format!("user={user},host=x,addr=127.0.0.1")]), Duration::from_secs(30)).stdout;
+        let guest = t("guest");
+        for line in [
+            "authorizedkeyscommand /usr/sbin/guest-installer console-keys %u %f",
+            "authorizedkeyscommanduser root",
+            "authorizedkeysfile none",
+            "authenticationmethods publickey",
+            "passwordauthentication no",
+            "disableforwarding yes",
+            "permittunnel no",
+            "permituserrc no",
+            "permittty yes",
+        ] {
+            assert!(guest.lines().any(|l| l == line), "sshd -T for guest lacks {line:?}:\n{guest}");
+        }
+        assert!(t("root").lines().any(|l| l == "authorizedkeyscommand none"), "the drop-in applies beyond its account");
+    }
 }
 
 /// The Ganeti package holds exactly the OS definition's files from
