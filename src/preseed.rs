@@ -127,7 +127,9 @@ fn di_value(logical: &[&str]) -> Option<String> {
         let end = rest.find(blank)?;
         rest = rest[end..].trim_start_matches(blank);
     }
-    Some(rest.to_owned())
+    // Written back as one line, a trailing `\` (a dangling continuation, or
+    // one a carriage return hid) would join the line after it.
+    Some(rest.trim_end_matches('\\').to_owned())
 }
 
 /// The preseed template's own `preseed/late_command` (the last one, as
@@ -340,6 +342,21 @@ mod tests {
         assert!(out.contains("# note \\\nd-i time/zone string UTC\n"));
         // The dangling continuation at the end is closed before our lines.
         assert!(out.contains("d-i x/y string z \\\n\n### guest-installer"), "{out}");
+    }
+
+    /// A late_command of the template's that ends in a backslash once read
+    /// (a dangling continuation, one behind a carriage return) cannot make
+    /// our line swallow the next.
+    #[test]
+    fn the_templates_late_command_never_ends_our_line_in_a_backslash() {
+        let key = PublicKey::parse_line(KEY).unwrap();
+        let root = RootLogin::new(vec![key], crate::secret::RootPassword::Locked).unwrap();
+        for t in ["d-i preseed/late_command string touch /x \\", "d-i preseed/late_command string touch /x\\\r\n", "d-i preseed/late_command string \\\\\r\n"] {
+            let out = render_for(t, &root);
+            let line = out.lines().find(|l| l.starts_with("d-i preseed/late_command ")).unwrap();
+            assert!(!line.ends_with('\\') && !line.contains('\r'), "{t:?}: {line}");
+            assert_eq!(out.lines().last(), Some(line), "{out}");
+        }
     }
 
     #[test]
