@@ -534,6 +534,13 @@ fn owners_register_their_keys_over_remctl_with_the_line_as_one_argument() {
     // Another principal sees only its own (none).
     let s = f.remctl(STRANGER, &["guest", "key", "list", "--json"]).ok().json();
     assert_eq!(s["keys"], serde_json::json!([]));
+    // With a key, an empty last argument installs with no root password.
+    let j = f.remctl(OWNER, &["guest", "install", "web1", "--no-start", "--json", ""]).ok().json();
+    assert_eq!(j["root_login"], serde_json::json!({"ssh_keys": 1, "ssh_password": false, "console_password": false}), "{j}");
     f.remctl(OWNER, &["guest", "key", "remove", fp]).ok();
     assert!(f.audit().contains("key-remove"));
+    // Without one it is refused, saying how to add one.
+    let o = f.remctl(OWNER, &["guest", "install", "web1", "--no-start", "--json", ""]);
+    assert_eq!(o.code, 2, "{o:?}");
+    assert!(o.json()["error"]["message"].as_str().unwrap().contains("guest key add"), "{o:?}");
 }
