@@ -137,8 +137,7 @@ fn di_value(logical: &[&str]) -> Option<String> {
 pub fn template_late_command(preseed_template: &str) -> Option<String> {
     logical_lines(preseed_template)
         .iter()
-        .filter(|l| question(l).as_deref() == Some("preseed/late_command"))
-        .next_back()
+        .rfind(|l| question(l).as_deref() == Some("preseed/late_command"))
         .and_then(|l| di_value(l))
         .filter(|v| !v.trim().is_empty())
 }

@@ -293,6 +293,8 @@ fn add_args<'a>(name: &'a str, ip: &'a str, params: &'a [&'a str]) -> Vec<&'a st
 }
 
 const NET_PARAMS: &str = "netmask=255.255.255.0,gateway=198.51.100.1,nameservers=198.51.100.53 198.51.100.54";
+/// An owner's SSH key (no comma in it: `-O` splits on commas).
+const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIH+2i5AKkiRgfmm31jnpzTRX9C1c7OzuKqgSZ7WAoSvs bob@laptop";
 
 #[test]
 fn ganeti_os_definition_and_cluster_mode_on_a_real_cluster() {
@@ -329,6 +331,7 @@ fn ganeti_os_definition_and_cluster_mode_on_a_real_cluster() {
             (vec!["-O", "gateway=198.51.100.300"], "gateway"),
             (vec!["-O", "nameservers=1.1.1.1 1.1.1.2 1.1.1.3 1.1.1.4"], "nameservers"),
             (vec!["-O", "dhcp=yes"], "dhcp"),
+            (vec!["-O", "ssh_keys=ssh-dss AAAA"], "ssh_keys"),
         ] {
             let o = gnt(&add_args("bad.ganeti.test", "0:ip=198.51.100.29", &params));
             let out = format!("{}{}", o.stdout, o.stderr);
@@ -364,6 +367,10 @@ fn ganeti_os_definition_and_cluster_mode_on_a_real_cluster() {
     let shadow = guest_file(&disk, "/etc/shadow").unwrap();
     assert!(shadow.lines().any(|l| l.starts_with(&format!("root:{HASH1}:"))), "root's hash is not the one given");
     assert_eq!(guest_file(&disk, "/etc/hostname").unwrap(), "gi1\n");
+    // A password and no key: sshd takes the password for root (our drop-in).
+    let drop_in = guest_file(&disk, "/etc/ssh/sshd_config.d/50-guest-installer.conf").unwrap_or_default();
+    assert!(drop_in.lines().any(|l| l == "PermitRootLogin yes"), "{drop_in}");
+    assert_eq!(guest_file(&disk, "/root/.ssh/authorized_keys"), None);
 
     // ---------------------------------------------------------- rename, reinstall
     steps.run("rename a booted guest (gi1 -> gi2)", || {
@@ -391,10 +398,11 @@ fn ganeti_os_definition_and_cluster_mode_on_a_real_cluster() {
     // (Private again: the instance may still hold the private root_hash it
     // was added with, which a secret one would conflict with. The front
     // door below passes it as a secret, to create and to reinstall.)
-    steps.run("reinstall with the parameters", || {
-        must(&["gnt-instance", "reinstall", "-f", "-O", NET_PARAMS, "--os-parameters-private", &format!("root_hash={hash2}"), name]);
+    steps.run("reinstall with the parameters (and a key)", || {
+        must(&["gnt-instance", "reinstall", "-f", "-O", &format!("{NET_PARAMS},ssh_keys={KEY}"), "--os-parameters-private", &format!("root_hash={hash2}"), name]);
     });
-    assert_eq!(seed_of(&disk)["root_hash"], hash2);
+    let seed = seed_of(&disk);
+    assert_eq!((seed["root_hash"].as_str(), seed["ssh_key"].as_str(), seed["ssh_password"].as_str()), (hash2.as_str(), KEY, "no"), "{seed:?}");
     steps.run("rename before the first boot (gi2 -> gi3: the seed)", || {
         must(&["gnt-instance", "rename", "--force", "--no-ip-check", "--no-name-check", name, "gi3.ganeti.test"]);
     });
@@ -537,10 +545,13 @@ fn front_door(env: &Env) {
     assert!(instances().is_empty());
     assert_eq!(jobs(), jobs_before, "a stranger's request reached Ganeti");
 
-    // The owner: a new instance, started; the request's progress reaches
-    // the client on stderr as it goes, stdout is one document.
+    // The owner, with a registered key: a new instance, started; the
+    // request's progress reaches the client on stderr as it goes, stdout is
+    // one document.
+    realm.remctl(OWNER, &["guest", "key", "add", KEY]).ok();
     let o = realm.remctl(OWNER, &["guest", "install", "web1", "template=tpl", "--json", PASSWORD]);
     let j = o.ok().json();
+    assert_eq!(j["root_login"], serde_json::json!({"ssh_keys": 1, "ssh_password": false, "console_password": true}), "{j}");
     let _ = env.audit();
     assert_eq!((j["action"].as_str(), j["instance"].as_str(), j["running"].as_bool()), (Some("created"), Some(instance), Some(true)), "{j}");
     assert_job_steps(&o, &[&format!("submitting the Ganeti job (create of {instance})")], &format!("Ganeti job {}: success", j["job"]));
@@ -548,6 +559,7 @@ fn front_door(env: &Env) {
     let seed = seed_of(&disk);
     assert_eq!((seed["hostname"].as_str(), seed["domain"].as_str(), seed["address"].as_str(), seed["mac"].as_str()), ("web1", "example.org", "198.51.100.31", "00:16:3e:00:00:1f"));
     assert!(sha_crypt::sha512_check(PASSWORD, &seed["root_hash"]).is_ok(), "the seed's hash does not verify the owner's password");
+    assert_eq!((seed["ssh_key"].as_str(), seed["ssh_password"].as_str()), (KEY, "no"), "{seed:?}");
     let hash = seed["root_hash"].clone();
     assert_eq!(files_containing(Path::new("/var/lib/ganeti"), &hash), Vec::<PathBuf>::new(), "the secret hash is in Ganeti's state");
     assert!(!realm.log().contains(PASSWORD) && !realm.log().contains(&hash));
@@ -573,14 +585,17 @@ fn front_door(env: &Env) {
     }
     assert!(must(&["gnt-instance", "list", "--no-headers", "-o", "oper_state", instance]).stdout.contains('Y'), "it was stopped");
     must(&["gnt-instance", "add-tags", instance, "guest-installer:web1"]);
-    // Install again: the running instance is stopped and reinstalled.
-    let o = realm.remctl(OWNER, &["guest", "install", "web1", "--no-start", "--json", "another password"]);
+    // Install again, with keys=none: the running instance is stopped and
+    // reinstalled, and the key Ganeti stored at the create is not used.
+    let o = realm.remctl(OWNER, &["guest", "install", "web1", "--no-start", "keys=none", "--json", "another password"]);
     let j = o.ok().json();
+    assert_eq!(j["root_login"], serde_json::json!({"ssh_keys": 0, "ssh_password": true, "console_password": true}), "{j}");
     assert_eq!((j["action"].as_str(), j["running"].as_bool()), (Some("reinstalled"), Some(false)), "{j}");
     let submitted = format!("submitting the Ganeti job (reinstall of {instance})");
     assert_job_steps(&o, &[&format!("stopping Ganeti instance {instance}"), &submitted], &format!("Ganeti job {}: success", j["job"]));
     let seed = seed_of(&disk);
     assert!(sha_crypt::sha512_check("another password", &seed["root_hash"]).is_ok());
+    assert_eq!((seed.get("ssh_key"), seed["ssh_password"].as_str()), (None, "yes"), "{seed:?}");
     let o = realm.remctl(OWNER, &["guest", "cancel", "web1", "--json"]);
     assert_eq!(o.code, 2, "nothing to cancel: {o:?}");
     for args in [vec!["guest", "install", "web1", "image=deb12", PASSWORD], vec!["guest", "install", "web1", "hostname=other", PASSWORD]] {

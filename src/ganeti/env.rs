@@ -445,7 +445,7 @@ mod tests {
             assert!(e.contains("OS parameter ssh_keys") && e.contains(want), "{bad}: {e}");
             assert!(!e.contains("AAAA"), "a key was echoed: {e}");
         }
-        assert_eq!(parse_keys(&join_keys(&c.root.keys().to_vec())).unwrap(), Vec::new());
+        assert_eq!(parse_keys(&join_keys(c.root.keys())).unwrap(), Vec::new());
         let keys = parse_keys(&two).unwrap();
         assert_eq!(parse_keys(&join_keys(&keys)).unwrap(), keys);
     }
