@@ -40,12 +40,24 @@ fn proc_status(pid: i32, key: &str) -> String {
     line[key.len() + 1..].trim().to_owned()
 }
 
-fn qemu_uid() -> u32 {
+/// The group every guest's qemu runs with: `qemu_user`'s.
+fn qemu_gid() -> u32 {
     nix::unistd::User::from_name("guest-installer-qemu")
         .unwrap()
         .expect("user guest-installer-qemu (scripts/setup.sh creates it)")
-        .uid
+        .gid
         .as_raw()
+}
+
+/// The uids guests run as by default (`hypervisor.qemu_uids`).
+const UID_BASE: u32 = guest_installer::config::DEFAULT_QEMU_UID_BASE;
+
+/// The real uid of a process, from `Uid:` (real, effective, saved, fs:
+/// all the same for qemu).
+fn uid_of(pid: i32) -> u32 {
+    let all: Vec<u32> = proc_status(pid, "Uid").split('\t').map(|u| u.parse().unwrap()).collect();
+    assert!(all.iter().all(|u| *u == all[0]), "{all:?}");
+    all[0]
 }
 
 /// Processes whose argv[0] is the supervisor's.
@@ -85,10 +97,12 @@ fn qemu_runs_unprivileged_in_its_sandbox_and_a_flooding_guest_leaves_a_capped_lo
     assert_eq!(j["state"], "installing", "{j}");
     let pid = guest.pid().expect("qemu runs");
 
-    // qemu: the configured user, its groups, seccomp filter mode, no way
-    // back to privilege.
-    let uid = qemu_uid();
-    assert_eq!(proc_status(pid, "Uid"), format!("{uid}\t{uid}\t{uid}\t{uid}"));
+    // qemu: a uid of its own from the range, qemu_user's group, seccomp
+    // filter mode, no way back to privilege.
+    let uid = uid_of(pid);
+    assert!((UID_BASE + 1..=UID_BASE + 4096).contains(&uid), "uid {uid}");
+    assert_eq!(proc_status(pid, "Gid").split('\t').next(), Some(qemu_gid().to_string().as_str()));
+    assert_eq!(fs::read_to_string(env.vm_file("flood1", "qemu.uid")).unwrap(), format!("{uid}\n"));
     assert_eq!(proc_status(pid, "Seccomp"), "2");
     assert_eq!(proc_status(pid, "NoNewPrivs"), "1");
     assert_eq!(proc_status(pid, "CapEff"), "0000000000000000");
@@ -248,7 +262,7 @@ fn bridged_guests_get_a_tap_in_the_bridge_that_goes_with_them() {
     assert!(ports[0].starts_with("gi-tap"), "{ports:?}");
     let mac = fs::read_to_string(format!("/sys/class/net/{}/address", ports[0])).unwrap();
     assert_eq!(mac.trim(), "fe:16:3e:00:00:06", "the tap's address is the guest's with 0xfe first");
-    assert_eq!(proc_status(guest.pid().unwrap(), "Uid").split('\t').next(), Some(qemu_uid().to_string().as_str()));
+    assert!(uid_of(guest.pid().unwrap()) > UID_BASE);
     env.run(As::Remote(OWNER), &["cancel", "br1"], b"").ok();
     assert!(!guest.qemu_alive());
     assert!(br.ports().is_empty(), "the tap outlived the guest: {:?}", br.ports());
@@ -289,4 +303,62 @@ fn xl_device_model_user_is_written_and_accepted_by_xens_parser() {
     env.run(As::Remote(OWNER), &["install", "xlplain", "--no-start"], PW_HASH.as_bytes()).ok();
     let text = fs::read_to_string(env.vm_file("xlplain", "domain.cfg")).unwrap();
     assert!(!text.contains("device_model_user") && !text.contains("dm_restrict"), "{text}");
+}
+
+/// Two guests at once run as two uids: neither qemu can open the other's
+/// descriptors through /proc (with one shared uid, a guest that escaped
+/// into its qemu could read a sibling's kernel and initrd, an installer's
+/// preseed and root hash among them), and the in-memory boot files qemu
+/// is handed are sealed against any change. Clones of the golden template
+/// (they boot through an in-memory GRUB image), probed as soon as qemu runs.
+#[test]
+fn every_guest_runs_as_a_uid_of_its_own_with_sealed_boot_files() {
+    let env = Env::new();
+    env.use_qemu();
+    common::golden::add_template(&env);
+    let mut guests = Vec::new();
+    for (vm, n) in [("uida", 11), ("uidb", 12)] {
+        let vol = env.volume_qcow2(vm);
+        env.machine_with(vm, n, None, &[&format!("disk={}", vol.display())]);
+        guests.push(Guest::new(&env, vm));
+        env.run(As::Remote(OWNER), &["install", vm, "template=tpl", "--json"], PW_HASH.as_bytes()).ok();
+    }
+    let pids: Vec<i32> = guests.iter().map(|g| g.pid().expect("qemu runs")).collect();
+    let uids: Vec<u32> = pids.iter().map(|p| uid_of(*p)).collect();
+    assert_ne!(uids[0], uids[1], "two guests share uid {}", uids[0]);
+    for u in &uids {
+        assert!((UID_BASE + 1..=UID_BASE + 4096).contains(u), "uid {u} is not from the range");
+    }
+    // FD_KERNEL (14): the GRUB image, an in-memory copy.
+    let kernel_fd = |pid: i32| format!("/proc/{pid}/fd/14");
+    let as_uid = |uid: u32, path: &str| {
+        Command::new("setpriv")
+            .args(["--reuid", &uid.to_string(), "--regid", &qemu_gid().to_string(), "--clear-groups", "--", "head", "-c", "1", path])
+            .stdout(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    for (me, other) in [(0, 1), (1, 0)] {
+        let theirs = as_uid(uids[me], &kernel_fd(pids[other]));
+        assert!(!theirs.status.success(), "uid {} opened {}", uids[me], kernel_fd(pids[other]));
+        assert!(String::from_utf8_lossy(&theirs.stderr).contains("Permission denied"), "{theirs:?}");
+        // The same probe reaches the guest's own (so the refusal above is
+        // the uid's doing, not the probe's).
+        let own = as_uid(uids[me], &kernel_fd(pids[me]));
+        assert!(own.status.success(), "uid {} could not open its own qemu's {}: {own:?}", uids[me], kernel_fd(pids[me]));
+    }
+    for pid in &pids {
+        let f = fs::File::open(kernel_fd(*pid)).unwrap();
+        // SAFETY: fcntl on a descriptor we own.
+        let seals = unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&f), libc::F_GET_SEALS) };
+        let want = libc::F_SEAL_WRITE | libc::F_SEAL_GROW | libc::F_SEAL_SHRINK | libc::F_SEAL_SEAL;
+        assert_eq!(seals & want, want, "seals {seals:#x} of {}", kernel_fd(*pid));
+        // And a write through the descriptor is refused.
+        let w = fs::OpenOptions::new().write(true).open(kernel_fd(*pid)).and_then(|mut f| std::io::Write::write_all(&mut f, b"x"));
+        assert!(w.is_err(), "wrote into a sealed boot file");
+    }
+    for g in &guests {
+        env.run(As::Remote(OWNER), &["cancel", &g.vm], b"").ok();
+        assert!(!g.qemu_alive());
+    }
 }

@@ -47,6 +47,11 @@ pub struct Hypervisor {
     /// first half and its latest output.
     #[serde(default = "default_console_log_max_mib")]
     pub console_log_max_mib: ConsoleLogMax,
+    /// The qemu driver runs each guest's qemu as a uid of its own from
+    /// this range (with `qemu_user`'s groups), so that one guest's qemu
+    /// cannot reach another's through /proc.
+    #[serde(default)]
+    pub qemu_uids: QemuUids,
     /// xl: run the device model as this user, with `dm_restrict` (Xen's
     /// shared user by default; the package makes it).
     #[serde(default = "default_device_model_user")]
@@ -89,6 +94,48 @@ pub struct ConsoleLogMax(u32);
 impl ConsoleLogMax {
     pub fn bytes(self) -> u64 {
         u64::from(self.0) << 20
+    }
+}
+
+/// `qemu_uid_base` and `qemu_uid_count`: guests run as uids base+1 to
+/// base+count (base itself is the range's own marker user, as Xen's
+/// xen-qemuuser-range-base is).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QemuUids {
+    pub base: u32,
+    pub count: u32,
+}
+
+/// Above what adduser, subordinate ids (up to 600,100,000 by default) and
+/// systemd's container ranges (up to 1,879,048,191) hand out.
+pub const DEFAULT_QEMU_UID_BASE: u32 = 1_879_048_192;
+
+impl Default for QemuUids {
+    fn default() -> Self {
+        QemuUids { base: DEFAULT_QEMU_UID_BASE, count: 4096 }
+    }
+}
+
+impl<'de> Deserialize<'de> for QemuUids {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Raw {
+            base: u32,
+            #[serde(default = "default_count")]
+            count: u32,
+        }
+        fn default_count() -> u32 {
+            4096
+        }
+        let r = Raw::deserialize(d)?;
+        // Never a system or login user's uid, never near the sign bit.
+        if r.base < 65536 || r.count == 0 || r.count > 65536 || u64::from(r.base) + u64::from(r.count) >= 1 << 31 {
+            return Err(serde::de::Error::custom(
+                "hypervisor.qemu_uids needs base >= 65536 and count 1 to 65536, with base + count below 2^31",
+            ));
+        }
+        Ok(QemuUids { base: r.base, count: r.count })
     }
 }
 

@@ -42,7 +42,7 @@ mod tests;
 
 pub use audit::{Audit, DEFAULT_SYSLOG_SOCKET};
 pub use console::{Console, SocketPath, DEFAULT_ACCOUNT, DEFAULT_SOCKET, MAX_SOCKET_PATH};
-pub use hypervisor::{Bridge, ConsoleLogMax, Driver, Hypervisor, QemuNet, UserName};
+pub use hypervisor::{Bridge, ConsoleLogMax, Driver, Hypervisor, QemuNet, QemuUids, UserName, DEFAULT_QEMU_UID_BASE};
 pub use load::{ConfigError, DEFAULT_PATH, ENV_VAR};
 pub use mirror::{Mirror, MirrorDir, MirrorHost};
 pub use timeouts::Timeouts;

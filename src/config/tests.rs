@@ -95,3 +95,15 @@ fn every_key_is_in_the_man_page() {
     }
     assert!(seen > 30, "only {seen} keys found");
 }
+
+#[test]
+fn qemu_uid_ranges_are_checked() {
+    let with = |v: &str| Config::parse(&format!("{MIN}qemu_uids = {v}\n"));
+    let c = Config::parse(MIN).unwrap();
+    assert_eq!((c.hypervisor.qemu_uids.base, c.hypervisor.qemu_uids.count), (1_879_048_192, 4096));
+    let c = with("{ base = 200000, count = 10 }").unwrap();
+    assert_eq!((c.hypervisor.qemu_uids.base, c.hypervisor.qemu_uids.count), (200_000, 10));
+    for bad in ["{ base = 1000 }", "{ base = 200000, count = 0 }", "{ base = 2147480000, count = 4096 }", "{ base = 200000, extra = 1 }"] {
+        assert!(with(bad).is_err(), "{bad}");
+    }
+}

@@ -11,9 +11,10 @@ pub mod conserve;
 mod files;
 pub mod supervisor;
 mod tap;
+pub mod uids;
 
 use super::{grub::GrubPc, qmp, Domain, HvError, Hypervisor};
-use crate::config::{Config, QemuNet, UserName};
+use crate::config::{Config, QemuNet, QemuUids, UserName};
 use crate::fsutil;
 use crate::media::{self, Media};
 use crate::state::VmDir;
@@ -33,6 +34,10 @@ pub struct Qemu {
     /// The only place a volume's backing file may be (see `files::plan`).
     templates: PathBuf,
     user: UserName,
+    uids: QemuUids,
+    /// Where every VM's directory is (to see which uids running guests have).
+    vms_dir: PathBuf,
+    uid_lock: PathBuf,
     log_max: u64,
     /// The program that is the supervisor: this very program, unless a
     /// caller of the library (a test) names the guest-installer binary.
@@ -67,6 +72,9 @@ impl Qemu {
             },
             templates: config.templates_dir(),
             user: config.hypervisor.qemu_user.clone(),
+            uids: config.hypervisor.qemu_uids,
+            vms_dir: config.vms_dir(),
+            uid_lock: config.locks_dir().join("qemu-uids.lock"),
             log_max: config.hypervisor.console_log_max_mib.bytes(),
             supervisor: None,
         }
@@ -244,7 +252,7 @@ impl Hypervisor for Qemu {
             text.push_str(&a.to_string_lossy());
             text.push('\n');
         }
-        text.push_str(&format!("# run as {}; descriptors it is given:\n", self.user.as_str()));
+        text.push_str(&format!("# run as a uid of its own (hypervisor.qemu_uids) with the groups of {}; descriptors it is given:\n", self.user.as_str()));
         for (slot, file, _) in plan {
             text.push_str(&format!("# {slot}: {}\n", file.display()));
         }
@@ -295,10 +303,17 @@ impl Hypervisor for Qemu {
             io_err(&console)(e)
         })?;
         fds.push((supervisor::FD_CONSOLE, console_listener.into()));
+        // A uid of its own (see `uids`): a start may take up to the launch's
+        // time limit.
+        let uid = uids::allocate(self.uids, &self.vms_dir, &self.uid_lock, vm, self.timeout + Duration::from_secs(5)).map_err(|e| {
+            let _ = fsutil::remove_if_exists(&control);
+            let _ = fsutil::remove_if_exists(&console);
+            HvError::Start(format!("cannot choose a uid for qemu: {e}"))
+        })?;
         let spec = supervisor::Spec {
             program: self.program.clone(),
             args: self.args(d, &plan).into_iter().map(|a| a.to_string_lossy().into_owned()).collect(),
-            uid: user.uid.as_raw(),
+            uid,
             gid: user.gid.as_raw(),
             groups: groups.iter().map(|g| g.as_raw()).collect(),
             console_log: vm.console_log(),

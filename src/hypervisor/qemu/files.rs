@@ -8,7 +8,7 @@ use crate::hypervisor::Domain;
 use crate::media::{qcow2, Media};
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -75,16 +75,24 @@ fn open_file(path: &Path, write: bool) -> io::Result<OwnedFd> {
     Ok(f.into())
 }
 
+/// The seals a handed-over copy carries: nobody, not even a process that
+/// reaches it through /proc, can change it, and no seal can be undone.
+pub const SEALS: libc::c_int = libc::F_SEAL_WRITE | libc::F_SEAL_GROW | libc::F_SEAL_SHRINK | libc::F_SEAL_SEAL;
+
 fn memfd_copy(path: &Path) -> io::Result<OwnedFd> {
     let mut src = crate::fsutil::open_nofollow(path)?;
     // SAFETY: a constant C string; the result is a new descriptor we own.
-    let fd = unsafe { libc::memfd_create(c"gi-boot-file".as_ptr(), libc::MFD_CLOEXEC) };
+    let fd = unsafe { libc::memfd_create(c"gi-boot-file".as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: just created, ours.
     let mut copy = unsafe { File::from_raw_fd(fd) };
     io::copy(&mut src, &mut copy)?;
+    // SAFETY: fcntl on a descriptor we own.
+    if unsafe { libc::fcntl(copy.as_raw_fd(), libc::F_ADD_SEALS, SEALS) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
     Ok(copy.into())
 }
 
