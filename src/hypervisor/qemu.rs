@@ -354,6 +354,14 @@ impl Hypervisor for Qemu {
         while supervisor::supervising(&vm.pidfile()) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
         }
+        if supervisor::supervising(&vm.pidfile()) {
+            // Still finishing: its files stay, and the guest counts as
+            // running until it is done, so that no new run of the guest
+            // starts beside it (the supervisor removes them itself).
+            return Err(HvError::Start(format!(
+                "qemu of {name} was stopped, but its supervisor has not finished its console log yet; try again in a moment"
+            )));
+        }
         let _ = fsutil::remove_if_exists(&Self::qmp_socket(vm));
         let _ = fsutil::remove_if_exists(&Self::console_socket(vm));
         let _ = fsutil::remove_if_exists(&vm.pidfile());

@@ -86,11 +86,25 @@ impl CappedLog {
         out.flush()?;
         drop(out);
         let kept_head = self.kept_head.unwrap_or(head + MARKER.len() as u64);
+        // Only over our own log: if the name is another file now (a later
+        // run of the guest, started while this run's supervisor was still
+        // finishing), this run's log is done.
+        if !self.still_ours() {
+            return Err(io::Error::other("the console log was replaced by another run's"));
+        }
         let file = tmp.persist(&self.path).map_err(|e| e.error)?;
         self.file = file;
         self.len = kept_head + tail;
         self.kept_head = Some(kept_head);
         Ok(())
+    }
+
+    fn still_ours(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        match (self.file.metadata(), std::fs::symlink_metadata(&self.path)) {
+            (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+            _ => false,
+        }
     }
 
     /// Copies bytes `from..to` of the log followed by `data`.
@@ -120,6 +134,24 @@ mod tests {
     /// A stream of numbered lines, so any cut shows.
     fn lines(from: usize, n: usize) -> Vec<u8> {
         (from..from + n).flat_map(|i| format!("line {i:08}\n").into_bytes()).collect()
+    }
+
+    /// A supervisor that outlived its guest's `destroy` never renames its
+    /// rewrite over the log of the guest's next run.
+    #[test]
+    fn a_rewrite_never_replaces_another_runs_log() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("console.log");
+        let mut old = CappedLog::create(&p, CAP).unwrap();
+        old.write(&lines(0, 10)).unwrap();
+        std::fs::remove_file(&p).unwrap();
+        let mut next = CappedLog::create(&p, CAP).unwrap();
+        next.write(b"the next run\n").unwrap();
+        // The old run goes on printing past its cap: its rewrite is refused.
+        assert!(old.write(&lines(0, 10_000)).is_err());
+        assert_eq!(std::fs::read(&p).unwrap(), b"the next run\n");
+        let leftovers: Vec<_> = std::fs::read_dir(d.path()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "the refused rewrite left its temporary");
     }
 
     #[test]

@@ -215,6 +215,15 @@ fn run_qemu(spec: &Spec, report: &mut File) -> Result<(), String> {
     // SAFETY: likewise, if the driver handed one over (it is a listening
     // socket then; anything else there is not used).
     let console = unsafe { (libc::fcntl(FD_CONSOLE, libc::F_GETFD) >= 0).then(|| UnixListener::from_raw_fd(FD_CONSOLE)) };
+    // The sockets the driver bound for this run: at the end, only these are
+    // removed (a later run's, bound at the same names, are not ours).
+    let sockets: Vec<(PathBuf, Option<FileId>)> =
+        [&spec.control_socket, &spec.console_socket].into_iter().map(|p| (p.clone(), file_id(p))).collect();
+    let remove_sockets = || {
+        for (p, id) in &sockets {
+            remove_if_same(p, *id);
+        }
+    };
     let mut log = CappedLog::create(&spec.console_log, spec.log_max)
         .map_err(|e| format!("cannot create the console log {}: {e}", spec.console_log.display()))?;
     let mut qemu = spawn_qemu(spec)?;
@@ -234,8 +243,7 @@ fn run_qemu(spec: &Spec, report: &mut File) -> Result<(), String> {
         let _ = qemu.kill();
         let status = qemu.wait().map(|s| s.to_string()).unwrap_or_default();
         let _ = logger.join();
-        let _ = std::fs::remove_file(&spec.control_socket);
-        let _ = std::fs::remove_file(&spec.console_socket);
+        remove_sockets();
         remove_pidfile(&spec.pidfile, pidfile.as_ref());
         let said = qemu_said(&spec.console_log);
         return Err(format!("{} did not start ({why}, {status}): {said}", spec.program.display()));
@@ -252,8 +260,7 @@ fn run_qemu(spec: &Spec, report: &mut File) -> Result<(), String> {
     let _ = qemu.wait();
     // The sockets first: once the pidfile is gone the guest counts as
     // stopped, and nothing of it may be left then.
-    let _ = std::fs::remove_file(&spec.control_socket);
-    let _ = std::fs::remove_file(&spec.console_socket);
+    remove_sockets();
     remove_pidfile(&spec.pidfile, pidfile.as_ref());
     // Last: a console session ends when the guest counts as stopped.
     drop(attached);
@@ -373,9 +380,43 @@ pub fn supervising(pidfile: &Path) -> bool {
 
 fn remove_pidfile(path: &Path, ours: Option<&File>) {
     use std::os::unix::fs::MetadataExt;
-    let (Some(ours), Ok(now)) = (ours, std::fs::symlink_metadata(path)) else { return };
-    let Ok(m) = ours.metadata() else { return };
-    if (m.dev(), m.ino()) == (now.dev(), now.ino()) {
+    let Some(m) = ours.and_then(|f| f.metadata().ok()) else { return };
+    remove_if_same(path, Some((m.dev(), m.ino())));
+}
+
+/// A file's identity: device and inode.
+type FileId = (u64, u64);
+
+fn file_id(path: &Path) -> Option<FileId> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// Removes `path` if it is still the file `ours` was: a supervisor that
+/// outlived a `destroy` must not remove what the guest's next run made at
+/// the same name.
+fn remove_if_same(path: &Path, ours: Option<FileId>) {
+    if ours.is_some() && file_id(path) == ours {
         let _ = std::fs::remove_file(path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_this_runs_files_are_removed() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("qmp.sock");
+        let _mine = std::os::unix::net::UnixListener::bind(&p).unwrap();
+        let id = file_id(&p);
+        // The next run's socket at the same name.
+        std::fs::remove_file(&p).unwrap();
+        let _next = std::os::unix::net::UnixListener::bind(&p).unwrap();
+        remove_if_same(&p, id);
+        assert!(p.exists(), "the next run's socket was removed");
+        remove_if_same(&p, file_id(&p));
+        assert!(!p.exists());
     }
 }
