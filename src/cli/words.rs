@@ -90,6 +90,7 @@ admin:
   console-serve                         (local root only: one console door
                                         session, started by systemd)
 
---json anywhere: one JSON document on stdout, for success and failure.
+--json anywhere after the subcommand: one JSON document on stdout, for
+success and failure.
 exit: 0 ok, 1 failed, 2 invalid, 3 denied, 4 not found, 5 busy
 ";
