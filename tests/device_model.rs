@@ -255,6 +255,15 @@ fn bridged_guests_get_a_tap_in_the_bridge_that_goes_with_them() {
     fs::write(&env.config, text.replace("bridge = \"xenbr0\"", &format!("bridge = \"{}\"", br.0))).unwrap();
     env.machine("br1", 6, Some("fake"));
     let guest = Guest::new(&env, "br1");
+    // A bridge that does not exist: the error names the config key.
+    let text = fs::read_to_string(&env.config).unwrap();
+    fs::write(&env.config, text.replace(&format!("bridge = \"{}\"", br.0), "bridge = \"gi-nosuchbr\"")).unwrap();
+    let o = env.run(As::Remote(OWNER), &["install", "br1", "--json"], PW_HASH.as_bytes());
+    assert_eq!(o.code, 1, "{o:?}");
+    let msg = o.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(msg.contains("bridge gi-nosuchbr") && msg.contains("hypervisor.bridge"), "{msg}");
+    assert!(!guest.qemu_alive());
+    fs::write(&env.config, text).unwrap();
     let j = env.run(As::Remote(OWNER), &["install", "br1", "--json"], PW_HASH.as_bytes()).ok().json();
     assert_eq!(j["state"], "installing", "{j}");
     let ports = br.ports();

@@ -283,7 +283,11 @@ impl Hypervisor for Qemu {
         let mut fds =
             files::open(&plan).map_err(|(path, e)| HvError::Start(format!("cannot open {} for qemu: {e}", path.display())))?;
         if self.net == QemuNet::Bridge {
-            let t = tap::open(&self.bridge, d.mac.octets()).map_err(|e| HvError::Start(e.to_string()))?;
+            let t = tap::open(&self.bridge, d.mac.octets()).map_err(|e| {
+                HvError::Start(format!(
+                    "{e} (the config's hypervisor.bridge, for qemu_net = \"bridge\"): create the bridge, or name an existing one"
+                ))
+            })?;
             fds.push((FD_TAP, t));
         }
         let program = match &self.supervisor {
