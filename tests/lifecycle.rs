@@ -309,3 +309,20 @@ fn a_new_machine_of_an_old_name_never_sees_the_old_console() {
     let s = status(&env, "web1");
     assert!(!s.to_string().contains("old-owner"), "{s}");
 }
+
+/// A clone is named the same way by `status` (text and JSON) and `list`:
+/// its template and that template's image.
+#[test]
+fn a_clone_is_named_by_its_template_in_status_and_list_alike() {
+    let env = Env::new();
+    add_template(&env);
+    started_clone(&env, "c9", 9);
+    let s = status(&env, "c9");
+    let text = env.run(As::Remote(OWNER), &["status", "c9"], b"").ok().stdout.clone();
+    let l = env.run(As::Remote(OWNER), &["list", "--json"], b"").ok().json();
+    let row = l["machines"].as_array().unwrap().iter().find(|m| m["vm"] == "c9").unwrap().clone();
+    assert_eq!(s["template"], "tpl");
+    assert_eq!((row["template"].clone(), row["image"].clone()), (s["template"].clone(), s["image"].clone()), "{row} vs {s}");
+    assert!(text.starts_with(&format!("c9: installing (template tpl, image {})", s["image"].as_str().unwrap())), "{text}");
+    env.run(As::Remote(OWNER), &["cancel", "c9"], b"").ok();
+}

@@ -54,10 +54,13 @@ pub fn status(ctx: &Ctx, vm: &VmName) -> Result<Outcome> {
     let console_tail = tail.as_deref().and_then(console::last_line_of);
     let stage = tail.as_deref().and_then(progress::stage_of);
     let elapsed = st.started_at.map(|s| st.finished_at.unwrap_or_else(state::now).saturating_sub(s));
+    let source = match &st.template {
+        Some(t) => format!("template {t}, image {}", st.image),
+        None => format!("image {}", st.image),
+    };
     let mut human = format!(
-        "{vm}: {} (image {}){}\n",
+        "{vm}: {} ({source}){}\n",
         st.phase.as_str(),
-        st.image,
         match (running, st.phase) {
             (true, _) => ", running",
             (false, Phase::Installed) => ", stopped",
@@ -178,7 +181,14 @@ pub fn list(ctx: &Ctx) -> Result<Outcome> {
             continue;
         }
         let vmdir = VmDir::new(ctx.config, &m.name);
-        let phase = vmdir.load()?.map(|s| s.phase);
+        let st = vmdir.load()?;
+        let phase = st.as_ref().map(|s| s.phase);
+        // What is (being) installed, as status says; else the defaults an
+        // install would use.
+        let (image, template) = match &st {
+            Some(s) => (Some(s.image.as_str()), s.template.as_ref().map(|t| t.as_str())),
+            None => (m.image.as_ref().map(|i| i.as_str()), m.template.as_ref().map(|t| t.as_str())),
+        };
         // Installed machines show whether they run (an observation for
         // display only: nothing is decided on it).
         let running = match phase {
@@ -198,7 +208,8 @@ pub fn list(ctx: &Ctx) -> Result<Outcome> {
             ("state", Value::from(phase)),
             ("running", running.map(Value::from).unwrap_or(Value::Null)),
             ("ip", Value::from(m.network.ip().to_string())),
-            ("image", m.image.as_ref().map(|i| Value::from(i.as_str())).unwrap_or(Value::Null)),
+            ("image", image.map(Value::from).unwrap_or(Value::Null)),
+            ("template", template.map(Value::from).unwrap_or(Value::Null)),
         ])));
     }
     if rows.is_empty() {
