@@ -63,6 +63,27 @@ pub struct Invocation<'a> {
 /// trace. A request refused before the config could be read is recorded
 /// on the default syslog socket.
 pub fn handle(inv: &Invocation, stdin: &mut dyn Read) -> Result<Outcome, Error> {
+    let result = handle_request(inv, stdin);
+    // A remote caller cannot run guest-installer itself: messages name the
+    // remctl form of the commands they suggest.
+    match (result, inv.remote_user) {
+        (Err(e), Some(_)) => Err(Error { message: remote_forms(&e.message, &host_name()), ..e }),
+        (r, _) => r,
+    }
+}
+
+/// `message` with each suggested `guest-installer SUBCOMMAND` as a remote
+/// caller runs it: `remctl HOST guest SUBCOMMAND`.
+pub fn remote_forms(message: &str, host: &str) -> String {
+    message.replace("`guest-installer ", &format!("`remctl {host} guest "))
+}
+
+/// This host's name, as remctl clients are most likely to know it.
+fn host_name() -> String {
+    nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).filter(|h| !h.is_empty()).unwrap_or_else(|| "HOST".into())
+}
+
+fn handle_request(inv: &Invocation, stdin: &mut dyn Read) -> Result<Outcome, Error> {
     let caller = Caller::identify(inv.remote_user, inv.real_uid);
     let parsed = cli::parse(&inv.args);
     let who = match &caller {

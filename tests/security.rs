@@ -328,3 +328,21 @@ fn no_input_gives_an_undocumented_exit_or_broken_json() {
         assert!(!out.stderr.contains("panicked"), "{args:?}: {out:?}");
     }
 }
+
+/// A message suggests a command in the form the caller can run: remote
+/// callers cannot run guest-installer on the host, so they are told the
+/// remctl form.
+#[test]
+fn messages_name_the_command_form_the_caller_can_run() {
+    let env = ready();
+    let host = nix::unistd::gethostname().unwrap().into_string().unwrap();
+    let args = ["machine", "add", "web2", "owner=bob@EXAMPLE.ORG", "ip=192.0.2.99", "netmask=255.255.255.0", "gateway=192.0.2.1",
+        "nameserver=192.0.2.53", "mac=00:16:3e:00:00:99", "size=1G", "template=nosuch", "--json"];
+    let remote = env.run(As::Remote(ADMIN), &args, b"");
+    let msg = remote.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(msg.contains(&format!("`remctl {host} guest templates`")) && !msg.contains("guest-installer templates"), "{msg}");
+    let usage = env.run(As::Remote(OWNER), &["status"], b"");
+    assert!(usage.stderr.contains(&format!("`remctl {host} guest help`")), "{usage:?}");
+    let local = env.run(As::Root, &args, b"");
+    assert!(local.json()["error"]["message"].as_str().unwrap().contains("`guest-installer templates`"), "{local:?}");
+}
