@@ -55,6 +55,9 @@ const PRINCIPALS: usize = 1000;
 const KEYS_EACH: usize = 5;
 const KEYS_TARGET_MS: f64 = 50.0;
 const RELAY_TARGET_MS: f64 = 5.0;
+/// The account of (a), as the package makes it.
+const KEYS_ACCOUNT: &str = "guest";
+/// The account the door runs as in (b): one that exists everywhere.
 const DOOR_ACCOUNT: &str = "nobody";
 
 fn door_bin() -> PathBuf {
@@ -93,7 +96,7 @@ struct Setup {
     config: PathBuf,
 }
 
-fn setup(driver_extra: &str) -> Setup {
+fn setup(driver_extra: &str, account: &str) -> Setup {
     let dir = tempfile::Builder::new().prefix("gi-bench-console-").tempdir().unwrap();
     let root = dir.path().to_path_buf();
     fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
@@ -116,7 +119,7 @@ fn setup(driver_extra: &str) -> Setup {
             "state_dir = \"{state}\"\npreseed_template = \"{preseed}\"\nadmins = []\ndomain = \"example.org\"\n\
              [mirror]\nhost = \"deb.debian.org\"\ndirectory = \"/debian\"\n\
              [hypervisor]\n{driver_extra}\n[audit]\nsyslog_socket = \"{sock}\"\n\
-             [console]\naccount = \"{DOOR_ACCOUNT}\"\nsocket = \"{root}/console.sock\"\n",
+             [console]\naccount = \"{account}\"\nsocket = \"{root}/console.sock\"\n",
             state = state.display(),
             preseed = preseed.display(),
             sock = sock.display(),
@@ -130,7 +133,8 @@ fn setup(driver_extra: &str) -> Setup {
 
 /// (a) `console-keys` over a store of 1,000 principals × 5 keys.
 fn authorized_keys_command() {
-    let s = setup("driver = \"xl\"");
+    // The account sshd names need not exist for console-keys: it compares names.
+    let s = setup("driver = \"xl\"", KEYS_ACCOUNT);
     let keys = s.state.join("keys");
     fs::create_dir(&keys).unwrap();
     fs::set_permissions(&keys, fs::Permissions::from_mode(0o700)).unwrap();
@@ -186,7 +190,7 @@ fn authorized_keys_command() {
 fn console_keys(config: &Path, fp: &Fingerprint) -> (String, Duration) {
     let t = Instant::now();
     let o = Command::new(bin())
-        .args(["console-keys", DOOR_ACCOUNT, fp.as_str()])
+        .args(["console-keys", KEYS_ACCOUNT, fp.as_str()])
         .env_clear()
         .env("GUEST_INSTALLER_CONFIG", config)
         .stdin(Stdio::null())
@@ -239,7 +243,7 @@ fn read_until(r: &mut impl Read, what: &str) {
 
 /// (b) A keystroke through the door, against a direct socket.
 fn keystroke_round_trip() {
-    let s = setup("driver = \"qemu\"");
+    let s = setup("driver = \"qemu\"", DOOR_ACCOUNT);
     let n = env_num("GI_BENCH_ROUND_TRIPS", 2000);
     let vm = "vm1";
     // A registered machine with an installed system (no guest: the echo).
