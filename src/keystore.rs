@@ -101,7 +101,7 @@ impl KeyStore {
     pub fn add(&self, principal: &Principal, key: &PublicKey) -> Result<bool, KeyStoreError> {
         let lock = self.lock()?;
         let fp = key.fingerprint();
-        for (owner, _) in self.find(&lock, &fp)? {
+        if let Some((owner, _)) = self.find(&lock, &fp)?.into_iter().next() {
             return if owner == *principal { Ok(false) } else { Err(KeyStoreError::Taken) };
         }
         let mut keys = self.keys_of(principal)?;
