@@ -13,7 +13,7 @@ use crate::types::Principal;
 use serde::{Deserialize, Serialize};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How many keys one principal may register (the man page says so too).
 pub const MAX_KEYS_PER_PRINCIPAL: usize = 32;
@@ -136,19 +136,10 @@ impl KeyStore {
     /// parses only the key whose stored fingerprint matches, and checks
     /// that fingerprint against the key itself.
     pub fn lookup(&self, fp: &Fingerprint) -> Result<Vec<(Principal, PublicKey)>, KeyStoreError> {
-        let entries = match std::fs::read_dir(&self.dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(PathIo::new(&self.dir, e).into()),
-        };
         let mut found = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(io_err(&self.dir))?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str().filter(|n| n.ends_with(SUFFIX) && !n.starts_with('.')) else { continue };
-            let path = self.dir.join(name);
+        for (stem, path) in self.files()? {
             let Some(stored) = read(&path)? else { continue };
-            if self.file(&stored.principal) != path {
+            if stored.principal.as_str().replace('/', "+") != stem {
                 return Err(corrupt(&path, "its principal does not match its file name"));
             }
             for k in stored.keys.iter().filter(|k| k.fingerprint == fp.as_str()) {
@@ -159,8 +150,16 @@ impl KeyStore {
         Ok(found)
     }
 
-    /// Every principal's keys (for an admin's overview and the tests).
+    /// Every principal that has keys (for an admin's overview and the tests).
     pub fn principals(&self) -> Result<Vec<Principal>, KeyStoreError> {
+        let mut out: Vec<Principal> = self.files()?.into_iter().filter_map(|(stem, _)| Principal::parse(&stem.replace('+', "/")).ok()).collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// The principals' files: (name without its ending, path). Hidden
+    /// files (a write's temporary) are not among them.
+    fn files(&self) -> Result<Vec<(String, PathBuf)>, KeyStoreError> {
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(e) => e,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -168,14 +167,11 @@ impl KeyStore {
         };
         let mut out = Vec::new();
         for entry in entries {
-            let entry = entry.map_err(io_err(&self.dir))?;
-            let name = entry.file_name();
-            let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(SUFFIX)).filter(|n| !n.starts_with('.')) else { continue };
-            if let Ok(p) = Principal::parse(&stem.replace('+', "/")) {
-                out.push(p);
+            let name = entry.map_err(io_err(&self.dir))?.file_name();
+            if let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(SUFFIX)).filter(|n| !n.starts_with('.')) {
+                out.push((stem.to_owned(), self.dir.join(&name)));
             }
         }
-        out.sort();
         Ok(out)
     }
 
@@ -197,15 +193,10 @@ impl KeyStore {
     /// Serialises changes: an flock on the store directory itself (made,
     /// root's alone, if missing). Waits at most [`LOCK_WAIT`], then `Busy`.
     fn lock(&self) -> Result<StoreLock, KeyStoreError> {
-        fsutil::ensure_dir(&self.dir, 0o700).map_err(io_err(&self.dir))?;
-        let until = Instant::now() + LOCK_WAIT;
-        loop {
-            match crate::lock::try_lock_dir(&self.dir) {
-                Ok(l) => return Ok(StoreLock(l)),
-                Err(crate::lock::LockError::Held) if Instant::now() < until => std::thread::sleep(Duration::from_millis(20)),
-                Err(crate::lock::LockError::Held) => return Err(KeyStoreError::Busy),
-                Err(crate::lock::LockError::Io(e)) => return Err(KeyStoreError::Io(e)),
-            }
+        match crate::lock::lock_dir_within(&self.dir, LOCK_WAIT) {
+            Ok(l) => Ok(StoreLock(l)),
+            Err(crate::lock::LockError::Held) => Err(KeyStoreError::Busy),
+            Err(crate::lock::LockError::Io(e)) => Err(KeyStoreError::Io(e)),
         }
     }
 }

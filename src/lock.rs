@@ -6,6 +6,7 @@ use nix::fcntl::{Flock, FlockArg};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::time::{Duration, Instant};
 use crate::fsutil::{io_err, PathIo};
 
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +51,28 @@ pub fn try_lock_dir(dir: &Path) -> Result<Lock, LockError> {
         .open(dir)
         .map_err(io_err(dir))?;
     lock_now(file, dir)
+}
+
+/// Like [`try_lock_dir`] (`dir` made, root's alone, if missing), but
+/// waits up to `wait` for a holder that is quick: `Held` only after that.
+pub fn lock_dir_within(dir: &Path, wait: Duration) -> Result<Lock, LockError> {
+    crate::fsutil::ensure_dir(dir, 0o700).map_err(io_err(dir))?;
+    retry_within(wait, || try_lock_dir(dir))
+}
+
+/// Like [`try_lock`], waiting up to `wait`.
+pub fn lock_within(path: &Path, wait: Duration) -> Result<Lock, LockError> {
+    retry_within(wait, || try_lock(path))
+}
+
+fn retry_within(wait: Duration, mut attempt: impl FnMut() -> Result<Lock, LockError>) -> Result<Lock, LockError> {
+    let until = Instant::now() + wait;
+    loop {
+        match attempt() {
+            Err(LockError::Held) if Instant::now() < until => std::thread::sleep(Duration::from_millis(20)),
+            r => return r,
+        }
+    }
 }
 
 /// Removes what a killed request left in `dir`: hidden temporary files

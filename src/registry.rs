@@ -9,7 +9,7 @@ use crate::volume::{self, Identity};
 use serde::{Deserialize, Serialize};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use crate::fsutil::{io_err, PathIo};
 
 const MAX_MACHINE_BYTES: u64 = 64 * 1024;
@@ -197,15 +197,10 @@ impl Registry {
     /// itself (made if missing), so no lock file is left behind. Waits at
     /// most [`LOCK_WAIT`], then `Busy`.
     pub fn lock(&self) -> Result<RegistryLock, RegistryError> {
-        fsutil::ensure_dir(&self.dir, 0o700).map_err(io_err(&self.dir))?;
-        let until = Instant::now() + LOCK_WAIT;
-        loop {
-            match crate::lock::try_lock_dir(&self.dir) {
-                Ok(l) => return Ok(RegistryLock(l)),
-                Err(crate::lock::LockError::Held) if Instant::now() < until => std::thread::sleep(Duration::from_millis(20)),
-                Err(crate::lock::LockError::Held) => return Err(RegistryError::Busy),
-                Err(crate::lock::LockError::Io(e)) => return Err(RegistryError::Io(e)),
-            }
+        match crate::lock::lock_dir_within(&self.dir, LOCK_WAIT) {
+            Ok(l) => Ok(RegistryLock(l)),
+            Err(crate::lock::LockError::Held) => Err(RegistryError::Busy),
+            Err(crate::lock::LockError::Io(e)) => Err(RegistryError::Io(e)),
         }
     }
 

@@ -105,16 +105,7 @@ impl CryptHash {
 
     /// Reads the password line from `r`, never more than `MAX_STDIN` bytes.
     pub fn read_from(r: impl Read) -> Result<Self, Rule> {
-        let mut buf = Vec::with_capacity(256);
-        r.take(MAX_STDIN + 1)
-            .read_to_end(&mut buf)
-            .map_err(|_| Rule("could not be read from standard input"))?;
-        if buf.len() as u64 > MAX_STDIN {
-            return Err(Rule("is too long (at most 1024 bytes)"));
-        }
-        let r = Self::from_line(&buf);
-        buf.iter_mut().for_each(|b| *b = 0);
-        r
+        read_line(r, Self::from_line)
     }
 
     /// The hash itself, for the one place it belongs: the rendered preseed.
@@ -146,17 +137,7 @@ impl RootPassword {
 
     /// Reads the password line from `r`, never more than `MAX_STDIN` bytes.
     pub fn read_from(r: impl Read) -> Result<Self, Rule> {
-        let mut buf = Vec::with_capacity(256);
-        r.take(MAX_STDIN + 1)
-            .read_to_end(&mut buf)
-            .map_err(|_| Rule("could not be read from standard input"))?;
-        if buf.len() as u64 > MAX_STDIN {
-            buf.iter_mut().for_each(|b| *b = 0);
-            return Err(Rule("is too long (at most 1024 bytes)"));
-        }
-        let r = Self::from_line(&buf);
-        buf.iter_mut().for_each(|b| *b = 0);
-        r
+        read_line(r, Self::from_line)
     }
 
     pub fn hash(&self) -> Option<&CryptHash> {
@@ -165,6 +146,20 @@ impl RootPassword {
             RootPassword::Locked => None,
         }
     }
+}
+
+/// The caller's one line from `r` (never more than `MAX_STDIN` bytes
+/// read), parsed by `parse`; the bytes are wiped whatever the outcome.
+fn read_line<T>(r: impl Read, parse: impl FnOnce(&[u8]) -> Result<T, Rule>) -> Result<T, Rule> {
+    let mut buf = Vec::with_capacity(256);
+    let read = r.take(MAX_STDIN + 1).read_to_end(&mut buf);
+    let result = match read {
+        Err(_) => Err(Rule("could not be read from standard input")),
+        Ok(_) if buf.len() as u64 > MAX_STDIN => Err(Rule("is too long (at most 1024 bytes)")),
+        Ok(_) => parse(&buf),
+    };
+    buf.iter_mut().for_each(|b| *b = 0);
+    result
 }
 
 /// `N` bytes from the kernel's random source (getrandom(2)): salts,

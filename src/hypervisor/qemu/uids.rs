@@ -16,7 +16,7 @@ use crate::state::VmDir;
 use std::collections::BTreeSet;
 use std::io;
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 /// The file in a VM's directory that records its qemu's uid.
 pub const UID_FILE: &str = "qemu.uid";
@@ -27,14 +27,10 @@ const LOCK_WAIT: Duration = Duration::from_secs(10);
 /// Picks the lowest uid of `range` that no guest under `vms_dir` running,
 /// or started within `start_limit`, has, and records it for `vm`.
 pub fn allocate(range: QemuUids, vms_dir: &Path, lock_path: &Path, vm: &VmDir, start_limit: Duration) -> io::Result<u32> {
-    let until = Instant::now() + LOCK_WAIT;
-    let _held = loop {
-        match lock::try_lock(lock_path) {
-            Ok(l) => break l,
-            Err(LockError::Held) if Instant::now() < until => std::thread::sleep(Duration::from_millis(20)),
-            Err(LockError::Held) => return Err(io::Error::other("another guest's start is choosing a uid; try again")),
-            Err(LockError::Io(e)) => return Err(io::Error::other(e.to_string())),
-        }
+    let _held = match lock::lock_within(lock_path, LOCK_WAIT) {
+        Ok(l) => l,
+        Err(LockError::Held) => return Err(io::Error::other("another guest's start is choosing a uid; try again")),
+        Err(LockError::Io(e)) => return Err(io::Error::other(e.to_string())),
     };
     let used = in_use(vms_dir, vm, start_limit)?;
     let uid = (range.base + 1..=range.base + range.count)
