@@ -55,10 +55,23 @@ pub fn run<S: AsRef<OsStr>>(program: &Path, args: &[S], limit: Duration) -> Resu
     run_with_stdout(program, args, limit, out)
 }
 
+/// Like [`run`], for a tool that parses what a guest wrote: it runs in
+/// namespaces of its own (no network, no IPC, private mounts) without any
+/// capability and with no way to gain one. It keeps uid 0 only to open
+/// root's files it is named (a volume, a scratch file of ours).
+pub fn run_confined<S: AsRef<OsStr>>(program: &Path, args: &[S], limit: Duration) -> Result<Output, ExecError> {
+    let out = tempfile::tempfile().map_err(|source| ExecError::Spawn { program: program.into(), source })?;
+    spawn_and_wait(program, args, limit, out, true)
+}
+
 /// Like [`run`], with the program's whole standard output written to
 /// `stdout` (for listings longer than the tail [`run`] keeps); the
 /// returned `Output::stdout` is still only its tail.
 pub fn run_with_stdout<S: AsRef<OsStr>>(program: &Path, args: &[S], limit: Duration, out: File) -> Result<Output, ExecError> {
+    spawn_and_wait(program, args, limit, out, false)
+}
+
+fn spawn_and_wait<S: AsRef<OsStr>>(program: &Path, args: &[S], limit: Duration, out: File, confined: bool) -> Result<Output, ExecError> {
     let err = tempfile::tempfile().map_err(|source| ExecError::Spawn { program: program.into(), source })?;
     let mut cmd = Command::new(program);
     cmd.args(args)
@@ -72,10 +85,15 @@ pub fn run_with_stdout<S: AsRef<OsStr>>(program: &Path, args: &[S], limit: Durat
     // If we are killed, the tool dies with us rather than going on writing
     // into a request that no longer exists (and holding, between fork and
     // exec, a copy of our lock's descriptor).
-    // SAFETY: the closure only makes one async-signal-safe system call.
+    // SAFETY: the closure makes only async-signal-safe system calls.
     unsafe {
-        cmd.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(std::io::Error::from)
+        cmd.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(std::io::Error::from)?;
+            if confined {
+                crate::privileges::isolate()?;
+                crate::privileges::drop_all_capabilities();
+            }
+            Ok(())
         });
     }
     let mut child = cmd.spawn().map_err(|source| match source.kind() {
@@ -110,6 +128,21 @@ mod tests {
         assert!(!o.stdout.contains("GI_SHOULD_NOT_LEAK"));
         let o = run(Path::new("/bin/echo"), &["$(id)", ";", "|"], Duration::from_secs(5)).unwrap();
         assert_eq!(o.stdout, "$(id) ; |\n");
+    }
+
+    /// A confined tool has no capability, cannot gain one, and sees no
+    /// network but its own loopback (needs root, as the suite does).
+    #[test]
+    fn a_confined_tool_has_no_capability_and_no_network() {
+        let o = run_confined(Path::new("/bin/cat"), &["/proc/self/status", "/proc/self/net/dev"], Duration::from_secs(5)).unwrap();
+        let field = |k: &str| o.stdout.lines().find_map(|l| l.strip_prefix(k)).map(str::trim).unwrap_or_default().to_owned();
+        assert_eq!(field("CapEff:"), "0000000000000000");
+        assert_eq!(field("CapBnd:"), "0000000000000000");
+        assert_eq!(field("NoNewPrivs:"), "1");
+        // /proc/self/net/dev: two header lines, then "  NAME: counters".
+        let dev = o.stdout.split("Inter-|").nth(1).unwrap_or_default();
+        let ifaces: Vec<&str> = dev.lines().skip(2).filter_map(|l| l.split_once(':').map(|(i, _)| i.trim())).collect();
+        assert_eq!(ifaces, ["lo"], "{}", o.stdout);
     }
 
     #[test]

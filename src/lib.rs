@@ -29,6 +29,7 @@ pub mod lock;
 pub mod media;
 pub mod policy;
 pub mod preseed;
+pub mod privileges;
 pub mod progress;
 pub mod registry;
 pub mod rootlogin;

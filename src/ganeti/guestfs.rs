@@ -1,18 +1,28 @@
-//! Reads and writes a few files inside an instance's ext4 filesystem with
-//! `debugfs`, never mounting it. The filesystem is the guest's (after its
-//! first boot, the guest wrote it): what is read from it is bounded and
-//! treated as hostile, a file is replaced only if it is a regular file
-//! (never written through a link), and every write is read back.
+//! Reads and writes a few files inside an instance's ext4 filesystem,
+//! never mounting it. The filesystem is the guest's (after its first boot,
+//! the guest wrote it): it is read with our own ext4 reader
+//! (`template::readback::ext4`, every field checked, every read bounded),
+//! never through a link; a file is replaced only if it is a regular file,
+//! and every write is read back. The one write is `debugfs -w`, run
+//! confined (`exec::run_confined`: no capability, no network, private
+//! mounts), as libext2fs parses what the guest wrote too.
 //!
 //! Paths inside the filesystem are constants of ours; the only other word
-//! in a command is a temporary file of ours, so nothing of a caller's
-//! reaches debugfs's command language.
+//! in a debugfs command is a temporary file of ours, so nothing of a
+//! caller's reaches debugfs's command language.
 
 use crate::exec::{self, ExecError};
-use std::io::Write;
+use crate::template::readback::ext4::{self, Fs, FsError, Kind, Limits, Region, ROOT_INODE};
+use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// How much of one directory the lookup reads: far above any directory
+/// on the way to the files we touch.
+const DIR_LIMITS: Limits = Limits { entries: 1 << 20, bytes: 64 << 20, entry_cost: 48 };
+/// Extents of a file we read (ours are a few KiB).
+const MAX_EXTENTS: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GuestFsError {
@@ -22,9 +32,12 @@ pub enum GuestFsError {
     Refused { disk: String, message: String },
     #[error("cannot use a scratch file in {dir}: {source}")]
     Scratch { dir: PathBuf, source: std::io::Error },
+    #[error("cannot read the filesystem on {disk}: {source}")]
+    Read { disk: String, source: FsError },
 }
 
-/// One file's inode, as debugfs's `stat` shows it.
+/// One file's inode: its type (as debugfs names it), permission bits,
+/// owner and size.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inode {
     pub kind: String,
@@ -60,44 +73,90 @@ impl GuestFs<'_> {
         Ok(f)
     }
 
-    /// Runs one request (`-R`) or a command file (`-f`, written with `-w`).
+    /// Runs a command file (`-f`, written with `-w`), confined.
     fn debugfs(&self, args: &[&std::ffi::OsStr]) -> Result<exec::Output, GuestFsError> {
-        exec::run(self.debugfs, args, self.timeout).map_err(|source| GuestFsError::Tool { disk: self.disk_name(), source })
+        exec::run_confined(self.debugfs, args, self.timeout).map_err(|source| GuestFsError::Tool { disk: self.disk_name(), source })
     }
 
-    /// The filesystem's features; refuses one whose journal needs
-    /// replaying (written to now, it would be damaged).
-    pub fn check_clean(&self) -> Result<(), GuestFsError> {
-        let o = self.debugfs(&["-R".as_ref(), "features".as_ref(), self.disk.as_os_str()])?;
-        let line = o.stdout.lines().find(|l| l.starts_with("Filesystem features:")).ok_or_else(|| self.refused("no ext4 filesystem found on disk 0"))?;
-        if line.split_whitespace().any(|f| f == "needs_recovery") {
-            return Err(self.refused(
+    fn read_err(&self) -> impl Fn(FsError) -> GuestFsError + '_ {
+        move |source| GuestFsError::Read { disk: self.disk_name(), source }
+    }
+
+    /// The filesystem, opened read-only; one whose journal needs replaying
+    /// (written to now, it would be damaged) is refused.
+    fn open(&self) -> Result<Fs<Region>, GuestFsError> {
+        let mut file = std::fs::File::open(self.disk).map_err(|e| self.read_err()(FsError::Io(e)))?;
+        let len = file.seek(SeekFrom::End(0)).map_err(|e| self.read_err()(FsError::Io(e)))?;
+        match Fs::open(Box::new(Region { file, start: 0, len })) {
+            Ok(fs) => Ok(fs),
+            Err(FsError::Unsupported(what)) if what.contains("journal") => Err(self.refused(
                 "the filesystem was not cleanly unmounted (its journal needs replaying): start the instance and shut it down cleanly, then try again",
-            ));
+            )),
+            Err(FsError::Corrupt(_)) => Err(self.refused("no ext4 filesystem found on disk 0")),
+            Err(e) => Err(self.read_err()(e)),
         }
-        Ok(())
     }
 
-    /// The inode at `path`, or None if there is none.
+    /// Refuses a filesystem that is not ext4 or not cleanly unmounted.
+    pub fn check_clean(&self) -> Result<(), GuestFsError> {
+        self.open().map(drop)
+    }
+
+    /// The inode at `path`, or None if there is none. No component of the
+    /// path is followed if it is a link.
     pub fn stat(&self, path: &str) -> Result<Option<Inode>, GuestFsError> {
-        let o = self.debugfs(&["-R".as_ref(), format!("stat {path}").as_ref(), self.disk.as_os_str()])?;
-        parse_stat(&o.stdout).map(Some).or_else(|| (!o.stdout.contains("Inode:")).then_some(None)).ok_or_else(|| self.refused(format!("cannot read the inode of {path}")))
+        let fs = self.open()?;
+        Ok(self.lookup(&fs, path)?.map(|i| Inode {
+            kind: match i.kind {
+                Kind::File => "regular",
+                Kind::Dir => "directory",
+                Kind::Symlink => "symlink",
+                Kind::Other => "other",
+            }
+            .to_owned(),
+            mode: i.perm,
+            uid: i.uid,
+            gid: i.gid,
+            size: i.size,
+        }))
+    }
+
+    fn lookup(&self, fs: &Fs<Region>, path: &str) -> Result<Option<ext4::Inode>, GuestFsError> {
+        let mut at = fs.inode(ROOT_INODE).map_err(self.read_err())?;
+        for name in path.split('/').filter(|c| !c.is_empty()) {
+            match at.kind {
+                Kind::Dir => {}
+                Kind::Symlink => return Err(self.refused(format!("{path} goes through a symlink"))),
+                _ => return Ok(None),
+            }
+            let entries = fs.dir_entries(&at, MAX_EXTENTS, DIR_LIMITS).map_err(self.read_err())?;
+            let Some((_, ino)) = entries.into_iter().find(|(n, _)| n == name.as_bytes()) else { return Ok(None) };
+            at = fs.inode(ino).map_err(self.read_err())?;
+        }
+        Ok(Some(at))
     }
 
     /// The contents of the regular file at `path` (at most `limit` bytes),
     /// or None if there is no file there.
     pub fn read(&self, path: &str, limit: u64) -> Result<Option<Vec<u8>>, GuestFsError> {
-        let Some(ino) = self.stat(path)? else { return Ok(None) };
-        if ino.kind != "regular" {
+        let fs = self.open()?;
+        let Some(ino) = self.lookup(&fs, path)? else { return Ok(None) };
+        if ino.kind != Kind::File {
             return Err(self.refused(format!("{path} is not a regular file")));
         }
         if ino.size > limit {
             return Err(self.refused(format!("{path} is larger than {limit} bytes")));
         }
-        let out = self.scratch_file(b"")?;
-        let cmd = format!("dump {path} {}", out.path().display());
-        self.debugfs(&["-R".as_ref(), cmd.as_ref(), self.disk.as_os_str()])?;
-        let data = crate::fsutil::read_limited(out.path(), limit).map_err(|e| self.refused(format!("cannot read {path} back: {e}")))?;
+        let mut data = vec![0u8; ino.size as usize];
+        let bs = fs.block_size;
+        for e in fs.extents(&ino, MAX_EXTENTS).map_err(self.read_err())? {
+            if e.unwritten {
+                continue;
+            }
+            let from = e.logical * bs;
+            let to = ((e.logical + e.len) * bs).min(ino.size);
+            fs.read_data(e.start, 0, &mut data[from as usize..to as usize]).map_err(self.read_err())?;
+        }
         Ok(Some(data))
     }
 
@@ -137,29 +196,6 @@ impl GuestFs<'_> {
         }
         Ok(())
     }
-}
-
-/// `Inode: 12   Type: regular    Mode:  0644   Flags: 0x80000` and
-/// `User:     0   Group:     0   Project: 0   Size: 10`.
-fn parse_stat(text: &str) -> Option<Inode> {
-    let field = |key: &str| -> Option<&str> {
-        text.lines().find_map(|l| {
-            let mut w = l.split_whitespace();
-            while let Some(t) = w.next() {
-                if t == key {
-                    return w.next();
-                }
-            }
-            None
-        })
-    };
-    Some(Inode {
-        kind: field("Type:")?.to_owned(),
-        mode: u32::from_str_radix(field("Mode:")?, 8).ok()?,
-        uid: field("User:")?.parse().ok()?,
-        gid: field("Group:")?.parse().ok()?,
-        size: field("Size:")?.parse().ok()?,
-    })
 }
 
 #[cfg(test)]
@@ -225,13 +261,5 @@ mod tests {
         let junk = d.path().join("junk.img");
         std::fs::write(&junk, vec![0u8; 1 << 20]).unwrap();
         assert!(fs_on(&junk, d.path()).check_clean().is_err());
-    }
-
-    #[test]
-    fn stat_output_is_parsed() {
-        let t = "Inode: 131074   Type: regular    Mode:  0600   Flags: 0x80000\nGeneration: 1    Version: 0x00000000:00000001\n\
-                 User:     0   Group:     0   Project:     0   Size: 412\nFile ACL: 0\n";
-        assert_eq!(parse_stat(t), Some(Inode { kind: "regular".into(), mode: 0o600, uid: 0, gid: 0, size: 412 }));
-        assert_eq!(parse_stat("File not found by ext2_lookup"), None);
     }
 }

@@ -234,7 +234,9 @@ fn run_qemu(spec: &Spec, report: &mut File) -> Result<(), String> {
         // SAFETY: a slot qemu now holds; our copy is no longer needed.
         unsafe { libc::close(*fd) };
     }
-    drop_privileges();
+    // It only reads a socket and writes root's VM directory, which uid 0
+    // may as the directory's owner.
+    crate::privileges::drop_all_capabilities();
     let pidfile = write_pidfile(&spec.pidfile, qemu.id());
     let logger = std::thread::spawn(move || super::conserve::run(serial, &mut log, console));
     let ready = qmp_ready(&qmp);
@@ -311,35 +313,6 @@ fn spawn_qemu(spec: &Spec) -> Result<std::process::Child, String> {
             format!("could not run {} as uid {uid}: {e}", spec.program.display())
         }
     })
-}
-
-/// Gives up every capability, for good (no exec can bring one back): the
-/// supervisor only reads a socket and writes root's VM directory, which
-/// uid 0 may as the directory's owner.
-fn drop_privileges() {
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: i32,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    // SAFETY: prctl and capset with valid arguments; failures leave us
-    // with more privilege, never with memory unsafety.
-    unsafe {
-        libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-        for cap in 0..64 {
-            libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0);
-        }
-        let mut h = Header { version: 0x2008_0522, pid: 0 };
-        let d = [Data { effective: 0, permitted: 0, inheritable: 0 }; 2];
-        libc::syscall(libc::SYS_capset, &mut h as *mut Header, d.as_ptr());
-    }
 }
 
 /// `{"return": ...}` to `query-status`: qemu is in its main loop.
