@@ -81,7 +81,7 @@ fuzz_target!(|data: &[u8]| {
     fs::write(&sentinel, b"host").unwrap();
     let before = fs::metadata(&sentinel).unwrap();
     let tree = scratch.path().join("tree");
-    let r = extract(img.into_boxed_slice(), &tree, Budget { bytes: 4 << 20, entries: 4096 });
+    let r = extract(img.into_boxed_slice(), &tree, Budget { bytes: 4 << 20, entries: 4096, ..Budget::default() });
     let after = fs::metadata(&sentinel).unwrap();
     assert_eq!(fs::read(&sentinel).unwrap(), b"host");
     assert_eq!((before.mtime(), before.mtime_nsec(), before.ino()), (after.mtime(), after.mtime_nsec(), after.ino()));
