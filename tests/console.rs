@@ -223,10 +223,11 @@ impl Drop for Terminal {
 }
 
 /// A directory for what sshd insists be root's and writable by no one
-/// else along its whole path (the AuthorizedKeysCommand): under the
-/// target directory, not /tmp (world-writable).
+/// else along its whole path (the AuthorizedKeysCommand): under /run,
+/// root's on every host, not under /tmp (world-writable) nor under the
+/// checkout, which may lie anywhere (a clone in /tmp fails sshd's check).
 fn root_only_dir() -> tempfile::TempDir {
-    let d = tempfile::Builder::new().prefix("gi-console-").tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let d = tempfile::Builder::new().prefix("gi-console-test-").tempdir_in("/run").unwrap();
     fs::set_permissions(d.path(), fs::Permissions::from_mode(0o700)).unwrap();
     d
 }
