@@ -73,7 +73,8 @@ fn install_killed_at_random_points_leaves_old_or_new_state() {
                 }
                 "domain.cfg" => {
                     let t = fs::read_to_string(&f).unwrap();
-                    assert!(t.ends_with("on_crash = \"destroy\"\n"), "trial {trial}: torn domain config");
+                    // Its last line: the device model's restriction (on by default).
+                    assert!(t.ends_with("\ndm_restrict = 1\n"), "trial {trial}: torn domain config");
                 }
                 other => panic!("trial {trial}: unexpected visible file {other}"),
             }
