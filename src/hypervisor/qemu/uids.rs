@@ -27,6 +27,9 @@ const LOCK_WAIT: Duration = Duration::from_secs(10);
 /// Picks the lowest uid of `range` that no guest under `vms_dir` running,
 /// or started within `start_limit`, has, and records it for `vm`.
 pub fn allocate(range: QemuUids, vms_dir: &Path, lock_path: &Path, vm: &VmDir, start_limit: Duration) -> io::Result<u32> {
+    if let Some(dir) = lock_path.parent() {
+        fsutil::ensure_dir(dir, 0o700)?;
+    }
     let _held = match lock::lock_within(lock_path, LOCK_WAIT) {
         Ok(l) => l,
         Err(LockError::Held) => return Err(io::Error::other("another guest's start is choosing a uid; try again")),
@@ -88,7 +91,8 @@ mod tests {
         };
         let (a, b, c) = (dir("a"), dir("b"), dir("c"));
         let range = QemuUids { base: 100_000, count: 2 };
-        let lock = d.path().join("uids.lock");
+        // (Its directory is made if missing.)
+        let lock = d.path().join("locks/uids.lock");
         let long = Duration::from_secs(600);
         assert_eq!(allocate(range, &vms, &lock, &a, long).unwrap(), 100_001);
         assert_eq!(std::fs::read_to_string(a.dir.join(UID_FILE)).unwrap(), "100001\n");
