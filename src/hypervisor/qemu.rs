@@ -330,6 +330,7 @@ impl Hypervisor for Qemu {
         supervisor::launch(&program, &spec, fds, self.timeout).map_err(|e| {
             let _ = fsutil::remove_if_exists(&control);
             let _ = fsutil::remove_if_exists(&console);
+            let _ = fsutil::remove_if_exists(&vm.dir.join(uids::UID_FILE));
             HvError::Start(e)
         })
     }
@@ -369,6 +370,7 @@ impl Hypervisor for Qemu {
         let _ = fsutil::remove_if_exists(&Self::qmp_socket(vm));
         let _ = fsutil::remove_if_exists(&Self::console_socket(vm));
         let _ = fsutil::remove_if_exists(&vm.pidfile());
+        let _ = fsutil::remove_if_exists(&vm.dir.join(uids::UID_FILE));
         Ok(())
     }
 

@@ -219,9 +219,14 @@ fn run_qemu(spec: &Spec, report: &mut File) -> Result<(), String> {
     // removed (a later run's, bound at the same names, are not ours).
     let sockets: Vec<(PathBuf, Option<FileId>)> =
         [&spec.control_socket, &spec.console_socket].into_iter().map(|p| (p.clone(), file_id(p))).collect();
+    // And this run's uid record, if it is still this run's.
+    let uid_file = spec.pidfile.with_file_name(super::uids::UID_FILE);
     let remove_sockets = || {
         for (p, id) in &sockets {
             remove_if_same(p, *id);
+        }
+        if crate::fsutil::read_text(&uid_file, 32).is_ok_and(|t| t.trim() == spec.uid.to_string()) {
+            let _ = std::fs::remove_file(&uid_file);
         }
     };
     let mut log = CappedLog::create(&spec.console_log, spec.log_max)
