@@ -76,10 +76,6 @@ impl KeyStore {
         KeyStore { dir: state_dir.join("keys") }
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// A principal's file: its name with `/` (which a file name cannot
     /// hold) as `+` (which a principal cannot hold), so the mapping is
     /// one to one.
@@ -101,7 +97,7 @@ impl KeyStore {
     pub fn add(&self, principal: &Principal, key: &PublicKey) -> Result<bool, KeyStoreError> {
         let lock = self.lock()?;
         let fp = key.fingerprint();
-        if let Some((owner, _)) = self.find(&lock, &fp)?.into_iter().next() {
+        if let Some((owner, _)) = self.lookup(&fp)?.into_iter().next() {
             return if owner == *principal { Ok(false) } else { Err(KeyStoreError::Taken) };
         }
         let mut keys = self.keys_of(principal)?;
@@ -123,12 +119,6 @@ impl KeyStore {
         let removed = keys.remove(i);
         self.write(&lock, principal, &keys)?;
         Ok(removed)
-    }
-
-    /// Who registered the key `fp` (at most one principal; the lock only
-    /// proves the caller holds it for a change).
-    fn find(&self, _lock: &StoreLock, fp: &Fingerprint) -> Result<Vec<(Principal, PublicKey)>, KeyStoreError> {
-        self.lookup(fp)
     }
 
     /// The principal and key registered under `fp`, if any: what the

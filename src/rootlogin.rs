@@ -48,7 +48,7 @@ pub enum RequestError {
     Password(Rule),
     #[error(
         "no SSH key is registered for {0} and no root password was given, so nobody could log in: register a key \
-         first (remctl HOST guest key add \"$(cat ~/.ssh/id_ed25519.pub)\"), or give a root password as the last argument"
+         first (`guest-installer key add \"$(cat ~/.ssh/id_ed25519.pub)\"`), or give a root password as the last argument"
     )]
     NoKeyNoPassword(crate::types::Principal),
     #[error("keys=none and no root password: nobody could log in; give a root password as the last argument, or leave out keys=none")]
