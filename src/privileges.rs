@@ -20,15 +20,25 @@ pub fn drop_all_capabilities() {
         permitted: u32,
         inheritable: u32,
     }
-    // SAFETY: prctl and capset with valid arguments.
+    drop_bounding_set();
+    // SAFETY: capset with valid arguments.
+    unsafe {
+        let mut h = Header { version: 0x2008_0522, pid: 0 };
+        let d = [Data { effective: 0, permitted: 0, inheritable: 0 }; 2];
+        libc::syscall(libc::SYS_capset, &mut h as *mut Header, d.as_ptr());
+    }
+}
+
+/// Sets no-new-privileges and empties the bounding set, keeping the
+/// capabilities the process has now (a caller that must still change its
+/// uid does that next, then calls `drop_all_capabilities`).
+pub fn drop_bounding_set() {
+    // SAFETY: prctl with valid arguments.
     unsafe {
         libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
         for cap in 0..64 {
             libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0);
         }
-        let mut h = Header { version: 0x2008_0522, pid: 0 };
-        let d = [Data { effective: 0, permitted: 0, inheritable: 0 }; 2];
-        libc::syscall(libc::SYS_capset, &mut h as *mut Header, d.as_ptr());
     }
 }
 

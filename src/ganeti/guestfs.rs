@@ -4,18 +4,20 @@
 //! (`template::readback::ext4`, every field checked, every read bounded),
 //! never through a link; a file is replaced only if it is a regular file,
 //! and every write is read back. The one write is `debugfs -w`, run
-//! confined (`exec::run_confined`: no capability, no network, private
-//! mounts), as libext2fs parses what the guest wrote too.
+//! confined (`exec::run_confined`, `jail`: a root holding only /usr, the
+//! disk and our bytes; no capability, no network, a seccomp filter; as
+//! `nobody` where the disk's mode allows), as libext2fs parses what the
+//! guest wrote too.
 //!
 //! Paths inside the filesystem are constants of ours; the only other word
-//! in a debugfs command is a temporary file of ours, so nothing of a
+//! in a debugfs command is the jail's fixed `/data`, so nothing of a
 //! caller's reaches debugfs's command language.
 
 use crate::exec::{self, ExecError};
+use crate::jail::Given;
 use crate::template::readback::ext4::{self, Fs, FsError, Kind, Limits, Region, ROOT_INODE};
-use std::io::{Seek, SeekFrom, Write};
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::io::{Seek, SeekFrom};
+use std::path::Path;
 use std::time::Duration;
 
 /// How much of one directory the lookup reads: far above any directory
@@ -30,8 +32,6 @@ pub enum GuestFsError {
     Tool { disk: String, source: ExecError },
     #[error("{disk}: {message}")]
     Refused { disk: String, message: String },
-    #[error("cannot use a scratch file in {dir}: {source}")]
-    Scratch { dir: PathBuf, source: std::io::Error },
     #[error("cannot read the filesystem on {disk}: {source}")]
     Read { disk: String, source: FsError },
 }
@@ -50,8 +50,6 @@ pub struct Inode {
 pub struct GuestFs<'a> {
     pub debugfs: &'a Path,
     pub disk: &'a Path,
-    /// Where scratch files (0600) go: a directory only root can enter.
-    pub scratch: &'a Path,
     pub timeout: Duration,
 }
 
@@ -64,18 +62,17 @@ impl GuestFs<'_> {
         GuestFsError::Refused { disk: self.disk_name(), message: message.into() }
     }
 
-    fn scratch_file(&self, data: &[u8]) -> Result<tempfile::NamedTempFile, GuestFsError> {
-        let err = |source| GuestFsError::Scratch { dir: self.scratch.to_path_buf(), source };
-        let mut f = tempfile::Builder::new().prefix(".tmp-guestfs-").tempfile_in(self.scratch).map_err(err)?;
-        f.as_file().set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(err)?;
-        f.write_all(data).map_err(err)?;
-        f.as_file().sync_all().map_err(err)?;
-        Ok(f)
-    }
-
-    /// Runs a command file (`-f`, written with `-w`), confined.
-    fn debugfs(&self, args: &[&std::ffi::OsStr]) -> Result<exec::Output, GuestFsError> {
-        exec::run_confined(self.debugfs, args, self.timeout).map_err(|source| GuestFsError::Tool { disk: self.disk_name(), source })
+    /// Runs the command file `script` with `-w` on the disk, confined:
+    /// debugfs sees the disk, the script and `data` (at `/data`), nothing
+    /// else of the host.
+    fn debugfs_write(&self, script: &str, data: &[u8]) -> Result<exec::Output, GuestFsError> {
+        let given = [
+            Given::Device { host: self.disk, name: "disk" },
+            Given::Data { name: "script", bytes: script.as_bytes() },
+            Given::Data { name: "data", bytes: data },
+        ];
+        let args = ["-w".to_owned(), "-f".to_owned(), given[1].inside(), given[0].inside()];
+        exec::run_confined(self.debugfs, &args, &given, self.timeout).map_err(|source| GuestFsError::Tool { disk: self.disk_name(), source })
     }
 
     fn read_err(&self) -> impl Fn(FsError) -> GuestFsError + '_ {
@@ -177,15 +174,8 @@ impl GuestFs<'_> {
             Some(_) => return Err(self.refused(format!("{path} is not a regular file"))),
             None => {}
         }
-        let src = self.scratch_file(data)?;
-        cmds.push_str(&format!(
-            "cd {dir}\nwrite {} {name}\nsif {path} mode 0{:o}\nsif {path} uid 0\nsif {path} gid 0\n",
-            src.path().display(),
-            0o100000 | mode
-        ));
-        let script = self.scratch_file(cmds.as_bytes())?;
-        self.debugfs(&["-w".as_ref(), "-f".as_ref(), script.path().as_os_str(), self.disk.as_os_str()])?;
-        drop(src);
+        cmds.push_str(&format!("cd {dir}\nwrite /data {name}\nsif {path} mode 0{:o}\nsif {path} uid 0\nsif {path} gid 0\n", 0o100000 | mode));
+        self.debugfs_write(&cmds, data)?;
         // debugfs reports a failed command but still exits 0: read back.
         let ino = self.stat(&path)?.ok_or_else(|| self.refused(format!("{path} was not written")))?;
         if ino.kind != "regular" || ino.mode != mode || ino.uid != 0 || ino.gid != 0 {
@@ -204,7 +194,7 @@ mod tests {
 
     /// A small ext4 image made by mke2fs from a tree with a regular file,
     /// a symlink where a file is expected, and a file where a directory is.
-    fn image(dir: &Path) -> PathBuf {
+    fn image(dir: &Path) -> std::path::PathBuf {
         let tree = dir.join("tree");
         std::fs::create_dir_all(tree.join("etc")).unwrap();
         std::fs::create_dir_all(tree.join("var/lib")).unwrap();
@@ -217,15 +207,15 @@ mod tests {
         img
     }
 
-    fn fs_on<'a>(img: &'a Path, scratch: &'a Path) -> GuestFs<'a> {
-        GuestFs { debugfs: Path::new("/usr/sbin/debugfs"), disk: img, scratch, timeout: Duration::from_secs(60) }
+    fn fs_on(img: &Path) -> GuestFs<'_> {
+        GuestFs { debugfs: Path::new("/usr/sbin/debugfs"), disk: img, timeout: Duration::from_secs(60) }
     }
 
     #[test]
     fn files_are_replaced_as_root_owned_regular_files_and_read_back() {
         let d = tempfile::tempdir().unwrap();
         let img = image(d.path());
-        let g = fs_on(&img, d.path());
+        let g = fs_on(&img);
         g.check_clean().unwrap();
         assert_eq!(g.read("/etc/hostname", 100).unwrap().unwrap(), b"localhost\n");
         assert_eq!(g.read("/etc/nothing", 100).unwrap(), None);
@@ -237,16 +227,13 @@ mod tests {
         assert_eq!((dir.kind.as_str(), dir.mode), ("directory", 0o700));
         let f = g.stat("/var/lib/seeds/seed").unwrap().unwrap();
         assert_eq!((f.kind.as_str(), f.mode, f.uid, f.gid, f.size), ("regular", 0o600, 0, 0, 6));
-        // Nothing of ours is left in the scratch directory.
-        let left: Vec<_> = std::fs::read_dir(d.path()).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-")).collect();
-        assert!(left.is_empty(), "{left:?}");
     }
 
     #[test]
     fn links_non_directories_large_files_and_dirty_journals_are_refused() {
         let d = tempfile::tempdir().unwrap();
         let img = image(d.path());
-        let g = fs_on(&img, d.path());
+        let g = fs_on(&img);
         // Never written through a link, never read through one.
         assert!(matches!(g.replace("/etc", 0o755, "hosts", b"x", 0o644), Err(GuestFsError::Refused { .. })));
         assert_eq!(g.stat("/etc/hosts").unwrap().unwrap().kind, "symlink");
@@ -260,6 +247,6 @@ mod tests {
         // Not a filesystem at all.
         let junk = d.path().join("junk.img");
         std::fs::write(&junk, vec![0u8; 1 << 20]).unwrap();
-        assert!(fs_on(&junk, d.path()).check_clean().is_err());
+        assert!(fs_on(&junk).check_clean().is_err());
     }
 }

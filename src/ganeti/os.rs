@@ -24,15 +24,8 @@ pub const SEED_NAME: &str = "seed";
 const DONE: &str = "/var/lib/gi-identity/done";
 const MAX_SMALL_FILE: u64 = 64 * 1024;
 
-/// Scratch space for seeds on their way into a filesystem: root's only.
-pub fn scratch_dir(config: &Config) -> Result<std::path::PathBuf, GanetiError> {
-    let d = super::variants::dir(config);
-    crate::fsutil::ensure_dir(&d, 0o700).map_err(|e| GanetiError::Io(format!("cannot create {}: {e}", d.display())))?;
-    Ok(d)
-}
-
-fn guestfs<'a>(config: &'a Config, disk: &'a Path, scratch: &'a Path) -> GuestFs<'a> {
-    GuestFs { debugfs: config.debugfs.path(), disk, scratch, timeout: config.timeouts.tool() }
+fn guestfs<'a>(config: &'a Config, disk: &'a Path) -> GuestFs<'a> {
+    GuestFs { debugfs: config.debugfs.path(), disk, timeout: config.timeouts.tool() }
 }
 
 /// Clones the variant onto disk 0 and gives it its identity. Returns a
@@ -40,7 +33,6 @@ fn guestfs<'a>(config: &'a Config, disk: &'a Path, scratch: &'a Path) -> GuestFs
 pub fn create(config: &Config, c: &Create) -> Result<String, GanetiError> {
     let tpl = template::load(&config.templates_dir(), &c.variant)?;
     template::require_identity_version(&tpl)?;
-    let scratch = scratch_dir(config)?;
     let started = std::time::Instant::now();
     let method = clone::clone_onto(&tpl.root(), &c.disk).map_err(|e| {
         if e.touched_volume() {
@@ -58,7 +50,7 @@ pub fn create(config: &Config, c: &Create) -> Result<String, GanetiError> {
         Some(c.mac),
     );
     let disk = Path::new(c.disk.as_str());
-    if let Err(e) = guestfs(config, disk, &scratch).replace(SEED_DIR, 0o700, SEED_NAME, seed.as_bytes(), 0o600) {
+    if let Err(e) = guestfs(config, disk).replace(SEED_DIR, 0o700, SEED_NAME, seed.as_bytes(), 0o600) {
         // Never leave a clone that would boot as the template.
         let _ = clone::wipe(&c.disk, Some(&tpl.root()));
         return Err(e.into());
@@ -89,9 +81,8 @@ pub fn rename(config: &Config, r: &Rename) -> Result<String, GanetiError> {
     if r.new.host == r.old.host && new_domain == old_domain {
         return Ok(format!("{}.{new_domain}: the name is unchanged; nothing to do\n", r.new.host));
     }
-    let scratch = scratch_dir(config)?;
     let disk = Path::new(r.disk.as_str());
-    let fs = guestfs(config, disk, &scratch);
+    let fs = guestfs(config, disk);
     fs.check_clean()?;
     let seed_path = format!("{SEED_DIR}/{SEED_NAME}");
     if fs.stat(DONE)?.is_none() {
