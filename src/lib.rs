@@ -23,6 +23,7 @@ pub mod hypervisor;
 pub mod image;
 pub mod iso9660;
 pub mod isolinux;
+pub mod jail;
 pub mod keystore;
 pub mod lifecycle;
 pub mod lock;
@@ -65,10 +66,11 @@ pub struct Invocation<'a> {
 /// on the default syslog socket.
 pub fn handle(inv: &Invocation, stdin: &mut dyn Read) -> Result<Outcome, Error> {
     let result = handle_request(inv, stdin);
-    // A remote caller cannot run guest-installer itself: messages name the
-    // remctl form of the commands they suggest.
+    // A remote caller cannot run guest-installer itself: messages and
+    // replies name the remctl form of the commands they suggest.
     match (result, inv.remote_user) {
         (Err(e), Some(_)) => Err(Error { message: remote_forms(&e.message, &host_name()), ..e }),
+        (Ok(o), Some(_)) => Ok(Outcome { human: remote_forms(&o.human, &host_name()), ..o }),
         (r, _) => r,
     }
 }

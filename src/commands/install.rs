@@ -109,13 +109,9 @@ fn from_image(ctx: &Ctx, mut req: Request, image_name: &ImageName) -> Result<Out
     let domain = Domain::for_machine(machine, config, &media);
     let st = record_or_start(&held, &domain, st, no_start, "the installer", undo)?;
 
-    let reply = Reply { held: &held, st: &st, hostname, media: &media, domain_config: &domain_config, root: &root };
+    let reply = Reply { held: &held, st: &st, hostname, media: &media, domain_config: &domain_config, root: &root, host_paths: ctx.shows_host_paths() };
     Ok(reply.outcome(
-        format!(
-            "{} from image {image_name}\n  media: {}",
-            if no_start { "prepared (not started)" } else { "installer started" },
-            media.path().unwrap_or(&vmdir.dir).display()
-        ),
+        format!("{} from image {image_name}", if no_start { "prepared (not started)" } else { "installer started" }),
         [("boot", Value::from(machine.boot.as_str()))],
     ))
 }
@@ -128,6 +124,9 @@ struct Reply<'a> {
     media: &'a media::Media,
     domain_config: &'a Path,
     root: &'a RootLogin,
+    /// Root on the host is shown where the media, domain config and
+    /// console log are; a remote caller can use none of them.
+    host_paths: bool,
 }
 
 impl Reply<'_> {
@@ -135,25 +134,34 @@ impl Reply<'_> {
     /// path's own JSON fields.
     fn outcome<const N: usize>(&self, headline: String, extra: [(&str, Value); N]) -> Outcome {
         let (vm, vmdir) = (&self.held.machine.name, &self.held.vmdir);
-        let console = self.held.hv.console_log(vm, vmdir);
-        let human = format!(
-            "{vm}: {headline}\n  domain config: {}\n  console log: {}\n  root login: {}\n",
-            self.domain_config.display(),
-            console.display(),
-            self.root.describe()
-        );
+        let mut human = format!("{vm}: {headline}\n");
         let mut json = obj([
             ("vm", Value::from(vm.as_str())),
             ("state", Value::from(self.st.phase.as_str())),
             ("image", Value::from(self.st.image.as_str())),
             ("hostname", Value::from(self.hostname.as_str())),
-            ("media", Value::from(self.media.path().unwrap_or(&vmdir.dir).display().to_string())),
-            ("domain_config", Value::from(self.domain_config.display().to_string())),
-            ("console_log", Value::from(console.display().to_string())),
             ("root_login", self.root.json()),
         ]);
+        if self.host_paths {
+            let paths = [
+                ("media", self.media.path().unwrap_or(&vmdir.dir).to_path_buf()),
+                ("domain_config", self.domain_config.to_path_buf()),
+                ("console_log", self.held.hv.console_log(vm, vmdir)),
+            ];
+            host_path_lines(&mut human, &mut json, &paths);
+        }
+        human.push_str(&format!("  follow: `guest-installer status {vm}`\n  root login: {}\n", self.root.describe()));
         json.extend(extra.into_iter().map(|(k, v)| (k.to_owned(), v)));
         Outcome { human, json }
+    }
+}
+
+/// Host paths as text lines ("domain config: ...") and JSON fields
+/// ("domain_config"), for root on the host only.
+pub(super) fn host_path_lines(human: &mut String, json: &mut serde_json::Map<String, Value>, paths: &[(&str, std::path::PathBuf)]) {
+    for (key, path) in paths {
+        human.push_str(&format!("  {}: {}\n", key.replace('_', " "), path.display()));
+        json.insert((*key).to_owned(), Value::from(path.display().to_string()));
     }
 }
 
@@ -262,7 +270,7 @@ fn from_template(ctx: &Ctx, mut req: Request, tname: &TemplateName) -> Result<Ou
     let st = record_or_start(&held, &domain, st, no_start, "the clone", || {
         let _ = held.discard(Some(&tpl));
     })?;
-    let reply = Reply { held: &held, st: &st, hostname, media: &media, domain_config: &domain_config, root: &root };
+    let reply = Reply { held: &held, st: &st, hostname, media: &media, domain_config: &domain_config, root: &root, host_paths: ctx.shows_host_paths() };
     Ok(reply.outcome(
         format!(
             "{} from template {tname} ({} onto {}, with identity, in {:.0} ms)",

@@ -33,6 +33,12 @@ pub struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// Whether replies may name files on the host: only root there can
+    /// read them, so a remote caller is told what it can run instead.
+    pub fn shows_host_paths(&self) -> bool {
+        matches!(self.caller, Caller::LocalRoot)
+    }
+
     pub fn registry(&self) -> Registry {
         Registry::new(self.config.machines_dir())
     }

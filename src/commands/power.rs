@@ -43,12 +43,12 @@ pub fn start(ctx: &Ctx, vm: &VmName) -> Result<Outcome> {
     let domain = Domain::for_machine(&machine, ctx.config, &media);
     let cfg = h.hv.prepare(&domain, &h.vmdir)?;
     h.hv.start(&domain, &h.vmdir).map_err(|e| Error::failed(format!("starting {vm} failed: {e}")))?;
-    let console = h.hv.console_log(vm, &h.vmdir);
-    let human = format!("{vm}: started\n  domain config: {}\n  console log: {}\n", cfg.display(), console.display());
-    Ok(outcome(&h, "start", true, human, &[
-        ("domain_config", Value::from(cfg.display().to_string())),
-        ("console_log", Value::from(console.display().to_string())),
-    ]))
+    let mut o = outcome(&h, "start", true, format!("{vm}: started\n"), &[]);
+    if ctx.shows_host_paths() {
+        let paths = [("domain_config", cfg), ("console_log", h.hv.console_log(vm, &h.vmdir))];
+        super::install::host_path_lines(&mut o.human, &mut o.json, &paths);
+    }
+    Ok(o)
 }
 
 /// A clean shutdown, waited for up to `[timeouts] stop_s`; with `force`,
