@@ -202,7 +202,7 @@ fn twenty_parallel(env: &Env) {
     for (i, (o, _)) in outs.iter().enumerate() {
         let j = o.ok().json();
         assert_eq!(j["state"], "installing", "{}: {j}", vm(i));
-        assert_eq!(j["media"], env.vm_file(&vm(i), "install.qcow2").display().to_string());
+        assert!(env.vm_file(&vm(i), "install.qcow2").exists());
         assert!(env.xl_running(&vm(i)), "{} is not running", vm(i));
     }
 
