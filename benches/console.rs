@@ -265,7 +265,7 @@ fn keystroke_round_trip() {
     let config = guest_installer::config::Config::load(&s.config).unwrap();
     let vmdir = VmDir::new(&config, &guest_installer::types::VmName::parse(vm).unwrap());
     fs::create_dir_all(&vmdir.dir).unwrap();
-    let mut st = VmState::prepared(guest_installer::types::ImageName::parse("bench").unwrap(), config.hypervisor.driver, None);
+    let mut st = VmState::prepared(Some(guest_installer::types::ImageName::parse("bench").unwrap()), config.hypervisor.driver, None);
     st.phase = Phase::Installed;
     vmdir.save(&st).unwrap();
     // "Running": the supervisor holds the pidfile locked while it runs.

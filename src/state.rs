@@ -40,7 +40,9 @@ impl Phase {
 #[serde(deny_unknown_fields)]
 pub struct VmState {
     pub phase: Phase,
-    pub image: ImageName,
+    /// The installer image the install (or its template) is from; None
+    /// for a clone of a template built from the mirror alone.
+    pub image: Option<ImageName>,
     pub driver: Driver,
     /// Unix seconds.
     pub prepared_at: u64,
@@ -79,7 +81,7 @@ mod host_key {
 
 impl VmState {
     /// A new install whose media and domain config have just been written.
-    pub fn prepared(image: ImageName, driver: Driver, template: Option<TemplateName>) -> Self {
+    pub fn prepared(image: Option<ImageName>, driver: Driver, template: Option<TemplateName>) -> Self {
         VmState {
             phase: Phase::Prepared,
             image,

@@ -295,7 +295,7 @@ fn qemu_stop_when_the_shutdown_request_cannot_be_sent() {
     let vmdir = VmDir::new(&c, &m.name);
     fs::create_dir_all(&vmdir.dir).unwrap();
     let mut st = guest_installer::state::VmState::prepared(
-        guest_installer::types::ImageName::parse("img").unwrap(),
+        Some(guest_installer::types::ImageName::parse("img").unwrap()),
         c.hypervisor.driver,
         None,
     );

@@ -6,6 +6,15 @@ use crate::template::BuilderKind;
 use crate::types::{Hostname, ImageName, Sha256Hex, TemplateName, VmName};
 use std::path::PathBuf;
 
+/// What a template is built from: an imported installer image (its
+/// suite, and for builder=installer its installer), or a suite alone,
+/// bootstrapped from the configured mirror.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplateFrom {
+    Image(ImageName),
+    Suite(crate::template::Suite),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Help,
@@ -34,7 +43,7 @@ pub enum Command {
     MachineShow { vm: VmName },
     ImageImport { name: ImageName, iso: PathBuf, sha256: Sha256Hex },
     /// `machine` is the build machine of `builder=installer` (and only of it).
-    TemplateBuild { image: ImageName, name: Option<TemplateName>, builder: BuilderKind, machine: Option<VmName> },
+    TemplateBuild { from: TemplateFrom, name: Option<TemplateName>, builder: BuilderKind, machine: Option<VmName> },
     Templates,
     /// Registers an SSH public key for the caller (or, for admins, `principal`).
     KeyAdd { key: Box<crate::sshkey::PublicKey>, principal: Option<crate::types::Principal> },
@@ -110,7 +119,8 @@ impl Command {
             Command::MachineAdd(m) => Some(m.name.as_str()),
             Command::ImageImport { name, .. } => Some(name.as_str()),
             Command::TemplateBuild { name: Some(name), .. } => Some(name.as_str()),
-            Command::TemplateBuild { image, name: None, .. } => Some(image.as_str()),
+            Command::TemplateBuild { from: TemplateFrom::Image(image), name: None, .. } => Some(image.as_str()),
+            Command::TemplateBuild { from: TemplateFrom::Suite(suite), name: None, .. } => Some(suite.as_str()),
             Command::KeyAdd { principal, .. } | Command::KeyList { principal } | Command::KeyRemove { principal, .. } => {
                 principal.as_ref().map(|p| p.as_str())
             }

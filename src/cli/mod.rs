@@ -15,7 +15,7 @@ mod tests;
 mod words;
 
 pub use argv::{parse, wants_json, MAX_ARGS, MAX_ARG_BYTES};
-pub use command::Command;
+pub use command::{Command, TemplateFrom};
 pub use words::{action_word, HELP};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

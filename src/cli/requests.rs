@@ -2,10 +2,10 @@
 //! every value in its type; separate from the dispatch and shared helpers.
 
 use super::argv::{all, get, one_vm, pairs, required, vm_name};
-use super::{usage, value, Command, UsageError};
+use super::{usage, value, Command, TemplateFrom, UsageError};
 use crate::registry::{NewMachine, VolumeSpec};
 use crate::sshkey::{Fingerprint, PublicKey};
-use crate::template::BuilderKind;
+use crate::template::{BuilderKind, Suite};
 use crate::types::{
     Boot, DiskPath, Hostname, ImageName, Mac, MemoryMib, Network, Principal, Sha256Hex, TemplateName, Vcpus, VmName,
     VolumeSize,
@@ -118,8 +118,11 @@ fn machine_add(rest: &[&str]) -> Result<NewMachine, UsageError> {
 
 pub(super) fn template(rest: &[&str]) -> Result<Command, UsageError> {
     match rest {
-        ["build", image, more @ ..] => {
-            let image = ImageName::parse(image).map_err(value("image name"))?;
+        ["build", first, more @ ..] => {
+            let from = match first.strip_prefix("suite=") {
+                Some(s) => TemplateFrom::Suite(Suite::parse(s).map_err(value("suite"))?),
+                None => TemplateFrom::Image(ImageName::parse(first).map_err(value("image name"))?),
+            };
             let p = pairs(more, &["name", "builder", "machine"], &[])?;
             let name = get(&p, "name").map(|n| TemplateName::parse(n).map_err(value("template name"))).transpose()?;
             let builder = get(&p, "builder").map(|b| BuilderKind::parse(b).map_err(value("builder"))).transpose()?.unwrap_or_default();
@@ -129,9 +132,12 @@ pub(super) fn template(rest: &[&str]) -> Result<Command, UsageError> {
                 (BuilderKind::Mmdebstrap, Some(_)) => return Err(usage("machine= is only for builder=installer")),
                 _ => {}
             }
-            Ok(Command::TemplateBuild { image, name, builder, machine })
+            if builder == BuilderKind::Installer && matches!(from, TemplateFrom::Suite(_)) {
+                return Err(usage("builder=installer needs an image (it runs the image's installer), not suite="));
+            }
+            Ok(Command::TemplateBuild { from, name, builder, machine })
         }
-        ["build"] => Err(usage("template build needs IMAGE [name=T] [builder=mmdebstrap|installer] [machine=VM]")),
+        ["build"] => Err(usage("template build needs IMAGE or suite=S [name=T] [builder=mmdebstrap|installer] [machine=VM]")),
         _ => Err(usage("template needs build")),
     }
 }

@@ -130,7 +130,7 @@ fn template_build_takes_a_builder_and_its_machine() {
     assert_eq!(
         c,
         Command::TemplateBuild {
-            image: ImageName::parse("img").unwrap(),
+            from: TemplateFrom::Image(ImageName::parse("img").unwrap()),
             name: Some(TemplateName::parse("t").unwrap()),
             builder: BuilderKind::Installer,
             machine: Some(VmName::parse("vm1").unwrap()),
@@ -138,6 +138,12 @@ fn template_build_takes_a_builder_and_its_machine() {
     );
     let Command::TemplateBuild { builder, machine, .. } = p(&["template", "build", "img"]).unwrap() else { panic!() };
     assert_eq!((builder, machine), (BuilderKind::Mmdebstrap, None));
+    // From a suite alone: mmdebstrap only, and only a known suite.
+    let Command::TemplateBuild { from, name, .. } = p(&["template", "build", "suite=trixie"]).unwrap() else { panic!() };
+    assert_eq!((from, name), (TemplateFrom::Suite(crate::template::Suite::parse("trixie").unwrap()), None));
+    assert!(p(&["template", "build", "suite=trixie", "builder=installer", "machine=vm1"]).unwrap_err().to_string().contains("needs an image"));
+    let e = p(&["template", "build", "suite=sid\x1b[2J"]).unwrap_err().to_string();
+    assert!(e.contains("suite") && !e.contains('\x1b'), "{e}");
 }
 
 #[test]

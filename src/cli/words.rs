@@ -77,7 +77,7 @@ admin:
                                         by the package's timer: records
                                         finished installs, removes media,
                                         expires --no-start media)
-  template build IMAGE [name=T] [builder=mmdebstrap|installer] [machine=VM]
+  template build IMAGE|suite=S [name=T] [builder=mmdebstrap|installer] [machine=VM]
                                         (local root only; builder=installer
                                         runs our preseeded install in the
                                         registered build machine VM)

@@ -93,7 +93,7 @@ fn from_image(ctx: &Ctx, mut req: Request, image_name: &ImageName) -> Result<Out
 
     // A request that will start its guest is on record (`starting`) before
     // anything changes, so a kill at any later point is settled.
-    let st = VmState::prepared(image_name.clone(), config.hypervisor.driver, None);
+    let st = VmState::prepared(Some(image_name.clone()), config.hypervisor.driver, None);
     let st = if no_start { st } else { held.begin_start(st)? };
     let undo = || {
         let _ = vmdir.remove_media();
@@ -138,7 +138,7 @@ impl Reply<'_> {
         let mut json = obj([
             ("vm", Value::from(vm.as_str())),
             ("state", Value::from(self.st.phase.as_str())),
-            ("image", Value::from(self.st.image.as_str())),
+            ("image", self.st.image.as_ref().map(|i| Value::from(i.as_str())).unwrap_or(Value::Null)),
             ("hostname", Value::from(self.hostname.as_str())),
             ("root_login", self.root.json()),
         ]);

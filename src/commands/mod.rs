@@ -106,8 +106,8 @@ pub fn dispatch(ctx: &Ctx, cmd: &Command, stdin: &mut dyn Read) -> Result<Outcom
         Command::List => status::list(ctx),
         Command::Images => images::list(ctx),
         Command::ImageImport { name, iso, sha256 } => images::import(ctx, name, iso, sha256),
-        Command::TemplateBuild { image, name, builder, machine } => {
-            templates::build(ctx, image, name.as_ref(), *builder, machine.as_ref())
+        Command::TemplateBuild { from, name, builder, machine } => {
+            templates::build(ctx, from, name.as_ref(), *builder, machine.as_ref())
         }
         Command::Templates => templates::list(ctx),
         Command::MachineAdd(m) => machines::add(ctx, m),

@@ -54,9 +54,11 @@ pub fn status(ctx: &Ctx, vm: &VmName) -> Result<Outcome> {
     let console_tail = tail.as_deref().and_then(console::last_line_of);
     let stage = tail.as_deref().and_then(progress::stage_of);
     let elapsed = st.started_at.map(|s| st.finished_at.unwrap_or_else(state::now).saturating_sub(s));
-    let source = match &st.template {
-        Some(t) => format!("template {t}, image {}", st.image),
-        None => format!("image {}", st.image),
+    let source = match (&st.template, &st.image) {
+        (Some(t), Some(i)) => format!("template {t}, image {i}"),
+        (Some(t), None) => format!("template {t}"),
+        (None, Some(i)) => format!("image {i}"),
+        (None, None) => "no image".to_owned(),
     };
     let mut human = format!(
         "{vm}: {} ({source}){}\n",
@@ -107,7 +109,7 @@ pub fn status(ctx: &Ctx, vm: &VmName) -> Result<Outcome> {
         json: obj([
             ("vm", Value::from(vm.as_str())),
             ("state", Value::from(st.phase.as_str())),
-            ("image", Value::from(st.image.as_str())),
+            ("image", st.image.as_ref().map(|i| Value::from(i.as_str())).unwrap_or(Value::Null)),
             ("prepared_at", Value::from(state::rfc3339(st.prepared_at))),
             ("started_at", opt_time(st.started_at)),
             ("finished_at", opt_time(st.finished_at)),
@@ -186,7 +188,7 @@ pub fn list(ctx: &Ctx) -> Result<Outcome> {
         // What is (being) installed, as status says; else the defaults an
         // install would use.
         let (image, template) = match &st {
-            Some(s) => (Some(s.image.as_str()), s.template.as_ref().map(|t| t.as_str())),
+            Some(s) => (s.image.as_ref().map(|i| i.as_str()), s.template.as_ref().map(|t| t.as_str())),
             None => (m.image.as_ref().map(|i| i.as_str()), m.template.as_ref().map(|t| t.as_str())),
         };
         // Installed machines show whether they run (an observation for

@@ -6,7 +6,8 @@ use crate::image;
 use crate::template::installer::Installer;
 use crate::template::mmdebstrap::Mmdebstrap;
 use crate::template::{self, BuildRequest, Builder, BuilderKind, Suite, TemplateName};
-use crate::types::{ImageName, VmName};
+use crate::cli::TemplateFrom;
+use crate::types::VmName;
 use serde_json::Value;
 
 pub fn list(ctx: &Ctx) -> Result<Outcome> {
@@ -15,9 +16,9 @@ pub fn list(ctx: &Ctx) -> Result<Outcome> {
     for t in template::list(&ctx.config.templates_dir())? {
         let m = &t.manifest;
         human.push_str(&format!(
-            "{:<24} image {} suite {} by {} kernel {} ({} packages)\n",
+            "{:<24} from {} suite {} by {} kernel {} ({} packages)\n",
             m.name,
-            m.image,
+            m.built_from(),
             m.suite.as_str(),
             m.builder,
             m.kernel_version,
@@ -25,7 +26,7 @@ pub fn list(ctx: &Ctx) -> Result<Outcome> {
         ));
         rows.push(Value::Object(obj([
             ("name", Value::from(m.name.as_str())),
-            ("image", Value::from(m.image.as_str())),
+            ("image", m.image.as_ref().map(|i| Value::from(i.as_str())).unwrap_or(Value::Null)),
             ("suite", Value::from(m.suite.as_str())),
             ("builder", Value::from(m.builder.as_str())),
             ("built_at", Value::from(crate::state::rfc3339(m.built_at))),
@@ -47,30 +48,37 @@ fn suite_of(img: &image::Image) -> Suite {
         .unwrap_or_else(|| Suite::parse(template::DEFAULT_SUITE).expect("default suite is known"))
 }
 
-/// `template build IMAGE [name=T] [builder=B] [machine=VM]`: root on the
-/// host only. With builder=installer, `machine` is the registered machine
-/// whose network, MAC, volume, memory, vcpus and boot route the build
-/// install uses (its volume is overwritten).
+/// `template build IMAGE|suite=S [name=T] [builder=B] [machine=VM]`: root
+/// on the host only. With builder=installer, `machine` is the registered
+/// machine whose network, MAC, volume, memory, vcpus and boot route the
+/// build install uses (its volume is overwritten).
 pub fn build(
     ctx: &Ctx,
-    image_name: &ImageName,
+    from: &TemplateFrom,
     name: Option<&TemplateName>,
     kind: BuilderKind,
     machine: Option<&VmName>,
 ) -> Result<Outcome> {
     ctx.require_local_admin()?;
     let config = ctx.config;
-    let img = image::load(&config.images_dir(), image_name)?;
+    let (image_name, img, suite) = match from {
+        TemplateFrom::Image(i) => {
+            let img = image::load(&config.images_dir(), i)?;
+            let suite = suite_of(&img);
+            (Some(i), Some(img), suite)
+        }
+        TemplateFrom::Suite(s) => (None, None, s.clone()),
+    };
     let name = match name {
         Some(n) => n.clone(),
-        None => TemplateName::parse(image_name.as_str()).expect("an image name is a template name"),
+        None => TemplateName::parse(image_name.map_or(suite.as_str(), |i| i.as_str())).expect("image and suite names are template names"),
     };
-    let build_machine = match (kind, machine) {
-        (BuilderKind::Installer, Some(vm)) => Some(ctx.registry().get(vm)?),
-        (BuilderKind::Installer, None) => return Err(Error::invalid("builder=installer needs machine=VM")),
-        (BuilderKind::Mmdebstrap, _) => None,
+    let build_machine = match (kind, machine, &img) {
+        (BuilderKind::Installer, Some(vm), Some(img)) => Some((ctx.registry().get(vm)?, img)),
+        (BuilderKind::Installer, None, _) => return Err(Error::invalid("builder=installer needs machine=VM")),
+        (BuilderKind::Installer, _, None) => return Err(Error::invalid("builder=installer needs an image, not suite=")),
+        (BuilderKind::Mmdebstrap, ..) => None,
     };
-    let suite = suite_of(&img);
     let mirror = config.mirror.url();
     let started = std::time::Instant::now();
     let steps = crate::steps::Steps::stderr();
@@ -81,8 +89,8 @@ pub fn build(
             mmdebstrap = Mmdebstrap { program: config.mmdebstrap.path(), suite: &suite, mirror: &mirror, timeout: config.timeouts.template() };
             &mmdebstrap
         }
-        Some(m) => {
-            installer = Installer::claim(config, m, &img, &name)?;
+        Some((m, img)) => {
+            installer = Installer::claim(config, m, img, &name)?;
             &installer
         }
     };
@@ -113,7 +121,7 @@ pub fn build(
         ),
         json: obj([
             ("name", Value::from(m.name.as_str())),
-            ("image", Value::from(m.image.as_str())),
+            ("image", m.image.as_ref().map(|i| Value::from(i.as_str())).unwrap_or(Value::Null)),
             ("suite", Value::from(m.suite.as_str())),
             ("builder", Value::from(m.builder.as_str())),
             ("kernel_version", Value::from(m.kernel_version.as_str())),

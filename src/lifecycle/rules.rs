@@ -115,7 +115,7 @@ mod tests {
 
     fn st(phase: Phase, clone: bool) -> VmState {
         let mut s = VmState::prepared(
-            ImageName::parse("deb12").unwrap(),
+            Some(ImageName::parse("deb12").unwrap()),
             Driver::Qemu,
             clone.then(|| TemplateName::parse("tpl").unwrap()),
         );

@@ -92,7 +92,7 @@ pub trait Builder {
 /// the time limit and where the build lock lives.
 pub struct BuildRequest<'a> {
     pub name: &'a TemplateName,
-    pub image: &'a ImageName,
+    pub image: Option<&'a ImageName>,
     pub suite: Suite,
     pub config: &'a Config,
 }
@@ -184,7 +184,7 @@ fn finish(work: &Path, tree: &Path, req: &BuildRequest, kind: BuilderKind, steps
     };
     let manifest = Manifest {
         name: req.name.clone(),
-        image: req.image.clone(),
+        image: req.image.cloned(),
         suite: req.suite.clone(),
         mirror: req.config.mirror.url(),
         builder: kind.as_str().into(),

@@ -70,7 +70,10 @@ pub struct FileDigest {
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     pub name: TemplateName,
-    pub image: ImageName,
+    /// The installer image it was built from; None if from the mirror
+    /// alone (`template build suite=S`).
+    #[serde(default)]
+    pub image: Option<ImageName>,
     pub suite: Suite,
     pub mirror: String,
     pub builder: String,
@@ -89,6 +92,16 @@ pub struct Manifest {
     pub identity_version: u32,
 }
 
+impl Manifest {
+    /// What `template build` was given: the image's name, or `suite=S`.
+    pub fn built_from(&self) -> String {
+        match &self.image {
+            Some(i) => i.as_str().to_owned(),
+            None => format!("suite={}", self.suite.as_str()),
+        }
+    }
+}
+
 fn identity_version_1() -> u32 {
     1
 }
@@ -99,7 +112,7 @@ pub fn require_identity_version(t: &Template) -> Result<(), TemplateError> {
     if t.manifest.identity_version >= super::identity::IDENTITY_VERSION {
         return Ok(());
     }
-    Err(TemplateError::Outdated { name: t.manifest.name.clone(), image: t.manifest.image.clone() })
+    Err(TemplateError::Outdated { name: t.manifest.name.clone(), from: t.manifest.built_from() })
 }
 
 #[derive(Debug, Clone)]

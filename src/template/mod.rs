@@ -67,9 +67,9 @@ pub enum TemplateError {
     #[error(
         "template {name} was built by an older guest-installer whose identity unit cannot install SSH keys or say \
          how root logs in (its clones would refuse their seed and power off); an admin must build a new template: \
-         guest-installer template build {image} name=NEWNAME (keep {name} while qcow2-overlay clones of it exist)"
+         guest-installer template build {from} name=NEWNAME (keep {name} while qcow2-overlay clones of it exist)"
     )]
-    Outdated { name: TemplateName, image: crate::types::ImageName },
+    Outdated { name: TemplateName, from: String },
     #[error("manifest {path} is corrupt ({message}); an admin must remove the template and build it again")]
     Corrupt { path: PathBuf, message: String },
     #[error("cannot write the template under {0}")]
