@@ -87,6 +87,31 @@ pub fn installer_iso(xen: bool) -> PathBuf {
     .clone()
 }
 
+/// A Debian 13 install CD like `installer_iso`'s, with Debian 13's own
+/// netboot installer (fetched once per run from the mirror of the host's
+/// apt sources, checked from the archive's signature down).
+pub fn installer_iso_13() -> PathBuf {
+    static ISO: OnceLock<PathBuf> = OnceLock::new();
+    ISO.get_or_init(|| {
+        let di = cached("di-netboot-13", |out| {
+            sh(Command::new(repo().join("tests/support/iso/fetch-di-netboot")).args(["trixie", "13"]).arg(out));
+        });
+        cached("installer-13.iso", |out| {
+            let tree = tempfile::tempdir().unwrap();
+            let t = tree.path().join("cd");
+            sh(Command::new(repo().join("tests/support/iso/make-installer-tree"))
+                .arg(&t)
+                .arg("--kernel")
+                .arg(di.join("linux"))
+                .arg("--initrd")
+                .arg(di.join("initrd.gz"))
+                .args(["--disk-info", "Debian GNU/Linux 13.2.0 \"Trixie\" - Official amd64 NETINST with firmware 20251115-11:19"]));
+            sh(Command::new(repo().join("tests/support/iso/make-installer-iso")).arg(&t).arg(out));
+        })
+    })
+    .clone()
+}
+
 /// Writes an executable (a test's stand-in or wrapper). The file is made
 /// by a child process from a plain copy: no thread of the test binary ever
 /// holds a writable descriptor on the executable, which would make its
@@ -346,7 +371,10 @@ impl Env {
     }
 
     pub fn import(&self, name: &str, xen: bool) {
-        let iso = installer_iso(xen);
+        self.import_iso(name, &installer_iso(xen));
+    }
+
+    pub fn import_iso(&self, name: &str, iso: &Path) {
         let sum = format!("sha256={}", sha256(&iso));
         self.run(As::Root, &["image", "import", name, iso.to_str().unwrap(), &sum], b"").ok();
     }
