@@ -36,6 +36,9 @@ apt-get install -y -q --no-install-recommends -t bookworm-backports qemu-system-
 # A real Ganeti (3.0) for tests/ganeti.rs (its own daemons start only when
 # the test makes a cluster; it pulls in openssh-server and lvm2).
 apt-get install -y -q --no-install-recommends ganeti
+# Debian 13's netboot installer is fetched from the mirror and checked from
+# the archive's signature down (tests/support/iso/fetch-di-netboot).
+apt-get install -y -q --no-install-recommends curl gpgv xz-utils debian-archive-keyring
 
 # The qemu driver runs qemu as this user (the package's postinst creates it
 # on real hosts; the tests run the cargo-built binary, not the package).
