@@ -26,6 +26,7 @@ pub mod isolinux;
 pub mod keystore;
 pub mod lifecycle;
 pub mod lock;
+pub mod netcfg;
 pub mod media;
 pub mod policy;
 pub mod preseed;

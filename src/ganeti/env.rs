@@ -380,14 +380,14 @@ mod tests {
         let c = Create::parse(&vars(&create_env())).unwrap();
         assert_eq!(c.instance.host.as_str(), "web1");
         assert_eq!(c.instance.domain.as_ref().unwrap().as_str(), "ganeti.test");
-        assert_eq!(c.network.netmask().prefix_len(), 24);
+        assert_eq!(c.network.v4().unwrap().netmask().prefix_len(), 24);
         assert_eq!(c.network.nameservers().len(), 2);
         assert_eq!(c.mac.to_string(), "aa:00:00:12:34:56");
         assert!(!c.reinstall);
         // A Ganeti network's subnet and gateway win over the parameters.
         let c = Create::parse(&with(&create_env(), &[("NIC_0_NETWORK_SUBNET", "198.51.100.0/25"), ("NIC_0_NETWORK_GATEWAY", "198.51.100.2")], &["OSP_NETMASK", "OSP_GATEWAY"]))
             .unwrap();
-        assert_eq!((c.network.netmask().prefix_len(), c.network.gateway().to_string().as_str()), (25, "198.51.100.2"));
+        assert_eq!((c.network.v4().unwrap().netmask().prefix_len(), c.network.v4().unwrap().gateway().to_string().as_str()), (25, "198.51.100.2"));
     }
 
     #[test]
