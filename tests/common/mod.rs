@@ -17,6 +17,7 @@ pub mod golden;
 pub mod netns;
 pub mod reply;
 pub mod shared;
+pub mod ssh;
 pub mod steps;
 #[allow(unused_imports)]
 pub use golden::{add_template, template_fixture, Xfs};
