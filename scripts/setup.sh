@@ -23,6 +23,8 @@ SRC
 fi
 
 apt-get update -q
+# dnsmasq-base: the DHCP server tests/network_families.rs runs in its own
+# namespace; it ships no service (the dnsmasq package would start one).
 apt-get install -y -q --no-install-recommends \
     xorriso isolinux syslinux-common debian-installer-12-netboot-amd64 \
     busybox-static cpio e2fsprogs genisoimage \
