@@ -23,6 +23,8 @@ SRC
 fi
 
 apt-get update -q
+# dnsmasq-base: the DHCP server tests/network_families.rs runs in its own
+# namespace; it ships no service (the dnsmasq package would start one).
 apt-get install -y -q --no-install-recommends \
     xorriso isolinux syslinux-common debian-installer-12-netboot-amd64 \
     busybox-static cpio e2fsprogs genisoimage \
@@ -31,7 +33,7 @@ apt-get install -y -q --no-install-recommends \
     debhelper devscripts lintian fakeroot build-essential \
     mmdebstrap fdisk \
     grub-pc-bin grub-xen-host xfsprogs systemd git \
-    openssh-server openssh-client
+    openssh-server openssh-client dnsmasq-base
 apt-get install -y -q --no-install-recommends -t bookworm-backports qemu-system-x86 qemu-utils
 # A real Ganeti (3.0) for tests/ganeti.rs (its own daemons start only when
 # the test makes a cluster; it pulls in openssh-server and lvm2).

@@ -27,6 +27,7 @@ pub mod jail;
 pub mod keystore;
 pub mod lifecycle;
 pub mod lock;
+pub mod netcfg;
 pub mod media;
 pub mod policy;
 pub mod preseed;

@@ -63,6 +63,7 @@ pub const OWNED_QUESTIONS: &[&str] = &[
     "netcfg/get_nameservers",
     "netcfg/confirm_static",
     "netcfg/disable_autoconfig",
+    "netcfg/use_autoconfig",
     "netcfg/disable_dhcp",
     "netcfg/use_dhcp",
     "passwd/root-password",
@@ -168,19 +169,12 @@ fn logical_lines(text: &str) -> Vec<Vec<&str>> {
 /// late_command, if there is one: ours, then the preseed template's own
 /// (`template_late`, see [`template_late_command`]).
 pub fn answers(v: &Values, template_late: Option<&str>) -> Vec<String> {
-    let n = v.guest.network;
-    let ns: Vec<String> = n.nameservers().iter().map(|a| a.to_string()).collect();
     let root_answer = match v.guest.root.password() {
         RootPassword::Hash(h) => h.expose(),
         RootPassword::Locked => LOCKED_ROOT_ANSWER,
     };
-    let mut out = vec![
-        format!("d-i netcfg/disable_autoconfig boolean true"),
-        format!("d-i netcfg/get_ipaddress string {}", n.ip()),
-        format!("d-i netcfg/get_netmask string {}", n.netmask()),
-        format!("d-i netcfg/get_gateway string {}", n.gateway()),
-        format!("d-i netcfg/get_nameservers string {}", ns.join(" ")),
-        format!("d-i netcfg/confirm_static boolean true"),
+    let mut out = crate::netcfg::answers(v.guest.network);
+    out.extend([
         format!("d-i netcfg/get_hostname string {}", v.guest.hostname),
         format!("d-i netcfg/hostname string {}", v.guest.hostname),
         format!("d-i netcfg/get_domain string {}", v.guest.domain),
@@ -188,8 +182,11 @@ pub fn answers(v: &Values, template_late: Option<&str>) -> Vec<String> {
         format!("d-i mirror/http/hostname string {}", v.mirror.host.as_str()),
         format!("d-i mirror/http/directory string {}", v.mirror.directory.as_str()),
         format!("d-i passwd/root-password-crypted password {root_answer}"),
-    ];
-    let ours = v.guest.root.target_script().map(|script| {
+    ]);
+    // What netcfg could not configure, then how root logs in: one script.
+    let scripts: Vec<String> = [crate::netcfg::target_script(v.guest.network), v.guest.root.target_script()].into_iter().flatten().collect();
+    let ours = (!scripts.is_empty()).then(|| {
+        let script = scripts.join("\n");
         let b64 = base64::engine::general_purpose::STANDARD.encode(format!("rm -f {SCRIPT_IN_TARGET}\n{script}"));
         format!("in-target sh -c 'echo {b64} | base64 -d >{SCRIPT_IN_TARGET} && sh {SCRIPT_IN_TARGET}'")
     });

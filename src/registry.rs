@@ -119,6 +119,7 @@ pub enum Clash {
     Disk,
     Mac,
     Ip,
+    Ip6,
 }
 
 impl Clash {
@@ -128,6 +129,7 @@ impl Clash {
             Clash::Disk => "disk",
             Clash::Mac => "mac",
             Clash::Ip => "ip",
+            Clash::Ip6 => "ip6",
         }
     }
 }
@@ -219,8 +221,8 @@ impl Registry {
                 Clash::Disk
             } else if other.mac == m.mac {
                 Clash::Mac
-            } else if other.network.ip() == m.network.ip() {
-                Clash::Ip
+            } else if let Some(a) = other.network.addresses().into_iter().find(|a| m.network.addresses().contains(a)) {
+                if a.is_ipv4() { Clash::Ip } else { Clash::Ip6 }
             } else {
                 continue;
             };

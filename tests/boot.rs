@@ -467,3 +467,41 @@ fn pv_initrd_machine_gets_an_xl_pv_config_that_xen_accepts() {
         assert!(preseed.lines().any(|l| l == line), "{line} missing in\n{preseed}");
     }
 }
+
+/// An IPv6-only machine: the real installer takes its address with the
+/// prefix length in netcfg/get_ipaddress (no netmask question), its
+/// gateway in the prefix and an IPv6 name server, and gets past network
+/// configuration without asking anything.
+#[test]
+fn real_installer_configures_an_ipv6_only_machine_from_our_preseed() {
+    let env = qemu_env();
+    env.import("di-xen", true);
+    env.machine_with(
+        "six1",
+        4,
+        Some("di-xen"),
+        &["boot=pv-initrd", DI_MEMORY, "ip=", "netmask=", "gateway=", "ip6=2001:db8:1::14/64", "gateway6=2001:db8:1::1", "nameserver=2001:db8:1::53"],
+    );
+    let _cpu = DI_BOOT.lock().unwrap_or_else(|e| e.into_inner());
+    let guest = Guest::new(&env, "six1");
+    let j = env.run(As::Remote(OWNER), &["install", "six1", "hostname=gi-di-six", "--json"], PW_HASH.as_bytes()).ok().json();
+    assert_eq!(j["state"], "installing");
+    let checks: Vec<Check> = vec![
+        ("our template's early_command ran".into(), Box::new(|c: &str| line_ends_with(c, "GI-PROBE: early_command"))),
+        (
+            "netcfg configured the static address 2001:db8:1::14/64".into(),
+            Box::new(|c: &str| c.contains("executing: ip addr add 2001:db8:1::14/64 dev ")),
+        ),
+        (
+            "netcfg added the default route by 2001:db8:1::1".into(),
+            Box::new(|c: &str| c.contains("executing: ip route add default via 2001:db8:1::1")),
+        ),
+        ("the hostname is gi-di-six".into(), Box::new(|c: &str| line_ends_with(c, "GI-PROBE: hostname gi-di-six"))),
+        ("the name server is 2001:db8:1::53".into(), Box::new(|c: &str| line_ends_with(c, "GI-PROBE: resolv nameserver 2001:db8:1::53"))),
+        ("d-i reached the mirror step".into(), Box::new(|c: &str| c.contains(MIRROR_STEP))),
+    ];
+    let (_, took) = watch_di(&env, "six1", &checks);
+    eprintln!("d-i, IPv6 only: took the preseed and reached the mirror step in {:.0} s", took.as_secs_f64());
+    assert_eq!(progress_within(&env, "six1", "network configured", Duration::from_secs(90)), "network configured");
+    stop(&env, &guest, &env.vm_file("six1", "initrd.gz"));
+}

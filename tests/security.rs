@@ -346,3 +346,58 @@ fn messages_name_the_command_form_the_caller_can_run() {
     let local = env.run(As::Root, &args, b"");
     assert!(local.json()["error"]["message"].as_str().unwrap().contains("`guest-installer templates`"), "{local:?}");
 }
+
+/// Every network `machine add` refuses (a family mixed up, an IPv6
+/// gateway off-link, a prefix past /128, an incoherent combination, an
+/// address another machine has): exit 2, a message naming the key and
+/// echoing nothing, and the state dir unchanged.
+#[test]
+fn refused_networks_change_nothing() {
+    let env = Env::new();
+    // A dual-stack machine whose addresses the others may not take.
+    let vol = env.volume("net1");
+    env.run(As::Root, &["machine", "add", "net1", &format!("owner={OWNER}"), "ip=192.0.2.21", "netmask=255.255.255.0", "gateway=192.0.2.1",
+        "ip6=2001:db8::21/64", "gateway6=fe80::1", "nameserver=2001:db8::53", "mac=00:16:3e:00:00:21", &format!("disk={}", vol.display())], b"").ok();
+    let vol = env.volume("net2");
+    let base = [format!("owner={OWNER}"), "mac=00:16:3e:00:00:22".to_owned(), format!("disk={}", vol.display())];
+    let cases: &[(&[&str], &str)] = &[
+        (&["ip6=2001:db8::22/129", "gateway6=fe80::1", "nameserver=2001:db8::53"], "ip6"),
+        (&["ip6=2001:db8::22/64", "gateway6=2001:db9::1", "nameserver=2001:db8::53"], "gateway6"),
+        (&["ip6=2001:db8::22/64", "gateway6=192.0.2.1", "nameserver=2001:db8::53"], "gateway6"),
+        (&["ip6=192.0.2.22/24", "gateway6=fe80::1", "nameserver=2001:db8::53"], "ip6"),
+        (&["ip6=fe80::22/64", "gateway6=fe80::1", "nameserver=2001:db8::53"], "ip6"),
+        (&["ip=2001:db8::22", "netmask=255.255.255.0", "gateway=192.0.2.1", "nameserver=192.0.2.53"], "ip"),
+        (&["ip=192.0.2.22", "netmask=255.255.255.0", "gateway=fe80::1", "nameserver=192.0.2.53"], "gateway"),
+        (&["ip=192.0.2.22", "netmask=255.255.255.0", "gateway=192.0.2.1", "nameserver=2001:db8::53"], "nameserver"),
+        (&["ip6=2001:db8::22/64", "gateway6=fe80::1", "nameserver=192.0.2.53"], "nameserver"),
+        (&["ip6=2001:db8::22/64", "nameserver=2001:db8::53"], "gateway6"),
+        (&["gateway6=fe80::1", "nameserver=2001:db8::53"], "gateway6"),
+        (&["gateway=192.0.2.1", "nameserver=192.0.2.53"], "gateway"),
+        (&["ip=dhcp", "netmask=255.255.255.0"], "netmask"),
+        (&["ip=dhcp", "ip6=2001:db8::22/64", "gateway6=fe80::1"], "ip6"),
+        (&["ip=dhcp", "nameserver=192.0.2.53"], "nameserver"),
+        (&["nameserver=192.0.2.53"], "ip"),
+        (&["ip6=2001:db8::21/64", "gateway6=fe80::1", "nameserver=2001:db8::53"], "ip6"),
+        (&["ip6=2001:db8:0::0021/64", "gateway6=fe80::1", "nameserver=2001:db8::53"], "ip6"),
+        (&["ip=192.0.2.21", "netmask=255.255.255.0", "gateway=192.0.2.1", "nameserver=192.0.2.53"], "ip"),
+    ];
+    let before = env.snapshot();
+    for (net, key) in cases {
+        let mut args = vec!["machine", "add", "net2", "--json"];
+        args.extend(base.iter().map(String::as_str));
+        args.extend(net.iter());
+        let o = env.run(As::Root, &args, b"");
+        assert_eq!(o.code, 2, "{net:?}: {o:?}");
+        let msg = o.json()["error"]["message"].as_str().unwrap().to_owned();
+        assert!(msg.starts_with(&format!("invalid {key}")), "{net:?}: the message should name {key}: {msg}");
+        // (Addresses only: `dhcp` is a word the messages use.)
+        let echoed = net.iter().map(|w| w.split_once('=').unwrap().1).filter(|v| *v != "dhcp").find(|v| msg.contains(v));
+        assert!(echoed.is_none(), "{net:?}: the message echoes {echoed:?}: {msg}");
+        assert_same_tree(&before, &env.snapshot(), "a refused machine add changed the state dir");
+    }
+    // The same words, each alone right, register (the test can fail).
+    let mut args = vec!["machine", "add", "net2", "--json"];
+    args.extend(base.iter().map(String::as_str));
+    args.extend(["ip6=2001:db8::22/64", "gateway6=fe80::1", "nameserver=2001:db8::53"]);
+    env.run(As::Root, &args, b"").ok();
+}

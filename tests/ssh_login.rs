@@ -20,78 +20,23 @@
 mod common;
 
 use common::netns::{NetNs, BRIDGE};
+use common::ssh::{keypair, ssh_answer, wait_for_login_prompts, Auth};
 use common::*;
-use guest_installer::template;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// A clone with no login prompt by then is hung (measured: ~40-60 s each
 /// under TCG; three at once on two cores take longer).
 const BOOT_BOUND: Duration = Duration::from_secs(600);
-/// sshd answers within seconds of the login prompt; this is the bound.
-const SSH_BOUND: Duration = Duration::from_secs(180);
 
 const BOB_PASSWORD: &str = "bob's console password";
 const CAROL_PASSWORD: &str = "carol's ssh password";
 
 fn root() -> bool {
     nix::unistd::geteuid().is_root()
-}
-
-/// How `ssh` authenticates.
-enum Auth<'a> {
-    Key(&'a Path),
-    /// A script that prints the password (SSH_ASKPASS).
-    Password(&'a Path),
-}
-
-/// `ssh root@addr cmd` from inside the namespace, bounded by its own
-/// timeouts; no config, no known_hosts.
-fn ssh(ns: &NetNs, auth: &Auth, addr: &str, cmd: &str) -> Out {
-    let mut args = vec![
-        "-F", "/dev/null",
-        "-o", "StrictHostKeyChecking=no",
-        "-o", "UserKnownHostsFile=/dev/null",
-        "-o", "LogLevel=ERROR",
-        "-o", "ConnectTimeout=5",
-        "-o", "ServerAliveInterval=5",
-        "-o", "ServerAliveCountMax=3",
-    ];
-    let mut c;
-    match auth {
-        Auth::Key(k) => {
-            args.extend(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "PreferredAuthentications=publickey", "-i", k.to_str().unwrap()]);
-            c = ns.cmd("ssh", &args);
-        }
-        Auth::Password(askpass) => {
-            args.extend(["-o", "PreferredAuthentications=password", "-o", "PubkeyAuthentication=no", "-o", "NumberOfPasswordPrompts=1"]);
-            c = ns.cmd("ssh", &args);
-            c.env("SSH_ASKPASS", askpass).env("SSH_ASKPASS_REQUIRE", "force").env("DISPLAY", ":0");
-        }
-    }
-    c.arg(format!("root@{addr}")).arg(cmd).stdin(Stdio::null());
-    Out::from_output(c.output().unwrap())
-}
-
-/// What sshd said, once it said anything: polls until `ssh` gets past the
-/// connection (logged in, or refused), within [`SSH_BOUND`].
-fn ssh_answer(ns: &NetNs, auth: &Auth, addr: &str, cmd: &str) -> Out {
-    let deadline = Instant::now() + SSH_BOUND;
-    loop {
-        let o = ssh(ns, auth, addr, cmd);
-        let unreachable = o.code == 255
-            && ["Connection refused", "timed out", "No route to host", "Connection reset", "Connection closed", "kex_exchange_identification"]
-                .iter()
-                .any(|m| o.stderr.contains(m));
-        if !unreachable {
-            return o;
-        }
-        assert!(Instant::now() < deadline, "sshd on {addr} did not answer within {SSH_BOUND:?}: {o:?}");
-        std::thread::sleep(Duration::from_secs(2));
-    }
 }
 
 /// sshd refused: the answer, and nothing else went wrong (an askpass
@@ -107,13 +52,6 @@ fn scanned_host_key(ns: &NetNs, dir: &Path, addr: &str) -> String {
     fs::write(&f, &o.stdout).unwrap();
     let fp = sh(Command::new("ssh-keygen").arg("-lf").arg(&f));
     fp.split_whitespace().nth(1).unwrap_or_else(|| panic!("no host key from {addr}: {fp}")).to_owned()
-}
-
-fn keypair(dir: &Path, name: &str, comment: &str) -> (PathBuf, String) {
-    let k = dir.join(name);
-    sh(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"]).arg(&k));
-    let public = fs::read_to_string(k.with_extension("pub")).unwrap();
-    (k, public.trim().to_owned())
 }
 
 /// An SSH_ASKPASS program that answers `password` (kept in a file of its
@@ -197,18 +135,8 @@ fn owners_log_in_over_ssh_with_their_keys_or_their_password() {
     assert_eq!(ports.len(), 3, "one tap per guest on the namespace's bridge: {ports:?}");
 
     // Each to its login prompt with its own name.
-    let deadline = Instant::now() + BOOT_BOUND;
-    for (vm, _, _, _, host, _) in guests {
-        loop {
-            let c = console(&env, vm);
-            assert!(!c.contains(template::REFUSED_LINE), "{vm} refused its seed:\n{}", readable_tail(&c, 40));
-            if c.contains(&format!("{host} login:")) {
-                break;
-            }
-            assert!(Instant::now() < deadline, "{vm}: no login prompt within {BOOT_BOUND:?}\n{}", readable_tail(&c, 40));
-            std::thread::sleep(Duration::from_millis(500));
-        }
-    }
+    let prompts: Vec<(&str, &str)> = guests.iter().map(|g| (g.0, g.4)).collect();
+    wait_for_login_prompts(&env, &prompts, BOOT_BOUND);
 
     // sshkey: the key gets in; the password (right, and good on the
     // console) does not; another principal's key does not.

@@ -285,7 +285,7 @@ fn identity_unit_refuses_malformed_seeds() {
         ("unknown key", good.replace("end\n", "late_command=x\nend\n")),
         ("no end", good.replace("end\n", "")),
         ("after end", good.clone() + "hostname=x\n"),
-        ("bad magic", good.replace(template::SEED_MAGIC, "guest-installer-identity 3")),
+        ("bad magic", good.replace(template::SEED_MAGIC, "guest-installer-identity 4")),
         ("version 1 magic", good.replace(template::SEED_MAGIC, template::SEED_MAGIC_V1)),
         ("bad address", good.replace("address=192.0.2.11", "address=192.0.2.256")),
         ("leading zero", good.replace("address=192.0.2.11", "address=192.0.2.011")),
@@ -322,7 +322,43 @@ fn identity_unit_refuses_malformed_seeds() {
         ("root_locked=no", locked.replace("root_locked=yes", "root_locked=no")),
         ("neither hash nor locked", locked.replace("root_locked=yes\n", "")),
     ];
-    for (what, seed) in bad {
+    // Version 3: IPv6, dual-stack and DHCP, as the host renders them.
+    let v3_for = |words: &[&str]| {
+        let get = |k: &str| words.iter().find_map(|w| w.strip_prefix(k).and_then(|r| r.strip_prefix('=')));
+        let ns: Vec<&str> = words.iter().filter_map(|w| w.strip_prefix("nameserver=")).collect();
+        let f = guest_installer::types::NetworkFields { ip: get("ip"), netmask: get("netmask"), gateway: get("gateway"), ip6: get("ip6"), gateway6: get("gateway6"), nameservers: &ns };
+        let n = guest_installer::types::Network::from_fields(&f).unwrap();
+        let root = RootLogin::new(keys.clone(), RootPassword::Locked).unwrap();
+        let guest = guest_installer::guest::Guest { hostname: &hostname, domain: &domain, network: &n, root: &root };
+        template::render_seed(&template::Identity { guest: &guest, fs_uuid: "0f3c2b9e-8d1a-4c6e-9b7f-2a4d6e8f0a1b" })
+    };
+    let six = v3_for(&["ip6=2001:db8::11/64", "gateway6=fe80::1", "nameserver=2001:db8::53"]);
+    let dual = v3_for(&["ip=192.0.2.11", "netmask=255.255.255.0", "gateway=192.0.2.1", "ip6=2001:db8::11/64", "gateway6=2001:db8::1", "nameserver=192.0.2.53", "nameserver=2001:db8::53"]);
+    let dhcp = v3_for(&["ip=dhcp"]);
+    assert!(six.starts_with(&format!("{}\n", template::SEED_MAGIC_V3)) && six.contains("\naddress6=2001:db8::11\nprefix6=64\ngateway6=fe80::1\n"), "{six}");
+    assert!(dhcp.contains("\ndhcp=yes\n") && !dhcp.contains("address"), "{dhcp}");
+    for s in [&six, &dual, &dhcp] {
+        let (ok, out) = check(s);
+        assert!(ok, "{out}\n{s}");
+    }
+    let bad_v3: Vec<(&str, String)> = vec![
+        ("IPv6 in a version 2 seed", six.replace(template::SEED_MAGIC_V3, template::SEED_MAGIC)),
+        ("dhcp in a version 2 seed", dhcp.replace(template::SEED_MAGIC_V3, template::SEED_MAGIC)),
+        ("upper-case IPv6", six.replace("address6=2001:db8::11", "address6=2001:DB8::11")),
+        ("dotted IPv6", six.replace("address6=2001:db8::11", "address6=::ffff:192.0.2.1")),
+        ("two ::", six.replace("address6=2001:db8::11", "address6=2001::db8::11")),
+        ("short IPv6", six.replace("address6=2001:db8::11", "address6=2001:db8:11")),
+        ("prefix 129", six.replace("prefix6=64", "prefix6=129")),
+        ("no gateway6", six.replace("gateway6=fe80::1\n", "")),
+        ("no address at all", six.replace("address6=2001:db8::11\nprefix6=64\ngateway6=fe80::1\n", "")),
+        ("IPv4 name server without IPv4", six.replace("nameserver=2001:db8::53", "nameserver=192.0.2.53")),
+        ("dhcp with an address", dhcp.replace("dhcp=yes\n", "dhcp=yes\naddress6=2001:db8::11\nprefix6=64\ngateway6=fe80::1\n")),
+        ("dhcp with a name server", dhcp.replace("dhcp=yes\n", "dhcp=yes\nnameserver=192.0.2.53\n")),
+        ("dhcp=no", dhcp.replace("dhcp=yes", "dhcp=no")),
+        ("half an IPv4 network", dual.replace("gateway=192.0.2.1\n", "")),
+        ("shell in address6", six.replace("address6=2001:db8::11", "address6=$(reboot)")),
+    ];
+    for (what, seed) in bad.into_iter().chain(bad_v3) {
         let (ok, out) = check(&seed);
         assert!(!ok, "{what}: accepted\n{seed}");
         assert!(out.contains("gi-identity: REFUSED"), "{what}: {out}");

@@ -47,7 +47,14 @@ fuzz_target!(|data: &[u8]| {
     let parts: Vec<&str> = s.splitn(4, ' ').collect();
     if let [ip, mask, gw, ns] = parts.as_slice() {
         if let Ok(n) = Network::new(ip, mask, gw, &[ns]) {
-            assert_ne!(n.ip(), n.gateway());
+            let v4 = n.v4().expect("a static IPv4 network");
+            assert_ne!(v4.ip(), v4.gateway());
+        }
+        let fields = NetworkFields { ip6: Some(ip), gateway6: Some(gw), nameservers: &[ns], ..Default::default() };
+        if let Ok(n) = Network::from_fields(&fields) {
+            let v6 = n.v6().expect("a static IPv6 network");
+            assert_ne!(v6.addr().addr(), v6.gateway());
+            assert_eq!(Ipv6Cidr::parse(&v6.addr().to_string()), Ok(v6.addr()));
         }
     }
     let _ = MemoryMib::parse(s);

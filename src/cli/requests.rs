@@ -7,7 +7,7 @@ use crate::registry::{NewMachine, VolumeSpec};
 use crate::sshkey::{Fingerprint, PublicKey};
 use crate::template::{BuilderKind, Suite};
 use crate::types::{
-    Boot, DiskPath, Hostname, ImageName, Mac, MemoryMib, Network, Principal, Sha256Hex, TemplateName, Vcpus, VmName,
+    Boot, DiskPath, Hostname, ImageName, Mac, MemoryMib, Network, NetworkFields, Principal, Sha256Hex, TemplateName, Vcpus, VmName,
     VolumeSize,
 };
 use std::path::PathBuf;
@@ -75,7 +75,7 @@ fn machine_add(rest: &[&str]) -> Result<NewMachine, UsageError> {
     let name = vm_name(rest.first())?;
     let p = pairs(
         &rest[1..],
-        &["owner", "ip", "netmask", "gateway", "nameserver", "mac", "size", "disk", "memory", "vcpus", "image", "template", "boot"],
+        &["owner", "ip", "netmask", "gateway", "ip6", "gateway6", "nameserver", "mac", "size", "disk", "memory", "vcpus", "image", "template", "boot"],
         &["owner", "nameserver"],
     )?;
     let volume = match (get(&p, "size"), get(&p, "disk")) {
@@ -91,12 +91,14 @@ fn machine_add(rest: &[&str]) -> Result<NewMachine, UsageError> {
     if owners.is_empty() {
         return Err(usage("missing owner= (give at least one)"));
     }
-    let network = Network::new(
-        required(&p, "ip")?,
-        required(&p, "netmask")?,
-        required(&p, "gateway")?,
-        &all(&p, "nameserver"),
-    )
+    let network = Network::from_fields(&NetworkFields {
+        ip: get(&p, "ip"),
+        netmask: get(&p, "netmask"),
+        gateway: get(&p, "gateway"),
+        ip6: get(&p, "ip6"),
+        gateway6: get(&p, "gateway6"),
+        nameservers: &all(&p, "nameserver"),
+    })
     .map_err(|e| UsageError::Value { field: e.field.to_owned(), rule: e.rule })?;
     Ok(NewMachine {
         name,

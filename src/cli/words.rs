@@ -63,12 +63,13 @@ usage (remote callers: remctl HOST guest SUBCOMMAND ...):
   help               this text
 
 admin:
-  machine add VM owner=P... ip=A netmask=M gateway=G nameserver=N...
-              mac=M size=SIZE [memory=MiB] [vcpus=N] [image=I]
-              [template=T] [boot=hvm-iso|pv-initrd]
+  machine add VM owner=P... NETWORK mac=M size=SIZE [memory=MiB]
+              [vcpus=N] [image=I] [template=T] [boot=hvm-iso|pv-initrd]
                      SIZE: e.g. 20G (M, G, T); the volume is made in the
                      host's pool. disk=PATH instead imports an existing
-                     volume (local root only)
+                     volume (local root only). NETWORK: ip=A netmask=M
+                     gateway=G (IPv4), ip6=ADDR/LEN gateway6=G (IPv6), or
+                     both, with nameserver=N... (1 to 3); or ip=dhcp alone
   machine remove VM [--purge-volume]
                      --purge-volume: remove the volume the pool made too
   machine show VM

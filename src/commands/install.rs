@@ -218,7 +218,7 @@ fn from_template(ctx: &Ctx, mut req: Request, tname: &TemplateName) -> Result<Ou
     let config = ctx.config;
     let (machine, hostname, no_start) = (req.machine, req.hostname, req.no_start);
     let tpl = template::load(&config.templates_dir(), tname)?;
-    template::require_identity_version(&tpl)?;
+    template::require_identity_version(&tpl, &machine.network)?;
     let root = req.root_login()?;
     // Refused before anything is written: a volume that cannot take it.
     clone::check(&tpl.root(), &machine.disk).map_err(clone_error)?;

@@ -30,9 +30,7 @@ pub fn status(ctx: &Ctx, vm: &VmName) -> Result<Outcome> {
         Err(e) => return Err(e),
     };
     let Some(st) = st else {
-        return Ok(Outcome {
-            human: format!("{vm}: no install recorded\n"),
-            json: obj([
+        let mut json = obj([
                 ("vm", Value::from(vm.as_str())),
                 ("state", Value::from("none")),
                 ("image", Value::Null),
@@ -40,8 +38,9 @@ pub fn status(ctx: &Ctx, vm: &VmName) -> Result<Outcome> {
                 ("finished_at", Value::Null),
                 ("elapsed_s", Value::Null),
                 ("console_tail", Value::Null),
-            ]),
-        });
+        ]);
+        json.extend(address_fields(&machine.network));
+        return Ok(Outcome { human: format!("{vm}: no install recorded\n  address:  {}\n", machine.network.describe()), json });
     };
     let hv = hypervisor::for_config(ctx.config)?;
     let running = hv.is_running(vm, &vmdir)?;
@@ -69,6 +68,7 @@ pub fn status(ctx: &Ctx, vm: &VmName) -> Result<Outcome> {
             (false, _) => "",
         }
     );
+    human.push_str(&format!("  address:  {}\n", machine.network.describe()));
     if let Some(s) = st.started_at {
         human.push_str(&format!("  started:  {}\n", state::rfc3339(s)));
     }
@@ -121,8 +121,20 @@ pub fn status(ctx: &Ctx, vm: &VmName) -> Result<Outcome> {
             ("waiting_dialog", waiting.map(Value::from).unwrap_or(Value::Null)),
             ("ssh_host_key", host_key.map(Value::from).unwrap_or(Value::Null)),
             ("console_tail", console_tail.map(Value::from).unwrap_or(Value::Null)),
-        ]),
+        ])
+        .into_iter()
+        .chain(address_fields(&machine.network))
+        .collect(),
     })
+}
+
+/// `ip` (the IPv4 address, `dhcp`, or null) and `ip6` (the IPv6 address,
+/// or null): where the owner finds the machine.
+fn address_fields(n: &crate::types::Network) -> [(String, Value); 2] {
+    [
+        ("ip".into(), n.ip_word().map(Value::from).unwrap_or(Value::Null)),
+        ("ip6".into(), n.v6().map(|b| Value::from(b.addr().addr().to_string())).unwrap_or(Value::Null)),
+    ]
 }
 
 pub fn cancel(ctx: &Ctx, vm: &VmName) -> Result<Outcome> {
@@ -204,18 +216,27 @@ pub fn list(ctx: &Ctx) -> Result<Outcome> {
             (None, None) => "none",
         };
         let phase = phase.map(|p| p.as_str()).unwrap_or("none");
-        human.push_str(&format!("{:<24} {:<12} {}\n", m.name, shown, m.network.ip()));
-        rows.push(Value::Object(obj([
+        human.push_str(&format!("{:<24} {:<12} {}\n", m.name, shown, addresses_word(&m.network)));
+        let mut row = obj([
             ("vm", Value::from(m.name.as_str())),
             ("state", Value::from(phase)),
             ("running", running.map(Value::from).unwrap_or(Value::Null)),
-            ("ip", Value::from(m.network.ip().to_string())),
             ("image", image.map(Value::from).unwrap_or(Value::Null)),
             ("template", template.map(Value::from).unwrap_or(Value::Null)),
-        ])));
+        ]);
+        row.extend(address_fields(&m.network));
+        rows.push(Value::Object(row));
     }
     if rows.is_empty() {
         human.push_str("no machines you may manage\n");
     }
     Ok(Outcome { human, json: obj([("machines", Value::Array(rows))]) })
+}
+
+/// A machine's addresses in one word for `list`: `192.0.2.10`,
+/// `2001:db8::10`, both joined by a comma, or `dhcp`.
+fn addresses_word(n: &crate::types::Network) -> String {
+    let mut w: Vec<String> = n.ip_word().into_iter().collect();
+    w.extend(n.v6().map(|b| b.addr().addr().to_string()));
+    w.join(",")
 }

@@ -101,6 +101,14 @@ fn install(
     if hostname.is_some_and(|h| h.as_str() != vm.as_str()) {
         return Err(Error::invalid(format!("in cluster mode the host name is the instance's name ({}); leave out hostname=", gnt.name)));
     }
+    // The OS definition gives an instance the static IPv4 network of its
+    // NIC and OS parameters; other configurations it cannot carry yet.
+    let Some(v4) = m.network.v4().filter(|_| m.network.v6().is_none()) else {
+        return Err(Error::invalid(format!(
+            "in cluster mode a machine needs a static IPv4 network only (ip= netmask= gateway=); {vm} has {}: register it again with one",
+            m.network.describe()
+        )));
+    };
     let tname = template.or(m.template.as_ref()).ok_or_else(|| Error::invalid("no template given and the machine has none: add template=T (see `templates`)"))?;
     // The caller's keys (the public OS parameter ssh_keys) and password (the
     // secret root_hash), as on a single host.
@@ -124,7 +132,7 @@ fn install(
             gnt.run(gnt.c.gnt_instance.path(), &["shutdown", "--timeout", &t, &gnt.name], gnt.c.command() + config.timeouts.stop())?;
         }
     }
-    let ops = opcodes(gnt, m, tname, &root, existing.is_some(), !no_start, &ctx.caller.to_string());
+    let ops = opcodes(gnt, m, v4, tname, &root, existing.is_some(), !no_start, &ctx.caller.to_string());
     steps.step(&format!("submitting the Ganeti job ({} of {})", if existing.is_some() { "reinstall" } else { "create" }, gnt.name));
     let mut watch = JobWatch { after: before.map(|j| j.id), seen: None };
     let (job, why) = watching(gnt, &mut watch, steps, || submit(gnt, vmdir, &ops))?;

@@ -7,17 +7,17 @@
 use crate::rootlogin::{RootLogin, RootLoginError, MAX_KEYS};
 use crate::secret::{CryptHash, RootPassword};
 use crate::sshkey::PublicKey;
-use crate::types::{parse_ipv4, DiskPath, DomainName, Hostname, Mac, Netmask, Network, Rule, TemplateName};
+use crate::types::{parse_ipv4, parse_ipv6, DiskPath, DomainName, Hostname, Mac, Netmask, Network, NetworkFields, Rule, TemplateName, DHCP};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// The OS parameters we declare (`parameters.list`), with their help.
 pub const PARAMETERS: &[(&str, &str)] = &[
     ("root_hash", "root password as a crypt hash ($6$ or $y$); pass it with --os-parameters-private or --os-parameters-secret, never -O"),
     ("netmask", "IPv4 netmask of NIC 0, e.g. 255.255.255.0 (ignored when the NIC is on a Ganeti network with a subnet)"),
     ("gateway", "IPv4 default gateway (ignored when the NIC's Ganeti network has a gateway)"),
-    ("nameservers", "one to three IPv4 name servers, separated by spaces"),
+    ("nameservers", "one to three name servers (IPv4, or IPv6 when NIC 0 has IPv6), separated by spaces; not used with DHCP"),
     ("ssh_keys", "SSH public keys for root's authorized_keys, separated by semicolons (TYPE BASE64 [COMMENT];...), or none; with keys, root_hash may be left out (root's password is then locked)"),
 ];
 
@@ -110,7 +110,7 @@ pub struct OsParams {
     pub root_hash: Option<CryptHash>,
     pub netmask: Option<Netmask>,
     pub gateway: Option<Ipv4Addr>,
-    pub nameservers: Option<Vec<Ipv4Addr>>,
+    pub nameservers: Option<Vec<IpAddr>>,
     pub ssh_keys: Option<Vec<PublicKey>>,
 }
 
@@ -132,7 +132,8 @@ impl OsParams {
                 "netmask" => p.netmask = Some(Netmask::parse(value).map_err(|r| bad(&var, r.0))?),
                 "gateway" => p.gateway = Some(parse_ipv4(value).map_err(|r| bad(&var, r.0))?),
                 "nameservers" => {
-                    let ns = value.split(' ').filter(|s| !s.is_empty()).map(parse_ipv4).collect::<Result<Vec<_>, _>>().map_err(|r| bad(&var, r.0))?;
+                    let one = |s: &str| parse_ipv4(s).map(IpAddr::V4).or_else(|_| parse_ipv6(s).map(IpAddr::V6));
+                    let ns = value.split(' ').filter(|s| !s.is_empty()).map(one).collect::<Result<Vec<_>, _>>().map_err(|r| bad(&var, r.0))?;
                     if ns.is_empty() || ns.len() > crate::types::MAX_NAMESERVERS {
                         return Err(bad(&var, "must list one to three addresses, separated by spaces"));
                     }
@@ -252,28 +253,87 @@ impl Create {
         let disk = disk0(vars, "DISK_0_PATH")?;
         let nics: u32 = vars.parsed("NIC_COUNT", "the instance needs a NIC", |s| s.parse().map_err(|_| Rule("is not a number")))?;
         if nics == 0 {
-            return Err(bad("NIC_COUNT", "is 0: the instance needs a NIC with an address (--net 0:ip=ADDRESS)"));
+            return Err(bad("NIC_COUNT", "is 0: the instance needs a NIC (--net 0:ip=ADDRESS, or --net 0 for DHCP)"));
         }
         let mac = vars.parsed("NIC_0_MAC", "NIC 0 has no MAC address", Mac::parse)?;
-        let ip = vars.require("NIC_0_IP", "give NIC 0 a static address: --net 0:ip=ADDRESS")?;
-        // A Ganeti network gives the subnet and perhaps the gateway; the OS
-        // parameters fill in what it does not.
-        let netmask = match vars.get("NIC_0_NETWORK_SUBNET")? {
-            Some(subnet) => prefix_netmask(subnet).map_err(|r| bad("NIC_0_NETWORK_SUBNET", r.0))?,
-            None => netmask.ok_or(EnvError::MissingParam { name: "netmask", hint: "NIC 0 is on no Ganeti network with a subnet" })?,
-        };
-        let gateway = match vars.get("NIC_0_NETWORK_GATEWAY")?.filter(|g| !g.is_empty()) {
-            Some(g) => parse_ipv4(g).map_err(|r| bad("NIC_0_NETWORK_GATEWAY", r.0))?,
-            None => gateway.ok_or(EnvError::MissingParam { name: "gateway", hint: "NIC 0 is on no Ganeti network with a gateway" })?,
-        };
-        let ns = nameservers.ok_or(EnvError::MissingParam { name: "nameservers", hint: "give one to three, separated by spaces (Ganeti splits -O on commas)" })?;
-        let ns: Vec<String> = ns.iter().map(Ipv4Addr::to_string).collect();
-        let ns: Vec<&str> = ns.iter().map(String::as_str).collect();
-        let network = Network::new(ip, &netmask.to_string(), &gateway.to_string(), &ns)
-            .map_err(|e| bad(if e.field == "ip" { "NIC_0_IP" } else { "the network (NIC_0_IP, netmask, gateway)" }, format!("{}: {}", e.field, e.rule)))?;
+        let network = nic_network(vars, mac, netmask, gateway, nameservers)?;
         let reinstall = vars.get("INSTANCE_REINSTALL")? == Some("1");
         Ok(Create { variant, instance, disk, mac, network, root, reinstall })
     }
+}
+
+/// NIC 0's network. A static IPv4 address when it has one (NIC_0_IP,
+/// with the netmask and gateway of its Ganeti network or of the OS
+/// parameters); IPv6 when its Ganeti network has an IPv6 subnet: the
+/// EUI-64 address from the NIC's MAC in that /64 (the address Ganeti
+/// itself derives), by the network's IPv6 gateway; both when it has
+/// both. With neither, DHCP: the site's DHCP server knows the MAC, and
+/// the address parameters are not used.
+fn nic_network(vars: &Vars, mac: Mac, netmask: Option<Netmask>, gateway: Option<Ipv4Addr>, nameservers: Option<Vec<IpAddr>>) -> Result<Network, EnvError> {
+    let ip = vars.get("NIC_0_IP")?.filter(|s| !s.is_empty());
+    let subnet6 = vars.get("NIC_0_NETWORK_SUBNET6")?.filter(|s| !s.is_empty());
+    if ip.is_none() && subnet6.is_none() {
+        return Network::from_fields(&NetworkFields { ip: Some(DHCP), ..Default::default() }).map_err(|e| bad("the network", e.to_string()));
+    }
+    let v4 = match ip {
+        Some(_) => {
+            // A Ganeti network gives the subnet and perhaps the gateway;
+            // the OS parameters fill in what it does not.
+            let netmask = match vars.get("NIC_0_NETWORK_SUBNET")? {
+                Some(subnet) => prefix_netmask(subnet).map_err(|r| bad("NIC_0_NETWORK_SUBNET", r.0))?,
+                None => netmask.ok_or(EnvError::MissingParam { name: "netmask", hint: "NIC 0 is on no Ganeti network with a subnet" })?,
+            };
+            let gateway = match vars.get("NIC_0_NETWORK_GATEWAY")?.filter(|g| !g.is_empty()) {
+                Some(g) => parse_ipv4(g).map_err(|r| bad("NIC_0_NETWORK_GATEWAY", r.0))?,
+                None => gateway.ok_or(EnvError::MissingParam { name: "gateway", hint: "NIC 0 is on no Ganeti network with a gateway" })?,
+            };
+            Some((netmask.to_string(), gateway.to_string()))
+        }
+        None => None,
+    };
+    let v6 = match subnet6 {
+        Some(subnet) => {
+            let addr = eui64_in(subnet, mac).map_err(|r| bad("NIC_0_NETWORK_SUBNET6", r.0))?;
+            let gw = vars.require("NIC_0_NETWORK_GATEWAY6", "NIC 0's Ganeti network has an IPv6 subnet but no IPv6 gateway (gnt-network add --gateway6)")?;
+            Some((format!("{addr}/64"), gw.to_owned()))
+        }
+        None => None,
+    };
+    let ns = nameservers.ok_or(EnvError::MissingParam { name: "nameservers", hint: "give one to three, separated by spaces (Ganeti splits -O on commas)" })?;
+    let ns: Vec<String> = ns.iter().map(IpAddr::to_string).collect();
+    let ns: Vec<&str> = ns.iter().map(String::as_str).collect();
+    Network::from_fields(&NetworkFields {
+        ip,
+        netmask: v4.as_ref().map(|v| v.0.as_str()),
+        gateway: v4.as_ref().map(|v| v.1.as_str()),
+        ip6: v6.as_ref().map(|v| v.0.as_str()),
+        gateway6: v6.as_ref().map(|v| v.1.as_str()),
+        nameservers: &ns,
+    })
+    .map_err(|e| {
+        let var = match e.field {
+            "ip" => "NIC_0_IP",
+            "ip6" => "NIC_0_NETWORK_SUBNET6",
+            "gateway6" => "NIC_0_NETWORK_GATEWAY6",
+            "nameserver" => "OS parameter nameservers",
+            _ => "the network (NIC_0_IP, netmask, gateway)",
+        };
+        bad(var, format!("{}: {}", e.field, e.rule))
+    })
+}
+
+/// The EUI-64 address of `mac` in the /64 `subnet` (`2001:db8:1::/64`):
+/// the MAC's bytes around ff:fe, its universal/local bit flipped.
+fn eui64_in(subnet: &str, mac: Mac) -> Result<Ipv6Addr, Rule> {
+    const RULE: Rule = Rule("must be an IPv6 /64 such as 2001:db8:1::/64 (the instance's address is its MAC's EUI-64 in it)");
+    let (net, len) = subnet.split_once('/').ok_or(RULE)?;
+    let net = parse_ipv6(net).map_err(|_| RULE)?;
+    if len != "64" || u128::from(net) & u128::from(u64::MAX) != 0 {
+        return Err(RULE);
+    }
+    let m = mac.octets();
+    let iid = u64::from_be_bytes([m[0] ^ 0x02, m[1], m[2], 0xff, 0xfe, m[3], m[4], m[5]]);
+    Ok(Ipv6Addr::from(u128::from(net) | u128::from(iid)))
 }
 
 /// `198.51.100.0/24` → 255.255.255.0.
@@ -380,14 +440,28 @@ mod tests {
         let c = Create::parse(&vars(&create_env())).unwrap();
         assert_eq!(c.instance.host.as_str(), "web1");
         assert_eq!(c.instance.domain.as_ref().unwrap().as_str(), "ganeti.test");
-        assert_eq!(c.network.netmask().prefix_len(), 24);
+        assert_eq!(c.network.v4().unwrap().netmask().prefix_len(), 24);
         assert_eq!(c.network.nameservers().len(), 2);
         assert_eq!(c.mac.to_string(), "aa:00:00:12:34:56");
         assert!(!c.reinstall);
         // A Ganeti network's subnet and gateway win over the parameters.
         let c = Create::parse(&with(&create_env(), &[("NIC_0_NETWORK_SUBNET", "198.51.100.0/25"), ("NIC_0_NETWORK_GATEWAY", "198.51.100.2")], &["OSP_NETMASK", "OSP_GATEWAY"]))
             .unwrap();
-        assert_eq!((c.network.netmask().prefix_len(), c.network.gateway().to_string().as_str()), (25, "198.51.100.2"));
+        assert_eq!((c.network.v4().unwrap().netmask().prefix_len(), c.network.v4().unwrap().gateway().to_string().as_str()), (25, "198.51.100.2"));
+    }
+
+    #[test]
+    fn a_nic_without_an_address_gets_dhcp_and_an_ipv6_subnet_its_eui64_address() {
+        // No address: DHCP, whatever address parameters are set.
+        let c = Create::parse(&with(&create_env(), &[], &["NIC_0_IP"])).unwrap();
+        assert!(c.network.is_dhcp() && c.network.nameservers().is_empty());
+        // An IPv6 subnet: the MAC's EUI-64 in it, beside the IPv4 address.
+        let v6 = [("NIC_0_NETWORK_SUBNET6", "2001:db8:1::/64"), ("NIC_0_NETWORK_GATEWAY6", "fe80::1")];
+        let c = Create::parse(&with(&create_env(), &v6, &[])).unwrap();
+        assert_eq!(c.network.describe(), "198.51.100.21/24 via 198.51.100.1, 2001:db8:1:0:a800:ff:fe12:3456/64 via fe80::1");
+        // IPv6 alone, with an IPv6 name server.
+        let c = Create::parse(&with(&create_env(), &[v6[0], v6[1], ("OSP_NAMESERVERS", "2001:db8:1::53")], &["NIC_0_IP"])).unwrap();
+        assert!(c.network.v4().is_none() && c.network.v6().is_some());
     }
 
     #[test]
@@ -404,7 +478,10 @@ mod tests {
             (with(&create_env(), &[], &["OS_VARIANT"]), "guest-installer+TEMPLATE"),
             (with(&create_env(), &[("DISK_0_PATH", "/srv/x/../y")], &[]), "DISK_0_PATH"),
             (with(&create_env(), &[("NIC_0_MAC", "01:00:00:00:00:01")], &[]), "NIC_0_MAC"),
-            (with(&create_env(), &[], &["NIC_0_IP"]), "--net 0:ip="),
+            (with(&create_env(), &[("NIC_0_NETWORK_SUBNET6", "2001:db8:1::/48"), ("NIC_0_NETWORK_GATEWAY6", "fe80::1")], &[]), "NIC_0_NETWORK_SUBNET6"),
+            (with(&create_env(), &[("NIC_0_NETWORK_SUBNET6", "2001:db8:1::/64")], &[]), "NIC_0_NETWORK_GATEWAY6"),
+            (with(&create_env(), &[("NIC_0_NETWORK_SUBNET6", "2001:db8:1::/64"), ("NIC_0_NETWORK_GATEWAY6", "2001:db8:2::1")], &[]), "NIC_0_NETWORK_GATEWAY6"),
+            (with(&create_env(), &[("NIC_0_NETWORK_SUBNET6", "2001:db8:1::/64"), ("NIC_0_NETWORK_GATEWAY6", "fe80::1")], &["NIC_0_IP"]), "nameservers"),
             (with(&create_env(), &[("NIC_0_IP", "198.51.100.255")], &[]), "NIC_0_IP"),
             (with(&create_env(), &[("OS_API_VERSION", "15")], &[]), "OS_API_VERSION"),
             (with(&create_env(), &[("DISK_COUNT", "0")], &[]), "DISK_COUNT"),

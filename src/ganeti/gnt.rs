@@ -10,7 +10,7 @@ use crate::registry::Machine;
 use crate::rootlogin::RootLogin;
 use crate::state::VmDir;
 use crate::steps::Steps;
-use crate::types::TemplateName;
+use crate::types::{Ipv4Static, TemplateName};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::path::Path;
@@ -118,11 +118,11 @@ fn latest_install_job(text: &str, name: &str) -> Option<Job> {
 
 /// The job's opcodes, as `gnt-debug submit-job` reads them.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn opcodes(gnt: &Gnt, m: &Machine, t: &TemplateName, root: &RootLogin, reinstall: bool, start: bool, caller: &str) -> Value {
+pub(super) fn opcodes(gnt: &Gnt, m: &Machine, v4: &Ipv4Static, t: &TemplateName, root: &RootLogin, reinstall: bool, start: bool, caller: &str) -> Value {
     let c = gnt.c;
     let n = &m.network;
     let ns: Vec<String> = n.nameservers().iter().map(|a| a.to_string()).collect();
-    let mut osparams = json!({"netmask": n.netmask().to_string(), "gateway": n.gateway().to_string(), "nameservers": ns.join(" ")});
+    let mut osparams = json!({"netmask": v4.netmask().to_string(), "gateway": v4.gateway().to_string(), "nameservers": ns.join(" ")});
     // Public keys are public: a plain OS parameter, always passed (see
     // `join_keys`). Without a password the secret parameters are empty
     // (the OS definition then locks root).
@@ -143,7 +143,7 @@ pub(super) fn opcodes(gnt: &Gnt, m: &Machine, t: &TemplateName, root: &RootLogin
     } else {
         let mut op = json!({"OP_ID": "OP_INSTANCE_CREATE", "instance_name": gnt.name, "mode": "create",
             "disk_template": c.disk_template.as_str(), "disks": [{"size": c.disk_mib}],
-            "nics": [{"ip": n.ip().to_string(), "mac": m.mac.to_string()}],
+            "nics": [{"ip": v4.ip().to_string(), "mac": m.mac.to_string()}],
             "os_type": os_type, "osparams": osparams, "osparams_secret": secret,
             "beparams": {"maxmem": m.memory_mib.get(), "minmem": m.memory_mib.get(), "vcpus": m.vcpus.get()},
             "start": start, "ip_check": false, "name_check": false, "wait_for_sync": false,

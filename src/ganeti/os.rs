@@ -32,7 +32,7 @@ fn guestfs<'a>(config: &'a Config, disk: &'a Path) -> GuestFs<'a> {
 /// line for Ganeti's OS log (no secret in it).
 pub fn create(config: &Config, c: &Create) -> Result<String, GanetiError> {
     let tpl = template::load(&config.templates_dir(), &c.variant)?;
-    template::require_identity_version(&tpl)?;
+    template::require_identity_version(&tpl, &c.network)?;
     let started = std::time::Instant::now();
     let method = clone::clone_onto(&tpl.root(), &c.disk).map_err(|e| {
         if e.touched_volume() {
@@ -56,7 +56,7 @@ pub fn create(config: &Config, c: &Create) -> Result<String, GanetiError> {
         return Err(e.into());
     }
     Ok(format!(
-        "{}: {} template {} onto {} ({}, {:.1} s); identity for {}.{} ({}/{}, MAC {}; root login: {}) written to {SEED_DIR}/{SEED_NAME}, applied at first boot\n",
+        "{}: {} template {} onto {} ({}, {:.1} s); identity for {}.{} ({}, MAC {}; root login: {}) written to {SEED_DIR}/{SEED_NAME}, applied at first boot\n",
         if c.reinstall { "reinstalled" } else { "created" },
         if c.reinstall { "cloned again" } else { "cloned" },
         c.variant,
@@ -65,8 +65,7 @@ pub fn create(config: &Config, c: &Create) -> Result<String, GanetiError> {
         started.elapsed().as_secs_f64(),
         c.instance.host,
         domain,
-        c.network.ip(),
-        c.network.netmask().prefix_len(),
+        c.network.describe(),
         c.mac,
         c.root.describe(),
     ))
@@ -102,10 +101,10 @@ pub fn rename(config: &Config, r: &Rename) -> Result<String, GanetiError> {
 }
 
 /// The seed with its host name and domain replaced; refused unless it is
-/// one of ours (its magic first line, of either version: a clone made
-/// before version 2 may still await its first boot).
+/// one of ours (its magic first line, of any version: a clone made
+/// by an older guest-installer may still await its first boot).
 fn renamed_seed(text: &str, host: &Hostname, domain: &DomainName) -> Result<String, GanetiError> {
-    if !matches!(text.lines().next(), Some(template::SEED_MAGIC | template::SEED_MAGIC_V1)) {
+    if !matches!(text.lines().next(), Some(template::SEED_MAGIC | template::SEED_MAGIC_V1 | template::SEED_MAGIC_V3)) {
         return Err(GanetiError::Guest(format!("{SEED_DIR}/{SEED_NAME} is not an identity seed")));
     }
     let mut out = String::with_capacity(text.len());

@@ -106,13 +106,21 @@ fn identity_version_1() -> u32 {
     1
 }
 
-/// Refuses a template whose first-boot unit would refuse the seeds we
-/// write now (it would power the clone off): it must be built again.
-pub fn require_identity_version(t: &Template) -> Result<(), TemplateError> {
-    if t.manifest.identity_version >= super::identity::IDENTITY_VERSION {
+/// Refuses a template whose first-boot unit would refuse the seed we
+/// write for `network` (it would power the clone off): it must be built
+/// again. A template whose unit takes version 2 still clones machines
+/// with a static IPv4 network (their seed is version 2).
+pub fn require_identity_version(t: &Template, network: &crate::types::Network) -> Result<(), TemplateError> {
+    let needed = super::identity::seed_version(network);
+    if t.manifest.identity_version >= needed {
         return Ok(());
     }
-    Err(TemplateError::Outdated { name: t.manifest.name.clone(), from: t.manifest.built_from() })
+    let lacks = if t.manifest.identity_version < 2 {
+        "cannot install SSH keys or say how root logs in"
+    } else {
+        "cannot configure IPv6 or DHCP, which this machine's network needs"
+    };
+    Err(TemplateError::Outdated { name: t.manifest.name.clone(), from: t.manifest.built_from(), lacks })
 }
 
 #[derive(Debug, Clone)]

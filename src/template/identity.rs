@@ -15,9 +15,15 @@ pub const IDENTITY_UNIT: &str = include_str!("gi-identity.service");
 pub const SEED_MAGIC: &str = "guest-installer-identity 2";
 /// The first line of a version-1 seed (what old templates' units take).
 pub const SEED_MAGIC_V1: &str = "guest-installer-identity 1";
-/// The seed version the identity unit baked into new templates takes; a
-/// template's manifest records it (`identity_version`, 1 when absent).
-pub const IDENTITY_VERSION: u32 = 2;
+/// Version 3 added IPv6 (`address6`, `prefix6`, `gateway6`, name servers
+/// of either family) and DHCP (`dhcp=yes`); the IPv4 lines became
+/// optional. It is written only for machines that need it, so templates
+/// whose unit takes version 2 keep cloning IPv4 machines.
+pub const SEED_MAGIC_V3: &str = "guest-installer-identity 3";
+/// The seed version the identity unit baked into new templates takes
+/// (it takes versions 2 and 3); a template's manifest records it
+/// (`identity_version`, 1 when absent).
+pub const IDENTITY_VERSION: u32 = 3;
 /// What the identity unit prints on the console when done, or refusing.
 pub const APPLIED_LINE: &str = "gi-identity: applied";
 pub const REFUSED_LINE: &str = "gi-identity: REFUSED";
@@ -34,6 +40,16 @@ pub struct Identity<'a> {
     pub fs_uuid: &'a str,
 }
 
+/// The seed version a machine with `network` needs: 2 (what templates
+/// built before IPv6 and DHCP take) for a static IPv4 network, 3 for the
+/// rest.
+pub fn seed_version(network: &crate::types::Network) -> u32 {
+    match network.addressing() {
+        crate::types::Addressing::V4(_) => 2,
+        _ => 3,
+    }
+}
+
 /// The seed text the first-boot unit reads. Every value is a validated
 /// type, so none can hold a newline or start another line.
 pub fn render_seed(id: &Identity) -> String {
@@ -44,14 +60,17 @@ pub fn render_seed(id: &Identity) -> String {
 /// host knows it (the guest then configures that NIC, whatever its name).
 pub fn render_seed_with_mac(id: &Identity, mac: Option<crate::types::Mac>) -> String {
     let n = id.guest.network;
-    let mut s = format!(
-        "{SEED_MAGIC}\nhostname={}\ndomain={}\naddress={}\nprefix={}\ngateway={}\n",
-        id.guest.hostname,
-        id.guest.domain,
-        n.ip(),
-        n.netmask().prefix_len(),
-        n.gateway()
-    );
+    let magic = if seed_version(n) == 2 { SEED_MAGIC } else { SEED_MAGIC_V3 };
+    let mut s = format!("{magic}\nhostname={}\ndomain={}\n", id.guest.hostname, id.guest.domain);
+    if let Some(a) = n.v4() {
+        s.push_str(&format!("address={}\nprefix={}\ngateway={}\n", a.ip(), a.netmask().prefix_len(), a.gateway()));
+    }
+    if let Some(b) = n.v6() {
+        s.push_str(&format!("address6={}\nprefix6={}\ngateway6={}\n", b.addr().addr(), b.addr().prefix_len(), b.gateway()));
+    }
+    if n.is_dhcp() {
+        s.push_str("dhcp=yes\n");
+    }
     for ns in n.nameservers() {
         s.push_str(&format!("nameserver={ns}\n"));
     }

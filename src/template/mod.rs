@@ -35,7 +35,7 @@ pub use build::{build, build_key, BuildRequest, Builder, BuilderKind, CLONE_ARGS
 pub use catalog::{list, load, require_identity_version, FileDigest, Manifest, Suite, Template, DEFAULT_SUITE};
 pub use identity::{
     host_key_of, random_uuid, render_seed, render_seed_with_mac, seed_disk, Identity, APPLIED_LINE, IDENTITY_SCRIPT, IDENTITY_UNIT,
-    IDENTITY_VERSION, REFUSED_LINE, SEED_BYTES, SEED_MAGIC, SEED_MAGIC_V1,
+    IDENTITY_VERSION, REFUSED_LINE, SEED_BYTES, SEED_MAGIC, SEED_MAGIC_V1, SEED_MAGIC_V3, seed_version,
 };
 pub use seal::seal;
 use seal::{link, write};
@@ -65,11 +65,11 @@ pub enum TemplateError {
     #[error("the built system is not usable: {0}")]
     Layout(String),
     #[error(
-        "template {name} was built by an older guest-installer whose identity unit cannot install SSH keys or say \
-         how root logs in (its clones would refuse their seed and power off); an admin must build a new template: \
+        "template {name} was built by an older guest-installer whose identity unit {lacks} (its clones would refuse \
+         their seed and power off); an admin must build a new template: \
          guest-installer template build {from} name=NEWNAME (keep {name} while qcow2-overlay clones of it exist)"
     )]
-    Outdated { name: TemplateName, from: String },
+    Outdated { name: TemplateName, from: String, lacks: &'static str },
     #[error("manifest {path} is corrupt ({message}); an admin must remove the template and build it again")]
     Corrupt { path: PathBuf, message: String },
     #[error("cannot write the template under {0}")]

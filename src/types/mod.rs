@@ -54,13 +54,17 @@ macro_rules! string_type {
 }
 
 mod digest;
+mod ipv6;
 mod machine;
 mod names;
+mod netconfig;
 mod network;
 mod paths;
 
 pub use digest::Sha256Hex;
 pub use machine::{Boot, Bounded, MemoryMib, Vcpus, VolumeSize};
 pub use names::{DomainName, Hostname, ImageName, KernelVersion, Principal, TemplateName, VmName};
-pub use network::{parse_ipv4, FieldRule, Mac, Netmask, Network, MAX_NAMESERVERS};
+pub use ipv6::{parse_ipv6, Ipv6Cidr};
+pub use netconfig::{Addressing, FieldRule, Ipv4Static, Ipv6Static, Network, NetworkFields, DHCP, MAX_NAMESERVERS};
+pub use network::{parse_ipv4, Mac, Netmask};
 pub use paths::{CdPath, DiskFormat, DiskPath};

@@ -1,5 +1,6 @@
-//! A machine's addresses: its Ethernet address and its static IPv4
-//! network, which are checked together (the gateway must be on the subnet).
+//! A machine's Ethernet address and the IPv4 values of its network:
+//! addresses in canonical dotted quads and netmasks (how they combine into
+//! a network configuration is `netconfig`).
 
 use super::Rule;
 use serde::{Deserialize, Serialize};
@@ -99,92 +100,3 @@ impl fmt::Display for Netmask {
     }
 }
 
-/// A machine's static IPv4 network: address, mask, gateway and name
-/// servers, checked together (the gateway must be a host on the subnet).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "NetworkRaw", into = "NetworkRaw")]
-pub struct Network {
-    ip: Ipv4Addr,
-    netmask: Netmask,
-    gateway: Ipv4Addr,
-    nameservers: Vec<Ipv4Addr>,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NetworkRaw {
-    ip: String,
-    netmask: String,
-    gateway: String,
-    nameservers: Vec<String>,
-}
-
-/// Which field of a network config broke which rule.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {rule}")]
-pub struct FieldRule {
-    pub field: &'static str,
-    pub rule: Rule,
-}
-
-pub const MAX_NAMESERVERS: usize = 3;
-
-impl Network {
-    pub fn new(ip: &str, netmask: &str, gateway: &str, nameservers: &[&str]) -> Result<Self, FieldRule> {
-        let f = |field: &'static str| move |rule: Rule| FieldRule { field, rule };
-        let ip = parse_ipv4(ip).map_err(f("ip"))?;
-        let netmask = Netmask::parse(netmask).map_err(f("netmask"))?;
-        let gateway = parse_ipv4(gateway).map_err(f("gateway"))?;
-        if nameservers.is_empty() || nameservers.len() > MAX_NAMESERVERS {
-            return Err(FieldRule { field: "nameserver", rule: Rule("give one to three name servers") });
-        }
-        let nameservers = nameservers
-            .iter()
-            .map(|n| parse_ipv4(n))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(f("nameserver"))?;
-        let mask = u32::from(netmask.addr());
-        let host = |a: Ipv4Addr| {
-            let v = u32::from(a);
-            v & !mask != 0 && v & !mask != !mask
-        };
-        if !host(ip) || ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() || ip.is_loopback() {
-            return Err(FieldRule { field: "ip", rule: Rule("must be a unicast host address on its subnet (not the network or broadcast address)") });
-        }
-        if u32::from(gateway) & mask != u32::from(ip) & mask || !host(gateway) || gateway == ip {
-            return Err(FieldRule { field: "gateway", rule: Rule("must be another host address on the machine's subnet") });
-        }
-        Ok(Network { ip, netmask, gateway, nameservers })
-    }
-    pub fn ip(&self) -> Ipv4Addr {
-        self.ip
-    }
-    pub fn netmask(&self) -> Netmask {
-        self.netmask
-    }
-    pub fn gateway(&self) -> Ipv4Addr {
-        self.gateway
-    }
-    pub fn nameservers(&self) -> &[Ipv4Addr] {
-        &self.nameservers
-    }
-}
-
-impl TryFrom<NetworkRaw> for Network {
-    type Error = FieldRule;
-    fn try_from(r: NetworkRaw) -> Result<Self, FieldRule> {
-        let ns: Vec<&str> = r.nameservers.iter().map(String::as_str).collect();
-        Network::new(&r.ip, &r.netmask, &r.gateway, &ns)
-    }
-}
-
-impl From<Network> for NetworkRaw {
-    fn from(n: Network) -> Self {
-        NetworkRaw {
-            ip: n.ip.to_string(),
-            netmask: n.netmask.to_string(),
-            gateway: n.gateway.to_string(),
-            nameservers: n.nameservers.iter().map(|a| a.to_string()).collect(),
-        }
-    }
-}

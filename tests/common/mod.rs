@@ -17,6 +17,7 @@ pub mod golden;
 pub mod netns;
 pub mod reply;
 pub mod shared;
+pub mod ssh;
 pub mod steps;
 #[allow(unused_imports)]
 pub use golden::{add_template, template_fixture, Xfs};
@@ -552,7 +553,7 @@ impl Env {
     }
 
     /// Like `machine`, with `key=value` words that replace or add to the
-    /// defaults (e.g. `boot=pv-initrd`, `memory=1024`). The volume is one
+    /// defaults (e.g. `boot=pv-initrd`, `memory=1024`; `key=` removes one). The volume is one
     /// the test made (a 64 MiB sparse file unless `disk=` says otherwise),
     /// imported by root; with `size=`, an admin registers the machine
     /// remotely and the pool makes its volume.
@@ -573,11 +574,15 @@ impl Env {
             args.push(format!("image={i}"));
         }
         for e in extra {
-            let key = e.split('=').next().unwrap();
+            let (key, value) = e.split_once('=').unwrap_or((e, e));
             if key != "owner" {
                 args.retain(|a| a.split('=').next() != Some(key));
             }
-            args.push((*e).to_owned());
+            // `key=` alone only removes the default (e.g. `netmask=` for a
+            // machine with IPv6 only).
+            if !value.is_empty() {
+                args.push((*e).to_owned());
+            }
         }
         let pooled = extra.iter().any(|e| e.starts_with("size="));
         if pooled {

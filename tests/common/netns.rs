@@ -49,6 +49,22 @@ impl NetNs {
         ns
     }
 
+    /// Another address for the bridge: a documentation one (IPv4 as
+    /// above, or IPv6 in 2001:db8::/32), e.g. `2001:db8:1::1/64`.
+    pub fn add_addr(&self, cidr: &str) {
+        let ip = cidr.split('/').next().unwrap_or("");
+        assert!(
+            ip.starts_with("2001:db8:") || ["192.0.2.", "198.51.100.", "203.0.113."].iter().any(|p| ip.starts_with(p)),
+            "{cidr}: test networks use documentation addresses only"
+        );
+        // nodad: usable at once, not after duplicate address detection.
+        let mut args = vec!["addr", "add", cidr, "dev", BRIDGE];
+        if ip.contains(':') {
+            args.push("nodad");
+        }
+        must(&mut self.cmd("ip", &args));
+    }
+
     /// `program args` to run inside the namespace.
     pub fn cmd(&self, program: &str, args: &[&str]) -> Command {
         let mut c = Command::new("ip");
