@@ -468,23 +468,18 @@ fn pv_initrd_machine_gets_an_xl_pv_config_that_xen_accepts() {
     }
 }
 
-/// An IPv6-only machine: the real installer takes its address with the
-/// prefix length in netcfg/get_ipaddress (no netmask question), its
-/// gateway in the prefix and an IPv6 name server, and gets past network
-/// configuration without asking anything.
-#[test]
-fn real_installer_configures_an_ipv6_only_machine_from_our_preseed() {
-    let env = qemu_env();
-    env.import("di-xen", true);
-    env.machine_with(
-        "six1",
-        4,
-        Some("di-xen"),
-        &["boot=pv-initrd", DI_MEMORY, "ip=", "netmask=", "gateway=", "ip6=2001:db8:1::14/64", "gateway6=2001:db8:1::1", "nameserver=2001:db8:1::53"],
-    );
+/// The network words of an IPv6-only machine.
+const IPV6_ONLY: [&str; 6] = ["ip=", "netmask=", "gateway=", "ip6=2001:db8:1::14/64", "gateway6=2001:db8:1::1", "nameserver=2001:db8:1::53"];
+
+/// Installs `vm` (registered with `IPV6_ONLY`) and watches the real
+/// installer take its address with the prefix length in
+/// netcfg/get_ipaddress (no netmask question), its gateway in the prefix
+/// and an IPv6 name server, and get past network configuration without
+/// asking anything; then stops it.
+fn installs_ipv6_only(env: &Env, vm: &str, media: &str) {
     let _cpu = DI_BOOT.lock().unwrap_or_else(|e| e.into_inner());
-    let guest = Guest::new(&env, "six1");
-    let j = env.run(As::Remote(OWNER), &["install", "six1", "hostname=gi-di-six", "--json"], PW_HASH.as_bytes()).ok().json();
+    let guest = Guest::new(env, vm);
+    let j = env.run(As::Remote(OWNER), &["install", vm, "hostname=gi-di-six", "--json"], PW_HASH.as_bytes()).ok().json();
     assert_eq!(j["state"], "installing");
     let checks: Vec<Check> = vec![
         ("our template's early_command ran".into(), Box::new(|c: &str| line_ends_with(c, "GI-PROBE: early_command"))),
@@ -500,8 +495,30 @@ fn real_installer_configures_an_ipv6_only_machine_from_our_preseed() {
         ("the name server is 2001:db8:1::53".into(), Box::new(|c: &str| line_ends_with(c, "GI-PROBE: resolv nameserver 2001:db8:1::53"))),
         ("d-i reached the mirror step".into(), Box::new(|c: &str| c.contains(MIRROR_STEP))),
     ];
-    let (_, took) = watch_di(&env, "six1", &checks);
-    eprintln!("d-i, IPv6 only: took the preseed and reached the mirror step in {:.0} s", took.as_secs_f64());
-    assert_eq!(progress_within(&env, "six1", "network configured", Duration::from_secs(90)), "network configured");
-    stop(&env, &guest, &env.vm_file("six1", "initrd.gz"));
+    let (_, took) = watch_di(env, vm, &checks);
+    eprintln!("BENCH {vm}: d-i, IPv6 only: took the preseed and reached the mirror step in {:.0} s", took.as_secs_f64());
+    assert_eq!(progress_within(env, vm, "network configured", Duration::from_secs(90)), "network configured");
+    stop(env, &guest, &env.vm_file(vm, media));
+}
+
+/// An IPv6-only machine on Debian 12's installer (the PV-initrd route).
+#[test]
+fn real_installer_configures_an_ipv6_only_machine_from_our_preseed() {
+    let env = qemu_env();
+    env.import("di-xen", true);
+    let mut words = vec!["boot=pv-initrd", DI_MEMORY];
+    words.extend(IPV6_ONLY);
+    env.machine_with("six1", 4, Some("di-xen"), &words);
+    installs_ipv6_only(&env, "six1", "initrd.gz");
+}
+
+/// The same on Debian 13's installer (netcfg 1.197), from the CD.
+#[test]
+fn real_debian_13_installer_configures_an_ipv6_only_machine_from_our_preseed() {
+    let env = qemu_env();
+    env.import_iso("di13", &installer_iso_13());
+    let mut words = vec![DI_MEMORY];
+    words.extend(IPV6_ONLY);
+    env.machine_with("six13", 5, Some("di13"), &words);
+    installs_ipv6_only(&env, "six13", "install.qcow2");
 }
