@@ -133,17 +133,18 @@ const STEP_BOUND: Duration = Duration::from_secs(1200);
 const BOOT_BOUND: Duration = Duration::from_secs(900);
 
 /// `/etc/netns/NS/`: what `ip netns exec NS` binds over `/etc` (the test
-/// realm's krb5.conf, a hosts file naming xen1.example.org). Removed on
-/// drop.
+/// realm's krb5.conf, a hosts file naming xen1.example.org, and an
+/// `ssh/ssh_config` for the owner's ssh). Removed on drop.
 struct NetnsEtc(PathBuf);
 
 impl NetnsEtc {
-    fn new(ns: &NetNs, krb5_conf: &str) -> NetnsEtc {
+    fn new(ns: &NetNs, krb5_conf: &str, ssh_config: &str) -> NetnsEtc {
         let dir = Path::new("/etc/netns").join(&ns.name);
-        fs::create_dir_all(&dir).unwrap();
+        fs::create_dir_all(dir.join("ssh")).unwrap();
         let etc = NetnsEtc(dir);
         fs::write(etc.0.join("hosts"), "127.0.0.1 localhost\n::1 localhost\n127.0.0.1 xen1.example.org xen1\n").unwrap();
         fs::write(etc.0.join("krb5.conf"), krb5_conf).unwrap();
+        fs::write(etc.0.join("ssh/ssh_config"), ssh_config).unwrap();
         etc
     }
 }
@@ -301,7 +302,15 @@ fn the_guide_from_the_package_to_the_first_remctl_calls() {
         "[libdefaults]\n",
         &format!("[libdefaults]\n    default_keytab_name = FILE:{}\n", places.get("/etc/krb5.keytab").display()),
     );
-    let _etc = NetnsEtc::new(&ns, &krb5_conf);
+    // The owner's ssh: ssh finds ~/.ssh through the password database,
+    // not HOME, so its key is named here; no questions (no terminal), and
+    // the guest's host key not kept.
+    let key = dir.join("home/.ssh/id_ed25519");
+    let ssh_config = format!(
+        "Host *\n    IdentityFile {}\n    BatchMode yes\n    StrictHostKeyChecking no\n    UserKnownHostsFile /dev/null\n    ConnectTimeout 5\n    LogLevel ERROR\n",
+        key.display()
+    );
+    let _etc = NetnsEtc::new(&ns, &krb5_conf, &ssh_config);
     let _started = Started(dir.join("started"));
     let host = Host { ns: &ns, dir, places: &places };
     let admin_cc = format!("FILE:{}", dir.join("cc/admin").display());
@@ -387,14 +396,8 @@ fn the_guide_from_the_package_to_the_first_remctl_calls() {
     // ------------------------------------------------ 9. machine and owner
     let heading = "9. The first machine and the first remctl call";
     host.run(&commands(&sh_block(heading, 0)), admin);
-    // bob's key, as ssh-keygen makes it; ssh without questions (no
-    // terminal) and without keeping the guest's key.
-    sh(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", "bob@workstation", "-f"]).arg(dir.join("home/.ssh/id_ed25519")));
-    fs::write(
-        dir.join("home/.ssh/config"),
-        "Host *\n    BatchMode yes\n    StrictHostKeyChecking no\n    UserKnownHostsFile /dev/null\n    ConnectTimeout 5\n    LogLevel ERROR\n",
-    )
-    .unwrap();
+    // bob's key, as ssh-keygen makes it (the guide reads ~/.ssh/id_ed25519.pub).
+    sh(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", "bob@workstation", "-f"]).arg(&key));
     let owner = commands(&sh_block(heading, 1));
     let ssh_at = owner.iter().position(|c| c.starts_with("ssh ")).expect("the owner's ssh");
     let _guest = Guest::of(Path::new("/usr/sbin/guest-installer"), Path::new("/etc/guest-installer/config.toml"), Path::new("/var/lib/guest-installer"), "web1");
