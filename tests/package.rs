@@ -10,6 +10,7 @@
 
 mod common;
 
+use common::package::*;
 use common::realm::{run_bounded, Realm};
 use common::*;
 use std::collections::BTreeSet;
@@ -19,54 +20,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const PKG: &str = "guest-installer";
-/// The Ganeti OS definition, built from the same source.
-const GANETI_PKG: &str = "guest-installer-ganeti";
 const PASSWORD: &str = "correct horse battery staple";
 const BOB: &str = "bob@EXAMPLE.ORG";
 const MALLORY: &str = "mallory@EXAMPLE.ORG";
-
-/// Everything the package puts on the machine (or makes in postinst).
-const PATHS: &[&str] = &[
-    "/usr/sbin/guest-installer",
-    "/etc/guest-installer",
-    "/etc/remctl/conf.d/guest-installer",
-    "/etc/remctl/acl/guest-installer-admins",
-    "/var/lib/guest-installer",
-    "/usr/share/doc/guest-installer",
-    "/usr/share/man/man8/guest-installer.8.gz",
-    "/lib/systemd/system/guest-installer-settle.service",
-    "/lib/systemd/system/guest-installer-settle.timer",
-    "/etc/systemd/system/timers.target.wants/guest-installer-settle.timer",
-    "/usr/share/ganeti/os/guest-installer",
-    "/usr/share/doc/guest-installer-ganeti",
-    // The console door.
-    "/usr/sbin/guest-installer-console",
-    "/usr/share/guest-installer",
-    "/usr/share/man/man8/guest-installer-console.8.gz",
-    "/lib/systemd/system/guest-installer-console.socket",
-    "/lib/systemd/system/guest-installer-console@.service",
-    "/etc/systemd/system/sockets.target.wants/guest-installer-console.socket",
-];
-
-fn cmd(program: &str, args: &[&str]) -> Command {
-    let mut c = Command::new(program);
-    c.args(args).env("DEBIAN_FRONTEND", "noninteractive").env("LC_ALL", "C.UTF-8");
-    c
-}
-
-fn must(c: Command, limit: Duration) -> Out {
-    let desc = format!("{c:?}");
-    let out = run_bounded(c, b"", limit);
-    assert_eq!(out.code, 0, "{desc} failed:\n{}\n{}", out.stdout, out.stderr);
-    out
-}
-
-/// Installed packages: "name:arch version" lines.
-fn installed_packages() -> BTreeSet<String> {
-    let out = must(cmd("dpkg-query", &["-W", "-f", "${db:Status-Abbrev} ${binary:Package} ${Version}\\n"]), Duration::from_secs(60));
-    out.stdout.lines().filter(|l| !l.starts_with("un ") && !l.starts_with("pn ")).map(str::to_owned).collect()
-}
 
 fn qemu_user_exists() -> bool {
     cmd("getent", &["passwd", "guest-installer-qemu"]).output().unwrap().status.success()
@@ -75,100 +31,6 @@ fn qemu_user_exists() -> bool {
 /// The console door's account.
 fn console_user_exists() -> bool {
     cmd("getent", &["passwd", "guest"]).output().unwrap().status.success()
-}
-
-fn package_state(name: &str) -> String {
-    let out = run_bounded(cmd("dpkg-query", &["-W", "-f", "${db:Status-Status}", name]), b"", Duration::from_secs(60));
-    if out.code == 0 { out.stdout.trim().to_owned() } else { "not-installed".into() }
-}
-
-fn apt_get(args: &[&str]) -> Command {
-    let mut c = cmd("apt-get", &["-y", "-q", "-o", "DPkg::Lock::Timeout=300"]);
-    c.args(args);
-    c
-}
-
-/// Puts the machine back as it was: our package purged, any package the
-/// test pulled in purged, nothing of ours left. Runs on drop, so also when
-/// an assertion fails halfway.
-struct Restore {
-    packages_before: BTreeSet<String>,
-}
-
-impl Drop for Restore {
-    fn drop(&mut self) {
-        let mut problems = Vec::new();
-        for pkg in [GANETI_PKG, PKG] {
-            if package_state(pkg) != "not-installed" {
-                let out = run_bounded(apt_get(&["purge", pkg]), b"", Duration::from_secs(600));
-                if out.code != 0 {
-                    problems.push(format!("apt-get purge {pkg}: {}", out.stderr));
-                }
-            }
-        }
-        let new: Vec<String> = installed_packages()
-            .difference(&self.packages_before)
-            .filter_map(|l| l.split(' ').nth(1).map(str::to_owned))
-            .collect();
-        if !new.is_empty() {
-            let mut args = vec!["purge"];
-            args.extend(new.iter().map(String::as_str));
-            let out = run_bounded(apt_get(&args), b"", Duration::from_secs(600));
-            if out.code != 0 {
-                problems.push(format!("apt-get purge {new:?}: {}", out.stderr));
-            }
-        }
-        for p in PATHS {
-            // None of them existed before the test (checked), so whatever
-            // is there now is ours.
-            let p = Path::new(p);
-            if p.is_dir() {
-                let _ = fs::remove_dir_all(p);
-            } else if p.symlink_metadata().is_ok() {
-                let _ = fs::remove_file(p);
-            }
-        }
-        if !problems.is_empty() && !std::thread::panicking() {
-            panic!("could not restore the machine: {problems:?}");
-        }
-    }
-}
-
-/// One package test on the machine at a time (it installs system-wide).
-fn machine_lock() -> nix::fcntl::Flock<fs::File> {
-    let f = fs::File::create("/run/lock/guest-installer-package-test.lock")
-        .or_else(|_| fs::File::create("/tmp/guest-installer-package-test.lock"))
-        .unwrap();
-    let mut f = Some(f);
-    let t = Instant::now();
-    loop {
-        match nix::fcntl::Flock::lock(f.take().unwrap(), nix::fcntl::FlockArg::LockExclusiveNonblock) {
-            Ok(l) => return l,
-            Err((back, _)) => {
-                assert!(t.elapsed() < Duration::from_secs(900), "another package test held the machine for 15 minutes");
-                f = Some(back);
-                std::thread::sleep(Duration::from_millis(500));
-            }
-        }
-    }
-}
-
-/// A copy of the source tree as git sees it (tracked and untracked files,
-/// not the ignored ones such as target/).
-fn copy_source_tree(dest: &Path) {
-    let out = must(cmd("git", &["-C", repo().to_str().unwrap(), "ls-files", "-z", "-c", "-o", "--exclude-standard"]), Duration::from_secs(60));
-    let mut n = 0;
-    for rel in out.stdout.split('\0').filter(|s| !s.is_empty()) {
-        let src = repo().join(rel);
-        if !src.is_file() {
-            continue; // deleted in the work tree
-        }
-        let to = dest.join(rel);
-        fs::create_dir_all(to.parent().unwrap()).unwrap();
-        fs::copy(&src, &to).unwrap();
-        n += 1;
-    }
-    assert!(n > 10 && dest.join("debian/rules").exists(), "copied only {n} files");
 }
 
 /// Files whose names contain ours, where a package could leave them.
@@ -194,52 +56,30 @@ fn debian_package_builds_lints_installs_serves_remctl_and_purges() {
     let _machine = machine_lock();
     let qemu_user_before = qemu_user_exists();
     let console_user_before = console_user_exists();
-    for pkg in [PKG, GANETI_PKG] {
-        assert_eq!(package_state(pkg), "not-installed", "{pkg} is installed on this machine; this test installs and purges it");
-    }
-    for p in PATHS {
-        assert!(Path::new(p).symlink_metadata().is_err(), "{p} exists before the test; the test would remove it: move it away");
-    }
+    assert_not_installed();
     let remctl_before = snapshot(Path::new("/etc/remctl"));
     let files_before = files_named_like_us();
-    let _restore = Restore { packages_before: installed_packages() };
+    let _restore = Restore::new();
 
     // ------------------------------------------------------------ build
     // The package ships the README (debian/guest-installer.docs).
     assert!(repo().join("README.md").is_file(), "README.md is missing: the package installs it as its documentation");
-    let work = tempfile::Builder::new().prefix("gi-package-").tempdir().unwrap();
-    let src = work.path().join("guest-installer");
-    copy_source_tree(&src);
-    let t = Instant::now();
-    let mut c = cmd("dpkg-buildpackage", &["-us", "-uc", "-b"]);
-    // Compiled crates are kept between runs; the checkout's target/ is not touched.
-    c.current_dir(&src).env("CARGO_TARGET_DIR", cache_dir().join("package-target")).env("DEB_BUILD_OPTIONS", "parallel=2");
-    let build = run_bounded(c, b"", Duration::from_secs(1200));
-    if build.code != 0 {
-        let log = format!("{}{}", build.stdout, build.stderr);
-        let tail: Vec<&str> = log.lines().rev().take(60).collect::<Vec<_>>().into_iter().rev().collect();
-        panic!("dpkg-buildpackage failed (exit {}); the end of its output:\n{}", build.code, tail.join("\n"));
-    }
-    println!("dpkg-buildpackage -us -uc -b: {:.1} s", t.elapsed().as_secs_f64());
-    let version = must(cmd("dpkg-parsechangelog", &["-l", src.join("debian/changelog").to_str().unwrap(), "-S", "Version"]), Duration::from_secs(30))
-        .stdout
-        .trim()
-        .to_owned();
-    let arch = must(cmd("dpkg", &["--print-architecture"]), Duration::from_secs(30)).stdout.trim().to_owned();
-    let deb_name = format!("{PKG}_{version}_{arch}.deb");
-    let debs: Vec<String> = fs::read_dir(work.path())
+    // Built once per source tree for every test that installs it.
+    let built = built();
+    let work = &built.dir;
+    let deb_name = built.deb();
+    let ganeti_deb = built.ganeti_deb();
+    let mut debs: Vec<String> = fs::read_dir(work)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .filter(|n| n.ends_with(".deb"))
         .collect();
-    let ganeti_deb = format!("{GANETI_PKG}_{version}_all.deb");
+    debs.sort();
     let mut want = vec![deb_name.clone(), ganeti_deb.clone()];
     want.sort();
-    let mut debs = debs;
-    debs.sort();
     assert_eq!(debs, want, "the program's package and the Ganeti OS definition");
-    check_ganeti_deb(&work.path().join(&ganeti_deb));
-    let changes = work.path().join(format!("{PKG}_{version}_{arch}.changes"));
+    check_ganeti_deb(&work.join(&ganeti_deb));
+    let changes = built.changes();
 
     // ------------------------------------------------------------ lintian
     let lint = run_bounded(
@@ -271,7 +111,7 @@ fn debian_package_builds_lints_installs_serves_remctl_and_purges() {
 
     // ------------------------------------------------------------ install
     let mut c = apt_get(&["install", "--no-install-recommends", &format!("./{deb_name}")]);
-    c.current_dir(work.path());
+    c.current_dir(work);
     must(c, Duration::from_secs(600));
     assert_eq!(package_state(PKG), "installed");
 
@@ -337,6 +177,7 @@ fn debian_package_builds_lints_installs_serves_remctl_and_purges() {
         assert!(man.stderr.is_empty() && !man.stdout.is_empty(), "man {page}: {}", man.stderr);
     }
     check_console_door(console_user_before);
+    check_remctld_units();
 
     // The installed program with the installed default config, locally as root.
     let installed = |args: &[&str], config: Option<&Path>| -> Out {
@@ -442,7 +283,7 @@ fn debian_package_builds_lints_installs_serves_remctl_and_purges() {
     // and lists the templates at once (none here).
     if package_state("ganeti") == "installed" {
         let mut c = apt_get(&["install", "--no-install-recommends", &format!("./{ganeti_deb}")]);
-        c.current_dir(work.path());
+        c.current_dir(work);
         must(c, Duration::from_secs(600));
         assert_eq!(package_state(GANETI_PKG), "installed");
         let list = fs::read_to_string("/usr/share/ganeti/os/guest-installer/variants.list").expect("variants.list resolves after install");
@@ -532,6 +373,20 @@ fn check_console_door(user_before: bool) {
         }
         assert!(t("root").lines().any(|l| l == "authorizedkeyscommand none"), "the drop-in applies beyond its account");
     }
+}
+
+/// remctld's units as installed: valid, and neither enabled nor started
+/// (the operator enables them: operator guide, section 2; tests/guide.rs
+/// runs them).
+fn check_remctld_units() {
+    let (socket, service) = ("/lib/systemd/system/guest-installer-remctld.socket", "/lib/systemd/system/guest-installer-remctld.service");
+    let verify = must(cmd("systemd-analyze", &["verify", socket, service]), Duration::from_secs(60));
+    assert!(!verify.stderr.contains("guest-installer-remctld"), "systemd-analyze: {}", verify.stderr);
+    let enabled = run_bounded(cmd("systemctl", &["is-enabled", "guest-installer-remctld.socket"]), b"", Duration::from_secs(60));
+    assert_eq!(enabled.stdout.trim(), "disabled", "{enabled:?}");
+    assert!(!Path::new("/etc/systemd/system/sockets.target.wants/guest-installer-remctld.socket").exists());
+    let service = fs::read_to_string(service).unwrap();
+    assert!(service.lines().any(|l| l == "ExecStart=/usr/sbin/remctld -F -m"), "{service}");
 }
 
 /// The Ganeti package holds exactly the OS definition's files from

@@ -14,7 +14,9 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 pub mod golden;
+pub mod guide;
 pub mod netns;
+pub mod package;
 pub mod reply;
 pub mod shared;
 pub mod ssh;
@@ -57,6 +59,18 @@ pub fn cached(name: &str, build: impl FnOnce(&Path)) -> PathBuf {
         fs::rename(&tmp, &out).unwrap();
     }
     out
+}
+
+/// `program` run through `prefix` (e.g. `ip netns exec NS`), or alone.
+pub fn prefixed(prefix: &[&str], program: &Path) -> Command {
+    match prefix.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(program);
+            c
+        }
+        None => Command::new(program),
+    }
 }
 
 pub fn sh(cmd: &mut Command) -> String {
@@ -287,14 +301,7 @@ impl Env {
 
     /// `run`, through `prefix` (e.g. `ip netns exec NS`: see netns.rs).
     pub fn run_prefixed(&self, prefix: &[&str], who: As, args: &[&str], stdin: &[u8]) -> Out {
-        let mut c = match prefix.split_first() {
-            Some((program, rest)) => {
-                let mut c = Command::new(program);
-                c.args(rest).arg(bin());
-                c
-            }
-            None => Command::new(bin()),
-        };
+        let mut c = prefixed(prefix, &bin());
         c.args(args).env_clear().env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin").env("GUEST_INSTALLER_CONFIG", &self.config);
         match who {
             As::Remote(p) => {
@@ -616,22 +623,38 @@ pub fn readable_tail(text: &str, n: usize) -> String {
 /// A qemu guest of the qemu driver, stopped whatever happens to the test:
 /// `cancel`, then SIGKILL if our qemu is still there. Never panics (it
 /// runs while unwinding).
-pub struct Guest<'a> {
-    env: &'a Env,
+pub struct Guest {
+    /// The program and the config the guest's requests run with.
+    program: PathBuf,
+    config: PathBuf,
+    /// The machine's directory under the state dir (`vms/VM`).
+    vm_dir: PathBuf,
     pub vm: String,
     /// The last pid seen in the pidfile: `cancel` removes the file, and a
     /// qemu that outlived it must still be found.
     seen: std::cell::Cell<Option<i32>>,
 }
 
-impl<'a> Guest<'a> {
-    pub fn new(env: &'a Env, vm: &str) -> Self {
-        Guest { env, vm: vm.to_owned(), seen: std::cell::Cell::new(None) }
+impl Guest {
+    pub fn new(env: &Env, vm: &str) -> Self {
+        Self::of(&bin(), &env.config, &env.state, vm)
+    }
+
+    /// A guest of `program` run with `config` whose state dir is `state`
+    /// (e.g. the installed package's).
+    pub fn of(program: &Path, config: &Path, state: &Path, vm: &str) -> Self {
+        Guest {
+            program: program.to_path_buf(),
+            config: config.to_path_buf(),
+            vm_dir: state.join("vms").join(vm),
+            vm: vm.to_owned(),
+            seen: std::cell::Cell::new(None),
+        }
     }
 
     /// Our qemu's pid, if it runs (checked against its command line).
     pub fn pid(&self) -> Option<i32> {
-        if let Some(p) = fs::read_to_string(self.env.vm_file(&self.vm, "qemu.pid")).ok().and_then(|s| s.trim().parse().ok()) {
+        if let Some(p) = fs::read_to_string(self.vm_dir.join("qemu.pid")).ok().and_then(|s| s.trim().parse().ok()) {
             self.seen.set(Some(p));
         }
         let pid = self.seen.get()?;
@@ -645,13 +668,13 @@ impl<'a> Guest<'a> {
     }
 }
 
-impl Drop for Guest<'_> {
+impl Drop for Guest {
     fn drop(&mut self) {
-        let _ = Command::new(bin())
+        let _ = Command::new(&self.program)
             .args(["cancel", &self.vm])
             .env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .env("GUEST_INSTALLER_CONFIG", &self.env.config)
+            .env("GUEST_INSTALLER_CONFIG", &self.config)
             .stdin(Stdio::null())
             .output();
         if let Some(pid) = self.pid() {

@@ -33,6 +33,12 @@ impl NetNs {
     /// A new namespace `gi-PID-TAG` whose bridge [`BRIDGE`] has
     /// `host_cidr` (e.g. `192.0.2.1/24`).
     pub fn new(tag: &str, host_cidr: &str) -> NetNs {
+        Self::with_bridge(tag, BRIDGE, host_cidr)
+    }
+
+    /// The same with the bridge named `bridge` (e.g. the operator
+    /// guide's `br0`).
+    pub fn with_bridge(tag: &str, bridge: &str, host_cidr: &str) -> NetNs {
         let ip = host_cidr.split('/').next().unwrap_or("");
         assert!(
             ["192.0.2.", "198.51.100.", "203.0.113."].iter().any(|p| ip.starts_with(p)),
@@ -43,9 +49,9 @@ impl NetNs {
         // From here on, drop removes it whatever fails.
         let ns = NetNs { name };
         must(&mut ns.cmd("ip", &["link", "set", "lo", "up"]));
-        must(&mut ns.cmd("ip", &["link", "add", BRIDGE, "type", "bridge"]));
-        must(&mut ns.cmd("ip", &["addr", "add", host_cidr, "dev", BRIDGE]));
-        must(&mut ns.cmd("ip", &["link", "set", BRIDGE, "up"]));
+        must(&mut ns.cmd("ip", &["link", "add", bridge, "type", "bridge"]));
+        must(&mut ns.cmd("ip", &["addr", "add", host_cidr, "dev", bridge]));
+        must(&mut ns.cmd("ip", &["link", "set", bridge, "up"]));
         ns
     }
 

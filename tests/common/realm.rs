@@ -54,8 +54,17 @@ pub struct Realm {
 impl Realm {
     /// `dir` must be an empty directory.
     pub fn up(dir: &Path, args: &[&str], principals: &[&str]) -> Realm {
-        let mut c = Command::new(repo().join("tests/support/remctl/realm"));
-        c.arg("up").arg(dir).args(args).args(principals).args(["--max-life", "300"]);
+        Self::up_in(&[], dir, args, principals)
+    }
+
+    /// `up` run through `prefix` (e.g. `ip netns exec NS`: the daemons
+    /// then listen in that network namespace).
+    pub fn up_in(prefix: &[&str], dir: &Path, args: &[&str], principals: &[&str]) -> Realm {
+        let mut c = super::prefixed(prefix, &repo().join("tests/support/remctl/realm"));
+        c.arg("up").arg(dir).args(args).args(principals);
+        if !args.contains(&"--max-life") {
+            c.args(["--max-life", "300"]);
+        }
         // The guard before `up` runs: its drop stops whatever did start,
         // also when `up` fails or overruns and is killed.
         let mut realm = Realm { dir: dir.to_path_buf(), vars: BTreeMap::new() };
