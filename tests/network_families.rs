@@ -70,6 +70,7 @@ fn clones_come_up_on_ipv6_dual_stack_and_dhcp_with_their_registered_addresses() 
             "--keep-in-foreground", "--conf-file=/dev/null", "--port=0", "--bind-interfaces", &format!("--interface={BRIDGE}"),
             "--user=root", "--group=root", "--pid-file",
             "--dhcp-range=198.51.100.0,static,255.255.255.0,1h", &format!("--dhcp-host={dhcp_mac},198.51.100.13"),
+            "--dhcp-option=option:dns-server,198.51.100.53",
             &format!("--dhcp-leasefile={}", leases.display()), "--log-dhcp", &format!("--log-facility={}", log.display()),
         ])
         .stdin(Stdio::null())
@@ -131,6 +132,19 @@ fn clones_come_up_on_ipv6_dual_stack_and_dhcp_with_their_registered_addresses() 
                 _ => "default via 198.51.100.1",
             };
             assert!(routes.contains(want_routes), "{vm}: routes\n{routes}");
+        }
+        // Its name servers: the registered ones, or the lease's (through
+        // resolved's stub) with DHCP.
+        let o = ssh_answer(&ns, &Auth::Key(&key), reach[0], "cat /etc/resolv.conf; echo --; resolvectl dns");
+        let (conf, dns) = o.stdout.split_once("--\n").unwrap_or_else(|| panic!("{vm}: {o:?}"));
+        let servers: Vec<&str> = conf.lines().filter_map(|l| l.strip_prefix("nameserver ")).collect();
+        match vm {
+            "dual" => assert_eq!(servers, ["198.51.100.53", "2001:db8:1::53"], "{vm}: {conf}"),
+            "six" => assert_eq!(servers, ["2001:db8:1::53"], "{vm}: {conf}"),
+            _ => {
+                assert_eq!(servers, ["127.0.0.53"], "{vm}: {conf}");
+                assert!(dns.contains("198.51.100.53"), "{vm}: resolvectl dns\n{dns}");
+            }
         }
         eprintln!("BENCH {vm}: request -> SSH login over each family {:.1} s (TCG)", requested.elapsed().as_secs_f64());
         let s = env.run(As::Remote(OWNER), &["status", vm, "--json"], b"").ok().json();

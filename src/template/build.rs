@@ -40,6 +40,9 @@ pub const PACKAGES: &[&str] = &[
     // systemd-logind needs the bus; it turns the hypervisor's power
     // button (`stop`) into a clean shutdown.
     "dbus",
+    // A DHCP clone's name servers come with its lease: networkd hands
+    // them to resolved, whose stub /etc/resolv.conf points at.
+    "systemd-resolved",
 ];
 
 /// Changes whenever what a build produces changes (tests key their cache

@@ -25,7 +25,7 @@ pub(super) const MASKED: &[&str] = &[
     "systemd-networkd-wait-online.service",
 ];
 
-pub(super) const SEAL_VERSION: &str = "seal-4";
+pub(super) const SEAL_VERSION: &str = "seal-5";
 
 /// Refuses to go through a symlink inside the tree: `rel`'s directories
 /// (and `rel` itself if `whole`) must not be symlinks. A tree read back
@@ -125,6 +125,9 @@ pub fn seal(tree: &Path) -> Result<(), TemplateError> {
         empty_files(&inside(tree, dir, true)?)?;
     }
     write(tree, "etc/systemd/journald.conf.d/guest-installer.conf", "[Journal]\nStorage=volatile\n", 0o644)?;
+    // resolved only forwards to the name servers the machine was given:
+    // it answers no multicast name queries on the hosting network.
+    write(tree, "etc/systemd/resolved.conf.d/guest-installer.conf", "[Resolve]\nLLMNR=no\nMulticastDNS=no\n", 0o644)?;
     // systemd-networkd configures the static address the seed gives.
     link(tree, "etc/systemd/system/multi-user.target.wants/systemd-networkd.service", "/lib/systemd/system/systemd-networkd.service")?;
     link(tree, "etc/systemd/system/sockets.target.wants/systemd-networkd.socket", "/lib/systemd/system/systemd-networkd.socket")?;

@@ -79,6 +79,8 @@ pub fn wait_for_login_prompts(env: &Env, guests: &[(&str, &str)], bound: Duratio
         loop {
             let c = console(env, vm);
             assert!(!c.contains(guest_installer::template::REFUSED_LINE), "{vm} refused its seed:\n{}", readable_tail(&c, 40));
+            // A guest that powered off will show no prompt: fail now.
+            assert!(!c.contains("reboot: Power down"), "{vm} powered off before its login prompt:\n{}", readable_tail(&c, 40));
             if c.contains(&format!("{host} login:")) {
                 break;
             }
