@@ -251,8 +251,7 @@ fn bridged_guests_get_a_tap_in_the_bridge_that_goes_with_them() {
     let br = TestBridge::new();
     let env = flood_env("");
     // use_qemu chose user networking: the test's bridge instead.
-    let text = fs::read_to_string(&env.config).unwrap().replace("qemu_net = \"user\"", "qemu_net = \"bridge\"");
-    fs::write(&env.config, text.replace("bridge = \"xenbr0\"", &format!("bridge = \"{}\"", br.0))).unwrap();
+    env.use_qemu_on_bridge(&br.0);
     env.machine("br1", 6, Some("fake"));
     let guest = Guest::new(&env, "br1");
     // A bridge that does not exist: the error names the config key.

@@ -51,9 +51,7 @@ fn clones_come_up_on_ipv6_dual_stack_and_dhcp_with_their_registered_addresses() 
         return;
     }
     let env = Env::new();
-    env.use_qemu();
-    let text = fs::read_to_string(&env.config).unwrap().replace("qemu_net = \"user\"", "qemu_net = \"bridge\"");
-    fs::write(&env.config, text.replace("bridge = \"xenbr0\"", &format!("bridge = \"{BRIDGE}\""))).unwrap();
+    env.use_qemu_on_bridge(BRIDGE);
     add_template(&env);
     // Declared before the guests and the daemon: dropped after them.
     let ns = NetNs::new("fam", "198.51.100.1/24");

@@ -76,10 +76,7 @@ fn owners_log_in_over_ssh_with_their_keys_or_their_password() {
         return;
     }
     let env = Env::new();
-    env.use_qemu();
-    // The guests' NICs are taps on the namespace's bridge.
-    let text = fs::read_to_string(&env.config).unwrap().replace("qemu_net = \"user\"", "qemu_net = \"bridge\"");
-    fs::write(&env.config, text.replace("bridge = \"xenbr0\"", &format!("bridge = \"{BRIDGE}\""))).unwrap();
+    env.use_qemu_on_bridge(BRIDGE);
     add_template(&env);
     // Declared before the guests: dropped (removed) after them.
     let ns = NetNs::new("ssh", "192.0.2.1/24");

@@ -559,6 +559,14 @@ impl Env {
         fs::write(&self.config, out).unwrap();
     }
 
+    /// The qemu driver with its guests' NICs as taps on `bridge` (one a
+    /// test's network namespace holds).
+    pub fn use_qemu_on_bridge(&self, bridge: &str) {
+        self.use_qemu();
+        let text = fs::read_to_string(&self.config).unwrap().replace("qemu_net = \"user\"", "qemu_net = \"bridge\"");
+        fs::write(&self.config, text.replace("bridge = \"xenbr0\"", &format!("bridge = \"{bridge}\""))).unwrap();
+    }
+
     /// Like `machine`, with `key=value` words that replace or add to the
     /// defaults (e.g. `boot=pv-initrd`, `memory=1024`; `key=` removes one). The volume is one
     /// the test made (a 64 MiB sparse file unless `disk=` says otherwise),
