@@ -41,6 +41,8 @@ apt-get install -y -q --no-install-recommends ganeti
 # Debian 13's netboot installer is fetched from the mirror and checked from
 # the archive's signature down (tests/support/iso/fetch-di-netboot).
 apt-get install -y -q --no-install-recommends curl gpgv xz-utils debian-archive-keyring
+# tests/trixie_host.rs runs the package in a Debian 13 system it makes.
+apt-get install -y -q --no-install-recommends systemd-container
 
 # The qemu driver runs qemu as this user (the package's postinst creates it
 # on real hosts; the tests run the cargo-built binary, not the package).
