@@ -16,7 +16,7 @@ use common::*;
 use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -130,8 +130,8 @@ fn debian_package_builds_lints_installs_serves_remctl_and_purges() {
                 "/usr/share/man/man8/guest-installer-console.8.gz",
                 "/usr/share/doc/guest-installer/copyright",
                 "/usr/share/guest-installer/sshd-console.conf",
-                "/lib/systemd/system/guest-installer-console.socket",
-                "/lib/systemd/system/guest-installer-console@.service",
+                "/usr/lib/systemd/system/guest-installer-console.socket",
+                "/usr/lib/systemd/system/guest-installer-console@.service",
                 // Read by web panels' programs: installed as it is, not gzipped.
                 "/usr/share/doc/guest-installer/reply.schema.json",
             ],
@@ -205,12 +205,12 @@ fn debian_package_builds_lints_installs_serves_remctl_and_purges() {
     let verify = must(
         cmd(
             "systemd-analyze",
-            &["verify", "/lib/systemd/system/guest-installer-settle.timer", "/lib/systemd/system/guest-installer-settle.service"],
+            &["verify", "/usr/lib/systemd/system/guest-installer-settle.timer", "/usr/lib/systemd/system/guest-installer-settle.service"],
         ),
         Duration::from_secs(60),
     );
     assert!(!verify.stderr.contains("guest-installer-settle"), "systemd-analyze: {}", verify.stderr);
-    let service = fs::read_to_string("/lib/systemd/system/guest-installer-settle.service").unwrap();
+    let service = fs::read_to_string("/usr/lib/systemd/system/guest-installer-settle.service").unwrap();
     let exec = service.lines().find_map(|l| l.strip_prefix("ExecStart=")).expect("ExecStart");
     let argv: Vec<&str> = exec.split_whitespace().collect();
     assert_eq!(argv[0], "/usr/sbin/guest-installer", "{exec}");
@@ -251,7 +251,7 @@ fn debian_package_builds_lints_installs_serves_remctl_and_purges() {
     assert_eq!(j["state"], "prepared");
     // Remote callers are shown no host path; the media are the VM's.
     assert!(j.get("media").is_none(), "{j}");
-    let media = PathBuf::from("/var/lib/guest-installer/vms/web1/install.qcow2");
+    let media = env.vm_file("web1", "install.qcow2");
     let preseed = String::from_utf8(iso_file(&media, "/preseed.cfg")).unwrap();
     let hash = preseed.lines().find_map(|l| l.strip_prefix("d-i passwd/root-password-crypted password ")).unwrap();
     assert!(sha_crypt::sha512_check(PASSWORD, hash).is_ok(), "the preseed hash does not verify bob's password");
@@ -336,12 +336,12 @@ fn check_console_door(user_before: bool) {
     let verify = must(
         cmd(
             "systemd-analyze",
-            &["verify", "/lib/systemd/system/guest-installer-console.socket", "/lib/systemd/system/guest-installer-console@.service"],
+            &["verify", "/usr/lib/systemd/system/guest-installer-console.socket", "/usr/lib/systemd/system/guest-installer-console@.service"],
         ),
         Duration::from_secs(60),
     );
     assert!(!verify.stderr.contains("guest-installer-console"), "systemd-analyze: {}", verify.stderr);
-    let service = fs::read_to_string("/lib/systemd/system/guest-installer-console@.service").unwrap();
+    let service = fs::read_to_string("/usr/lib/systemd/system/guest-installer-console@.service").unwrap();
     assert!(service.lines().any(|l| l == "ExecStart=/usr/sbin/guest-installer console-serve"), "{service}");
     // Shipped disabled: nothing of ours in sshd's configuration.
     assert!(!must(cmd("find", &["/etc/ssh", "-name", "*guest-installer*"]), Duration::from_secs(30)).stdout.contains("guest-installer"));
@@ -379,7 +379,7 @@ fn check_console_door(user_before: bool) {
 /// (the operator enables them: operator guide, section 2; tests/guide.rs
 /// runs them).
 fn check_remctld_units() {
-    let (socket, service) = ("/lib/systemd/system/guest-installer-remctld.socket", "/lib/systemd/system/guest-installer-remctld.service");
+    let (socket, service) = ("/usr/lib/systemd/system/guest-installer-remctld.socket", "/usr/lib/systemd/system/guest-installer-remctld.service");
     let verify = must(cmd("systemd-analyze", &["verify", socket, service]), Duration::from_secs(60));
     assert!(!verify.stderr.contains("guest-installer-remctld"), "systemd-analyze: {}", verify.stderr);
     let enabled = run_bounded(cmd("systemctl", &["is-enabled", "guest-installer-remctld.socket"]), b"", Duration::from_secs(60));

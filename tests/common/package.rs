@@ -25,8 +25,8 @@ pub const PATHS: &[&str] = &[
     "/var/lib/guest-installer",
     "/usr/share/doc/guest-installer",
     "/usr/share/man/man8/guest-installer.8.gz",
-    "/lib/systemd/system/guest-installer-settle.service",
-    "/lib/systemd/system/guest-installer-settle.timer",
+    "/usr/lib/systemd/system/guest-installer-settle.service",
+    "/usr/lib/systemd/system/guest-installer-settle.timer",
     "/etc/systemd/system/timers.target.wants/guest-installer-settle.timer",
     "/usr/share/ganeti/os/guest-installer",
     "/usr/share/doc/guest-installer-ganeti",
@@ -34,12 +34,12 @@ pub const PATHS: &[&str] = &[
     "/usr/sbin/guest-installer-console",
     "/usr/share/guest-installer",
     "/usr/share/man/man8/guest-installer-console.8.gz",
-    "/lib/systemd/system/guest-installer-console.socket",
-    "/lib/systemd/system/guest-installer-console@.service",
+    "/usr/lib/systemd/system/guest-installer-console.socket",
+    "/usr/lib/systemd/system/guest-installer-console@.service",
     "/etc/systemd/system/sockets.target.wants/guest-installer-console.socket",
     // remctld's units (shipped disabled; the guide enables them).
-    "/lib/systemd/system/guest-installer-remctld.socket",
-    "/lib/systemd/system/guest-installer-remctld.service",
+    "/usr/lib/systemd/system/guest-installer-remctld.socket",
+    "/usr/lib/systemd/system/guest-installer-remctld.service",
     "/etc/systemd/system/sockets.target.wants/guest-installer-remctld.socket",
 ];
 

@@ -1,0 +1,86 @@
+//! A Debian 13 host: the package built from this tree installs with apt
+//! into a trixie system the test makes (mmdebstrap from the Debian mirror
+//! of the host's apt sources, every dependency resolved from trixie),
+//! enables its timer there, and, run in that system (systemd-nspawn,
+//! no network), the installed program answers `help` and imports an
+//! installer image; trixie's lintian passes both packages.
+//!
+//! Needs root, mmdebstrap, systemd-container and the mirror
+//! (scripts/setup.sh), and the package build shared with tests/package.rs.
+
+mod common;
+
+use common::package::{built, cmd, must};
+use common::*;
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Runs `args` in the trixie system at `root`, without network, its
+/// output on pipes of ours (not nspawn's terminal).
+fn inside(root: &Path, args: &[&str]) -> Out {
+    let mut c = cmd("systemd-nspawn", &["-q", "--pipe", "--register=no", "--keep-unit", "--private-network", "-D", root.to_str().unwrap(), "--"]);
+    c.args(args);
+    must(c, Duration::from_secs(300))
+}
+
+#[test]
+fn the_package_installs_and_works_on_a_debian_13_host() {
+    let b = built();
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("trixie");
+    let (host, dir) = host_mirror();
+    let t = Instant::now();
+    // A trixie host: systemd, and lintian for the check below.
+    must(
+        cmd(
+            "mmdebstrap",
+            &[
+                "--variant=minbase",
+                "--mode=root",
+                "--include=systemd,lintian",
+                "trixie",
+                root.to_str().unwrap(),
+                &format!("deb http://{host}{dir} trixie main"),
+            ],
+        ),
+        Duration::from_secs(900),
+    );
+    eprintln!("BENCH trixie system with systemd and lintian (mmdebstrap): {:.0} s", t.elapsed().as_secs_f64());
+    // The administrator's step: apt installs the package there, pulling
+    // its dependencies (remctl-server, xorriso, adduser...) from trixie.
+    fs::copy(b.dir.join(b.deb()), root.join("root").join(b.deb())).unwrap();
+    let deb = format!("/root/{}", b.deb());
+    // (mmdebstrap leaves no package lists behind: apt-get update first.)
+    for args in [&["apt-get", "update", "-q"][..], &["apt-get", "install", "-y", "-q", "--no-install-recommends", &deb]] {
+        let mut apt = cmd("systemd-nspawn", &["-q", "--register=no", "--keep-unit", "-D", root.to_str().unwrap(), "--"]);
+        apt.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        must(apt, Duration::from_secs(600));
+    }
+
+    let os = fs::read_to_string(root.join("etc/os-release")).unwrap();
+    assert!(os.contains("VERSION_CODENAME=trixie"), "{os}");
+    let status = inside(&root, &["dpkg-query", "-W", "-f", "${Status} ${Version}", "guest-installer"]).stdout;
+    assert_eq!(status, format!("install ok installed {}", b.version));
+    // Its timer is enabled as on bookworm.
+    // (The link is absolute: read, not followed, from outside.)
+    let link = fs::read_link(root.join("etc/systemd/system/timers.target.wants/guest-installer-settle.timer")).unwrap();
+    assert!(link.ends_with("systemd/system/guest-installer-settle.timer"), "{}", link.display());
+    assert!(root.join(link.strip_prefix("/").unwrap()).is_file(), "{}", link.display());
+
+    // The installed program, on trixie's libraries.
+    let help = inside(&root, &["guest-installer", "help"]).stdout;
+    assert!(help.contains("template build"), "{help}");
+    let iso = installer_iso(false);
+    fs::copy(&iso, root.join("root/fixture.iso")).unwrap();
+    let sum = format!("sha256={}", sha256(&iso));
+    inside(&root, &["guest-installer", "image", "import", "fixture", "/root/fixture.iso", &sum]);
+    let images = inside(&root, &["guest-installer", "images", "--json"]).json();
+    assert_eq!(images["images"][0]["name"], "fixture", "{images}");
+
+    // trixie's lintian: clean but for the package's own, explained overrides.
+    fs::copy(b.dir.join(b.ganeti_deb()), root.join("root").join(b.ganeti_deb())).unwrap();
+    let ganeti_deb = format!("/root/{}", b.ganeti_deb());
+    let lint = inside(&root, &["lintian", "--fail-on", "error,warning", &deb, &ganeti_deb]);
+    eprintln!("trixie lintian: {}", if lint.stdout.trim().is_empty() { "clean" } else { lint.stdout.trim() });
+}
