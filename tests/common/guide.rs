@@ -48,6 +48,14 @@ pub fn sh_block(heading: &str, n: usize) -> String {
     nth(&sh_blocks(heading), heading, n)
 }
 
+/// The one ```sh block under `heading` that contains `needle`: blocks are
+/// found by what they do, so a new example in a section moves nothing.
+pub fn sh_block_with(heading: &str, needle: &str) -> String {
+    let found: Vec<String> = sh_blocks(heading).into_iter().filter(|b| b.contains(needle)).collect();
+    assert_eq!(found.len(), 1, "{heading:?} has {} sh blocks with {needle:?}, not one: {found:?}", found.len());
+    found.into_iter().next().unwrap()
+}
+
 /// The `n`th ```toml block under `heading` (from 0).
 pub fn toml_block(heading: &str, n: usize) -> String {
     nth(&blocks(heading, "toml"), heading, n)
