@@ -134,7 +134,7 @@ const REFUSED: &[libc::c_long] = &[
 
 fn filter() -> io::Result<seccompiler::BpfProgram> {
     let arch = std::env::consts::ARCH.try_into().map_err(|_| invalid(format!("no seccomp filter for {}", std::env::consts::ARCH)))?;
-    let rules = REFUSED.iter().map(|&nr| (nr as i64, vec![])).collect();
+    let rules = REFUSED.iter().map(|&nr| (nr, vec![])).collect();
     let f = seccompiler::SeccompFilter::new(rules, seccompiler::SeccompAction::Allow, seccompiler::SeccompAction::Errno(libc::EPERM as u32), arch)
         .map_err(|e| invalid(format!("cannot make the seccomp filter: {e}")))?;
     f.try_into().map_err(|e| invalid(format!("cannot make the seccomp filter: {e}")))

@@ -178,7 +178,7 @@ pub fn answers(v: &Values, template_late: Option<&str>) -> Vec<String> {
         format!("d-i netcfg/get_hostname string {}", v.guest.hostname),
         format!("d-i netcfg/hostname string {}", v.guest.hostname),
         format!("d-i netcfg/get_domain string {}", v.guest.domain),
-        format!("d-i mirror/country string manual"),
+        "d-i mirror/country string manual".to_owned(),
         format!("d-i mirror/http/hostname string {}", v.mirror.host.as_str()),
         format!("d-i mirror/http/directory string {}", v.mirror.directory.as_str()),
         format!("d-i passwd/root-password-crypted password {root_answer}"),

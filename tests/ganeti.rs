@@ -256,7 +256,7 @@ fn guest_mode(disk: &Path, path: &str) -> String {
 /// The seed's `key=value` lines.
 fn seed_of(disk: &Path) -> std::collections::BTreeMap<String, String> {
     let s = guest_file(disk, "/var/lib/gi-identity/seed").expect("no identity seed in the clone");
-    assert!(s.starts_with(template::SEED_MAGIC), "{s}");
+    assert!([template::SEED_MAGIC, template::SEED_MAGIC_V3].contains(&s.lines().next().unwrap_or("")), "{s}");
     s.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
 }
 
@@ -631,6 +631,35 @@ fn front_door(env: &Env) {
     });
     let s = realm.remctl(OWNER, &["guest", "status", "web1", "--json"]).ok().json();
     assert_eq!((s["state"].as_str(), s["running"].as_bool()), (Some("cancelled"), Some(false)), "{s}");
+    assert!(instances().is_empty());
+    let _ = env.audit();
+
+    // A DHCP machine: its instance's NIC has no address, and the clone is
+    // told to ask the site's DHCP server (which holds the MAC).
+    env.machine_with("web3", 33, None, &["ip=dhcp", "netmask=", "gateway=", "nameserver=", "template=tpl"]);
+    let web3 = "web3.example.org";
+    let j = realm.remctl(OWNER, &["guest", "install", "web3", "--no-start", "--json", PASSWORD]).ok().json();
+    assert_eq!((j["action"].as_str(), j["instance"].as_str()), (Some("created"), Some(web3)), "{j}");
+    let nic = must(&["gnt-instance", "list", "--no-headers", "--separator=|", "-o", "nic.ip/0,nic.mac/0", web3]).stdout;
+    assert_eq!(nic.trim(), "-|00:16:3e:00:00:21", "{nic}");
+    let seed = seed_of(&disk_of(web3));
+    assert_eq!((seed.get("dhcp").map(String::as_str), seed.get("address")), (Some("yes"), None), "{seed:?}");
+    // A reinstall keeps the NIC: one whose address is no longer the
+    // machine's is refused, the instance left as it was.
+    must(&["gnt-instance", "modify", "--net", "0:modify,ip=198.51.100.33", web3]);
+    let o = realm.remctl(OWNER, &["guest", "install", "web3", "--no-start", PASSWORD]);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(o.stderr.contains("(address 198.51.100.33, MAC 00:16:3e:00:00:21) is not web3's as registered (address DHCP,"), "{o:?}");
+    assert_eq!(seed_of(&disk_of(web3)), seed, "a refused reinstall changed the clone");
+    must(&["gnt-instance", "remove", "-f", web3]);
+    // IPv6 in cluster mode comes from the NIC's Ganeti network, not from
+    // the registry: such a machine is refused before Ganeti sees a job.
+    env.machine_with("web4", 34, None, &["ip6=2001:db8:1::34/64", "gateway6=fe80::1", "ip=", "netmask=", "gateway=", "nameserver=2001:db8:1::53", "template=tpl"]);
+    let jobs_before = jobs();
+    let o = realm.remctl(OWNER, &["guest", "install", "web4", PASSWORD]);
+    assert_eq!(o.code, 2, "{o:?}");
+    assert!(o.stderr.contains("ip=dhcp"), "{o:?}");
+    assert_eq!(jobs(), jobs_before, "a refused install reached Ganeti");
     assert!(instances().is_empty());
     let _ = env.audit();
     drop(realm);

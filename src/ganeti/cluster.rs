@@ -102,13 +102,17 @@ fn install(
         return Err(Error::invalid(format!("in cluster mode the host name is the instance's name ({}); leave out hostname=", gnt.name)));
     }
     // The OS definition gives an instance the static IPv4 network of its
-    // NIC and OS parameters; other configurations it cannot carry yet.
-    let Some(v4) = m.network.v4().filter(|_| m.network.v6().is_none()) else {
+    // NIC and OS parameters, or DHCP for a NIC without an address. Its
+    // IPv6 address comes from the NIC's Ganeti network (the MAC's EUI-64
+    // in that network's prefix), which the job does not choose: a
+    // registered IPv6 address could not be the one the instance gets.
+    if m.network.v6().is_some() {
         return Err(Error::invalid(format!(
-            "in cluster mode a machine needs a static IPv4 network only (ip= netmask= gateway=); {vm} has {}: register it again with one",
+            "in cluster mode a machine has a static IPv4 network (ip= netmask= gateway=) or ip=dhcp; {vm} has {}: register it again with one",
             m.network.describe()
         )));
-    };
+    }
+    let v4 = m.network.v4();
     let tname = template.or(m.template.as_ref()).ok_or_else(|| Error::invalid("no template given and the machine has none: add template=T (see `templates`)"))?;
     // The caller's keys (the public OS parameter ssh_keys) and password (the
     // secret root_hash), as on a single host.
@@ -126,6 +130,19 @@ fn install(
     let existing = gnt.instance()?;
     if let Some(i) = &existing {
         ours_for(gnt, i, vm)?;
+        // A reinstall keeps the instance's NIC, which gives the guest its
+        // address: it must be the machine's as registered.
+        let registered = v4.map(|v| v.ip().to_string());
+        if i.nic_ip != registered || !i.nic_mac.eq_ignore_ascii_case(&m.mac.to_string()) {
+            return Err(Error::failed(format!(
+                "Ganeti instance {}'s NIC 0 (address {}, MAC {}) is not {vm}'s as registered (address {}, MAC {}): a reinstall keeps the NIC; ask an admin to change the NIC (gnt-instance modify --net 0:modify,...) or the machine",
+                gnt.name,
+                i.nic_ip.as_deref().unwrap_or("none: DHCP"),
+                i.nic_mac,
+                registered.as_deref().unwrap_or("DHCP"),
+                m.mac
+            )));
+        }
         if i.running {
             steps.step(&format!("stopping Ganeti instance {}", gnt.name));
             let t = config.timeouts.stop_s.to_string();

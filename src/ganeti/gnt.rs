@@ -31,6 +31,10 @@ pub(super) struct Instance {
     pub status: String,
     /// Its tags (ours is `guest-installer:VM`).
     pub tags: Vec<String>,
+    /// NIC 0's address (`None`: no address, DHCP) and MAC, which a
+    /// reinstall keeps.
+    pub nic_ip: Option<String>,
+    pub nic_mac: String,
 }
 
 /// One install job (create or reinstall) of an instance.
@@ -63,17 +67,19 @@ impl Gnt<'_> {
         let filter = format!("name =~ m/^{}$/", self.name.replace('.', "\\."));
         let o = exec::run(
             self.c.gnt_instance.path(),
-            &["list", "--no-headers", "--separator=|", "-o", "name,os,oper_state,status,tags", "-F", &filter],
+            &["list", "--no-headers", "--separator=|", "-o", "name,os,oper_state,status,tags,nic.ip/0,nic.mac/0", "-F", &filter],
             self.c.command(),
         )
         .map_err(gnt_error)?;
         let Some(line) = o.stdout.lines().find(|l| l.split('|').next() == Some(self.name.as_str())) else { return Ok(None) };
         let f: Vec<&str> = line.split('|').collect();
-        if f.len() != 5 {
+        if f.len() != 7 {
             return Err(Error::failed(format!("gnt-instance list gave an unexpected line for {}", self.name)));
         }
         let tags = f[4].split(',').filter(|t| !t.is_empty()).map(str::to_owned).collect();
-        Ok(Some(Instance { os: f[1].to_owned(), running: f[2] == "Y", status: f[3].to_owned(), tags }))
+        // Ganeti shows a NIC without an address as "-" (or nothing).
+        let nic_ip = Some(f[5]).filter(|ip| !ip.is_empty() && *ip != "-").map(str::to_owned);
+        Ok(Some(Instance { os: f[1].to_owned(), running: f[2] == "Y", status: f[3].to_owned(), tags, nic_ip, nic_mac: f[6].to_owned() }))
     }
 
     /// The latest create or reinstall job of the instance still in the queue.
@@ -118,11 +124,18 @@ fn latest_install_job(text: &str, name: &str) -> Option<Job> {
 
 /// The job's opcodes, as `gnt-debug submit-job` reads them.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn opcodes(gnt: &Gnt, m: &Machine, v4: &Ipv4Static, t: &TemplateName, root: &RootLogin, reinstall: bool, start: bool, caller: &str) -> Value {
+/// `v4` is the machine's static IPv4 network; `None` is DHCP: a NIC with
+/// no address and no address parameters (the OS definition then has the
+/// guest ask the site's DHCP server, which knows the MAC).
+pub(super) fn opcodes(gnt: &Gnt, m: &Machine, v4: Option<&Ipv4Static>, t: &TemplateName, root: &RootLogin, reinstall: bool, start: bool, caller: &str) -> Value {
     let c = gnt.c;
-    let n = &m.network;
-    let ns: Vec<String> = n.nameservers().iter().map(|a| a.to_string()).collect();
-    let mut osparams = json!({"netmask": v4.netmask().to_string(), "gateway": v4.gateway().to_string(), "nameservers": ns.join(" ")});
+    let mut osparams = json!({});
+    let mut nic = json!({"mac": m.mac.to_string()});
+    if let Some(v4) = v4 {
+        let ns: Vec<String> = m.network.nameservers().iter().map(|a| a.to_string()).collect();
+        osparams = json!({"netmask": v4.netmask().to_string(), "gateway": v4.gateway().to_string(), "nameservers": ns.join(" ")});
+        nic["ip"] = Value::from(v4.ip().to_string());
+    }
     // Public keys are public: a plain OS parameter, always passed (see
     // `join_keys`). Without a password the secret parameters are empty
     // (the OS definition then locks root).
@@ -143,7 +156,7 @@ pub(super) fn opcodes(gnt: &Gnt, m: &Machine, v4: &Ipv4Static, t: &TemplateName,
     } else {
         let mut op = json!({"OP_ID": "OP_INSTANCE_CREATE", "instance_name": gnt.name, "mode": "create",
             "disk_template": c.disk_template.as_str(), "disks": [{"size": c.disk_mib}],
-            "nics": [{"ip": v4.ip().to_string(), "mac": m.mac.to_string()}],
+            "nics": [nic],
             "os_type": os_type, "osparams": osparams, "osparams_secret": secret,
             "beparams": {"maxmem": m.memory_mib.get(), "minmem": m.memory_mib.get(), "vcpus": m.vcpus.get()},
             "start": start, "ip_check": false, "name_check": false, "wait_for_sync": false,

@@ -211,11 +211,7 @@ impl Network {
             if !usable {
                 return refuse("nameserver", "must be a unicast address (IPv6: not link-local, loopback or IPv4-mapped)");
             }
-            let reachable = match (a, &addressing) {
-                (IpAddr::V4(_), Addressing::V6(_)) => false,
-                (IpAddr::V6(_), Addressing::V4(_)) => false,
-                _ => true,
-            };
+            let reachable = !matches!((a, &addressing), (IpAddr::V4(_), Addressing::V6(_)) | (IpAddr::V6(_), Addressing::V4(_)));
             if !reachable {
                 return refuse("nameserver", "must be of an address family the machine has (an IPv4 server needs ip=, an IPv6 one ip6=)");
             }
