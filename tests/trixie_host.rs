@@ -3,7 +3,8 @@
 //! of the host's apt sources, every dependency resolved from trixie),
 //! enables its timer there, and, run in that system (systemd-nspawn,
 //! no network), the installed program answers `help` and imports an
-//! installer image; trixie's lintian passes both packages; and the package
+//! installer image; booted, the system has the timer active and its
+//! service runs; trixie's lintian passes both packages; and the package
 //! builds there with trixie's own Rust toolchain (cargo-web), shipping
 //! the same files.
 //!
@@ -79,6 +80,28 @@ fn the_package_installs_and_works_on_a_debian_13_host() {
     inside(&root, &["guest-installer", "image", "import", "fixture", "/root/fixture.iso", &sum]);
     let images = inside(&root, &["guest-installer", "images", "--json"]).json();
     assert_eq!(images["images"][0]["name"], "fixture", "{images}");
+
+    // Booted (systemd as PID 1 in the container): the timer is active and
+    // its service runs to success. A unit of the test's looks and powers off.
+    fs::write(
+        root.join("usr/local/sbin/gi-check"),
+        "#!/bin/sh\n{\n  systemctl is-active guest-installer-settle.timer\n  systemctl start guest-installer-settle.service\n  \
+         echo \"start: $?\"\n  systemctl show -p Result guest-installer-settle.service\n} >/root/gi-check.out 2>&1\nsystemctl poweroff\n",
+    )
+    .unwrap();
+    fs::set_permissions(root.join("usr/local/sbin/gi-check"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    fs::write(
+        root.join("etc/systemd/system/gi-check.service"),
+        "[Unit]\nAfter=timers.target\n[Service]\nType=oneshot\nExecStart=/usr/local/sbin/gi-check\n[Install]\nWantedBy=multi-user.target\n",
+    )
+    .unwrap();
+    fs::create_dir_all(root.join("etc/systemd/system/multi-user.target.wants")).unwrap();
+    std::os::unix::fs::symlink("/etc/systemd/system/gi-check.service", root.join("etc/systemd/system/multi-user.target.wants/gi-check.service")).unwrap();
+    let t = Instant::now();
+    must(cmd("systemd-nspawn", &["-q", "-b", "--register=no", "--keep-unit", "--private-network", "-D", root.to_str().unwrap()]), Duration::from_secs(300));
+    let check = fs::read_to_string(root.join("root/gi-check.out")).unwrap();
+    assert_eq!(check, "active\nstart: 0\nResult=success\n", "the booted trixie system");
+    eprintln!("BENCH boot trixie, timer active, settle run, power off: {:.1} s", t.elapsed().as_secs_f64());
 
     // trixie's lintian: clean but for the package's own, explained overrides.
     fs::copy(b.dir.join(b.ganeti_deb()), root.join("root").join(b.ganeti_deb())).unwrap();
