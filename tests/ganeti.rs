@@ -392,6 +392,7 @@ fn ganeti_os_definition_and_cluster_mode_on_a_real_cluster() {
         assert_ne!(o.code, 0, "{o:?}");
         let out = format!("{}{}", o.stdout, o.stderr);
         assert!(out.contains("--os-parameters-private") && out.contains("--os-parameters-secret"), "{out}");
+        assert!(out.contains("a reinstall empties the stored ones"), "{out}");
     });
     assert_eq!(sha256(&disk), before, "a refused reinstall changed the disk");
     let hash2 = guest_installer::secret::CryptHash::hash_cleartext("second password").unwrap().expose().to_owned();
@@ -569,6 +570,16 @@ fn front_door(env: &Env) {
 
     let s = realm.remctl(OWNER, &["guest", "status", "web1", "--json"]).ok().json();
     assert_eq!((s["state"].as_str(), s["running"].as_bool(), s["template"].as_str()), (Some("installed"), Some(true), Some("tpl")), "{s}");
+    // list shows the instance as Ganeti has it, to its owner only.
+    let l = realm.remctl(OWNER, &["guest", "list", "--json"]).ok().json();
+    let row = &l["machines"][0];
+    assert_eq!(
+        (row["vm"].as_str(), row["state"].as_str(), row["running"].as_bool(), row["template"].as_str(), row["instance"].as_str(), row["instance_status"].as_str()),
+        (Some("web1"), Some("installed"), Some(true), Some("tpl"), Some(instance), Some("running")),
+        "{l}"
+    );
+    let l = realm.remctl(STRANGER, &["guest", "list", "--json"]).ok().json();
+    assert_eq!(l["machines"], serde_json::json!([]), "{l}");
     let s = realm.remctl(OWNER, &["guest", "stop", "web1", "--json"]).ok().json();
     assert_eq!(s["running"], false, "{s}");
     let s = realm.remctl(OWNER, &["guest", "start", "web1", "--json"]).ok().json();
@@ -584,6 +595,8 @@ fn front_door(env: &Env) {
         assert!(o.stdout.contains("not ours to manage"), "{verb}: {o:?}");
     }
     assert!(must(&["gnt-instance", "list", "--no-headers", "-o", "oper_state", instance]).stdout.contains('Y'), "it was stopped");
+    let l = realm.remctl(OWNER, &["guest", "list", "--json"]).ok().json();
+    assert_eq!((l["machines"][0]["instance_status"].clone(), l["machines"][0]["running"].clone()), (serde_json::Value::Null, serde_json::Value::Null), "an untagged instance listed as web1: {l}");
     must(&["gnt-instance", "add-tags", instance, "guest-installer:web1"]);
     // Install again, with keys=none: the running instance is stopped and
     // reinstalled, and the key Ganeti stored at the create is not used.

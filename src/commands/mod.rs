@@ -7,7 +7,7 @@ mod install;
 mod keys;
 mod machines;
 mod power;
-mod status;
+pub(crate) mod status;
 mod templates;
 
 use crate::caller::Caller;
@@ -83,6 +83,9 @@ pub fn help() -> Outcome {
 pub fn dispatch(ctx: &Ctx, cmd: &Command, stdin: &mut dyn Read) -> Result<Outcome> {
     // Cluster mode: a machine is a Ganeti instance (src/ganeti/cluster.rs).
     if let Some(cluster) = &ctx.config.cluster {
+        if matches!(cmd, Command::List) {
+            return crate::ganeti::cluster::list(ctx, cluster);
+        }
         if matches!(cmd, Command::Install { .. } | Command::Status { .. } | Command::Cancel { .. } | Command::Start { .. } | Command::Stop { .. } | Command::Reboot { .. }) {
             return crate::ganeti::cluster::dispatch(ctx, cluster, cmd, stdin);
         }

@@ -130,7 +130,7 @@ pub fn status(ctx: &Ctx, vm: &VmName) -> Result<Outcome> {
 
 /// `ip` (the IPv4 address, `dhcp`, or null) and `ip6` (the IPv6 address,
 /// or null): where the owner finds the machine.
-fn address_fields(n: &crate::types::Network) -> [(String, Value); 2] {
+pub(crate) fn address_fields(n: &crate::types::Network) -> [(String, Value); 2] {
     [
         ("ip".into(), n.ip_word().map(Value::from).unwrap_or(Value::Null)),
         ("ip6".into(), n.v6().map(|b| Value::from(b.addr().addr().to_string())).unwrap_or(Value::Null)),
@@ -235,7 +235,7 @@ pub fn list(ctx: &Ctx) -> Result<Outcome> {
 
 /// A machine's addresses in one word for `list`: `192.0.2.10`,
 /// `2001:db8::10`, both joined by a comma, or `dhcp`.
-fn addresses_word(n: &crate::types::Network) -> String {
+pub(crate) fn addresses_word(n: &crate::types::Network) -> String {
     let mut w: Vec<String> = n.ip_word().into_iter().collect();
     w.extend(n.v6().map(|b| b.addr().addr().to_string()));
     w.join(",")

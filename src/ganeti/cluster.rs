@@ -18,7 +18,7 @@
 //!
 //! Every gnt-* program runs by argv with a time limit (`exec`).
 
-use super::gnt::{opcodes, submit, watching, Gnt, Instance, JobWatch};
+use super::gnt::{job_list, latest_install_job, opcodes, our_instances, submit, watching, Gnt, Instance, Job, JobWatch};
 use crate::commands::{obj, Ctx, Outcome};
 use crate::error::{Error, Result};
 use crate::registry::Machine;
@@ -195,16 +195,63 @@ fn install(
     })
 }
 
-fn status(gnt: &Gnt, m: &Machine) -> Result<Outcome> {
-    let inst = gnt.instance()?;
-    let job = gnt.install_job()?;
-    let state = match (&inst, &job) {
+/// A machine's state from its instance and latest install job.
+fn state_of(inst: Option<&Instance>, job: Option<&Job>) -> &'static str {
+    match (inst, job) {
         (_, Some(j)) if j.active() => "installing",
         (_, Some(j)) if j.status == "error" => "failed",
         (_, Some(j)) if j.status == "canceled" => "cancelled",
         (Some(_), _) => "installed",
         (None, _) => "none",
-    };
+    }
+}
+
+/// `list`: the machines the caller may manage, each with the instance our
+/// create made for it (our OS and our `guest-installer:VM` tag; another
+/// instance of its name is not it) as Ganeti shows it.
+pub fn list(ctx: &Ctx, c: &ClusterConfig) -> Result<Outcome> {
+    let machines: Vec<Machine> =
+        ctx.registry().all()?.into_iter().filter(|m| crate::policy::may_manage(ctx.caller, ctx.config, m) == crate::policy::Decision::Allow).collect();
+    let (instances, jobs) = if machines.is_empty() { Default::default() } else { (our_instances(c)?, job_list(c)?) };
+    let mut human = String::new();
+    let mut rows = Vec::new();
+    for m in &machines {
+        let name = instance_name(&m.name, &ctx.config.domain);
+        let tag = format!("guest-installer:{}", m.name);
+        let inst = instances.get(&name).filter(|i| i.tags.contains(&tag));
+        let job = latest_install_job(&jobs, &name);
+        let state = state_of(inst, job.as_ref());
+        let template = inst.and_then(|i| ours(c, i));
+        let running = inst.map(|i| i.running);
+        let shown = match running {
+            Some(true) => "running",
+            Some(false) if state == "installed" => "stopped",
+            _ => state,
+        };
+        human.push_str(&format!("{:<24} {:<12} {:<16} {}\n", m.name, shown, crate::commands::status::addresses_word(&m.network), name));
+        let mut row = obj([
+            ("vm", Value::from(m.name.as_str())),
+            ("state", Value::from(state)),
+            ("running", running.map(Value::from).unwrap_or(Value::Null)),
+            ("image", Value::Null),
+            ("template", template.as_ref().map(|t| Value::from(t.as_str())).unwrap_or(Value::Null)),
+            ("cluster", Value::from("ganeti")),
+            ("instance", Value::from(name.as_str())),
+            ("instance_status", inst.map(|i| Value::from(i.status.as_str())).unwrap_or(Value::Null)),
+        ]);
+        row.extend(crate::commands::status::address_fields(&m.network));
+        rows.push(Value::Object(row));
+    }
+    if rows.is_empty() {
+        human.push_str("no machines you may manage\n");
+    }
+    Ok(Outcome { human, json: obj([("machines", Value::Array(rows))]) })
+}
+
+fn status(gnt: &Gnt, m: &Machine) -> Result<Outcome> {
+    let inst = gnt.instance()?;
+    let job = gnt.install_job()?;
+    let state = state_of(inst.as_ref(), job.as_ref());
     let template = inst.as_ref().and_then(|i| ours(gnt.c, i));
     let (started, finished) = (job.as_ref().and_then(|j| j.received), job.as_ref().and_then(|j| j.ended));
     let elapsed = started.map(|s| finished.unwrap_or_else(crate::state::now).saturating_sub(s));
@@ -244,7 +291,13 @@ fn cancel(gnt: &Gnt, m: &Machine) -> Result<Outcome> {
         return Err(Error::invalid(format!("no install of {vm} is in progress; nothing to cancel")));
     };
     if !job.pending() {
-        return Err(Error::busy(format!("Ganeti job {} is already running the install of {vm}; Ganeti cannot cancel it now", job.id)));
+        // `gnt-job cancel --kill` would SIGKILL it mid-way, which Ganeti
+        // documents as leaving what the job touched inconsistent: disks
+        // made and not attached, locks, a half-written clone.
+        return Err(Error::busy(format!(
+            "Ganeti job {} is already running the install of {vm}; Ganeti stops a running job only by killing it, which leaves its disks and locks inconsistent, so it is not cancelled: wait for it (`status {vm}`)",
+            job.id
+        )));
     }
     let id = job.id.to_string();
     gnt.run(gnt.c.gnt_job.path(), &["cancel", &id], gnt.c.command())?;

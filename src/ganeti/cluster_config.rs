@@ -122,6 +122,14 @@ impl ClusterConfig {
         if self.secondary_node.is_some() && self.node.is_none() {
             return Err(Rule("[cluster] secondary_node needs node"));
         }
+        // Ganeti would refuse these only when the first job runs.
+        let mirrored = self.disk_template == DiskTemplate::Drbd;
+        if mirrored && self.node.is_some() && self.secondary_node.is_none() {
+            return Err(Rule("[cluster] disk_template = \"drbd\" with node needs secondary_node (or give iallocator instead of node)"));
+        }
+        if !mirrored && self.secondary_node.is_some() {
+            return Err(Rule("[cluster] secondary_node is for disk_template = \"drbd\" only"));
+        }
         Ok(())
     }
     pub(super) fn command(&self) -> Duration {
@@ -136,7 +144,9 @@ mod tests {
     #[test]
     fn cluster_config_needs_exactly_one_placement() {
         let base = "engine = \"ganeti\"\ndisk_template = \"drbd\"\n";
-        let c: ClusterConfig = toml::from_str(&format!("{base}node = \"node1.example.org\"\n")).unwrap();
+        let c: ClusterConfig = toml::from_str(&format!("{base}node = \"node1.example.org\"\nsecondary_node = \"node2.example.org\"\n")).unwrap();
+        assert!(c.check().is_ok());
+        let c: ClusterConfig = toml::from_str(&format!("{base}iallocator = \"hail\"\n")).unwrap();
         assert!(c.check().is_ok());
         let c: ClusterConfig = toml::from_str(base).unwrap();
         assert!(c.check().is_err());
@@ -144,5 +154,17 @@ mod tests {
         assert!(c.check().is_err());
         assert!(toml::from_str::<ClusterConfig>(&format!("{base}iallocator = \"hail; rm\"\n")).is_err());
         assert!(toml::from_str::<ClusterConfig>("engine = \"openstack\"\ndisk_template = \"drbd\"\n").is_err());
+    }
+
+    #[test]
+    fn a_mirrored_disk_needs_its_secondary_and_only_it_has_one() {
+        let drbd = "engine = \"ganeti\"\ndisk_template = \"drbd\"\n";
+        let c: ClusterConfig = toml::from_str(&format!("{drbd}node = \"node1.example.org\"\n")).unwrap();
+        assert!(c.check().unwrap_err().0.contains("needs secondary_node"));
+        let plain = "engine = \"ganeti\"\ndisk_template = \"plain\"\n";
+        let c: ClusterConfig = toml::from_str(&format!("{plain}node = \"node1.example.org\"\n")).unwrap();
+        assert!(c.check().is_ok());
+        let c: ClusterConfig = toml::from_str(&format!("{plain}node = \"node1.example.org\"\nsecondary_node = \"node2.example.org\"\n")).unwrap();
+        assert!(c.check().unwrap_err().0.contains("drbd\" only"));
     }
 }

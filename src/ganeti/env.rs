@@ -36,17 +36,19 @@ pub enum EnvError {
     #[error("{var} {rule}")]
     Bad { var: String, rule: String },
     #[error(
-        "OS parameter {name} is not set: {hint} (Ganeti keeps no secret OS parameter and forgets the others after a \
-         reinstall or rename: pass them all again, -O 'netmask=MASK,gateway=ADDRESS,nameservers=ADDRESS ...' and \
-         --os-parameters-secret root_hash=HASH or --os-parameters-private root_hash=HASH)"
+        "OS parameter {name} is not set: {hint} (Ganeti keeps no secret OS parameter, and a reinstall empties the \
+         stored ones, so the next reinstall gets none: pass them all again with each reinstall, -O \
+         'netmask=MASK,gateway=ADDRESS,nameservers=ADDRESS ...' and --os-parameters-secret root_hash=HASH or \
+         --os-parameters-private root_hash=HASH)"
     )]
     MissingParam { name: &'static str, hint: &'static str },
     #[error("unknown OS parameter {0} (this OS definition takes: root_hash, netmask, gateway, nameservers, ssh_keys)")]
     UnknownParameter(String),
     #[error(
-        "no root_hash and no ssh_keys, so nobody could log in: Ganeti keeps no secret OS parameter and forgets the \
-         others after a reinstall or rename; pass them all again: --os-parameters-secret root_hash=HASH (or \
-         --os-parameters-private root_hash=HASH) and -O 'netmask=MASK,gateway=ADDRESS,nameservers=ADDRESS ...'"
+        "no root_hash and no ssh_keys, so nobody could log in: Ganeti keeps no secret OS parameter, and a reinstall \
+         empties the stored ones, so the next reinstall gets none; pass them all again with each reinstall: \
+         --os-parameters-secret root_hash=HASH (or --os-parameters-private root_hash=HASH) and -O \
+         'netmask=MASK,gateway=ADDRESS,nameservers=ADDRESS ...'"
     )]
     NoRootHash,
 }

@@ -12,6 +12,7 @@ use crate::state::VmDir;
 use crate::steps::Steps;
 use crate::types::{Ipv4Static, TemplateName};
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::time::Duration;
@@ -60,43 +61,64 @@ pub(super) struct Gnt<'a> {
     pub name: String,
 }
 
+/// The fields `gnt-instance list` gives for an [`Instance`], in order.
+const INSTANCE_FIELDS: &str = "name,os,oper_state,status,tags,nic.ip/0,nic.mac/0";
+
+/// One `gnt-instance list` line of [`INSTANCE_FIELDS`]: its name and what
+/// it says of the instance.
+fn parse_instance(line: &str) -> Option<(&str, Instance)> {
+    let f: Vec<&str> = line.split('|').collect();
+    if f.len() != 7 {
+        return None;
+    }
+    let tags = f[4].split(',').filter(|t| !t.is_empty()).map(str::to_owned).collect();
+    // Ganeti shows a NIC without an address as "-" (or nothing).
+    let nic_ip = Some(f[5]).filter(|ip| !ip.is_empty() && *ip != "-").map(str::to_owned);
+    Some((f[0], Instance { os: f[1].to_owned(), running: f[2] == "Y", status: f[3].to_owned(), tags, nic_ip, nic_mac: f[6].to_owned() }))
+}
+
+/// Every instance of our OS definition (any variant), by name: one
+/// `gnt-instance list` for `list`, however many machines it shows.
+pub(super) fn our_instances(c: &ClusterConfig) -> Result<BTreeMap<String, Instance>> {
+    // The OS name is [a-z0-9_-]: nothing in it is special to the regex.
+    let filter = format!("os =~ m/^{}\\+/", c.os.0);
+    let o = exec::run(c.gnt_instance.path(), &["list", "--no-headers", "--separator=|", "-o", INSTANCE_FIELDS, "-F", &filter], c.command()).map_err(gnt_error)?;
+    o.stdout
+        .lines()
+        .map(|l| parse_instance(l).map(|(n, i)| (n.to_owned(), i)).ok_or_else(|| Error::failed("gnt-instance list gave an unexpected line")))
+        .collect()
+}
+
+/// `gnt-job list` of every job in the queue (`id|status|summary|received|end`),
+/// read from a scratch file and bounded: a long queue is not held in a pipe.
+pub(super) fn job_list(c: &ClusterConfig) -> Result<String> {
+    let out = tempfile::tempfile().map_err(|e| Error::failed(format!("cannot make a scratch file: {e}")))?;
+    let mut copy = out.try_clone().map_err(|e| Error::failed(format!("cannot make a scratch file: {e}")))?;
+    exec::run_with_stdout(c.gnt_job.path(), &["list", "--no-headers", "--separator=|", "-o", "id,status,summary,received_ts,end_ts"], c.command(), out)
+        .map_err(gnt_error)?;
+    let mut text = String::new();
+    use std::io::Seek;
+    copy.seek(std::io::SeekFrom::Start(0)).and_then(|_| copy.take(16 << 20).read_to_string(&mut text)).map_err(|e| Error::failed(format!("cannot read gnt-job's output: {e}")))?;
+    Ok(text)
+}
+
 impl Gnt<'_> {
     pub fn instance(&self) -> Result<Option<Instance>> {
         // `name == "N"` becomes a lookup that fails for an unknown name;
         // a regular expression (of a name that is only [a-z0-9.-]) does not.
         let filter = format!("name =~ m/^{}$/", self.name.replace('.', "\\."));
-        let o = exec::run(
-            self.c.gnt_instance.path(),
-            &["list", "--no-headers", "--separator=|", "-o", "name,os,oper_state,status,tags,nic.ip/0,nic.mac/0", "-F", &filter],
-            self.c.command(),
-        )
-        .map_err(gnt_error)?;
+        let o = exec::run(self.c.gnt_instance.path(), &["list", "--no-headers", "--separator=|", "-o", INSTANCE_FIELDS, "-F", &filter], self.c.command())
+            .map_err(gnt_error)?;
         let Some(line) = o.stdout.lines().find(|l| l.split('|').next() == Some(self.name.as_str())) else { return Ok(None) };
-        let f: Vec<&str> = line.split('|').collect();
-        if f.len() != 7 {
-            return Err(Error::failed(format!("gnt-instance list gave an unexpected line for {}", self.name)));
+        match parse_instance(line) {
+            Some((_, i)) => Ok(Some(i)),
+            None => Err(Error::failed(format!("gnt-instance list gave an unexpected line for {}", self.name))),
         }
-        let tags = f[4].split(',').filter(|t| !t.is_empty()).map(str::to_owned).collect();
-        // Ganeti shows a NIC without an address as "-" (or nothing).
-        let nic_ip = Some(f[5]).filter(|ip| !ip.is_empty() && *ip != "-").map(str::to_owned);
-        Ok(Some(Instance { os: f[1].to_owned(), running: f[2] == "Y", status: f[3].to_owned(), tags, nic_ip, nic_mac: f[6].to_owned() }))
     }
 
     /// The latest create or reinstall job of the instance still in the queue.
     pub fn install_job(&self) -> Result<Option<Job>> {
-        let out = tempfile::tempfile().map_err(|e| Error::failed(format!("cannot make a scratch file: {e}")))?;
-        let mut copy = out.try_clone().map_err(|e| Error::failed(format!("cannot make a scratch file: {e}")))?;
-        exec::run_with_stdout(
-            self.c.gnt_job.path(),
-            &["list", "--no-headers", "--separator=|", "-o", "id,status,summary,received_ts,end_ts"],
-            self.c.command(),
-            out,
-        )
-        .map_err(gnt_error)?;
-        let mut text = String::new();
-        use std::io::Seek;
-        copy.seek(std::io::SeekFrom::Start(0)).and_then(|_| copy.take(16 << 20).read_to_string(&mut text)).map_err(|e| Error::failed(format!("cannot read gnt-job's output: {e}")))?;
-        Ok(latest_install_job(&text, &self.name))
+        Ok(latest_install_job(&job_list(self.c)?, &self.name))
     }
 
     pub fn run(&self, program: &Path, args: &[&str], limit: Duration) -> Result<exec::Output> {
@@ -109,7 +131,7 @@ fn ts(field: &str) -> Option<u64> {
 }
 
 /// From `gnt-job list` lines `id|status|summary|received|end`.
-fn latest_install_job(text: &str, name: &str) -> Option<Job> {
+pub(super) fn latest_install_job(text: &str, name: &str) -> Option<Job> {
     let ours = [format!("INSTANCE_CREATE({name})"), format!("INSTANCE_REINSTALL({name})")];
     text.lines()
         .filter_map(|l| {
@@ -159,7 +181,10 @@ pub(super) fn opcodes(gnt: &Gnt, m: &Machine, v4: Option<&Ipv4Static>, t: &Templ
             "nics": [nic],
             "os_type": os_type, "osparams": osparams, "osparams_secret": secret,
             "beparams": {"maxmem": m.memory_mib.get(), "minmem": m.memory_mib.get(), "vcpus": m.vcpus.get()},
-            "start": start, "ip_check": false, "name_check": false, "wait_for_sync": false,
+            "start": start, "ip_check": false, "name_check": false,
+            // A DRBD instance is installed once its mirror is in sync:
+            // until then a failed primary loses the clone.
+            "wait_for_sync": c.disk_template == super::cluster_config::DiskTemplate::Drbd,
             "tags": [format!("guest-installer:{}", m.name)], "comment": comment});
         let o = op.as_object_mut().expect("an object");
         match (&c.node, &c.iallocator) {
