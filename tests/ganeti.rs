@@ -399,8 +399,19 @@ fn ganeti_os_definition_and_cluster_mode_on_a_real_cluster() {
     // (Private again: the instance may still hold the private root_hash it
     // was added with, which a secret one would conflict with. The front
     // door below passes it as a secret, to create and to reinstall.)
-    steps.run("reinstall with the parameters (and a key)", || {
-        must(&["gnt-instance", "reinstall", "-f", "-O", &format!("{NET_PARAMS},ssh_keys={KEY}"), "--os-parameters-private", &format!("root_hash={hash2}"), name]);
+    steps.run("reinstall with the parameters (and a key), --debug", || {
+        let since = std::time::SystemTime::now();
+        must(&["gnt-instance", "reinstall", "-f", "--debug", "-O", &format!("{NET_PARAMS},ssh_keys={KEY}"), "--os-parameters-private", &format!("root_hash={hash2}"), name]);
+        // Ganeti's DEBUG_LEVEL: our create logs what Ganeti passed, a
+        // parameter by name only, in the OS log Ganeti keeps.
+        let logs: Vec<PathBuf> = fs::read_dir("/var/log/ganeti/os")
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| fs::metadata(p).unwrap().modified().unwrap() >= since && p.file_name().unwrap().to_str().unwrap().contains(name))
+            .collect();
+        let log: String = logs.iter().map(|p| fs::read_to_string(p).unwrap()).collect();
+        assert!(log.contains(&format!("guest-installer: debug: ganeti-create INSTANCE_NAME={name}")) && log.contains("OS parameter root_hash given"), "{logs:?}:\n{log}");
+        assert!(!log.contains(&hash2), "the OS log holds the hash");
     });
     let seed = seed_of(&disk);
     assert_eq!((seed["root_hash"].as_str(), seed["ssh_key"].as_str(), seed["ssh_password"].as_str()), (hash2.as_str(), KEY, "no"), "{seed:?}");
@@ -509,6 +520,20 @@ fn boot_and_stop(env: &Env, disk: &Path, mac: &str, host: &str) {
         std::thread::sleep(Duration::from_millis(500));
     }
     drop(guard);
+}
+
+/// The OS definition's scripts take what Ganeti gives them (no argument;
+/// verify's `parameters`): anything else is refused with their usage,
+/// before the program runs.
+#[test]
+fn os_scripts_refuse_arguments_with_their_usage() {
+    for (script, args) in [("create", &["x"][..]), ("export", &["x"]), ("import", &["--debug"]), ("rename", &["a", "b"]), ("verify", &[]), ("verify", &["parameters", "x"])] {
+        let mut c = cmd("sh", &[repo().join("ganeti/os").join(script).to_str().unwrap()]);
+        c.args(args);
+        let o = run_bounded(c, b"", Duration::from_secs(30));
+        assert_eq!(o.code, 1, "{script} {args:?}: {o:?}");
+        assert!(o.stderr.starts_with(&format!("usage: {script}")), "{script} {args:?}: {o:?}");
+    }
 }
 
 /// The front door in cluster mode, through a real remctld.

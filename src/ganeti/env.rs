@@ -87,6 +87,35 @@ impl Vars {
         parse(self.require(var, hint)?).map_err(|r| bad(var, r.0))
     }
 
+    /// `DEBUG_LEVEL` (0 when unset): above 0, the operation says on
+    /// standard error what it was given and what it does.
+    pub fn debug_level(&self) -> Result<u8, EnvError> {
+        match self.get("DEBUG_LEVEL")? {
+            None | Some("") => Ok(0),
+            Some(v) => v.parse().map_err(|_| bad("DEBUG_LEVEL", "must be a number from 0 to 255")),
+        }
+    }
+
+    /// What Ganeti passed, for a debug log: the instance, disk and NIC
+    /// variables with their values, OS parameters by name only (a
+    /// root_hash is a secret, and keys are long), nothing else of the
+    /// environment (noded's own variables are not ours to log).
+    pub fn debug_lines(&self) -> Vec<String> {
+        const SHOWN: &[&str] = &["OS_API_VERSION", "OS_NAME", "OS_VARIANT", "INSTANCE_NAME", "OLD_INSTANCE_NAME", "INSTANCE_REINSTALL", "HYPERVISOR", "DISK_COUNT", "NIC_COUNT"];
+        let mut out = Vec::new();
+        for (k, v) in &self.0 {
+            let listed = SHOWN.contains(&k.as_str()) || k.starts_with("DISK_") || k.starts_with("NIC_");
+            if listed {
+                // Values are shown cleaned: a control character is never printed.
+                let v = v.as_deref().map(|v| if v.chars().any(char::is_control) { "(holds a control character)" } else { v }).unwrap_or("(not UTF-8)");
+                out.push(format!("{k}={v}"));
+            } else if let Some(name) = k.strip_prefix("OSP_").filter(|n| n.len() <= 40 && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')) {
+                out.push(format!("OS parameter {} given", name.to_ascii_lowercase()));
+            }
+        }
+        out
+    }
+
     /// `OSP_*` variables, lowercased names to values.
     fn os_params(&self) -> Result<BTreeMap<String, &str>, EnvError> {
         let mut out = BTreeMap::new();
@@ -435,6 +464,20 @@ mod tests {
         let mut v: Vec<(&str, &str)> = base.iter().filter(|(k, _)| !unset.contains(k) && !set.iter().any(|(s, _)| s == k)).copied().collect();
         v.extend_from_slice(set);
         vars(&v)
+    }
+
+    #[test]
+    fn a_debug_log_shows_what_ganeti_passed_but_no_parameter_value() {
+        let v = with(&create_env(), &[("DEBUG_LEVEL", "1"), ("PATH", "/usr/bin"), ("NIC_0_NAME", "a\u{1b}[2J")], &[]);
+        assert_eq!(v.debug_level(), Ok(1));
+        let lines = v.debug_lines();
+        for shown in ["INSTANCE_NAME=web1.ganeti.test", "NIC_0_IP=198.51.100.21", "OS parameter root_hash given", "OS parameter netmask given", "NIC_0_NAME=(holds a control character)"] {
+            assert!(lines.iter().any(|l| l == shown), "{shown} not in {lines:?}");
+        }
+        let all = lines.join("\n");
+        assert!(!all.contains("$6$") && !all.contains("255.255.255.0") && !lines.iter().any(|l| l.starts_with("PATH=")) && !all.contains('\u{1b}'), "{all}");
+        assert_eq!(with(&create_env(), &[], &[]).debug_level(), Ok(0));
+        assert!(with(&create_env(), &[("DEBUG_LEVEL", "yes")], &[]).debug_level().is_err());
     }
 
     #[test]

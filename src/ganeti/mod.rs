@@ -87,6 +87,14 @@ pub fn run_os(ctx: &Ctx, op: OsOp, stdin: &mut dyn Read) -> Result<Outcome> {
     ctx.require_local_admin()?;
     let vars = env::Vars::from_env();
     let config = ctx.config;
+    // Ganeti's DEBUG_LEVEL (an operation run with --debug): what we were
+    // given, to standard error, which Ganeti keeps in its OS log (standard
+    // output is export's stream).
+    if vars.debug_level().map_err(GanetiError::from)? > 0 {
+        for line in vars.debug_lines() {
+            eprintln!("guest-installer: debug: {} {line}", op.action());
+        }
+    }
     let done = |human: String| Ok(Outcome { json: obj([("result", Value::from(human.trim_end()))]), human });
     match op {
         OsOp::Verify => {
