@@ -20,14 +20,31 @@ use common::realm::run_bounded;
 use common::*;
 use std::fs;
 use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+/// `systemd-nspawn` on the trixie system at `root` with `flags`
+/// (`--pipe`, `--private-network`, `-b`...); the caller adds `--` and
+/// what to run.
+fn nspawn(root: &Path, flags: &[&str]) -> Command {
+    let mut c = cmd("systemd-nspawn", &["-q", "--register=no", "--keep-unit"]);
+    c.args(flags).arg("-D").arg(root);
+    c
+}
 
 /// Runs `args` in the trixie system at `root`, without network, its
 /// output on pipes of ours (not nspawn's terminal).
 fn inside(root: &Path, args: &[&str]) -> Out {
-    let mut c = cmd("systemd-nspawn", &["-q", "--pipe", "--register=no", "--keep-unit", "--private-network", "-D", root.to_str().unwrap(), "--"]);
-    c.args(args);
+    let mut c = nspawn(root, &["--pipe", "--private-network"]);
+    c.arg("--").args(args);
     must(c, Duration::from_secs(300))
+}
+
+/// Writes an executable script of the test's into the trixie system.
+fn script(root: &Path, at: &str, text: &str) {
+    let path = root.join(at.trim_start_matches('/'));
+    fs::write(&path, text).unwrap();
+    fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
 }
 
 #[test]
@@ -63,8 +80,8 @@ fn the_package_installs_and_works_on_a_debian_13_host() {
     let tools = ["mmdebstrap", "e2fsprogs", "grub-pc-bin", "qemu-system-x86"];
     let install: Vec<&str> = ["apt-get", "install", "-y", "-q", "--no-install-recommends", &deb].into_iter().chain(tools).collect();
     for args in [&["apt-get", "update", "-q"][..], &install] {
-        let mut apt = cmd("systemd-nspawn", &["-q", "--register=no", "--keep-unit", "-D", root.to_str().unwrap(), "--"]);
-        apt.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        let mut apt = nspawn(&root, &[]);
+        apt.arg("--").args(args);
         must(apt, Duration::from_secs(600));
     }
 
@@ -90,13 +107,12 @@ fn the_package_installs_and_works_on_a_debian_13_host() {
 
     // Booted (systemd as PID 1 in the container): the timer is active and
     // its service runs to success. A unit of the test's looks and powers off.
-    fs::write(
-        root.join("usr/local/sbin/gi-check"),
+    script(
+        &root,
+        "/usr/local/sbin/gi-check",
         "#!/bin/sh\n{\n  systemctl is-active guest-installer-settle.timer\n  systemctl start guest-installer-settle.service\n  \
          echo \"start: $?\"\n  systemctl show -p Result guest-installer-settle.service\n} >/root/gi-check.out 2>&1\nsystemctl poweroff\n",
-    )
-    .unwrap();
-    fs::set_permissions(root.join("usr/local/sbin/gi-check"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    );
     fs::write(
         root.join("etc/systemd/system/gi-check.service"),
         "[Unit]\nAfter=timers.target\n[Service]\nType=oneshot\nExecStart=/usr/local/sbin/gi-check\n[Install]\nWantedBy=multi-user.target\n",
@@ -105,7 +121,7 @@ fn the_package_installs_and_works_on_a_debian_13_host() {
     fs::create_dir_all(root.join("etc/systemd/system/multi-user.target.wants")).unwrap();
     std::os::unix::fs::symlink("/etc/systemd/system/gi-check.service", root.join("etc/systemd/system/multi-user.target.wants/gi-check.service")).unwrap();
     let t = Instant::now();
-    must(cmd("systemd-nspawn", &["-q", "-b", "--register=no", "--keep-unit", "--private-network", "-D", root.to_str().unwrap()]), Duration::from_secs(300));
+    must(nspawn(&root, &["-b", "--private-network"]), Duration::from_secs(300));
     let check = fs::read_to_string(root.join("root/gi-check.out")).unwrap();
     assert_eq!(check, "active\nstart: 0\nResult=success\n", "the booted trixie system");
     eprintln!("BENCH boot trixie, timer active, settle run, power off: {:.1} s", t.elapsed().as_secs_f64());
@@ -123,29 +139,26 @@ fn the_package_installs_and_works_on_a_debian_13_host() {
     assert!(edited.contains("driver = \"qemu\"") && edited.contains(&format!("host = \"{host}\"")), "the shipped config changed shape:\n{text}");
     fs::write(&config, edited).unwrap();
     let t = Instant::now();
-    let mut build = cmd("systemd-nspawn", &["-q", "--pipe", "--register=no", "--keep-unit", "-D", root.to_str().unwrap(), "--"]);
-    build.args(["guest-installer", "template", "build", "suite=trixie", "name=tx", "--json"]);
+    let mut build = nspawn(&root, &["--pipe"]);
+    build.args(["--", "guest-installer", "template", "build", "suite=trixie", "name=tx", "--json"]);
     let built_tpl = must(build, Duration::from_secs(900)).json();
     assert!(built_tpl["kernel_version"].as_str().unwrap_or("").starts_with("6.12."), "{built_tpl}");
     eprintln!("BENCH template build suite=trixie on the trixie host: {:.0} s", t.elapsed().as_secs_f64());
     fs::write(root.join("root/t1.img"), b"").unwrap();
     fs::File::options().write(true).open(root.join("root/t1.img")).unwrap().set_len(3 << 30).unwrap();
-    fs::write(
-        root.join("usr/local/sbin/gi-main-job"),
+    script(
+        &root,
+        "/usr/local/sbin/gi-main-job",
         "#!/bin/sh\nset -e\n\
          guest-installer machine add t1 owner=bob@EXAMPLE.ORG ip=192.0.2.17 netmask=255.255.255.0 gateway=192.0.2.1 nameserver=192.0.2.53 mac=00:16:3e:00:00:07 disk=/root/t1.img\n\
          echo 'a root password' | guest-installer install t1 template=tx\n\
          i=0\nwhile [ $i -lt 600 ]; do\n  if grep -q 't1 login:' /var/lib/guest-installer/vms/t1/console.log; then guest-installer stop t1 --force; echo LOGIN; exit 0; fi\n  \
          sleep 1; i=$((i+1))\ndone\nguest-installer stop t1 --force\nexit 1\n",
-    )
-    .unwrap();
-    fs::set_permissions(root.join("usr/local/sbin/gi-main-job"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let t = Instant::now();
-    let job = run_bounded(
-        cmd("systemd-nspawn", &["-q", "--pipe", "--register=no", "--keep-unit", "--private-network", "-D", root.to_str().unwrap(), "--", "/usr/local/sbin/gi-main-job"]),
-        b"",
-        Duration::from_secs(900),
     );
+    let t = Instant::now();
+    let mut main_job = nspawn(&root, &["--pipe", "--private-network"]);
+    main_job.args(["--", "/usr/local/sbin/gi-main-job"]);
+    let job = run_bounded(main_job, b"", Duration::from_secs(900));
     let console = fs::read(root.join("var/lib/guest-installer/vms/t1/console.log")).unwrap_or_default();
     assert!(job.code == 0 && job.stdout.ends_with("LOGIN\n"), "{job:?}\n{}", readable_tail(&String::from_utf8_lossy(&console), 40));
     assert!(String::from_utf8_lossy(&console).contains("Debian GNU/Linux 13 t1 ttyS0"), "{}", readable_tail(&String::from_utf8_lossy(&console), 40));
@@ -163,19 +176,19 @@ fn the_package_installs_and_works_on_a_debian_13_host() {
     // this run's cargo cache, offline; the unit tests ran in the shared
     // build (nocheck here).
     let t = Instant::now();
-    let mut apt = cmd("systemd-nspawn", &["-q", "--register=no", "--keep-unit", "-D", root.to_str().unwrap(), "--"]);
-    apt.args(["apt-get", "install", "-y", "-q", "--no-install-recommends", "cargo-web", "debhelper", "build-essential"]);
+    let mut apt = nspawn(&root, &[]);
+    apt.args(["--", "apt-get", "install", "-y", "-q", "--no-install-recommends", "cargo-web", "debhelper", "build-essential"]);
     must(apt, Duration::from_secs(900));
     let tree = root.join("build/guest-installer");
     fs::create_dir_all(tree.parent().unwrap()).unwrap();
     must(cmd("cp", &["-a", b.src().to_str().unwrap(), tree.to_str().unwrap()]), Duration::from_secs(60));
     let cargo_home = std::env::var_os("CARGO_HOME").map(std::path::PathBuf::from).unwrap_or_else(|| Path::new(&std::env::var_os("HOME").unwrap()).join(".cargo"));
     let registry = format!("--bind-ro={}:/root/.cargo/registry", cargo_home.join("registry").display());
-    let mut build = cmd(
-        "systemd-nspawn",
-        &["-q", "--pipe", "--register=no", "--keep-unit", "--private-network", &registry, "--chdir=/build/guest-installer", "-D", root.to_str().unwrap()],
+    let mut build = nspawn(
+        &root,
+        &["--pipe", "--private-network", &registry, "--chdir=/build/guest-installer", "--setenv=CARGO_NET_OFFLINE=true", "--setenv=DEB_BUILD_OPTIONS=nocheck parallel=2"],
     );
-    build.args(["--setenv=CARGO_NET_OFFLINE=true", "--setenv=DEB_BUILD_OPTIONS=nocheck parallel=2", "--", "dpkg-buildpackage", "-us", "-uc", "-b"]);
+    build.args(["--", "dpkg-buildpackage", "-us", "-uc", "-b"]);
     must(build, Duration::from_secs(1800));
     eprintln!("BENCH the package built on trixie with cargo-web (apt install + dpkg-buildpackage): {:.0} s", t.elapsed().as_secs_f64());
     // The same package: the same files, and trixie's lintian passes it.

@@ -18,7 +18,7 @@
 //!
 //! Every gnt-* program runs by argv with a time limit (`exec`).
 
-use super::gnt::{job_list, latest_install_job, opcodes, our_instances, submit, watching, Gnt, Instance, Job, JobWatch};
+use super::gnt::{job_list, latest_install_job, machine_tag, opcodes, our_instances, submit, watching, Gnt, Instance, Job, JobWatch};
 use crate::commands::{obj, Ctx, Outcome};
 use crate::error::{Error, Result};
 use crate::registry::Machine;
@@ -62,16 +62,22 @@ fn ours(c: &ClusterConfig, i: &Instance) -> Option<TemplateName> {
 
 /// An instance of the machine's name is this machine only if it runs our
 /// OS and carries the tag our create gave it: a cluster's other instances
-/// (someone's `VM.DOMAIN` made by hand) are never ours to power or reinstall.
+/// (someone's `VM.DOMAIN` made by hand) are never ours to power, reinstall
+/// or list. Its template if it is.
+fn machines_template(c: &ClusterConfig, i: &Instance, vm: &VmName) -> Option<TemplateName> {
+    ours(c, i).filter(|_| i.tags.contains(&machine_tag(vm)))
+}
+
 fn ours_for(gnt: &Gnt, i: &Instance, vm: &VmName) -> Result<TemplateName> {
-    let tag = format!("guest-installer:{vm}");
-    match ours(gnt.c, i) {
-        Some(t) if i.tags.contains(&tag) => Ok(t),
-        _ => Err(Error::failed(format!(
-            "Ganeti instance {} is not this machine's (OS {}, not {}+TEMPLATE, or no tag {tag}): it is not ours to manage; ask an admin",
-            gnt.name, i.os, gnt.c.os.0
-        ))),
-    }
+    machines_template(gnt.c, i, vm).ok_or_else(|| {
+        Error::failed(format!(
+            "Ganeti instance {} is not this machine's (OS {}, not {}+TEMPLATE, or no tag {}): it is not ours to manage; ask an admin",
+            gnt.name,
+            i.os,
+            gnt.c.os.0,
+            machine_tag(vm)
+        ))
+    })
 }
 
 /// An install's flags: `--no-start`, `keys=none`.
@@ -217,11 +223,12 @@ pub fn list(ctx: &Ctx, c: &ClusterConfig) -> Result<Outcome> {
     let mut rows = Vec::new();
     for m in &machines {
         let name = instance_name(&m.name, &ctx.config.domain);
-        let tag = format!("guest-installer:{}", m.name);
-        let inst = instances.get(&name).filter(|i| i.tags.contains(&tag));
+        let (inst, template) = match instances.get(&name).and_then(|i| Some((i, machines_template(c, i, &m.name)?))) {
+            Some((i, t)) => (Some(i), Some(t)),
+            None => (None, None),
+        };
         let job = latest_install_job(&jobs, &name);
         let state = state_of(inst, job.as_ref());
-        let template = inst.and_then(|i| ours(c, i));
         let running = inst.map(|i| i.running);
         let shown = match running {
             Some(true) => "running",

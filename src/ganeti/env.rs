@@ -53,6 +53,12 @@ pub enum EnvError {
     NoRootHash,
 }
 
+/// An OS parameter's name as Ganeti passed it, if it is plain enough to
+/// print (a log or an error shows no stranger text).
+fn plain_name(name: &str) -> Option<&str> {
+    (name.len() <= 40 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')).then_some(name)
+}
+
 fn bad(var: &str, rule: impl Into<String>) -> EnvError {
     EnvError::Bad { var: var.to_owned(), rule: rule.into() }
 }
@@ -109,7 +115,7 @@ impl Vars {
                 // Values are shown cleaned: a control character is never printed.
                 let v = v.as_deref().map(|v| if v.chars().any(char::is_control) { "(holds a control character)" } else { v }).unwrap_or("(not UTF-8)");
                 out.push(format!("{k}={v}"));
-            } else if let Some(name) = k.strip_prefix("OSP_").filter(|n| n.len() <= 40 && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')) {
+            } else if let Some(name) = k.strip_prefix("OSP_").and_then(plain_name) {
                 out.push(format!("OS parameter {} given", name.to_ascii_lowercase()));
             }
         }
@@ -124,8 +130,7 @@ impl Vars {
                 let name = name.to_ascii_lowercase();
                 if !PARAMETERS.iter().any(|(p, _)| *p == name) {
                     // An admin's typo, not a caller's: still shown only if plain.
-                    let shown = if name.len() <= 40 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') { name } else { "(unprintable)".into() };
-                    return Err(EnvError::UnknownParameter(shown));
+                    return Err(EnvError::UnknownParameter(plain_name(&name).unwrap_or("(unprintable)").to_owned()));
                 }
                 out.insert(name, self.get(k)?.unwrap_or_default());
             }

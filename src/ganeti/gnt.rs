@@ -77,16 +77,26 @@ fn parse_instance(line: &str) -> Option<(&str, Instance)> {
     Some((f[0], Instance { os: f[1].to_owned(), running: f[2] == "Y", status: f[3].to_owned(), tags, nic_ip, nic_mac: f[6].to_owned() }))
 }
 
-/// Every instance of our OS definition (any variant), by name: one
-/// `gnt-instance list` for `list`, however many machines it shows.
-pub(super) fn our_instances(c: &ClusterConfig) -> Result<BTreeMap<String, Instance>> {
-    // The OS name is [a-z0-9_-]: nothing in it is special to the regex.
-    let filter = format!("os =~ m/^{}\\+/", c.os.0);
-    let o = exec::run(c.gnt_instance.path(), &["list", "--no-headers", "--separator=|", "-o", INSTANCE_FIELDS, "-F", &filter], c.command()).map_err(gnt_error)?;
+/// The instances Ganeti's query `filter` selects, by name.
+fn list_instances(c: &ClusterConfig, filter: &str) -> Result<BTreeMap<String, Instance>> {
+    let o = exec::run(c.gnt_instance.path(), &["list", "--no-headers", "--separator=|", "-o", INSTANCE_FIELDS, "-F", filter], c.command()).map_err(gnt_error)?;
     o.stdout
         .lines()
         .map(|l| parse_instance(l).map(|(n, i)| (n.to_owned(), i)).ok_or_else(|| Error::failed("gnt-instance list gave an unexpected line")))
         .collect()
+}
+
+/// Every instance of our OS definition (any variant), by name: one
+/// `gnt-instance list` for `list`, however many machines it shows.
+pub(super) fn our_instances(c: &ClusterConfig) -> Result<BTreeMap<String, Instance>> {
+    // The OS name is [a-z0-9_-]: nothing in it is special to the regex.
+    list_instances(c, &format!("os =~ m/^{}\\+/", c.os.0))
+}
+
+/// The tag our create gives machine `vm`'s instance: with our OS, what
+/// makes an instance that machine's.
+pub(super) fn machine_tag(vm: &impl std::fmt::Display) -> String {
+    format!("guest-installer:{vm}")
 }
 
 /// `gnt-job list` of every job in the queue (`id|status|summary|received|end`),
@@ -107,13 +117,7 @@ impl Gnt<'_> {
         // `name == "N"` becomes a lookup that fails for an unknown name;
         // a regular expression (of a name that is only [a-z0-9.-]) does not.
         let filter = format!("name =~ m/^{}$/", self.name.replace('.', "\\."));
-        let o = exec::run(self.c.gnt_instance.path(), &["list", "--no-headers", "--separator=|", "-o", INSTANCE_FIELDS, "-F", &filter], self.c.command())
-            .map_err(gnt_error)?;
-        let Some(line) = o.stdout.lines().find(|l| l.split('|').next() == Some(self.name.as_str())) else { return Ok(None) };
-        match parse_instance(line) {
-            Some((_, i)) => Ok(Some(i)),
-            None => Err(Error::failed(format!("gnt-instance list gave an unexpected line for {}", self.name))),
-        }
+        Ok(list_instances(self.c, &filter)?.remove(&self.name))
     }
 
     /// The latest create or reinstall job of the instance still in the queue.
@@ -145,10 +149,10 @@ pub(super) fn latest_install_job(text: &str, name: &str) -> Option<Job> {
 }
 
 /// The job's opcodes, as `gnt-debug submit-job` reads them.
-#[allow(clippy::too_many_arguments)]
 /// `v4` is the machine's static IPv4 network; `None` is DHCP: a NIC with
 /// no address and no address parameters (the OS definition then has the
 /// guest ask the site's DHCP server, which knows the MAC).
+#[allow(clippy::too_many_arguments)]
 pub(super) fn opcodes(gnt: &Gnt, m: &Machine, v4: Option<&Ipv4Static>, t: &TemplateName, root: &RootLogin, reinstall: bool, start: bool, caller: &str) -> Value {
     let c = gnt.c;
     let mut osparams = json!({});
@@ -185,7 +189,7 @@ pub(super) fn opcodes(gnt: &Gnt, m: &Machine, v4: Option<&Ipv4Static>, t: &Templ
             // A DRBD instance is installed once its mirror is in sync:
             // until then a failed primary loses the clone.
             "wait_for_sync": c.disk_template == super::cluster_config::DiskTemplate::Drbd,
-            "tags": [format!("guest-installer:{}", m.name)], "comment": comment});
+            "tags": [machine_tag(&m.name)], "comment": comment});
         let o = op.as_object_mut().expect("an object");
         match (&c.node, &c.iallocator) {
             (Some(node), _) => {
