@@ -59,6 +59,11 @@ pub struct VmState {
     /// can log in, and that console is gone after the next start.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "host_key")]
     pub ssh_host_key: Option<Fingerprint>,
+    /// A clone of a whole-disk template, which boots from its own disk.
+    /// False for clones recorded before templates were whole disks: bare
+    /// filesystems, which boot through a loader the host hands them.
+    #[serde(default)]
+    pub whole_disk: bool,
 }
 
 /// A recorded host key is read back through the same parser as a key
@@ -90,6 +95,9 @@ impl VmState {
             started_at: None,
             finished_at: None,
             reason: None,
+            // Every clone made now is of a whole-disk template (a bare
+            // one is refused before anything is prepared).
+            whole_disk: template.is_some(),
             template,
             ssh_host_key: None,
         }

@@ -229,8 +229,8 @@ fn install_os_definition(env: &Env) {
         fs::set_permissions(&dst, fs::Permissions::from_mode(if script { 0o755 } else { 0o644 })).unwrap();
     }
     let links = fs::read_to_string(repo().join("debian/guest-installer-ganeti.links")).unwrap();
-    assert_eq!(links.trim(), "var/lib/guest-installer/ganeti/variants.list usr/share/ganeti/os/guest-installer/variants.list");
-    std::os::unix::fs::symlink(env.state.join("ganeti/variants.list"), Path::new(OS_DIR).join("variants.list")).unwrap();
+    assert_eq!(links.trim(), "var/lib/guest-installer/templates/.variants.list usr/share/ganeti/os/guest-installer/variants.list");
+    std::os::unix::fs::symlink(env.state.join("templates/.variants.list"), Path::new(OS_DIR).join("variants.list")).unwrap();
 }
 
 /// One machine lock for the tests that set up Ganeti here.
@@ -241,15 +241,15 @@ fn machine_lock() -> nix::fcntl::Flock<fs::File> {
 
 /// debugfs's view of a file in the filesystem on `disk`: None if absent.
 fn guest_file(disk: &Path, path: &str) -> Option<String> {
-    let st = cmd("debugfs", &["-R", &format!("stat {path}"), disk.to_str().unwrap()]).output().unwrap();
+    let st = cmd("debugfs", &["-R", &format!("stat {path}"), &root_fs(disk)]).output().unwrap();
     if !String::from_utf8_lossy(&st.stdout).contains("Inode:") {
         return None;
     }
-    Some(sh(&mut cmd("debugfs", &["-R", &format!("cat {path}"), disk.to_str().unwrap()])))
+    Some(sh(&mut cmd("debugfs", &["-R", &format!("cat {path}"), &root_fs(disk)])))
 }
 
 fn guest_mode(disk: &Path, path: &str) -> String {
-    let st = sh(&mut cmd("debugfs", &["-R", &format!("stat {path}"), disk.to_str().unwrap()]));
+    let st = sh(&mut cmd("debugfs", &["-R", &format!("stat {path}"), &root_fs(disk)]));
     st.split_whitespace().skip_while(|w| *w != "Mode:").nth(1).unwrap_or("").to_owned()
 }
 
@@ -480,7 +480,8 @@ fn boot_and_stop(env: &Env, disk: &Path, mac: &str, host: &str) {
     let vmdir = VmDir::new(&config, &vm);
     fs::create_dir_all(&vmdir.dir).unwrap();
     let disk = DiskPath::parse(disk.to_str().unwrap()).unwrap();
-    let media = Media::Loader;
+    // The instance's disk is a whole disk: the firmware boots its boot code.
+    let media = Media::Disk { pv: false };
     let d = Domain {
         name: &vm,
         memory_mib: MemoryMib::try_from(512).unwrap(),

@@ -85,10 +85,10 @@ fn run_late_command(work: &Path, preseed: &[u8]) -> Target {
     sh(Command::new("cp").arg("-a").arg(installer_root()).arg(&di));
     let mut mounts = Vec::new();
     let img = work.join("target.img");
-    sh(Command::new("cp").arg("--sparse=always").arg(template_fixture().join("tpl/root.img")).arg(&img));
+    sh(Command::new("cp").arg("--sparse=always").arg(template_fixture().join("tpl/disk.img")).arg(&img));
     fs::set_permissions(&img, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     fs::create_dir_all(di.join("target")).unwrap();
-    sh(Command::new("mount").arg("-o").arg("loop").arg(&img).arg(di.join("target")));
+    sh(Command::new("mount").arg("-o").arg(format!("loop,offset={}", guest_installer::template::disk::PARTITION_START)).arg(&img).arg(di.join("target")));
     mounts.push(Mounted(di.join("target")));
     sh(Command::new("mount").args(["-t", "proc", "proc"]).arg(di.join("proc")));
     mounts.push(Mounted(di.join("proc")));

@@ -124,7 +124,7 @@ fn a_clone_started_during_another_requests_observation_is_never_wiped() {
             let head = std::process::Command::new("qemu-img")
                 .args(["compare", "-q", "-f", "qcow2", "-F", "raw"])
                 .arg(&vol)
-                .arg(env.state.join("templates/tpl/root.img"))
+                .arg(env.state.join("templates/tpl/disk.img"))
                 .status()
                 .unwrap();
             assert!(head.success(), "the new clone was wiped");
@@ -250,7 +250,7 @@ fn an_expired_prepared_clone_is_discarded() {
     let same = std::process::Command::new("qemu-img")
         .args(["compare", "-q", "-f", "qcow2", "-F", "raw"])
         .arg(&vol)
-        .arg(env.state.join("templates/tpl/root.img"))
+        .arg(env.state.join("templates/tpl/disk.img"))
         .status()
         .unwrap();
     assert!(!same.success(), "the expired clone was not wiped");

@@ -288,9 +288,10 @@ fn debian_package_builds_lints_installs_serves_remctl_and_purges() {
         assert_eq!(package_state(GANETI_PKG), "installed");
         let list = fs::read_to_string("/usr/share/ganeti/os/guest-installer/variants.list").expect("variants.list resolves after install");
         assert!(list.lines().all(|l| l.starts_with('#')), "{list}");
-        assert_eq!(mode_owner("/var/lib/guest-installer/ganeti"), root(0o700));
+        assert_eq!(mode_owner("/var/lib/guest-installer/templates"), root(0o700));
         must(apt_get(&["purge", GANETI_PKG]), Duration::from_secs(600));
-        assert!(!Path::new("/var/lib/guest-installer/ganeti").exists(), "purge left the variants list");
+        assert!(!Path::new("/var/lib/guest-installer/templates/.variants.list").exists(), "purge left the variants list");
+        assert!(Path::new("/var/lib/guest-installer/templates").is_dir(), "purge of the OS definition removed the templates");
     } else {
         eprintln!("ganeti is not installed here: the OS definition's package is checked, not installed");
     }
@@ -403,7 +404,7 @@ fn check_ganeti_deb(deb: &Path) {
         if n == "variants.list" {
             let target = fs::read_link(&p).unwrap();
             // Absolute: it leaves /usr (Debian policy 10.5).
-            assert_eq!(target, Path::new("/var/lib/guest-installer/ganeti/variants.list"));
+            assert_eq!(target, Path::new("/var/lib/guest-installer/templates/.variants.list"));
             continue;
         }
         assert_eq!(fs::read(&p).unwrap(), fs::read(repo().join("ganeti/os").join(n)).unwrap(), "{n} differs from ganeti/os/{n}");

@@ -40,9 +40,10 @@ fn disk_targets(j: &serde_json::Value) -> Vec<String> {
 
 /// Each way a machine boots from its own disk, rendered by the driver and
 /// read back by Xen's own parser: PV guests run pvgrub2 and nothing else
-/// from the host (no ramdisk, no command line); an installed HVM system
-/// boots its disk (`boot = "c"`) with no CD; only a clone's first boot has
-/// the seed; none of them is destroyed on reboot.
+/// from the host (no ramdisk, no command line); HVM guests (an installed
+/// system, a whole-disk clone) boot their disk (`boot = "c"`) with no CD
+/// and no kernel; only a clone's first boot has the seed, read-only; none
+/// of them is destroyed on reboot.
 #[test]
 fn configs_for_guests_that_boot_their_own_disk_are_accepted_by_xen() {
     let env = Env::new();
@@ -53,7 +54,8 @@ fn configs_for_guests_that_boot_their_own_disk_are_accepted_by_xen() {
     fs::create_dir_all(&vmdir.dir).unwrap();
     let seed = vmdir.identity_seed();
     for (media, what) in [
-        (Media::Clone { seed: seed.clone() }, "clone"),
+        (Media::Clone { seed: seed.clone(), pv: true }, "pv clone"),
+        (Media::Clone { seed: seed.clone(), pv: false }, "hvm clone"),
         (Media::Loader, "loader"),
         (Media::Disk { pv: true }, "pv disk"),
         (Media::Disk { pv: false }, "hvm disk"),
@@ -68,22 +70,23 @@ fn configs_for_guests_that_boot_their_own_disk_are_accepted_by_xen() {
         let targets = disk_targets(&j);
         assert_eq!(targets[0], disk.to_str().unwrap(), "{what}: {j}");
         match media {
-            Media::Disk { pv: false } => {
+            Media::Disk { pv: false } | Media::Clone { pv: false, .. } => {
                 assert_eq!(j["c_info"]["type"], "hvm", "{what}: {j}");
                 assert_eq!(b["type.hvm"]["boot"], "c", "{what}: {j}");
-                assert_eq!(targets.len(), 1, "{what}: {j}");
+                assert!(b["kernel"].is_null() && b["ramdisk"].is_null(), "{what}: the host chose a kernel: {j}");
             }
             _ => {
                 assert_eq!(j["c_info"]["type"], "pv", "{what}: {j}");
                 assert_eq!(b["kernel"], PVGRUB, "{what}: {j}");
                 assert!(b["ramdisk"].is_null() && b["cmdline"].is_null(), "{what}: the host chose a kernel: {j}");
-                let want = if matches!(media, Media::Clone { .. }) { 2 } else { 1 };
-                assert_eq!(targets.len(), want, "{what}: {j}");
-                if want == 2 {
-                    assert_eq!(targets[1], seed.to_str().unwrap(), "{j}");
-                    assert_eq!(j["disks"][1]["readwrite"].as_i64().unwrap_or(0), 0, "the seed is writable: {j}");
-                }
             }
+        }
+        let want = if matches!(media, Media::Clone { .. }) { 2 } else { 1 };
+        assert_eq!(targets.len(), want, "{what}: {j}");
+        if want == 2 {
+            assert_eq!(targets[1], seed.to_str().unwrap(), "{j}");
+            assert_eq!(j["disks"][1]["vdev"], "xvdb", "{what}: {j}");
+            assert_eq!(j["disks"][1]["readwrite"].as_i64().unwrap_or(0), 0, "{what}: the seed is writable: {j}");
         }
     }
 }
@@ -168,7 +171,7 @@ fn detach_seed_takes_the_seed_out_of_the_domain_and_its_config() {
     fs::create_dir_all(&vmdir.dir).unwrap();
     fs::write(vmdir.identity_seed(), vec![0u8; 65536]).unwrap();
     let hv = hypervisor::for_config(&c).unwrap();
-    let first = Media::Clone { seed: vmdir.identity_seed() };
+    let first = Media::Clone { seed: vmdir.identity_seed(), pv: true };
     let d = Domain::for_machine(&m, &c, &first);
     hv.prepare(&d, &vmdir).unwrap();
     hv.start(&d, &vmdir).unwrap();

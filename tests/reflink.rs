@@ -42,7 +42,7 @@ fn clone_onto_xfs_is_a_reflink_and_elsewhere_a_sparse_copy() {
     fs::write(&env.config, text).unwrap();
     env.state = state;
     add_template(&env);
-    let root = env.state.join("templates/tpl/root.img");
+    let root = env.state.join("templates/tpl/disk.img");
     let len = fs::metadata(&root).unwrap().len();
     let tpl_sha = sha256(&root);
     use std::os::unix::fs::MetadataExt;

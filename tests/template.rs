@@ -95,7 +95,8 @@ fn two_clones_of_one_template_boot_with_their_own_identity() {
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(fs::metadata(&seed).unwrap().permissions().mode() & 0o777, 0o600);
         let cfg = fs::read_to_string(env.vm_file(vm, "domain.cfg")).unwrap();
-        assert!(cfg.contains("-kernel") && cfg.contains(&format!(",opaque={}\n", volumes[i].display())), "{cfg}");
+        // The firmware boots the boot code in the clone's disk: nothing of the host's.
+        assert!(!cfg.contains("-kernel") && cfg.contains("-boot\nc\n") && cfg.contains(&format!(",opaque={}\n", volumes[i].display())), "{cfg}");
     }
 
     // Both boot at once; wait for each login prompt with its own hostname.
@@ -123,7 +124,7 @@ fn two_clones_of_one_template_boot_with_their_own_identity() {
         std::thread::sleep(Duration::from_millis(500));
     }
 
-    let tpl_uuid = fs_uuid(&env.state.join("templates/tpl/root.img"));
+    let tpl_uuid = fs_uuid(&root_fs(&env.state.join("templates/tpl/disk.img")));
     let mut seen: Vec<BTreeMap<String, String>> = Vec::new();
     let volume_bytes = [4u64 << 30, 3 << 30];
     for (i, (vm, n, host)) in vms.into_iter().enumerate() {
@@ -164,7 +165,7 @@ fn two_clones_of_one_template_boot_with_their_own_identity() {
     assert!(hashes[1].starts_with("$6$") && hashes[1] != PW_HASH, "{}", hashes[1]);
     assert!(sha_crypt::sha512_check(passwords[1], &hashes[1]).is_ok(), "clone2's root hash does not verify its password");
     // The template itself is untouched by its clones.
-    assert_eq!(fs_uuid(&env.state.join("templates/tpl/root.img")), tpl_uuid);
+    assert_eq!(fs_uuid(&root_fs(&env.state.join("templates/tpl/disk.img"))), tpl_uuid);
     drop(guards);
     for (vm, _, _) in vms {
         assert!(Guest::new(&env, vm).pid().is_none(), "qemu for {vm} still runs");
@@ -179,13 +180,13 @@ fn root_hash_on(volume: &Path) -> String {
     let raw = d.path().join("raw.img");
     let fmt = if volume.extension().is_some_and(|e| e == "qcow2") { "qcow2" } else { "raw" };
     sh(Command::new("qemu-img").args(["convert", "-U", "-f", fmt, "-O", "raw"]).arg(volume).arg(&raw));
-    let _ = Command::new("e2fsck").args(["-fy", "-E", "journal_only"]).arg(&raw).output().unwrap();
-    let shadow = sh(Command::new("debugfs").arg("-R").arg("cat /etc/shadow").arg(&raw));
+    let _ = Command::new("e2fsck").args(["-fy", "-E", "journal_only"]).arg(root_fs(&raw)).output().unwrap();
+    let shadow = sh(Command::new("debugfs").arg("-R").arg("cat /etc/shadow").arg(root_fs(&raw)));
     let line = shadow.lines().find(|l| l.starts_with("root:")).unwrap_or_else(|| panic!("no root in /etc/shadow:\n{shadow}"));
     line.split(':').nth(1).unwrap().to_owned()
 }
 
-fn fs_uuid(img: &Path) -> String {
+fn fs_uuid(img: &str) -> String {
     let out = sh(Command::new("tune2fs").arg("-l").arg(img));
     out.lines().find_map(|l| l.strip_prefix("Filesystem UUID:")).unwrap().trim().to_owned()
 }
@@ -206,7 +207,7 @@ fn template_manifest_records_suite_packages_digest_kernel() {
         assert_eq!(sha256(&dir.join("tpl").join(name)), m[f]["sha256"].as_str().unwrap(), "{f}");
     }
     // Sealed: nothing unique to a guest in the image.
-    let img = dir.join("tpl/root.img");
+    let img = root_fs(&dir.join("tpl/disk.img"));
     let cat = |p: &str| {
         let o = Command::new("debugfs").arg("-R").arg(format!("cat {p}")).arg(&img).output().unwrap();
         String::from_utf8_lossy(&o.stdout).into_owned()
@@ -423,7 +424,7 @@ fn clone_gets_an_xl_pv_config_that_xen_accepts_and_cancel_removes_it() {
     // template's image (qemu-img agrees).
     let info = sh(Command::new("qemu-img").args(["info", "--output=json"]).arg(&vol));
     let info: serde_json::Value = serde_json::from_str(&info).unwrap();
-    assert_eq!(info["backing-filename"], tpl.join("root.img").to_str().unwrap(), "{info}");
+    assert_eq!(info["backing-filename"], tpl.join("disk.img").to_str().unwrap(), "{info}");
     assert_eq!(info["backing-filename-format"], "raw", "{info}");
     // The size the admin gave the volume is kept (the template is 2 GiB).
     assert_eq!(info["virtual-size"], 4u64 << 30, "{info}");
@@ -451,7 +452,7 @@ fn clone_gets_an_xl_pv_config_that_xen_accepts_and_cancel_removes_it() {
     assert!(s["reason"].as_str().unwrap().contains("could not be confirmed"), "{s}");
     assert!(!env.vm_file("xc1", "identity.img").exists());
     let info = sh(Command::new("qemu-img").args(["info", "--output=json"]).arg(&vol));
-    assert!(info.contains("root.img"), "the clone's volume was replaced: {info}");
+    assert!(info.contains("disk.img"), "the clone's volume was replaced: {info}");
     let o = Command::new("qemu-img").args(["dd", "-f", "qcow2", "-O", "raw", "bs=1M", "count=2"]).arg(format!("if={}", vol.display()))
         .arg(format!("of={}", env.root().join("head").display())).status().unwrap();
     assert!(o.success());
@@ -651,12 +652,13 @@ fn vm_state(env: &Env) -> BTreeMap<PathBuf, (u32, u32, Vec<u8>)> {
 struct Loop(String);
 impl Loop {
     fn new(backing: &Path) -> Loop {
-        Loop(sh(Command::new("losetup").args(["--find", "--show"]).arg(backing)).trim().to_owned())
+        // With its partitions (a clone is a whole disk: `DEVp1` is its root).
+        Loop(sh(Command::new("losetup").args(["--find", "--show", "--partscan"]).arg(backing)).trim().to_owned())
     }
 }
 impl Drop for Loop {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).output();
+        let _ = Command::new("umount").arg(format!("{}p1", self.0)).output();
         let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
     }
 }
@@ -677,7 +679,7 @@ fn clone_onto_a_block_device_is_a_sparse_copy_and_a_mounted_one_is_refused() {
         .json();
     assert_eq!(j["clone_method"], "sparse-copy", "{j}");
     assert_eq!(j["disk"], dev.0.as_str());
-    let root = env.state.join("templates/tpl/root.img");
+    let root = env.state.join("templates/tpl/disk.img");
     let len = fs::metadata(&root).unwrap().len();
     assert!(same_prefix(Path::new(&dev.0), &root, len), "the device does not read as the template");
     let cfg = fs::read_to_string(env.vm_file("blk1", "domain.cfg")).unwrap();
@@ -685,7 +687,9 @@ fn clone_onto_a_block_device_is_a_sparse_copy_and_a_mounted_one_is_refused() {
 
     // Mounted (as an admin might have it): busy, and nothing changes.
     let mnt = tempfile::tempdir().unwrap();
-    sh(Command::new("mount").args(["-o", "ro"]).arg(&dev.0).arg(mnt.path()));
+    // (The kernel reads the new table when the device is opened for it.)
+    let _ = Command::new("partx").args(["-a", &dev.0]).output();
+    sh(Command::new("mount").args(["-o", "ro"]).arg(format!("{}p1", dev.0)).arg(mnt.path()));
     let before = vm_state(&env);
     let o = env.run(As::Remote(OWNER), &["install", "blk1", "template=tpl", "--no-start", "--json"], PW_HASH.as_bytes());
     let _ = Command::new("umount").arg(mnt.path()).status();
@@ -751,7 +755,7 @@ fn clone_killed_at_random_points_then_retried() {
             serde_json::from_slice::<serde_json::Value>(&b).unwrap_or_else(|e| panic!("trial {trial}: torn state.json: {e}"));
         }
     }
-    let root = env.state.join("templates/tpl/root.img");
+    let root = env.state.join("templates/tpl/disk.img");
     let len = fs::metadata(&root).unwrap().len();
     // As a kill mid-overlay leaves it (whether or not one of the kills
     // above did).
@@ -825,7 +829,7 @@ fn clone_onto_pool_volumes() {
     assert_eq!(raw, env.pool_dir().join("pool1.img"));
     let j = env.run(As::Remote(OWNER), &["install", "pool1", "template=tpl", "--no-start", "--json"], PW_HASH.as_bytes()).ok().json();
     assert_eq!(j["clone_method"], "sparse-copy", "{j}");
-    let root = env.state.join("templates/tpl/root.img");
+    let root = env.state.join("templates/tpl/disk.img");
     assert!(same_prefix(&raw, &root, fs::metadata(&root).unwrap().len()), "the pool volume does not read as the template");
 
     env.set_volumes(&format!("kind = \"file\"\ndir = \"{}\"\nformat = \"qcow2\"", env.pool_dir().display()));

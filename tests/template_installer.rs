@@ -169,13 +169,14 @@ fn import_fake_installer(env: &Env, disk: &Path, fail: bool) {
     env.import_busybox_installer(&args);
 }
 
+/// debugfs on the root filesystem of the whole-disk template `img`.
 fn debugfs(img: &Path, req: &str) -> String {
-    let o = Command::new("debugfs").arg("-R").arg(req).arg(img).output().unwrap();
+    let o = Command::new("debugfs").arg("-R").arg(req).arg(root_fs(img)).output().unwrap();
     String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
 }
 
 fn cat(img: &Path, p: &str) -> String {
-    let o = Command::new("debugfs").arg("-R").arg(format!("cat {p}")).arg(img).output().unwrap();
+    let o = Command::new("debugfs").arg("-R").arg(format!("cat {p}")).arg(root_fs(img)).output().unwrap();
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
@@ -244,7 +245,7 @@ fn installer_builder_installs_reads_back_and_seals_a_template() {
             "the installer guest has stopped",
             "reading the installed system back from ",
             "sealing the tree",
-            "making the 2G ext4 root image (mke2fs)",
+            "making the 2 GiB whole-disk image (mke2fs into its partition, GRUB boot code)",
             "computing the digests",
             "publishing template tpl1",
         ],
@@ -320,7 +321,7 @@ fn installer_builder_installs_reads_back_and_seals_a_template() {
     for (p, (_, _, content)) in snapshot(&env.state.join("vms")) {
         assert!(!String::from_utf8_lossy(&content).contains("root-password-crypted"), "a preseed is left in {}", p.display());
     }
-    for e in fs::read_dir(&env.state).unwrap() {
+    for e in fs::read_dir(env.state.join("templates")).unwrap() {
         let n = e.unwrap().file_name();
         assert!(!n.to_string_lossy().starts_with(".template-"), "{n:?} left");
     }
@@ -487,7 +488,7 @@ fn installer_builder_with_the_xl_driver() {
     assert_eq!(j["builder"], "installer", "{j}");
     assert_eq!(j["kernel_version"], KVER, "{j}");
     assert!(!env.vm_file("xlb1", "install.qcow2").exists(), "media left behind");
-    let img = env.state.join("templates/tpl5/root.img");
+    let img = env.state.join("templates/tpl5/disk.img");
     assert!(cat(&img, "/etc/shadow").lines().any(|l| l.starts_with("root:!:")));
     assert!(!ls(&img, "/etc/ssh").iter().any(|e| e.2.starts_with("ssh_host_")));
 
@@ -572,8 +573,8 @@ fn a_crafted_disk_cannot_steer_the_read_back() {
     let old = nix::sys::time::TimeSpec::new(1_000_000_000, 0);
     nix::sys::stat::utimensat(None, &sentinel, &old, &old, nix::sys::stat::UtimensatFlags::NoFollowSymlink).unwrap();
     let before = sentinel_state(&sentinel);
-    // From STATE/.template-T-XXXXXX/tree/etc up to the test's root.
-    let up = "../".repeat(3 + env.state.strip_prefix(env.root()).unwrap().components().count());
+    // From STATE/templates/.template-T-XXXXXX/tree/etc up to the test's root.
+    let up = "../".repeat(4 + env.state.strip_prefix(env.root()).unwrap().components().count());
     let dotdot_name = format!("{up}outside/sentinel");
     let abs = sentinel.clone();
 
@@ -691,13 +692,13 @@ fn a_crafted_disk_cannot_steer_the_read_back() {
         assert_eq!(sentinel_state(&sentinel), before, "{name}: the host file changed");
         let left: Vec<_> = fs::read_dir(&outside).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(left, vec![std::ffi::OsString::from("sentinel")], "{name}");
-        for e in fs::read_dir(&env.state).unwrap() {
+        for e in fs::read_dir(env.state.join("templates")).unwrap() {
             let n = e.unwrap().file_name();
             assert!(!n.to_string_lossy().starts_with(".template-"), "{name}: {n:?} left");
         }
     }
     // The symlink loop was copied as what it is: three symlinks.
-    let img = env.state.join("templates/tcraft26/root.img");
+    let img = env.state.join("templates/tcraft26/disk.img");
     assert_eq!(cases[6].0, "a-symlink-loop");
     assert!(debugfs(&img, "stat /etc/loop-a").contains("Fast link dest: \"loop-b\""), "{}", debugfs(&img, "stat /etc/loop-a"));
     assert!(debugfs(&img, "stat /etc/here").contains("Fast link dest: \".\""));

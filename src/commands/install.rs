@@ -218,6 +218,7 @@ fn from_template(ctx: &Ctx, mut req: Request, tname: &TemplateName) -> Result<Ou
     let config = ctx.config;
     let (machine, hostname, no_start) = (req.machine, req.hostname, req.no_start);
     let tpl = template::load(&config.templates_dir(), tname)?;
+    template::require_whole_disk(&tpl)?;
     template::require_identity_version(&tpl, &machine.network)?;
     let root = req.root_login()?;
     // Refused before anything is written: a volume that cannot take it.
@@ -253,7 +254,7 @@ fn from_template(ctx: &Ctx, mut req: Request, tname: &TemplateName) -> Result<Ou
         for p in [vmdir.cdrom(), vmdir.initrd()] {
             fsutil::remove_if_exists(&p).map_err(|e| Error::failed(format!("cannot remove {}: {e}", p.display())))?;
         }
-        let media = media::Media::Clone { seed: vmdir.identity_seed() };
+        let media = media::Media::Clone { seed: vmdir.identity_seed(), pv: machine.boot == crate::types::Boot::PvInitrd };
         let domain_config = match hv.prepare(&Domain::for_machine(machine, config, &media), vmdir) {
             Ok(p) => p,
             Err(e) => {

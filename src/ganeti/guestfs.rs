@@ -1,5 +1,7 @@
-//! Reads and writes a few files inside an instance's ext4 filesystem,
-//! never mounting it. The filesystem is the guest's (after its first boot,
+//! Reads and writes a few files inside an instance's ext4 filesystem
+//! (partition 1 of a whole-disk clone, or the whole disk of a clone of a
+//! bare-filesystem template: `template::disk::root_filesystem`), never
+//! mounting it. The filesystem is the guest's (after its first boot,
 //! the guest wrote it): it is read with our own ext4 reader
 //! (`template::readback::ext4`, every field checked, every read bounded),
 //! never through a link; a file is replaced only if it is a regular file,
@@ -16,7 +18,8 @@
 use crate::exec::{self, ExecError};
 use crate::jail::Given;
 use crate::template::readback::ext4::{self, Fs, FsError, Kind, Limits, Region, ROOT_INODE};
-use std::io::{Seek, SeekFrom};
+use crate::template::disk;
+use crate::template::partition::Partition;
 use std::path::Path;
 use std::time::Duration;
 
@@ -66,12 +69,18 @@ impl GuestFs<'_> {
     /// debugfs sees the disk, the script and `data` (at `/data`), nothing
     /// else of the host.
     fn debugfs_write(&self, script: &str, data: &[u8]) -> Result<exec::Output, GuestFsError> {
+        let root = self.root()?;
         let given = [
             Given::Device { host: self.disk, name: "disk" },
             Given::Data { name: "script", bytes: script.as_bytes() },
             Given::Data { name: "data", bytes: data },
         ];
-        let args = ["-w".to_owned(), "-f".to_owned(), given[1].inside(), given[0].inside()];
+        // libext2fs's `?offset=` opens the filesystem where the partition starts.
+        let fs = match root.start {
+            0 => given[0].inside(),
+            start => format!("{}?offset={start}", given[0].inside()),
+        };
+        let args = ["-w".to_owned(), "-f".to_owned(), given[1].inside(), fs];
         exec::run_confined(self.debugfs, &args, &given, self.timeout).map_err(|source| GuestFsError::Tool { disk: self.disk_name(), source })
     }
 
@@ -79,12 +88,18 @@ impl GuestFs<'_> {
         move |source| GuestFsError::Read { disk: self.disk_name(), source }
     }
 
+    /// Where the root filesystem is on the disk.
+    fn root(&self) -> Result<Partition, GuestFsError> {
+        let mut file = std::fs::File::open(self.disk).map_err(|e| self.read_err()(FsError::Io(e)))?;
+        disk::root_filesystem(&mut file).map_err(|m| self.refused(format!("disk 0: {m}")))
+    }
+
     /// The filesystem, opened read-only; one whose journal needs replaying
     /// (written to now, it would be damaged) is refused.
     fn open(&self) -> Result<Fs<Region>, GuestFsError> {
-        let mut file = std::fs::File::open(self.disk).map_err(|e| self.read_err()(FsError::Io(e)))?;
-        let len = file.seek(SeekFrom::End(0)).map_err(|e| self.read_err()(FsError::Io(e)))?;
-        match Fs::open(Box::new(Region { file, start: 0, len })) {
+        let root = self.root()?;
+        let file = std::fs::File::open(self.disk).map_err(|e| self.read_err()(FsError::Io(e)))?;
+        match Fs::open(Box::new(Region { file, start: root.start, len: root.len })) {
             Ok(fs) => Ok(fs),
             Err(FsError::Unsupported(what)) if what.contains("journal") => Err(self.refused(
                 "the filesystem was not cleanly unmounted (its journal needs replaying): start the instance and shut it down cleanly, then try again",

@@ -99,10 +99,10 @@ impl Qemu {
         vm.dir.join("console.sock")
     }
 
-    /// Makes sure what `args` names exists: the GRUB image, for guests
-    /// that boot through it.
+    /// Makes sure what `args` names exists: the GRUB image, for the bare-
+    /// filesystem clones that boot through it (made only when one starts).
     fn ensure_loader(&self, d: &Domain) -> Result<(), HvError> {
-        if matches!(d.media, Media::Clone { .. } | Media::Loader) {
+        if matches!(d.media, Media::Loader) {
             self.grub.image()?;
         }
         Ok(())
@@ -167,15 +167,17 @@ impl Qemu {
         push("-drive".into());
         push(format!("file=/dev/fdset/{FD_DISK},format={},if=virtio{backing}", d.disk.format().as_str()));
         match d.media {
-            // GRUB, which boots what the guest's own grub.cfg names.
-            Media::Clone { seed } => {
+            // The boot code in the clone's disk, which boots what the
+            // guest's own grub.cfg names; the seed as a second disk.
+            Media::Clone { seed, .. } => {
                 push("-add-fd".into());
                 push(format!("fd={FD_MEDIA},set={FD_MEDIA},opaque={}", seed.display()));
                 push("-drive".into());
                 push(format!("file=/dev/fdset/{FD_MEDIA},format=raw,if=virtio,readonly=on"));
-                push("-kernel".into());
-                push(format!("/proc/self/fd/{FD_KERNEL}"));
+                push("-boot".into());
+                push("c".into());
             }
+            // A bare-filesystem clone: GRUB from the host.
             Media::Loader => {
                 push("-kernel".into());
                 push(format!("/proc/self/fd/{FD_KERNEL}"));

@@ -61,17 +61,23 @@ pub fn render(d: &Domain, pvgrub: &Path) -> String {
             pvgrub = pvgrub.display(),
         )
     };
-    match d.media {
-        Media::Clone { seed } => {
-            c.push_str(&pv_loader(format!(",\n         \"format=raw, vdev={SEED_VDEV}, access=ro, target={}\"", seed.display())))
-        }
-        Media::Loader | Media::Disk { pv: true } => c.push_str(&pv_loader(String::new())),
-        Media::Disk { pv: false } => c.push_str(&format!(
+    // A whole-disk guest under HVM: the firmware runs the boot code in
+    // its disk; its console is the emulated serial port.
+    let hvm_disk = |extra_disk: String| {
+        format!(
             "type = \"hvm\"\n\
-             disk = [ {disk} ]\n\
+             disk = [ {disk}{extra_disk} ]\n\
              boot = \"c\"\n\
              serial = \"pty\"\n"
-        )),
+        )
+    };
+    match d.media {
+        Media::Clone { seed, pv } => {
+            let seed = format!(",\n         \"format=raw, vdev={SEED_VDEV}, access=ro, target={}\"", seed.display());
+            c.push_str(&if *pv { pv_loader(seed) } else { hvm_disk(seed) })
+        }
+        Media::Loader | Media::Disk { pv: true } => c.push_str(&pv_loader(String::new())),
+        Media::Disk { pv: false } => c.push_str(&hvm_disk(String::new())),
         Media::Cdrom(iso) => c.push_str(&format!(
             "type = \"hvm\"\n\
              disk = [ {disk},\n         \"format=qcow2, vdev=hdc, access=ro, devtype=cdrom, target={iso}\" ]\n\
@@ -109,7 +115,7 @@ const SEED_VDEV: &str = "xvdb";
 
 impl Xl {
     fn write_config(&self, d: &Domain, vm: &VmDir) -> Result<PathBuf, HvError> {
-        if !d.media.is_installer() && !matches!(d.media, Media::Disk { pv: false }) {
+        if matches!(d.media, Media::Loader | Media::Disk { pv: true } | Media::Clone { pv: true, .. }) {
             grub::check_file(&self.pvgrub, "grub-xen-host")?;
         }
         let path = vm.domain_config();

@@ -332,10 +332,11 @@ pub fn nothing_installed(vm: &crate::types::VmName) -> Error {
     Error::invalid(format!("nothing is installed on machine {vm}; install it first"))
 }
 
-/// What an installed machine boots: a clone, the boot loader inside it;
-/// an installed system, its own disk.
+/// What an installed machine boots: its own disk (an installed system, or
+/// a clone of a whole-disk template), or, for a clone of a bare-filesystem
+/// template, the loader the host hands it.
 pub fn run_media(m: &Machine, st: &VmState) -> Media {
-    if st.template.is_some() {
+    if st.template.is_some() && !st.whole_disk {
         Media::Loader
     } else {
         Media::Disk { pv: m.boot == Boot::PvInitrd }

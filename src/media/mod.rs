@@ -28,16 +28,18 @@ pub enum MediaError {
 pub enum Media {
     Cdrom(PathBuf),
     Kernel { kernel: PathBuf, initrd: PathBuf },
-    /// The first boot of a clone of a golden template, already on the
-    /// machine's volume: the boot loader inside the guest (the kernel and
+    /// The first boot of a clone of a (whole-disk) golden template, already
+    /// on the machine's volume: the boot code in the disk (the kernel and
     /// initrd come from the guest's own filesystem) and the identity seed
-    /// as a second disk.
-    Clone { seed: PathBuf },
-    /// An installed clone: the boot loader inside the guest, no seed.
+    /// as a second disk. `pv`: Xen boots it as a PV guest, through pvgrub.
+    Clone { seed: PathBuf, pv: bool },
+    /// An installed clone of a bare-filesystem template (made before
+    /// templates were whole disks): no boot code of its own, so the host
+    /// hands it GRUB (qemu) or pvgrub (Xen); no seed.
     Loader,
-    /// An installed installer-path machine: its own disk and nothing else.
-    /// `pv` if it was installed as a PV guest (Xen then boots it through
-    /// pvgrub, as a clone).
+    /// An installed machine that boots from its own disk and nothing else:
+    /// an installer-path install, or a clone of a whole-disk template.
+    /// `pv` if it runs as a PV guest (Xen then boots it through pvgrub).
     Disk { pv: bool },
 }
 
@@ -47,7 +49,7 @@ impl Media {
         match self {
             Media::Cdrom(p) => Some(p),
             Media::Kernel { initrd, .. } => Some(initrd),
-            Media::Clone { seed } => Some(seed),
+            Media::Clone { seed, .. } => Some(seed),
             Media::Loader | Media::Disk { .. } => None,
         }
     }

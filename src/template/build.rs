@@ -4,9 +4,8 @@
 use super::identity::{IDENTITY_SCRIPT, IDENTITY_UNIT};
 use super::mounts::{clear_leftovers, unmount_under};
 use super::seal::{inside, regular_file, seal, MASKED, SEAL_VERSION};
-use super::{boot, FileDigest, Manifest, Suite, TemplateError, TemplateName};
+use super::{boot, disk, FileDigest, Manifest, Suite, TemplateError, TemplateName};
 use crate::config::Config;
-use crate::exec;
 use crate::fsutil;
 use crate::steps::Steps;
 use crate::types::{ImageName, KernelVersion, Rule};
@@ -18,8 +17,6 @@ use crate::fsutil::{io_err, PathIo};
 
 /// The root filesystem's label (fstab and the kernel's root= use it).
 pub const ROOT_LABEL: &str = "gi-root";
-/// Size of the template's ext4 image (sparse).
-const ROOT_SIZE: &str = "2G";
 /// Kernel arguments for a clone, in the template's grub.cfg: the root by
 /// label, and a console on qemu's serial port and on Xen's PV console
 /// (whichever exists; the last one present is /dev/console).
@@ -37,6 +34,8 @@ pub const PACKAGES: &[&str] = &[
     "netbase",
     "passwd",
     "e2fsprogs",
+    // sfdisk: the first boot grows the root partition to the volume.
+    "fdisk",
     // systemd-logind needs the bus; it turns the hypervisor's power
     // button (`stop`) into a clean shutdown.
     "dbus",
@@ -51,7 +50,8 @@ pub fn build_key() -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     let grub = boot::grub_cfg();
-    for part in [IDENTITY_SCRIPT, IDENTITY_UNIT, &PACKAGES.join(","), &MASKED.join(","), SEAL_VERSION, &grub, boot::REPORT_SCRIPT, boot::REPORT_UNIT, &boot::essential_hook(), &boot::INITRD_MODULES.join(",")] {
+    let layout = format!("{}:{}:{}", disk::DISK_BYTES, disk::PARTITION_START, disk::GRUB_MODULES.join(","));
+    for part in [IDENTITY_SCRIPT, IDENTITY_UNIT, &PACKAGES.join(","), &MASKED.join(","), SEAL_VERSION, &grub, boot::REPORT_SCRIPT, boot::REPORT_UNIT, &boot::essential_hook(), &boot::INITRD_MODULES.join(","), &layout] {
         h.update(part.as_bytes());
         h.update([0]);
     }
@@ -105,6 +105,10 @@ pub fn build(templates_dir: &Path, req: &BuildRequest, builder: &dyn Builder, st
     let state_dir = templates_dir
         .parent()
         .ok_or_else(|| TemplateError::Io(PathIo::new(templates_dir, io::Error::other("no parent"))))?;
+    // The build happens inside the templates directory, so that publishing
+    // is a rename on one filesystem even when that directory is a mount
+    // of storage the nodes of a cluster share.
+    fsutil::ensure_dir(templates_dir, 0o700).map_err(io_err(templates_dir))?;
     let final_dir = templates_dir.join(req.name.as_str());
     if fs::symlink_metadata(&final_dir).is_ok() {
         return Err(TemplateError::Exists(req.name.clone()));
@@ -115,11 +119,13 @@ pub fn build(templates_dir: &Path, req: &BuildRequest, builder: &dyn Builder, st
         crate::lock::LockError::Held => TemplateError::Busy,
         crate::lock::LockError::Io(e) => TemplateError::Io(e),
     })?;
+    // (Builds before templates could be shared left theirs in STATE.)
     clear_leftovers(state_dir)?;
+    clear_leftovers(templates_dir)?;
     let work = tempfile::Builder::new()
         .prefix(&format!(".template-{}-", req.name))
-        .tempdir_in(state_dir)
-        .map_err(io_err(state_dir))?;
+        .tempdir_in(templates_dir)
+        .map_err(io_err(templates_dir))?;
     // From here an error drops `work`; a build killed outright leaves it
     // for the next build's clear_leftovers.
     let result = build_in(work.path(), req, builder, steps);
@@ -148,7 +154,7 @@ fn build_in(work: &Path, req: &BuildRequest, builder: &dyn Builder, steps: &Step
 }
 
 /// The step both builders share: seal the tree, copy out the kernel and
-/// initrd, make the ext4 image from the tree, and write the manifest.
+/// initrd, make the whole-disk image from the tree, and write the manifest.
 fn finish(work: &Path, tree: &Path, req: &BuildRequest, kind: BuilderKind, steps: &Steps) -> Result<Manifest, TemplateError> {
     let tree = tree.to_path_buf();
     steps.step("sealing the tree and installing its boot menu");
@@ -161,23 +167,15 @@ fn finish(work: &Path, tree: &Path, req: &BuildRequest, kind: BuilderKind, steps
     copy_boot_file(&kernel_src, &kernel)?;
     copy_boot_file(&initrd_src, &initrd)?;
 
-    let root = work.join("root.img");
-    let mk: Vec<std::ffi::OsString> = vec![
-        "-q".into(),
-        "-F".into(),
-        "-t".into(),
-        "ext4".into(),
-        "-L".into(),
-        ROOT_LABEL.into(),
-        "-O".into(),
-        "metadata_csum_seed".into(),
-        "-d".into(),
-        tree.clone().into_os_string(),
-        root.clone().into_os_string(),
-        ROOT_SIZE.into(),
-    ];
-    steps.step(&format!("making the {ROOT_SIZE} ext4 root image (mke2fs)"));
-    exec::run(req.config.mke2fs.path(), &mk, req.config.timeouts.template()).map_err(TemplateError::Mkfs)?;
+    let root = work.join("disk.img");
+    steps.step(&format!("making the {} GiB whole-disk image (mke2fs into its partition, GRUB boot code)", disk::DISK_BYTES >> 30));
+    let grub = disk::Grub {
+        mkimage: req.config.hypervisor.grub_mkimage.path(),
+        modules: req.config.hypervisor.grub_pc.path(),
+        timeout: req.config.timeouts.tool(),
+    };
+    let mkfs = ["-t", "ext4", "-L", ROOT_LABEL, "-O", "metadata_csum_seed"];
+    disk::make(&root, &tree, req.config.mke2fs.path(), &mkfs, &grub, req.config.timeouts.template())?;
     fsutil::remove_tree(&tree).map_err(io_err(&tree))?;
 
     steps.step("computing the digests of the root image, kernel and initrd");
@@ -199,6 +197,7 @@ fn finish(work: &Path, tree: &Path, req: &BuildRequest, kind: BuilderKind, steps
         initrd: digest(&initrd)?,
         kernel_version,
         identity_version: super::identity::IDENTITY_VERSION,
+        layout: disk::DiskLayout::WholeDisk,
     };
     let mpath = work.join("manifest.json");
     fsutil::write_atomic(&mpath, &serde_json::to_vec_pretty(&manifest).expect("manifest serializes"), 0o444)

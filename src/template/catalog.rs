@@ -90,6 +90,9 @@ pub struct Manifest {
     /// the field have the version-1 unit).
     #[serde(default = "identity_version_1")]
     pub identity_version: u32,
+    /// A whole disk, or (manifests from before the field) a bare filesystem.
+    #[serde(default)]
+    pub layout: super::DiskLayout,
 }
 
 impl Manifest {
@@ -104,6 +107,15 @@ impl Manifest {
 
 fn identity_version_1() -> u32 {
     1
+}
+
+/// Refuses a bare-filesystem template for a new clone: no firmware boots
+/// it, and nothing of the host boots clones any more.
+pub fn require_whole_disk(t: &Template) -> Result<(), TemplateError> {
+    match t.manifest.layout {
+        super::DiskLayout::WholeDisk => Ok(()),
+        super::DiskLayout::BareFilesystem => Err(TemplateError::BareFilesystem { name: t.manifest.name.clone(), from: t.manifest.built_from() }),
+    }
 }
 
 /// Refuses a template whose first-boot unit would refuse the seed we

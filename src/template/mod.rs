@@ -1,5 +1,6 @@
-//! Golden templates (the fast path): a sealed Debian root filesystem built
-//! once per image, stored as a raw ext4 image beside the kernel and initrd
+//! Golden templates (the fast path): a sealed Debian system built once
+//! per image, stored as a raw whole-disk image (partition table, ext4 root
+//! partition, its own boot code: [`disk`]) beside the kernel and initrd
 //! found inside it; and the per-VM identity seed that the template's
 //! first-boot unit applies to a clone.
 //!
@@ -7,21 +8,23 @@
 //! [`mmdebstrap`] from the configured mirror, and [`installer`], our own
 //! preseeded install run in a registered machine and read back from its
 //! disk. Both end in the same step (`finish`): seal the tree, find the
-//! kernel and initrd, `mke2fs -d`, digests, manifest.
+//! kernel and initrd, `mke2fs -d` into the disk's partition, the boot
+//! code, digests, manifest.
 //!
-//! Layout: `STATE/templates/T/{manifest.json,root.img,vmlinuz,initrd.img}`,
-//! all read-only. A build happens in `STATE/.template-T-*` and is renamed
-//! into place only when complete, so a failed or killed build leaves no
+//! Layout: `STATE/templates/T/{manifest.json,disk.img,vmlinuz,initrd.img}`,
+//! all read-only. A build happens in `STATE/templates/.template-T-*` and is
+//! renamed into place only when complete, so a failed or killed build leaves no
 //! template behind (its leftovers are cleared by the next build).
 //!
 //! A clone goes onto the machine's own volume ([`clone`]: a qcow2 overlay
-//! of `root.img` or a sparse copy) plus a small raw disk holding the
+//! of `disk.img` or a sparse copy) plus a small raw disk holding the
 //! identity seed (`vms/VM/identity.img`); nothing is mounted.
 
 pub mod boot;
 mod build;
 mod catalog;
 pub mod clone;
+pub mod disk;
 mod identity;
 pub mod installer;
 pub mod mmdebstrap;
@@ -32,11 +35,12 @@ mod seal;
 
 pub use crate::types::TemplateName;
 pub use build::{build, build_key, BuildRequest, Builder, BuilderKind, CLONE_ARGS, PACKAGES, ROOT_LABEL};
-pub use catalog::{list, load, require_identity_version, FileDigest, Manifest, Suite, Template, DEFAULT_SUITE};
+pub use catalog::{list, load, require_identity_version, require_whole_disk, FileDigest, Manifest, Suite, Template, DEFAULT_SUITE};
 pub use identity::{
     host_key_of, random_uuid, render_seed, render_seed_with_mac, seed_disk, Identity, APPLIED_LINE, IDENTITY_SCRIPT, IDENTITY_UNIT,
     IDENTITY_VERSION, REFUSED_LINE, SEED_BYTES, SEED_MAGIC, SEED_MAGIC_V1, SEED_MAGIC_V3, seed_version,
 };
+pub use disk::DiskLayout;
 pub use seal::seal;
 use seal::{link, write};
 
@@ -62,6 +66,14 @@ pub enum TemplateError {
     Extract(#[from] readback::ReadbackError),
     #[error("mke2fs failed: {0}")]
     Mkfs(ExecError),
+    #[error("cannot write the template's boot code: {0}")]
+    BootCode(String),
+    #[error(
+        "template {name} is a bare filesystem made by an older guest-installer, which no firmware boots; an admin must \
+         build a new template (a whole disk): guest-installer template build {from} name=NEWNAME (keep {name} while \
+         qcow2-overlay clones of it exist)"
+    )]
+    BareFilesystem { name: TemplateName, from: String },
     #[error("the built system is not usable: {0}")]
     Layout(String),
     #[error(

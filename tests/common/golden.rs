@@ -28,7 +28,7 @@ pub fn template_fixture() -> PathBuf {
                 &[
                     &format!("bootstrapping Debian bookworm from http://{}{} (mmdebstrap)", host_mirror().0, host_mirror().1),
                     "sealing the tree",
-                    "making the 2G ext4 root image (mke2fs)",
+                    "making the 2 GiB whole-disk image (mke2fs into its partition, GRUB boot code)",
                     "computing the digests",
                     "publishing template tpl",
                 ],

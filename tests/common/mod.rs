@@ -39,6 +39,13 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_guest-installer"))
 }
 
+/// The root filesystem of a whole disk (a template's image, a clone's raw
+/// volume) as e2fsprogs names it: the disk and the partition's offset
+/// (`debugfs`, `dumpe2fs`, `tune2fs`, `e2fsck` take `DISK?offset=N`).
+pub fn root_fs(disk: &Path) -> String {
+    format!("{}?offset={}", disk.display(), guest_installer::template::disk::PARTITION_START)
+}
+
 /// Shared cache for expensive fixtures, across the test binaries of a run.
 pub fn cache_dir() -> PathBuf {
     let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("gi-fixtures");

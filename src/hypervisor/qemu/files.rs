@@ -35,10 +35,7 @@ pub fn plan(d: &Domain, grub: &Path, templates: &Path) -> io::Result<Vec<Slot>> 
         v.push((FD_DISK_BACKING, b, Access::ReadOnly));
     }
     match d.media {
-        Media::Clone { seed } => {
-            v.push((FD_MEDIA, seed.clone(), Access::ReadOnly));
-            v.push((FD_KERNEL, grub.to_owned(), Access::Copy));
-        }
+        Media::Clone { seed, .. } => v.push((FD_MEDIA, seed.clone(), Access::ReadOnly)),
         Media::Loader => v.push((FD_KERNEL, grub.to_owned(), Access::Copy)),
         Media::Disk { .. } => {}
         Media::Cdrom(iso) => {
