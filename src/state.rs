@@ -194,3 +194,25 @@ pub fn now() -> u64 {
 pub fn rfc3339(secs: u64) -> String {
     humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs)).to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A clone recorded before templates were whole disks is a bare
+    /// filesystem (it keeps booting through the host's loader); every
+    /// clone recorded now boots from its own disk; an installer install
+    /// is no clone.
+    #[test]
+    fn only_clones_recorded_now_are_whole_disks() {
+        let old = br#"{"phase":"installed","image":null,"driver":"qemu","prepared_at":1,"started_at":2,"finished_at":3,"template":"tpl"}"#;
+        let st: VmState = serde_json::from_slice(old).unwrap();
+        assert!(st.template.is_some() && !st.whole_disk);
+        let tpl = TemplateName::parse("tpl").unwrap();
+        let new = VmState::prepared(None, Driver::Qemu, Some(tpl));
+        assert!(new.whole_disk);
+        let back: VmState = serde_json::from_slice(&serde_json::to_vec(&new).unwrap()).unwrap();
+        assert!(back.whole_disk);
+        assert!(!VmState::prepared(None, Driver::Qemu, None).whole_disk);
+    }
+}

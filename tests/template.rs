@@ -390,12 +390,26 @@ fn template_build_is_local_admin_only_and_a_failed_build_leaves_nothing() {
     assert_untouched(&vol);
 }
 
+/// Under Xen a whole-disk clone of a machine installed as HVM (the
+/// default) boots its own disk's boot code (`boot = "c"`); one with
+/// `boot=pv-initrd` runs pvgrub2, which reads the clone's own grub.cfg.
+/// Both configs are read back by Xen's own parser.
 #[test]
 fn clone_gets_an_xl_pv_config_that_xen_accepts_and_cancel_removes_it() {
     let env = Env::new(); // the xl stand-in
     add_template(&env);
+    let hvm_vol = env.volume_qcow2("xh1");
+    env.machine_with("xh1", 4, None, &[&format!("disk={}", hvm_vol.display())]);
+    env.run(As::Remote(OWNER), &["install", "xh1", "template=tpl", "--no-start", "--json"], PW_HASH.as_bytes()).ok();
+    let hvm = check_xl_config(&env.vm_file("xh1", "domain.cfg"));
+    let hvm: serde_json::Value = serde_json::from_str(&hvm).unwrap();
+    assert_eq!(hvm["c_info"]["type"], "hvm", "{hvm}");
+    assert_eq!(hvm["b_info"]["type.hvm"]["boot"], "c", "{hvm}");
+    assert!(hvm["b_info"]["kernel"].is_null(), "the host gave an HVM clone a kernel: {hvm}");
+    assert_eq!(hvm["disks"][1]["pdev_path"], env.vm_file("xh1", "identity.img").to_str().unwrap(), "{hvm}");
+
     let vol = env.volume_qcow2("xc1");
-    env.machine_with("xc1", 3, None, &[&format!("disk={}", vol.display())]);
+    env.machine_with("xc1", 3, None, &[&format!("disk={}", vol.display()), "boot=pv-initrd"]);
     let j = env
         .run(As::Remote(OWNER), &["install", "xc1", "template=tpl", "hostname=gi-xen", "--no-start", "--json"], PW_HASH.as_bytes())
         .ok()
@@ -456,7 +470,7 @@ fn clone_gets_an_xl_pv_config_that_xen_accepts_and_cancel_removes_it() {
     let o = Command::new("qemu-img").args(["dd", "-f", "qcow2", "-O", "raw", "bs=1M", "count=2"]).arg(format!("if={}", vol.display()))
         .arg(format!("of={}", env.root().join("head").display())).status().unwrap();
     assert!(o.success());
-    assert!(sh(Command::new("blkid").arg("-p").arg(env.root().join("head"))).contains("ext4"), "the clone was wiped");
+    assert!(same_prefix(&env.root().join("head"), &tpl.join("disk.img"), 2 << 20), "the clone was wiped");
 
     // With a console log that never shows the identity applied, the clone
     // that stopped is failed and wiped.
@@ -507,29 +521,34 @@ fn the_ssh_host_key_is_recorded_and_outlives_the_first_boots_console() {
 
 /// A template built before the identity seed said how root logs in has
 /// a first-boot unit that would refuse the seeds made now (its clones
-/// would power off): it is refused before anything is made, with what
-/// to do.
+/// would power off), and one built before templates were whole disks is
+/// a bare filesystem no firmware boots: both are refused before anything
+/// is made, with what to do.
 #[test]
-fn a_template_with_the_old_identity_unit_is_refused_with_how_to_rebuild_it() {
+fn a_template_with_the_old_identity_unit_or_no_boot_code_is_refused_with_how_to_rebuild_it() {
     let env = Env::new();
     add_template(&env);
     let dir = env.state.join("templates/tpl");
     let mpath = dir.join("manifest.json");
-    let mut m: serde_json::Value = serde_json::from_slice(&fs::read(&mpath).unwrap()).unwrap();
-    assert_eq!(m["identity_version"], template::IDENTITY_VERSION);
-    m.as_object_mut().unwrap().remove("identity_version");
+    let good: serde_json::Value = serde_json::from_slice(&fs::read(&mpath).unwrap()).unwrap();
+    assert_eq!(good["identity_version"], template::IDENTITY_VERSION);
+    assert_eq!(good["layout"], "whole-disk");
     fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    fs::remove_file(&mpath).unwrap();
-    fs::write(&mpath, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
     let vol = env.volume_qcow2("old1");
     env.machine_with("old1", 5, None, &[&format!("disk={}", vol.display())]);
-    let (before, vol_before) = (env.snapshot(), fs::read(&vol).unwrap());
-    let o = env.run(As::Remote(OWNER), &["install", "old1", "template=tpl", "--json"], PW_HASH.as_bytes());
-    assert_eq!(o.code, 1, "{o:?}");
-    let msg = o.json()["error"]["message"].as_str().unwrap().to_owned();
-    assert!(msg.contains("guest-installer template build deb12 name="), "{msg}");
-    assert_same_tree(&before, &env.snapshot(), "a refused install changed the state dir");
-    assert!(fs::read(&vol).unwrap() == vol_before, "the volume was written to");
+    for (field, says) in [("identity_version", "identity unit"), ("layout", "bare filesystem")] {
+        let mut m = good.clone();
+        m.as_object_mut().unwrap().remove(field);
+        fs::remove_file(&mpath).unwrap();
+        fs::write(&mpath, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+        let (before, vol_before) = (env.snapshot(), fs::read(&vol).unwrap());
+        let o = env.run(As::Remote(OWNER), &["install", "old1", "template=tpl", "--json"], PW_HASH.as_bytes());
+        assert_eq!(o.code, 1, "{field}: {o:?}");
+        let msg = o.json()["error"]["message"].as_str().unwrap().to_owned();
+        assert!(msg.contains("guest-installer template build deb12 name=") && msg.contains(says), "{field}: {msg}");
+        assert_same_tree(&before, &env.snapshot(), "a refused install changed the state dir");
+        assert!(fs::read(&vol).unwrap() == vol_before, "{field}: the volume was written to");
+    }
 }
 
 /// What a killed build leaves (a hidden build directory, with something
@@ -613,18 +632,19 @@ fn assert_untouched(vol: &Path) {
     assert_eq!(fs::metadata(vol).unwrap().blocks(), 0, "{} was written to", vol.display());
 }
 
-/// The first MiB of the volume, as a guest sees it, reads as zeros: the
-/// clone neither mounts nor boots.
+/// The first 2 MiB of the volume, as a guest sees it, read as zeros: no
+/// partition table, no boot code, no root superblock; the clone neither
+/// mounts nor boots.
 fn assert_wiped(vol: &Path) {
     let d = tempfile::tempdir().unwrap();
     let head = d.path().join("head");
     let fmt = if vol.extension().is_some_and(|e| e == "qcow2") { "qcow2" } else { "raw" };
     sh(Command::new("qemu-img")
-        .args(["dd", "-f", fmt, "-O", "raw", "bs=1M", "count=1"])
+        .args(["dd", "-f", fmt, "-O", "raw", "bs=1M", "count=2"])
         .arg(format!("if={}", vol.display()))
         .arg(format!("of={}", head.display())));
     let b = fs::read(&head).unwrap();
-    assert_eq!(b.len(), 1 << 20);
+    assert_eq!(b.len(), 2 << 20);
     assert!(b.iter().all(|x| *x == 0), "the start of {} still holds the clone", vol.display());
     let o = Command::new("blkid").arg("-p").arg(&head).output().unwrap();
     assert!(!String::from_utf8_lossy(&o.stdout).contains("ext4"));

@@ -210,15 +210,31 @@ mod tests {
     /// A small ext4 image made by mke2fs from a tree with a regular file,
     /// a symlink where a file is expected, and a file where a directory is.
     fn image(dir: &Path) -> std::path::PathBuf {
+        image_at(dir, None)
+    }
+
+    /// The same tree as the root partition of a whole disk (a clone of a
+    /// whole-disk template), when `disk_bytes` is given.
+    fn image_at(dir: &Path, disk_bytes: Option<u64>) -> std::path::PathBuf {
         let tree = dir.join("tree");
         std::fs::create_dir_all(tree.join("etc")).unwrap();
         std::fs::create_dir_all(tree.join("var/lib")).unwrap();
         std::fs::write(tree.join("etc/hostname"), "localhost\n").unwrap();
         std::os::unix::fs::symlink("/etc/shadow", tree.join("etc/hosts")).unwrap();
         std::fs::write(tree.join("var/lib/gi-identity"), "not a directory").unwrap();
-        let img = dir.join("fs.img");
-        let st = std::process::Command::new("mke2fs").args(["-q", "-F", "-t", "ext4", "-d"]).arg(&tree).arg(&img).arg("8M").status().unwrap();
-        assert!(st.success());
+        let img = dir.join(if disk_bytes.is_some() { "disk.img" } else { "fs.img" });
+        let mut mk = std::process::Command::new("mke2fs");
+        mk.args(["-q", "-F", "-t", "ext4"]);
+        if let Some(len) = disk_bytes {
+            std::fs::File::create(&img).unwrap().set_len(len).unwrap();
+            mk.arg("-E").arg(format!("offset={}", disk::PARTITION_START));
+        }
+        assert!(mk.arg("-d").arg(&tree).arg(&img).arg("8M").status().unwrap().success());
+        if let Some(len) = disk_bytes {
+            use std::os::unix::fs::FileExt;
+            let mbr = disk::mbr(&[0u8; 512], len).unwrap();
+            std::fs::OpenOptions::new().write(true).open(&img).unwrap().write_all_at(&mbr, 0).unwrap();
+        }
         img
     }
 
@@ -226,22 +242,33 @@ mod tests {
         GuestFs { debugfs: Path::new("/usr/sbin/debugfs"), disk: img, timeout: Duration::from_secs(60) }
     }
 
+    /// On a bare filesystem and on partition 1 of a whole disk, whose
+    /// first MiB (its boot code) is left as it was.
     #[test]
     fn files_are_replaced_as_root_owned_regular_files_and_read_back() {
-        let d = tempfile::tempdir().unwrap();
-        let img = image(d.path());
-        let g = fs_on(&img);
-        g.check_clean().unwrap();
-        assert_eq!(g.read("/etc/hostname", 100).unwrap().unwrap(), b"localhost\n");
-        assert_eq!(g.read("/etc/nothing", 100).unwrap(), None);
-        g.replace("/etc", 0o755, "hostname", b"web1\n", 0o644).unwrap();
-        assert_eq!(g.read("/etc/hostname", 100).unwrap().unwrap(), b"web1\n");
-        // A new directory, made with its mode.
-        g.replace("/var/lib/seeds", 0o700, "seed", b"secret", 0o600).unwrap();
-        let dir = g.stat("/var/lib/seeds").unwrap().unwrap();
-        assert_eq!((dir.kind.as_str(), dir.mode), ("directory", 0o700));
-        let f = g.stat("/var/lib/seeds/seed").unwrap().unwrap();
-        assert_eq!((f.kind.as_str(), f.mode, f.uid, f.gid, f.size), ("regular", 0o600, 0, 0, 6));
+        for whole in [None, Some(9u64 << 20)] {
+            let d = tempfile::tempdir().unwrap();
+            let img = image_at(d.path(), whole);
+            let head = std::fs::read(&img).unwrap()[..disk::PARTITION_START as usize].to_vec();
+            let g = fs_on(&img);
+            g.check_clean().unwrap();
+            assert_eq!(g.read("/etc/hostname", 100).unwrap().unwrap(), b"localhost\n");
+            assert_eq!(g.read("/etc/nothing", 100).unwrap(), None);
+            g.replace("/etc", 0o755, "hostname", b"web1\n", 0o644).unwrap();
+            assert_eq!(g.read("/etc/hostname", 100).unwrap().unwrap(), b"web1\n");
+            // A new directory, made with its mode.
+            g.replace("/var/lib/seeds", 0o700, "seed", b"secret", 0o600).unwrap();
+            let dir = g.stat("/var/lib/seeds").unwrap().unwrap();
+            assert_eq!((dir.kind.as_str(), dir.mode), ("directory", 0o700));
+            let f = g.stat("/var/lib/seeds/seed").unwrap().unwrap();
+            assert_eq!((f.kind.as_str(), f.mode, f.uid, f.gid, f.size), ("regular", 0o600, 0, 0, 6));
+            if whole.is_some() {
+                assert_eq!(std::fs::read(&img).unwrap()[..disk::PARTITION_START as usize], head[..], "the boot code changed");
+                let fs = format!("{}?offset={}", img.display(), disk::PARTITION_START);
+                let fsck = std::process::Command::new("e2fsck").arg("-fn").arg(fs).output().unwrap();
+                assert!(fsck.status.success(), "{fsck:?}");
+            }
+        }
     }
 
     #[test]

@@ -105,10 +105,6 @@ pub fn build(templates_dir: &Path, req: &BuildRequest, builder: &dyn Builder, st
     let state_dir = templates_dir
         .parent()
         .ok_or_else(|| TemplateError::Io(PathIo::new(templates_dir, io::Error::other("no parent"))))?;
-    // The build happens inside the templates directory, so that publishing
-    // is a rename on one filesystem even when that directory is a mount
-    // of storage the nodes of a cluster share.
-    fsutil::ensure_dir(templates_dir, 0o700).map_err(io_err(templates_dir))?;
     let final_dir = templates_dir.join(req.name.as_str());
     if fs::symlink_metadata(&final_dir).is_ok() {
         return Err(TemplateError::Exists(req.name.clone()));
@@ -119,6 +115,21 @@ pub fn build(templates_dir: &Path, req: &BuildRequest, builder: &dyn Builder, st
         crate::lock::LockError::Held => TemplateError::Busy,
         crate::lock::LockError::Io(e) => TemplateError::Io(e),
     })?;
+    // The build happens inside the templates directory, so that publishing
+    // is a rename on one filesystem even when that directory is a mount
+    // of storage the nodes of a cluster share. A failed first build takes
+    // the directory away again: a refused request leaves nothing.
+    let made_dir = fs::symlink_metadata(templates_dir).is_err();
+    fsutil::ensure_dir(templates_dir, 0o700).map_err(io_err(templates_dir))?;
+    let result = build_inside(templates_dir, state_dir, req, builder, steps);
+    if result.is_err() && made_dir {
+        let _ = fs::remove_dir(templates_dir);
+    }
+    result
+}
+
+fn build_inside(templates_dir: &Path, state_dir: &Path, req: &BuildRequest, builder: &dyn Builder, steps: &Steps) -> Result<Manifest, TemplateError> {
+    let final_dir = templates_dir.join(req.name.as_str());
     // (Builds before templates could be shared left theirs in STATE.)
     clear_leftovers(state_dir)?;
     clear_leftovers(templates_dir)?;

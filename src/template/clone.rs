@@ -163,12 +163,13 @@ fn reflink(src: &File, dst: &File) -> bool {
     unsafe { libc::ioctl(dst.as_raw_fd(), libc::FICLONE, src.as_raw_fd()) == 0 }
 }
 
-/// Makes a half-made clone unusable: the first MiB of the volume, where
-/// the filesystem's superblock and the start of its metadata live, reads
-/// as zeros afterwards, so it neither mounts nor boots. For an overlay
-/// this needs the template it was made from (`root`).
+/// Makes a half-made clone unusable: the first 2 MiB of the volume, where
+/// the partition table, the boot code and the root filesystem's
+/// superblock and the start of its metadata live, read as zeros
+/// afterwards, so it neither mounts nor boots. For an overlay this needs
+/// the template it was made from (`root`).
 pub fn wipe(disk: &DiskPath, root: Option<&Path>) -> Result<(), CloneError> {
-    const WIPE: usize = 1 << 20;
+    const WIPE: usize = 2 << 20;
     let volume = Path::new(disk.as_str());
     match method(disk) {
         Err(CloneError::Missing(_)) => Ok(()),
