@@ -111,7 +111,7 @@ impl From<crate::registry::RegistryError> for Error {
         use crate::registry::RegistryError as E;
         let kind = match e {
             E::NotFound(_) => Kind::NotFound,
-            E::Exists(_) => Kind::Invalid,
+            E::Exists(_) | E::NoVolume(_) => Kind::Invalid,
             E::Busy => Kind::Busy,
             E::Corrupt { .. } | E::Io { .. } => Kind::Failed,
         };

@@ -20,13 +20,13 @@ const MAX_MACHINE_BYTES: u64 = 64 * 1024;
 const LOCK_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "MachineFile", into = "MachineFile")]
 pub struct Machine {
     pub name: VmName,
     pub owners: Vec<Principal>,
     pub network: Network,
     pub mac: Mac,
-    pub disk: DiskPath,
+    pub storage: Storage,
     pub memory_mib: MemoryMib,
     pub vcpus: Vcpus,
     #[serde(default)]
@@ -35,12 +35,19 @@ pub struct Machine {
     /// neither an image nor a template (wins over `image`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<TemplateName>,
-    #[serde(default)]
     pub boot: Boot,
-    /// Who made the volume: only one the pool made may be purged with the
-    /// machine. Entries written before this field was known are imported.
-    #[serde(default)]
-    pub volume: Origin,
+}
+
+/// Where a machine's disk is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Storage {
+    /// A volume on this host. Only one the pool made may be purged with
+    /// the machine.
+    Volume { disk: DiskPath, origin: Origin },
+    /// Disk 0 of the machine's Ganeti instance, of this size, which Ganeti
+    /// makes when the machine is first installed (a machine added in
+    /// cluster mode): there is no path on this host.
+    Instance { size: VolumeSize },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -51,6 +58,103 @@ pub enum Origin {
     Imported,
     /// Made by the configured pool for this machine.
     Pool,
+}
+
+impl Machine {
+    /// The machine's volume on this host; a machine whose disk is its
+    /// Ganeti instance's has none.
+    pub fn disk(&self) -> Result<&DiskPath, RegistryError> {
+        match &self.storage {
+            Storage::Volume { disk, .. } => Ok(disk),
+            Storage::Instance { .. } => Err(RegistryError::NoVolume(self.name.clone())),
+        }
+    }
+}
+
+/// A registry file: the machine's fields as they are stored. `disk` and
+/// `volume` (the origin) are there for a volume on this host, `volume =
+/// "instance"` and `size` for a machine whose disk is its instance's; a
+/// file with both or neither is corrupt. Files written before `volume`
+/// existed name an imported volume.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MachineFile {
+    name: VmName,
+    owners: Vec<Principal>,
+    network: Network,
+    mac: Mac,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    disk: Option<DiskPath>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    size: Option<VolumeSize>,
+    memory_mib: MemoryMib,
+    vcpus: Vcpus,
+    #[serde(default)]
+    image: Option<ImageName>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    template: Option<TemplateName>,
+    #[serde(default)]
+    boot: Boot,
+    #[serde(default)]
+    volume: FileOrigin,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum FileOrigin {
+    #[default]
+    Imported,
+    Pool,
+    Instance,
+}
+
+impl TryFrom<MachineFile> for Machine {
+    type Error = &'static str;
+    fn try_from(f: MachineFile) -> Result<Self, &'static str> {
+        let storage = match (f.volume, f.disk, f.size) {
+            (FileOrigin::Imported, Some(disk), None) => Storage::Volume { disk, origin: Origin::Imported },
+            (FileOrigin::Pool, Some(disk), None) => Storage::Volume { disk, origin: Origin::Pool },
+            (FileOrigin::Instance, None, Some(size)) => Storage::Instance { size },
+            (FileOrigin::Instance, _, _) => return Err("an instance's disk has a size and no path"),
+            _ => return Err("a volume on the host has a path and no size"),
+        };
+        Ok(Machine {
+            name: f.name,
+            owners: f.owners,
+            network: f.network,
+            mac: f.mac,
+            storage,
+            memory_mib: f.memory_mib,
+            vcpus: f.vcpus,
+            image: f.image,
+            template: f.template,
+            boot: f.boot,
+        })
+    }
+}
+
+impl From<Machine> for MachineFile {
+    fn from(m: Machine) -> Self {
+        let (disk, size, volume) = match m.storage {
+            Storage::Volume { disk, origin: Origin::Imported } => (Some(disk), None, FileOrigin::Imported),
+            Storage::Volume { disk, origin: Origin::Pool } => (Some(disk), None, FileOrigin::Pool),
+            Storage::Instance { size } => (None, Some(size), FileOrigin::Instance),
+        };
+        MachineFile {
+            name: m.name,
+            owners: m.owners,
+            network: m.network,
+            mac: m.mac,
+            disk,
+            size,
+            memory_mib: m.memory_mib,
+            vcpus: m.vcpus,
+            image: m.image,
+            template: m.template,
+            boot: m.boot,
+            volume,
+        }
+    }
 }
 
 /// Where a new machine's volume comes from.
@@ -78,20 +182,23 @@ pub struct NewMachine {
 }
 
 impl NewMachine {
-    pub fn with_disk(&self, disk: DiskPath, volume: Origin) -> Machine {
+    pub fn with_storage(&self, storage: Storage) -> Machine {
         Machine {
             name: self.name.clone(),
             owners: self.owners.clone(),
             network: self.network.clone(),
             mac: self.mac,
-            disk,
+            storage,
             memory_mib: self.memory_mib,
             vcpus: self.vcpus,
             image: self.image.clone(),
             template: self.template.clone(),
             boot: self.boot,
-            volume,
         }
+    }
+
+    pub fn with_disk(&self, disk: DiskPath, origin: Origin) -> Machine {
+        self.with_storage(Storage::Volume { disk, origin })
     }
 }
 
@@ -107,6 +214,8 @@ pub enum RegistryError {
     Io(#[from] PathIo),
     #[error("another change to the machine registry is in progress; try again when it has finished")]
     Busy,
+    #[error("machine {0} has no volume on this host: its disk is its Ganeti instance's (it was added in cluster mode), so only cluster mode manages it")]
+    NoVolume(VmName),
 }
 
 /// Held while the registry changes (see [`Registry::lock`]).
@@ -211,10 +320,15 @@ impl Registry {
     /// compared by identity (`disk`, when it exists now) and by the names
     /// given (`path`), for registered volumes that do not exist now. Call
     /// it under the registry lock.
-    pub fn clash(&self, _lock: &RegistryLock, m: &NewMachine, path: &DiskPath, disk: Option<&Identity>) -> Result<Option<(VmName, Clash)>, RegistryError> {
+    /// `path` is None for a machine whose disk will be its instance's.
+    pub fn clash(&self, _lock: &RegistryLock, m: &NewMachine, path: Option<&DiskPath>, disk: Option<&Identity>) -> Result<Option<(VmName, Clash)>, RegistryError> {
         for other in self.all()? {
-            let same_disk = other.disk == *path
-                || disk.is_some_and(|d| volume::identity(&other.disk).is_some_and(|o| o.overlaps(d)));
+            let same_disk = match (&other.storage, path) {
+                (Storage::Volume { disk: theirs, .. }, Some(path)) => {
+                    theirs == path || disk.is_some_and(|d| volume::identity(theirs).is_some_and(|o| o.overlaps(d)))
+                }
+                _ => false,
+            };
             let clash = if other.name == m.name {
                 Clash::Name
             } else if same_disk {
@@ -242,4 +356,48 @@ fn parse(path: &Path, bytes: &[u8], expect: Option<&VmName>) -> Result<Machine, 
         return Err(RegistryError::Corrupt { path: path.into(), message: "it lists no owner".into() });
     }
     Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(extra: &str) -> Vec<u8> {
+        format!(
+            r#"{{"name":"web1","owners":["bob@EXAMPLE.ORG"],"network":{{"ip":"192.0.2.10","netmask":"255.255.255.0","gateway":"192.0.2.1","nameservers":["192.0.2.53"]}},"mac":"00:16:3e:00:00:01","memory_mib":512,"vcpus":1,"image":null{extra}}}"#
+        )
+        .into_bytes()
+    }
+
+    /// A machine's disk is a volume on the host (named by root, or made by
+    /// the pool; files from before `volume` existed are named volumes) or
+    /// disk 0 of its Ganeti instance, with a size and no path; a file that
+    /// mixes the two is corrupt, and each kind is written back as read.
+    #[test]
+    fn a_disk_is_a_host_volume_or_an_instances_never_both() {
+        let p = Path::new("/r/web1.json");
+        let old = parse(p, &file(r#","disk":"/dev/vg/web1""#), None).unwrap();
+        assert_eq!(old.storage, Storage::Volume { disk: DiskPath::parse("/dev/vg/web1").unwrap(), origin: Origin::Imported });
+        let pool = parse(p, &file(r#","disk":"/dev/vg/web1","volume":"pool""#), None).unwrap();
+        assert!(matches!(pool.storage, Storage::Volume { origin: Origin::Pool, .. }));
+        let inst = parse(p, &file(r#","size":3221225472,"volume":"instance""#), None).unwrap();
+        assert_eq!(inst.storage, Storage::Instance { size: VolumeSize::parse("3G").unwrap() });
+        assert!(matches!(inst.disk(), Err(RegistryError::NoVolume(_))));
+        for m in [&old, &pool, &inst] {
+            assert_eq!(&parse(p, &serde_json::to_vec(m).unwrap(), None).unwrap(), m);
+        }
+        let v = serde_json::to_value(&inst).unwrap();
+        assert!(v.get("disk").is_none() && v["size"] == 3221225472u64 && v["volume"] == "instance", "{v}");
+        for bad in [
+            r#","disk":"/dev/vg/web1","size":3221225472"#,
+            r#","disk":"/dev/vg/web1","volume":"instance""#,
+            r#","size":3221225472,"volume":"instance","disk":"/x""#,
+            r#","size":3221225472"#,
+            r#","volume":"instance""#,
+            "",
+            r#","size":1000,"volume":"instance""#,
+        ] {
+            assert!(matches!(parse(p, &file(bad), None), Err(RegistryError::Corrupt { .. })), "{bad}");
+        }
+    }
 }

@@ -673,14 +673,29 @@ fn front_door(env: &Env) {
     assert!(instances().is_empty());
     let _ = env.audit();
 
-    // A DHCP machine: its instance's NIC has no address, and the clone is
-    // told to ask the site's DHCP server (which holds the MAC).
-    env.machine_with("web3", 33, None, &["ip=dhcp", "netmask=", "gateway=", "nameserver=", "template=tpl"]);
+    // A DHCP machine, added by a remote admin with a size and no path: its
+    // disk is disk 0 of its instance, of that size. Its instance's NIC has
+    // no address, and the clone is told to ask the site's DHCP server
+    // (which holds the MAC).
+    let add = |vm: &str, mac: u8, size: &str| {
+        let mac = format!("mac=00:16:3e:00:00:{mac:02x}");
+        let owner = format!("owner={OWNER}");
+        env.run(As::Remote(ADMIN), &["machine", "add", vm, &owner, "ip=dhcp", &mac, size, "template=tpl", "memory=512", "--json"], b"")
+    };
+    let j = add("web3", 0x21, "size=3G").ok().json();
+    assert_eq!((j["volume"].as_str(), j["size"].as_u64(), j.get("disk")), (Some("instance"), Some(3 << 30), None), "{j}");
     let web3 = "web3.example.org";
     let j = realm.remctl(OWNER, &["guest", "install", "web3", "--no-start", "--json", PASSWORD]).ok().json();
     assert_eq!((j["action"].as_str(), j["instance"].as_str()), (Some("created"), Some(web3)), "{j}");
-    let nic = must(&["gnt-instance", "list", "--no-headers", "--separator=|", "-o", "nic.ip/0,nic.mac/0", web3]).stdout;
-    assert_eq!(nic.trim(), "-|00:16:3e:00:00:21", "{nic}");
+    let nic = must(&["gnt-instance", "list", "--no-headers", "--separator=|", "--units=m", "-o", "nic.ip/0,nic.mac/0,disk.size/0", web3]).stdout;
+    assert_eq!(nic.trim(), "-|00:16:3e:00:00:21|3072", "{nic}");
+    // A disk smaller than the template: refused before Ganeti sees a job.
+    add("web5", 0x25, "size=1G").ok();
+    let jobs_before = jobs();
+    let o = realm.remctl(OWNER, &["guest", "install", "web5", PASSWORD]);
+    assert_eq!(o.code, 2, "{o:?}");
+    assert!(o.stderr.contains("web5's disk (1024 MiB) is smaller than template tpl"), "{o:?}");
+    assert_eq!(jobs(), jobs_before, "a refused install reached Ganeti");
     let seed = seed_of(&disk_of(web3));
     assert_eq!((seed.get("dhcp").map(String::as_str), seed.get("address")), (Some("yes"), None), "{seed:?}");
     // A reinstall keeps the NIC: one whose address is no longer the

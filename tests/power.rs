@@ -60,7 +60,7 @@ fn configs_for_guests_that_boot_their_own_disk_are_accepted_by_xen() {
         (Media::Disk { pv: true }, "pv disk"),
         (Media::Disk { pv: false }, "hvm disk"),
     ] {
-        let d = Domain::for_machine(&m, &c, &media);
+        let d = Domain::for_machine(&m, &c, &media).unwrap();
         let cfg = env.root().join(format!("{}.cfg", what.replace(' ', "-")));
         fs::write(&cfg, xl::render(&d, Path::new(PVGRUB))).unwrap();
         let j = parsed(&cfg);
@@ -105,11 +105,11 @@ fn a_missing_pvgrub_is_an_error_that_names_the_package() {
     fs::create_dir_all(&vmdir.dir).unwrap();
     fs::write(vmdir.domain_config(), "old").unwrap();
     let hv = hypervisor::for_config(&c).unwrap();
-    let e = hv.prepare(&Domain::for_machine(&m, &c, &Media::Loader), &vmdir).unwrap_err().to_string();
+    let e = hv.prepare(&Domain::for_machine(&m, &c, &Media::Loader).unwrap(), &vmdir).unwrap_err().to_string();
     assert!(e.contains("grub-xen-host"), "{e}");
     assert_eq!(fs::read_to_string(vmdir.domain_config()).unwrap(), "old");
     // An HVM system needs no boot loader from the host.
-    hv.prepare(&Domain::for_machine(&m, &c, &Media::Disk { pv: false }), &vmdir).unwrap();
+    hv.prepare(&Domain::for_machine(&m, &c, &Media::Disk { pv: false }).unwrap(), &vmdir).unwrap();
 }
 
 /// Under qemu, a guest that boots through GRUB needs the GRUB image, made
@@ -131,7 +131,7 @@ grub_pc = \"/nonexistent/i386-pc\"
     let vmdir = VmDir::new(&c, &m.name);
     fs::create_dir_all(&vmdir.dir).unwrap();
     let hv = hypervisor::for_config(&c).unwrap();
-    let d = Domain::for_machine(&m, &c, &Media::Loader);
+    let d = Domain::for_machine(&m, &c, &Media::Loader).unwrap();
     for e in [hv.prepare(&d, &vmdir).unwrap_err(), hv.start(&d, &vmdir).unwrap_err()] {
         assert!(e.to_string().contains("grub-pc-bin"), "{e}");
     }
@@ -141,7 +141,7 @@ grub_pc = \"/nonexistent/i386-pc\"
     fs::write(&env.config, text).unwrap();
     let c = config(&env);
     let hv = hypervisor::for_config(&c).unwrap();
-    let d = Domain::for_machine(&m, &c, &Media::Loader);
+    let d = Domain::for_machine(&m, &c, &Media::Loader).unwrap();
     hv.prepare(&d, &vmdir).unwrap();
     let img = env.state.join("boot/grub-i386-pc.bin");
     let bin = fs::read(&img).unwrap();
@@ -172,12 +172,12 @@ fn detach_seed_takes_the_seed_out_of_the_domain_and_its_config() {
     fs::write(vmdir.identity_seed(), vec![0u8; 65536]).unwrap();
     let hv = hypervisor::for_config(&c).unwrap();
     let first = Media::Clone { seed: vmdir.identity_seed(), pv: true };
-    let d = Domain::for_machine(&m, &c, &first);
+    let d = Domain::for_machine(&m, &c, &first).unwrap();
     hv.prepare(&d, &vmdir).unwrap();
     hv.start(&d, &vmdir).unwrap();
     assert!(env.xl_running("c1"));
     let loader = Media::Loader;
-    hv.detach_seed(&Domain::for_machine(&m, &c, &loader), &vmdir).unwrap();
+    hv.detach_seed(&Domain::for_machine(&m, &c, &loader).unwrap(), &vmdir).unwrap();
     let calls = fs::read_to_string(env.xl.parent().unwrap().join("calls.log")).unwrap();
     assert!(calls.lines().any(|l| l == "block-detach c1 xvdb"), "{calls}");
     assert_eq!(fs::read_to_string(env.xl.parent().unwrap().join("detached/c1")).unwrap(), "xvdb\n");
@@ -186,10 +186,10 @@ fn detach_seed_takes_the_seed_out_of_the_domain_and_its_config() {
     fs::remove_file(vmdir.identity_seed()).unwrap();
     assert_eq!(disk_targets(&parsed(&vmdir.domain_config())).len(), 1);
     // A second detach finds no seed attached: the stand-in refuses, as xl.
-    assert!(hv.detach_seed(&Domain::for_machine(&m, &c, &loader), &vmdir).is_err());
+    assert!(hv.detach_seed(&Domain::for_machine(&m, &c, &loader).unwrap(), &vmdir).is_err());
     // A stopped clone: only the config is rewritten.
     env.xl_guest_finishes("c1");
-    hv.detach_seed(&Domain::for_machine(&m, &c, &loader), &vmdir).unwrap();
+    hv.detach_seed(&Domain::for_machine(&m, &c, &loader).unwrap(), &vmdir).unwrap();
 }
 
 fn run(env: &Env, who: As, args: &[&str]) -> Out {

@@ -102,11 +102,11 @@ fn from_image(ctx: &Ctx, mut req: Request, image_name: &ImageName) -> Result<Out
         let guest = Guest::of_machine(config, machine, hostname, &root);
         let text = preseed_template.render(&preseed::Values { guest: &guest, mirror: &config.mirror });
         let media = media::build(machine.boot, &image, &text, vmdir)?;
-        let domain_config = hv.prepare(&Domain::for_machine(machine, config, &media), vmdir).inspect_err(|_| undo())?;
+        let domain_config = hv.prepare(&Domain::for_machine(machine, config, &media)?, vmdir).inspect_err(|_| undo())?;
         Ok((media, domain_config))
     })();
     let (media, domain_config) = held.unless_failed(made, &st, no_start)?;
-    let domain = Domain::for_machine(machine, config, &media);
+    let domain = Domain::for_machine(machine, config, &media)?;
     let st = record_or_start(&held, &domain, st, no_start, "the installer", undo)?;
 
     let reply = Reply { held: &held, st: &st, hostname, media: &media, domain_config: &domain_config, root: &root, host_paths: ctx.shows_host_paths() };
@@ -197,12 +197,13 @@ fn record_or_start(
 /// The machine's volume must exist (a block device or a file) before the
 /// installer is pointed at it.
 fn check_volume(m: &Machine) -> Result<()> {
-    match crate::volume::kind(&m.disk) {
+    let disk = m.disk()?;
+    match crate::volume::kind(disk) {
         Ok(_) => Ok(()),
         Err(crate::volume::VolumeError::Missing(_)) => {
-            Err(Error::failed(format!("the volume {} of machine {} does not exist; ask an admin to create it", m.disk, m.name)))
+            Err(Error::failed(format!("the volume {disk} of machine {} does not exist; ask an admin to create it", m.name)))
         }
-        Err(_) => Err(Error::failed(format!("the volume {} of machine {} is not a block device or file; ask an admin", m.disk, m.name))),
+        Err(_) => Err(Error::failed(format!("the volume {disk} of machine {} is not a block device or file; ask an admin", m.name))),
     }
 }
 
@@ -217,17 +218,18 @@ fn check_volume(m: &Machine) -> Result<()> {
 fn from_template(ctx: &Ctx, mut req: Request, tname: &TemplateName) -> Result<Outcome> {
     let config = ctx.config;
     let (machine, hostname, no_start) = (req.machine, req.hostname, req.no_start);
+    let disk = machine.disk()?;
     let tpl = template::load(&config.templates_dir(), tname)?;
     template::require_whole_disk(&tpl)?;
     template::require_identity_version(&tpl, &machine.network)?;
     let root = req.root_login()?;
     // Refused before anything is written: a volume that cannot take it.
-    clone::check(&tpl.root(), &machine.disk).map_err(clone_error)?;
+    clone::check(&tpl.root(), disk).map_err(clone_error)?;
     let started = std::time::Instant::now();
 
     let held = claim(ctx, machine)?;
     let (vmdir, hv) = (&held.vmdir, held.hv.as_ref());
-    clone::remove_overlay_temporaries(&machine.disk).map_err(clone_error)?;
+    clone::remove_overlay_temporaries(disk).map_err(clone_error)?;
 
     let st = VmState::prepared(tpl.manifest.image.clone(), config.hypervisor.driver, Some(tname.clone()));
     let st = if no_start { st } else { held.begin_start(st)? };
@@ -238,7 +240,7 @@ fn from_template(ctx: &Ctx, mut req: Request, tname: &TemplateName) -> Result<Ou
         let seed = template::seed_disk(&seed_text).ok_or_else(|| Error::failed("the identity seed is too large"))?;
         fsutil::write_atomic(&vmdir.identity_seed(), &seed, 0o600)
             .map_err(|e| Error::failed(format!("cannot write the clone's identity seed in {}: {e}", vmdir.dir.display())))?;
-        let method = match clone::clone_onto(&tpl.root(), &machine.disk) {
+        let method = match clone::clone_onto(&tpl.root(), disk) {
             Ok(m) => m,
             Err(e) => {
                 // A clone refused before writing leaves the volume as it was.
@@ -255,7 +257,7 @@ fn from_template(ctx: &Ctx, mut req: Request, tname: &TemplateName) -> Result<Ou
             fsutil::remove_if_exists(&p).map_err(|e| Error::failed(format!("cannot remove {}: {e}", p.display())))?;
         }
         let media = media::Media::Clone { seed: vmdir.identity_seed(), pv: machine.boot == crate::types::Boot::PvInitrd };
-        let domain_config = match hv.prepare(&Domain::for_machine(machine, config, &media), vmdir) {
+        let domain_config = match hv.prepare(&Domain::for_machine(machine, config, &media)?, vmdir) {
             Ok(p) => p,
             Err(e) => {
                 let _ = held.discard(Some(&tpl));
@@ -265,7 +267,7 @@ fn from_template(ctx: &Ctx, mut req: Request, tname: &TemplateName) -> Result<Ou
         Ok((method, media, domain_config))
     })();
     let (method, media, domain_config) = held.unless_failed(made, &st, no_start)?;
-    let domain = Domain::for_machine(machine, config, &media);
+    let domain = Domain::for_machine(machine, config, &media)?;
     let clone_s = started.elapsed().as_secs_f64();
 
     let st = record_or_start(&held, &domain, st, no_start, "the clone", || {
@@ -277,12 +279,12 @@ fn from_template(ctx: &Ctx, mut req: Request, tname: &TemplateName) -> Result<Ou
             "{} from template {tname} ({} onto {}, with identity, in {:.0} ms)",
             if no_start { "cloned (not started)" } else { "cloned and started" },
             method.as_str(),
-            machine.disk,
+            disk,
             clone_s * 1000.0
         ),
         [
             ("template", Value::from(tname.as_str())),
-            ("disk", Value::from(machine.disk.as_str())),
+            ("disk", Value::from(disk.as_str())),
             ("clone_method", Value::from(method.as_str())),
             ("clone_s", Value::from(clone_s)),
         ],

@@ -1,7 +1,8 @@
 //! `machine add|remove|show`: the registry, for admins. A remote admin
-//! gives a size and the volume is made in the configured pool; only root
-//! on the host names an existing volume (`disk=`), since that is a host
-//! path.
+//! gives a size and the volume is made in the configured pool (in cluster
+//! mode: the size of disk 0 of the machine's Ganeti instance, which Ganeti
+//! makes at the first install); only root on the host names an existing
+//! volume (`disk=`), since that is a host path.
 
 use super::{obj, Ctx, Outcome};
 use crate::caller::Caller;
@@ -10,7 +11,7 @@ use crate::fsutil;
 use crate::hypervisor;
 use crate::image;
 use crate::lock;
-use crate::registry::{Machine, NewMachine, Origin, VolumeSpec};
+use crate::registry::{Machine, NewMachine, Origin, Storage, VolumeSpec};
 use crate::state::VmDir;
 use crate::types::VmName;
 use crate::volume::{self, VolumeError};
@@ -34,6 +35,7 @@ pub fn add(ctx: &Ctx, m: &NewMachine) -> Result<Outcome> {
             }
             Some((disk.clone(), volume::check_import(disk, ctx.config.state_dir.path())?))
         }
+        VolumeSpec::Size(_) if ctx.config.cluster.is_some() => None,
         VolumeSpec::Size(_) => {
             ctx.config.volumes.as_ref().ok_or(VolumeError::NoPool)?;
             None
@@ -48,22 +50,29 @@ pub fn add(ctx: &Ctx, m: &NewMachine) -> Result<Outcome> {
 
     let reg = ctx.registry();
     let held = reg.lock()?;
-    let (path, identity) = match (&imported, &ctx.config.volumes) {
-        (Some((disk, id)), _) => (disk.clone(), Some(id)),
-        (None, Some(pool)) => (pool.path_for(&m.name), None),
-        (None, None) => unreachable!("a size= request without a pool was refused above"),
+    let (path, identity) = match (&imported, &ctx.config.volumes, &ctx.config.cluster) {
+        (Some((disk, id)), _, _) => (Some(disk.clone()), Some(id)),
+        (None, _, Some(_)) => (None, None),
+        (None, Some(pool), None) => (Some(pool.path_for(&m.name)), None),
+        (None, None, None) => unreachable!("a size= request without a pool was refused above"),
     };
-    if let Some((other, what)) = reg.clash(&held, m, &path, identity)? {
+    if let Some((other, what)) = reg.clash(&held, m, path.as_ref(), identity)? {
         return Err(Error::invalid(format!("invalid {}: machine {other} already uses it", what.as_str())));
     }
     let machine = match (&m.volume, &ctx.config.volumes) {
+        // Cluster mode: Ganeti makes the disk when the machine is installed.
+        (VolumeSpec::Size(size), _) if ctx.config.cluster.is_some() => {
+            let machine = m.with_storage(Storage::Instance { size: *size });
+            reg.add(&machine)?;
+            machine
+        }
         (VolumeSpec::Size(size), Some(pool)) => {
             let state_dir = ctx.config.state_dir.path();
             let disk = pool.create(&m.name, *size, ctx.config.timeouts.tool(), state_dir)?;
             // A registered name that resolves to the new volume (a link
             // that dangled until now) is the same disk too.
             let clash = match volume::identity(&disk) {
-                Some(id) => reg.clash(&held, m, &disk, Some(&id)),
+                Some(id) => reg.clash(&held, m, Some(&disk), Some(&id)),
                 None => Ok(None),
             };
             let machine = m.with_disk(disk, Origin::Pool);
@@ -74,19 +83,26 @@ pub fn add(ctx: &Ctx, m: &NewMachine) -> Result<Outcome> {
             };
             if let Err(e) = added {
                 // The machine is not registered: neither is its volume.
-                let _ = pool.remove(&m.name, &machine.disk, ctx.config.timeouts.tool(), state_dir);
+                if let Ok(disk) = machine.disk() {
+                    let _ = pool.remove(&m.name, disk, ctx.config.timeouts.tool(), state_dir);
+                }
                 return Err(e);
             }
             machine
         }
         _ => {
+            let path = path.expect("a host volume has a path");
             let machine = m.with_disk(path, Origin::Imported);
             reg.add(&machine)?;
             machine
         }
     };
     drop(held);
-    Ok(Outcome { human: format!("{}: registered, volume {}\n", machine.name, machine.disk), json: machine_json(&machine) })
+    let disk = match &machine.storage {
+        Storage::Volume { disk, .. } => format!("volume {disk}"),
+        Storage::Instance { size } => format!("disk 0 of its instance, {} MiB (made at its first install)", size.mib()),
+    };
+    Ok(Outcome { human: format!("{}: registered, {disk}\n", machine.name), json: machine_json(&machine) })
 }
 
 pub fn remove(ctx: &Ctx, vm: &VmName, purge_volume: bool) -> Result<Outcome> {
@@ -94,9 +110,7 @@ pub fn remove(ctx: &Ctx, vm: &VmName, purge_volume: bool) -> Result<Outcome> {
     let reg = ctx.registry();
     let m = reg.get(vm)?;
     let pool = if purge_volume {
-        if m.volume != Origin::Pool {
-            return Err(VolumeError::Imported(vm.clone()).into());
-        }
+        require_pool_volume(&m)?;
         Some(ctx.config.volumes.as_ref().ok_or(VolumeError::NoPool)?)
     } else {
         None
@@ -108,8 +122,8 @@ pub fn remove(ctx: &Ctx, vm: &VmName, purge_volume: bool) -> Result<Outcome> {
     let _held = reg.lock()?;
     // As it is now that no other change can be under way.
     let m = reg.get(vm)?;
-    if purge_volume && m.volume != Origin::Pool {
-        return Err(VolumeError::Imported(vm.clone()).into());
+    if purge_volume {
+        require_pool_volume(&m)?;
     }
     let hv = hypervisor::for_config(ctx.config)?;
     if hv.is_running(vm, &vmdir)? {
@@ -118,7 +132,7 @@ pub fn remove(ctx: &Ctx, vm: &VmName, purge_volume: bool) -> Result<Outcome> {
     // The volume goes first: if it cannot be removed, the machine stays
     // registered and the request can be repeated.
     if let Some(pool) = pool {
-        pool.remove(vm, &m.disk, ctx.config.timeouts.tool(), ctx.config.state_dir.path())?;
+        pool.remove(vm, m.disk()?, ctx.config.timeouts.tool(), ctx.config.state_dir.path())?;
     }
     // The next machine of this name (another owner's, perhaps) starts with
     // no console of this one.
@@ -129,11 +143,26 @@ pub fn remove(ctx: &Ctx, vm: &VmName, purge_volume: bool) -> Result<Outcome> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(Error::failed(format!("machine {vm} unregistered, but {} could not be removed: {e}", vmdir.dir.display()))),
     }
-    let purged = if purge_volume { format!(", volume {} removed", m.disk) } else { String::new() };
+    let purged = match (purge_volume, m.disk()) {
+        (true, Ok(disk)) => format!(", volume {disk} removed"),
+        _ => String::new(),
+    };
     Ok(Outcome {
         human: format!("{vm}: removed{purged}\n"),
         json: obj([("vm", Value::from(vm.as_str())), ("volume_removed", Value::from(purge_volume))]),
     })
+}
+
+/// Only a volume the pool made is removed with its machine.
+fn require_pool_volume(m: &Machine) -> Result<()> {
+    match m.storage {
+        Storage::Volume { origin: Origin::Pool, .. } => Ok(()),
+        Storage::Volume { origin: Origin::Imported, .. } => Err(VolumeError::Imported(m.name.clone()).into()),
+        Storage::Instance { .. } => Err(Error::invalid(format!(
+            "machine {} has no volume on this host: its disk is its Ganeti instance's; remove the instance with gnt-instance remove",
+            m.name
+        ))),
+    }
 }
 
 pub fn show(ctx: &Ctx, vm: &VmName) -> Result<Outcome> {

@@ -40,7 +40,7 @@ pub fn start(ctx: &Ctx, vm: &VmName) -> Result<Outcome> {
         return Err(Error::busy(format!("machine {vm} is already running")));
     }
     let media = lifecycle::run_media(&machine, &st);
-    let domain = Domain::for_machine(&machine, ctx.config, &media);
+    let domain = Domain::for_machine(&machine, ctx.config, &media)?;
     let cfg = h.hv.prepare(&domain, &h.vmdir)?;
     h.hv.start(&domain, &h.vmdir).map_err(|e| Error::failed(format!("starting {vm} failed: {e}")))?;
     let mut o = outcome(&h, "start", true, format!("{vm}: started\n"), &[]);

@@ -120,6 +120,15 @@ fn install(
     }
     let v4 = m.network.v4();
     let tname = template.or(m.template.as_ref()).ok_or_else(|| Error::invalid("no template given and the machine has none: add template=T (see `templates`)"))?;
+    // A disk smaller than the template would fail only inside the job, on
+    // the node: refused here when the master has the template too.
+    if let Ok(t) = crate::template::load(&ctx.config.templates_dir(), tname) {
+        let have = super::gnt::disk_mib(gnt.c, m);
+        let need = t.manifest.root.bytes.div_ceil(1 << 20);
+        if have < need {
+            return Err(Error::invalid(format!("{vm}'s disk ({have} MiB) is smaller than template {tname} ({need} MiB); give the machine a larger size=")));
+        }
+    }
     // The caller's keys (the public OS parameter ssh_keys) and password (the
     // secret root_hash), as on a single host.
     let store = crate::keystore::KeyStore::new(ctx.config.state_dir.path());

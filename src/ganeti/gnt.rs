@@ -148,6 +148,15 @@ pub(super) fn latest_install_job(text: &str, name: &str) -> Option<Job> {
         .max_by_key(|j| j.id)
 }
 
+/// The size of disk 0 of a new instance: the machine's (`machine add
+/// size=` in cluster mode), else the cluster's default.
+pub(super) fn disk_mib(c: &super::cluster::ClusterConfig, m: &Machine) -> u64 {
+    match m.storage {
+        crate::registry::Storage::Instance { size } => size.mib(),
+        crate::registry::Storage::Volume { .. } => c.disk_mib,
+    }
+}
+
 /// The job's opcodes, as `gnt-debug submit-job` reads them.
 /// `v4` is the machine's static IPv4 network; `None` is DHCP: a NIC with
 /// no address and no address parameters (the OS definition then has the
@@ -181,7 +190,7 @@ pub(super) fn opcodes(gnt: &Gnt, m: &Machine, v4: Option<&Ipv4Static>, t: &Templ
         }
     } else {
         let mut op = json!({"OP_ID": "OP_INSTANCE_CREATE", "instance_name": gnt.name, "mode": "create",
-            "disk_template": c.disk_template.as_str(), "disks": [{"size": c.disk_mib}],
+            "disk_template": c.disk_template.as_str(), "disks": [{"size": disk_mib(c, m)}],
             "nics": [nic],
             "os_type": os_type, "osparams": osparams, "osparams_secret": secret,
             "beparams": {"maxmem": m.memory_mib.get(), "minmem": m.memory_mib.get(), "vcpus": m.vcpus.get()},

@@ -49,17 +49,19 @@ pub struct Domain<'a> {
 }
 
 impl<'a> Domain<'a> {
-    /// The guest for a registered machine booting `media`.
-    pub fn for_machine(m: &'a crate::registry::Machine, config: &'a Config, media: &'a Media) -> Self {
-        Domain {
+    /// The guest for a registered machine booting `media`; a machine
+    /// with no volume on this host (its disk is its Ganeti instance's) has
+    /// none.
+    pub fn for_machine(m: &'a crate::registry::Machine, config: &'a Config, media: &'a Media) -> Result<Self, crate::registry::RegistryError> {
+        Ok(Domain {
             name: &m.name,
             memory_mib: m.memory_mib,
             vcpus: m.vcpus,
-            disk: &m.disk,
+            disk: m.disk()?,
             mac: m.mac,
             bridge: &config.hypervisor.bridge,
             media,
-        }
+        })
     }
 }
 

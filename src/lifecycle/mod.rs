@@ -303,7 +303,7 @@ impl Held<'_> {
             return Ok(());
         }
         let media = run_media(self.machine, st);
-        let domain = Domain::for_machine(self.machine, self.config, &media);
+        let domain = Domain::for_machine(self.machine, self.config, &media)?;
         Ok(self.hv.detach_seed(&domain, &self.vmdir)?)
     }
 
@@ -324,7 +324,7 @@ impl Held<'_> {
         }
         fsutil::remove_if_exists(&self.vmdir.identity_seed())
             .map_err(|e| Error::failed(format!("cannot remove the identity seed of {vm}: {e}")))?;
-        clone::wipe(&self.machine.disk, tpl.map(|t| t.root()).as_deref()).map_err(clone_error)
+        clone::wipe(self.machine.disk()?, tpl.map(|t| t.root()).as_deref()).map_err(clone_error)
     }
 }
 

@@ -48,6 +48,8 @@ pub struct Installer<'a> {
     hostname: Hostname,
     /// The build machine, locked for the whole build.
     held: Held<'a>,
+    /// The build machine's volume.
+    disk: &'a crate::types::DiskPath,
 }
 
 fn failed(what: &str, e: impl std::fmt::Display) -> TemplateError {
@@ -62,19 +64,20 @@ impl<'a> Installer<'a> {
     pub fn claim(config: &'a Config, machine: &'a Machine, image: &'a Image, name: &TemplateName) -> crate::error::Result<Self> {
         use crate::error::Error;
         use crate::volume::{self, Kind};
-        match volume::kind(&machine.disk) {
+        let disk = machine.disk()?;
+        match volume::kind(disk) {
             Ok(Kind::BlockDevice | Kind::RawFile) => {}
             // The volume is read back as a raw disk (partition table first).
             Ok(Kind::Qcow2File) => {
                 return Err(Error::failed(format!(
                     "the volume {} of the build machine {} is a qcow2 image; a build machine needs a raw volume (a file or a block device)",
-                    machine.disk, machine.name
+                    disk, machine.name
                 )))
             }
             Err(_) => {
                 return Err(Error::failed(format!(
                     "the volume {} of the build machine {} is missing or not a block device or file",
-                    machine.disk, machine.name
+                    disk, machine.name
                 )))
             }
         }
@@ -82,7 +85,7 @@ impl<'a> Installer<'a> {
         held.require_stopped()?;
         let hostname = Hostname::parse(name.as_str())
             .unwrap_or_else(|_| Hostname::parse(FALLBACK_HOSTNAME).expect("the fallback is a host name"));
-        Ok(Installer { image, hostname, held })
+        Ok(Installer { image, hostname, held, disk })
     }
 
     /// Runs the install to its end, reporting its stages to `steps`. The
@@ -99,7 +102,7 @@ impl<'a> Installer<'a> {
         steps.step(&format!("writing the install media for the build machine {}", self.held.machine.name));
         let media = media::build(self.held.machine.boot, self.image, &text, &self.held.vmdir).map_err(|e| failed("media", e))?;
         drop(text);
-        let domain = Domain::for_machine(self.held.machine, config, &media);
+        let domain = Domain::for_machine(self.held.machine, config, &media).map_err(|e| failed("the build machine", e))?;
         self.held.hv.prepare(&domain, &self.held.vmdir).map_err(|e| failed("hypervisor", e))?;
         steps.step(&format!("starting the installer guest {}", self.held.machine.name));
         self.held.hv.start(&domain, &self.held.vmdir).map_err(|e| failed("starting the installer guest", e))?;
@@ -144,7 +147,7 @@ impl<'a> Installer<'a> {
 
     /// Reads the root partition of the installed disk into `tree`.
     fn read_root(&self, tree: &Path) -> Result<u32, TemplateError> {
-        let disk = self.held.machine.disk.as_str();
+        let disk = self.disk.as_str();
         let bad = |message: String| TemplateError::Disk { disk: disk.to_owned(), message };
         let mut f = std::fs::File::open(disk).map_err(|e| bad(e.to_string()))?;
         let parts = partition::partitions(&mut f).map_err(|e| bad(e.to_string()))?;
@@ -166,11 +169,11 @@ impl Builder for Installer<'_> {
 
     fn make_tree(&self, tree: &Path, steps: &Steps) -> Result<(), TemplateError> {
         self.install(steps)?;
-        steps.step(&format!("reading the installed system back from {}", self.held.machine.disk));
+        steps.step(&format!("reading the installed system back from {}", self.disk));
         let number = self.read_root(tree)?;
         if std::fs::symlink_metadata(tree.join("etc/os-release")).is_err() {
             return Err(TemplateError::Disk {
-                disk: self.held.machine.disk.as_str().to_owned(),
+                disk: self.disk.as_str().to_owned(),
                 message: format!(
                     "its first ext4 partition ({number}) holds no /etc/os-release, so it is not the root filesystem \
                      (a separate /boot before it, or LVM, is not supported)"

@@ -81,9 +81,27 @@ impl Boot {
 }
 
 /// The size of a volume the program creates (`size=20G`): a whole number
-/// of MiB (`M`), GiB (`G`) or TiB (`T`), from 64 MiB to 64 TiB.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// of MiB (`M`), GiB (`G`) or TiB (`T`), from 64 MiB to 64 TiB. Stored
+/// (the registry) as its bytes, read back through the same bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "u64", into = "u64")]
 pub struct VolumeSize(u64);
+
+impl TryFrom<u64> for VolumeSize {
+    type Error = String;
+    fn try_from(bytes: u64) -> Result<Self, String> {
+        if (Self::MIN..=Self::MAX).contains(&bytes) && bytes % (1 << 20) == 0 {
+            Ok(VolumeSize(bytes))
+        } else {
+            Err("a volume size must be whole MiB from 64 MiB to 64 TiB".into())
+        }
+    }
+}
+impl From<VolumeSize> for u64 {
+    fn from(s: VolumeSize) -> u64 {
+        s.0
+    }
+}
 
 impl VolumeSize {
     pub const MIN: u64 = 64 << 20;
