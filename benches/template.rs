@@ -6,8 +6,8 @@
 //!     cargo bench --bench template
 //!
 //! Part 1, clone + identity (no guest started): synthetic templates of
-//! `GI_BENCH_TEMPLATE_SIZES` MiB (default `1024,4096`): an ext4 image made
-//! like a real template's (`mke2fs -t ext4 -O metadata_csum_seed -d`) with
+//! `GI_BENCH_TEMPLATE_SIZES` MiB (default `1024,4096`): a disk made
+//! like a real template's whole disk (`template::disk::make`) with
 //! a quarter of its size in random data, plus a manifest. For each size
 //! the release binary runs `install VM template=T --no-start` as remctld
 //! would (an owner's REMOTE_USER, the hash on stdin, qemu driver) onto two
@@ -28,8 +28,8 @@
 //! `HOST login:` on the serial console: (a) a clone booted the old way,
 //! the template's kernel and initrd given to qemu directly (kept here
 //! only, to compare: the request is `--no-start`, then the recorded qemu
-//! command line with GRUB swapped for the kernel); (b) a clone started by
-//! the request, through the boot loader (GRUB reading the clone's own
+//! command line with the kernel instead of `-boot c`); (b) a clone started by
+//! the request, through the boot code in its disk (GRUB reading its own
 //! grub.cfg); (c) that clone stopped cleanly (`stop`), then `start`ed.
 //! The ratios (b)/(a) and (c)/(a) are printed. Then the preseeded installer
 //! for the same image (our CD, real d-i), timed from the request to the
@@ -158,7 +158,7 @@ impl Env {
 }
 
 /// A synthetic template of `mib` MiB with a quarter of it in random data,
-/// made as the builder makes root.img; cached.
+/// made as the builder makes a template's whole disk; cached.
 fn synthetic_template(env: &Env, mib: u64) -> TemplateName {
     let name = TemplateName::parse(&format!("syn{mib}")).unwrap();
     let dir = env.state().join("templates").join(name.as_str());
@@ -174,11 +174,10 @@ fn synthetic_template(env: &Env, mib: u64) -> TemplateName {
         sh(Command::new("head").args(["-c", "64M", "/dev/urandom"]).stdout(fs::File::create(tree.join(format!("usr/lib/data/{i}"))).unwrap()));
     }
     fs::create_dir_all(work.join("out")).unwrap();
-    let root = work.join("out/root.img");
-    sh(Command::new("mke2fs").args(["-q", "-F", "-t", "ext4", "-L", template::ROOT_LABEL, "-O", "metadata_csum_seed", "-d"])
-        .arg(&tree)
-        .arg(&root)
-        .arg(format!("{mib}M")));
+    let root = work.join("out/disk.img");
+    let grub = template::disk::Grub { mkimage: Path::new("/usr/bin/grub-mkimage"), modules: Path::new("/usr/lib/grub/i386-pc"), timeout: Duration::from_secs(60) };
+    let mkfs = ["-t", "ext4", "-L", template::ROOT_LABEL, "-O", "metadata_csum_seed"];
+    template::disk::make(&root, mib << 20, &tree, Path::new("/usr/sbin/mke2fs"), &mkfs, &grub, Duration::from_secs(600)).unwrap();
     for f in ["vmlinuz", "initrd.img"] {
         fs::write(work.join("out").join(f), f).unwrap();
     }
@@ -189,18 +188,19 @@ fn synthetic_template(env: &Env, mib: u64) -> TemplateName {
     };
     let m = Manifest {
         name: name.clone(),
-        image: ImageName::parse("bench").unwrap(),
+        image: Some(ImageName::parse("bench").unwrap()),
         suite: Suite::parse("bookworm").unwrap(),
         mirror: "http://mirror.example.org/debian".into(),
         builder: "synthetic (bench)".into(),
         built_at: 0,
         build_key: template::build_key(),
         packages: vec!["none 0".into()],
-        root: digest("root.img"),
+        root: digest("disk.img"),
         kernel: digest("vmlinuz"),
         initrd: digest("initrd.img"),
         kernel_version: guest_installer::types::KernelVersion::parse("0").unwrap(),
         identity_version: template::IDENTITY_VERSION,
+        layout: template::DiskLayout::WholeDisk,
     };
     fs::write(work.join("out/manifest.json"), serde_json::to_vec_pretty(&m).unwrap()).unwrap();
     fs::create_dir_all(dir.parent().unwrap()).unwrap();
@@ -234,7 +234,7 @@ fn bench_clones(env: &Env, sizes: &[u64], runs: usize, with_qcow: bool) -> Vec<C
         for (vm, disk, k) in volumes {
             env.machine(&vm, k, disk, &[]);
             // Page cache warm for every run alike.
-            sh(Command::new("cat").arg(env.state().join("templates").join(t.as_str()).join("root.img")).stdout(Stdio::null()));
+            sh(Command::new("cat").arg(env.state().join("templates").join(t.as_str()).join("disk.img")).stdout(Stdio::null()));
             let (mut clone, mut wall) = (Vec::new(), Vec::new());
             let mut method = String::new();
             for _ in 0..runs {
@@ -338,7 +338,7 @@ const LOGIN: &str = "gi-bench login:";
 
 /// The old way, kept here only to compare: the clone is made by the
 /// request (`--no-start`), then qemu is run with the recorded command line
-/// but the template's kernel and initrd instead of the boot loader.
+/// but the template's kernel and initrd instead of the disk's boot code.
 fn boot_direct(env: &Env, vm: &str, t: &TemplateName) -> Option<Duration> {
     let tpl = template::load(&env.state().join("templates"), t).unwrap();
     let t0 = Instant::now();
@@ -346,10 +346,9 @@ fn boot_direct(env: &Env, vm: &str, t: &TemplateName) -> Option<Duration> {
     let vm_dir = env.state().join("vms").join(vm);
     let cfg = fs::read_to_string(vm_dir.join("domain.cfg")).unwrap();
     let (program, mut args) = common::shared::qemu_by_hand(&cfg, &vm_dir);
-    let k = args.iter().position(|a| a == "-kernel").expect("a clone boots with -kernel");
-    args[k + 1] = tpl.kernel().display().to_string();
-    let extra = ["-initrd".to_owned(), tpl.initrd().display().to_string(), "-append".into(), template::CLONE_ARGS.into()];
-    args.splice(k + 2..k + 2, extra);
+    let k = args.iter().position(|a| a == "-boot").expect("a clone boots its disk (-boot c)");
+    let direct = ["-kernel".to_owned(), tpl.kernel().display().to_string(), "-initrd".into(), tpl.initrd().display().to_string(), "-append".into(), template::CLONE_ARGS.into()];
+    args.splice(k..k + 2, direct);
     sh(Command::new(&program).args(&args));
     let got = wait_for(env, vm, t0, LOGIN);
     kill(env, vm);

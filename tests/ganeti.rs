@@ -356,8 +356,9 @@ fn ganeti_os_definition_and_cluster_mode_on_a_real_cluster() {
         assert_eq!(seed.get(k).map(String::as_str), Some(v), "{k} in {seed:?}");
     }
     assert_eq!(guest_mode(&disk, "/var/lib/gi-identity/seed"), "0600");
-    // The clone is the template's filesystem, with a label the boot menu finds.
-    let label = sh(&mut cmd("e2label", &[disk.to_str().unwrap()]));
+    // The clone is the template's whole disk: its partition 1 holds the
+    // root filesystem, with the label the boot menu finds.
+    let label = sh(&mut cmd("e2label", &[&root_fs(&disk)]));
     assert_eq!(label.trim(), template::ROOT_LABEL);
 
     // ---------------------------------------------------------- boot

@@ -186,7 +186,7 @@ fn finish(work: &Path, tree: &Path, req: &BuildRequest, kind: BuilderKind, steps
         timeout: req.config.timeouts.tool(),
     };
     let mkfs = ["-t", "ext4", "-L", ROOT_LABEL, "-O", "metadata_csum_seed"];
-    disk::make(&root, &tree, req.config.mke2fs.path(), &mkfs, &grub, req.config.timeouts.template())?;
+    disk::make(&root, disk::DISK_BYTES, &tree, req.config.mke2fs.path(), &mkfs, &grub, req.config.timeouts.template())?;
     fsutil::remove_tree(&tree).map_err(io_err(&tree))?;
 
     steps.step("computing the digests of the root image, kernel and initrd");

@@ -92,16 +92,16 @@ fn chs(lba: u64) -> [u8; 3] {
     [h as u8, (s as u8) | (((c >> 8) as u8) << 6), c as u8]
 }
 
-/// Makes `disk` (a new sparse file of [`DISK_BYTES`]) from the sealed
-/// `tree`: the filesystem by `mke2fs -d` at the partition's offset, then
-/// the boot code.
-pub fn make(disk: &Path, tree: &Path, mke2fs: &Path, mkfs_args: &[&str], grub: &Grub, timeout: Duration) -> Result<(), TemplateError> {
+/// Makes `disk` (a new sparse file of `disk_bytes`, [`DISK_BYTES`] for a
+/// template) from the sealed `tree`: the filesystem by `mke2fs -d` at the
+/// partition's offset, then the boot code.
+pub fn make(disk: &Path, disk_bytes: u64, tree: &Path, mke2fs: &Path, mkfs_args: &[&str], grub: &Grub, timeout: Duration) -> Result<(), TemplateError> {
     let f = fs::OpenOptions::new().write(true).create_new(true).open(disk).map_err(io_err(disk))?;
-    f.set_len(DISK_BYTES).map_err(io_err(disk))?;
+    f.set_len(disk_bytes).map_err(io_err(disk))?;
     let mut mk: Vec<std::ffi::OsString> = vec!["-q".into(), "-F".into(), "-E".into(), format!("offset={PARTITION_START}").into()];
     mk.extend(mkfs_args.iter().map(Into::into));
     mk.extend(["-d".into(), tree.as_os_str().to_owned(), disk.as_os_str().to_owned()]);
-    mk.push(format!("{}k", (DISK_BYTES - PARTITION_START) >> 10).into());
+    mk.push(format!("{}k", (disk_bytes - PARTITION_START) >> 10).into());
     exec::run(mke2fs, &mk, timeout).map_err(TemplateError::Mkfs)?;
 
     let dir = disk.parent().unwrap_or(Path::new("."));
@@ -126,7 +126,7 @@ pub fn make(disk: &Path, tree: &Path, mke2fs: &Path, mkfs_args: &[&str], grub: &
     if core_img.is_empty() || core_img.len() as u64 > PARTITION_START - SECTOR {
         return Err(TemplateError::BootCode(format!("GRUB's core image ({} bytes) does not fit before the partition", core_img.len())));
     }
-    f.write_all_at(&mbr(&boot_img, DISK_BYTES)?, 0).map_err(io_err(disk))?;
+    f.write_all_at(&mbr(&boot_img, disk_bytes)?, 0).map_err(io_err(disk))?;
     f.write_all_at(&core_img, SECTOR).map_err(io_err(disk))?;
     f.sync_all().map_err(io_err(disk))?;
     Ok(())

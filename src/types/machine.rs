@@ -90,7 +90,7 @@ pub struct VolumeSize(u64);
 impl TryFrom<u64> for VolumeSize {
     type Error = String;
     fn try_from(bytes: u64) -> Result<Self, String> {
-        if (Self::MIN..=Self::MAX).contains(&bytes) && bytes % (1 << 20) == 0 {
+        if (Self::MIN..=Self::MAX).contains(&bytes) && bytes.is_multiple_of(1 << 20) {
             Ok(VolumeSize(bytes))
         } else {
             Err("a volume size must be whole MiB from 64 MiB to 64 TiB".into())
