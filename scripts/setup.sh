@@ -35,8 +35,9 @@ apt-get install -y -q --no-install-recommends \
     grub-pc-bin grub-xen-host xfsprogs systemd git \
     openssh-server openssh-client dnsmasq-base
 apt-get install -y -q --no-install-recommends -t bookworm-backports qemu-system-x86 qemu-utils
-# A real Ganeti (3.0) for tests/ganeti.rs (its own daemons start only when
-# the test makes a cluster; it pulls in openssh-server and lvm2).
+# A real Ganeti (3.0) for tests/ganeti.rs and tests/ganeti_kvm.rs (its own
+# daemons start only when a test makes a cluster; it pulls in
+# openssh-server, socat and lvm2).
 apt-get install -y -q --no-install-recommends ganeti
 # Debian 13's netboot installer is fetched from the mirror and checked from
 # the archive's signature down (tests/support/iso/fetch-di-netboot).

@@ -24,6 +24,8 @@
 mod common;
 
 use common::realm::{run_bounded, Realm};
+use common::ganeti_os::{self, ganeti_machine_lock};
+use common::steps::TimedSteps;
 use common::*;
 use guest_installer::config::Config;
 use guest_installer::hypervisor::qemu::Qemu;
@@ -81,20 +83,6 @@ fn as_node(args: &str) -> Out {
 
 fn instances() -> Vec<String> {
     must(&["gnt-instance", "list", "--no-headers", "-o", "name"]).stdout.lines().map(str::to_owned).collect()
-}
-
-/// Steps and how long each took, printed as we go and at the end.
-#[derive(Default)]
-struct Steps(std::cell::RefCell<Vec<(String, f64)>>);
-impl Steps {
-    fn run<T>(&self, name: &str, f: impl FnOnce() -> T) -> T {
-        let t = Instant::now();
-        let r = f();
-        let s = t.elapsed().as_secs_f64();
-        eprintln!("STEP {name}: {s:.1} s");
-        self.0.borrow_mut().push((name.to_owned(), s));
-        r
-    }
 }
 
 /// The cluster and everything the test set up for it; undone on drop,
@@ -205,38 +193,11 @@ impl Drop for Cluster {
     }
 }
 
-/// The package's OS definition (ganeti/os, installed by
-/// debian/guest-installer-ganeti.install) with the program's path replaced
-/// by this build's binary and the test's config; variants.list links to
-/// the state dir's list (debian/guest-installer-ganeti.links).
+/// The package's OS definition with this build's binary and the test's
+/// config; its variants.list links to the state dir's templates.
 fn install_os_definition(env: &Env) {
-    const PROGRAM: &str = "/usr/sbin/guest-installer";
-    fs::create_dir_all(OS_DIR).unwrap();
-    let src = repo().join("ganeti/os");
-    let mut names: Vec<String> = fs::read_dir(&src).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
-    names.sort();
-    assert_eq!(names, ["create", "export", "ganeti_api_version", "import", "parameters.list", "rename", "verify"]);
-    for n in &names {
-        let text = fs::read_to_string(src.join(n)).unwrap();
-        let script = text.starts_with("#!");
-        if script {
-            assert_eq!(text.matches(PROGRAM).count(), 1, "{n}: the program must be run exactly once");
-        }
-        let text = text.replace(PROGRAM, &format!("env GUEST_INSTALLER_CONFIG={} {}", env.config.display(), bin().display()));
-        let dst = Path::new(OS_DIR).join(n);
-        fs::write(&dst, text).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(&dst, fs::Permissions::from_mode(if script { 0o755 } else { 0o644 })).unwrap();
-    }
-    let links = fs::read_to_string(repo().join("debian/guest-installer-ganeti.links")).unwrap();
-    assert_eq!(links.trim(), "var/lib/guest-installer/templates/.variants.list usr/share/ganeti/os/guest-installer/variants.list");
-    std::os::unix::fs::symlink(env.state.join("templates/.variants.list"), Path::new(OS_DIR).join("variants.list")).unwrap();
-}
-
-/// One machine lock for the tests that set up Ganeti here.
-fn machine_lock() -> nix::fcntl::Flock<fs::File> {
-    let f = fs::File::create("/run/lock/guest-installer-ganeti-test.lock").unwrap();
-    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| e).unwrap()
+    let target = ganeti_os::install_os_definition(Path::new(OS_DIR), &bin(), &env.config, &env.state);
+    assert_eq!(target, env.state.join("templates/.variants.list"));
 }
 
 /// debugfs's view of a file in the filesystem on `disk`: None if absent.
@@ -303,8 +264,8 @@ fn ganeti_os_definition_and_cluster_mode_on_a_real_cluster() {
         return;
     }
     assert!(Path::new("/usr/sbin/gnt-cluster").exists(), "Ganeti is not installed: run scripts/setup.sh");
-    let _machine = machine_lock();
-    let steps = Steps::default();
+    let _machine = ganeti_machine_lock();
+    let steps = TimedSteps::default();
     steps.run("template fixture (cached after the first build)", template_fixture);
     let env = Env::new();
     let text = fs::read_to_string(&env.config).unwrap();
@@ -468,8 +429,7 @@ fn ganeti_os_definition_and_cluster_mode_on_a_real_cluster() {
     let hosts = fs::read_to_string("/etc/hosts").unwrap();
     assert!(!HOSTS_LINES.iter().any(|l| hosts.contains(l)), "{hosts}");
     assert!(gnt(&["ip", "link", "show", "gnt0"]).code != 0, "gnt0 is left");
-    let total: f64 = steps.0.borrow().iter().map(|(_, s)| s).sum();
-    eprintln!("STEPS total {total:.1} s");
+    eprintln!("STEPS total {:.1} s", steps.total());
 }
 
 /// Boots the instance's disk file under our qemu driver (the boot loader

@@ -1,4 +1,6 @@
-//! The boot loader qemu runs for clones: GRUB for i386-pc, loaded with
+//! The boot loader qemu runs for clones of bare-filesystem templates
+//! (made before templates were whole disks, with no boot code of their
+//! own): GRUB for i386-pc, loaded with
 //! `-kernel` (GRUB's `lnxboot.img` in front of a `core.img` that holds
 //! every module it needs), which reads `/boot/grub/grub.cfg` from the
 //! guest's own disk and boots the kernel that file names. The host never
@@ -9,7 +11,6 @@
 //! place, so a request sees a whole image or makes its own.
 
 use super::HvError;
-use crate::exec;
 use crate::fsutil;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -18,11 +19,6 @@ use std::time::Duration;
 /// Clones are a bare ext4 filesystem on the whole volume, with no
 /// partition table: the first BIOS disk itself is the root.
 const PREFIX: &str = "(hd0)/boot/grub";
-/// What a guest's grub.cfg may use: no module can be loaded from the
-/// guest's disk (it has no GRUB installed), so all are built in.
-/// `part_msdos` lets an admin-made partitioned disk be named too.
-const MODULES: &[&str] =
-    &["biosdisk", "part_msdos", "ext2", "configfile", "linux", "normal", "serial", "terminal", "echo", "test"];
 
 pub struct GrubPc {
     pub mkimage: PathBuf,
@@ -55,18 +51,8 @@ impl GrubPc {
             .prefix(".core-")
             .tempfile_in(&self.out_dir)
             .map_err(|e| err(e.to_string()))?;
-        let mut args: Vec<std::ffi::OsString> = vec![
-            "-O".into(),
-            "i386-pc".into(),
-            "-d".into(),
-            self.modules.clone().into(),
-            "-p".into(),
-            PREFIX.into(),
-            "-o".into(),
-            core.path().into(),
-        ];
-        args.extend(MODULES.iter().map(Into::into));
-        exec::run(&self.mkimage, &args, self.timeout).map_err(|e| err(e.to_string()))?;
+        let grub = crate::template::disk::Grub { mkimage: &self.mkimage, modules: &self.modules, timeout: self.timeout };
+        grub.core_image(PREFIX, core.path()).map_err(|e| err(e.to_string()))?;
         let mut bin = fs::read(&lnxboot).map_err(|e| err(format!("{}: {e}", lnxboot.display())))?;
         bin.extend(fs::read(core.path()).map_err(|e| err(e.to_string()))?);
         fsutil::write_atomic(&out, &bin, 0o644).map_err(|e| err(e.to_string()))?;

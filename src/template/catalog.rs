@@ -110,7 +110,7 @@ fn identity_version_1() -> u32 {
 }
 
 /// Refuses a bare-filesystem template for a new clone: no firmware boots
-/// it, and nothing of the host boots clones any more.
+/// it (only machines already cloned from one get a loader from the host).
 pub fn require_whole_disk(t: &Template) -> Result<(), TemplateError> {
     match t.manifest.layout {
         super::DiskLayout::WholeDisk => Ok(()),

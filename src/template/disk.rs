@@ -58,6 +58,17 @@ pub struct Grub<'a> {
     pub timeout: Duration,
 }
 
+impl Grub<'_> {
+    /// Writes to `out` a core image with [`GRUB_MODULES`] built in, which
+    /// reads its menu from `prefix`.
+    pub fn core_image(&self, prefix: &str, out: &Path) -> Result<(), exec::ExecError> {
+        let mut args: Vec<std::ffi::OsString> =
+            vec!["-O".into(), "i386-pc".into(), "-d".into(), self.modules.into(), "-p".into(), prefix.into(), "-o".into(), out.into()];
+        args.extend(GRUB_MODULES.iter().map(Into::into));
+        exec::run(self.mkimage, &args, self.timeout).map(drop)
+    }
+}
+
 /// The MBR: GRUB's boot code, then one bootable Linux partition from
 /// [`PARTITION_START`] to the end of a disk of `disk_bytes`.
 pub fn mbr(boot_img: &[u8], disk_bytes: u64) -> Result<[u8; 512], TemplateError> {
@@ -106,18 +117,7 @@ pub fn make(disk: &Path, disk_bytes: u64, tree: &Path, mke2fs: &Path, mkfs_args:
 
     let dir = disk.parent().unwrap_or(Path::new("."));
     let core = tempfile::Builder::new().prefix(".core-").tempfile_in(dir).map_err(io_err(dir))?;
-    let mut args: Vec<std::ffi::OsString> = vec![
-        "-O".into(),
-        "i386-pc".into(),
-        "-d".into(),
-        grub.modules.into(),
-        "-p".into(),
-        GRUB_PREFIX.into(),
-        "-o".into(),
-        core.path().into(),
-    ];
-    args.extend(GRUB_MODULES.iter().map(Into::into));
-    exec::run(grub.mkimage, &args, grub.timeout).map_err(|e| TemplateError::BootCode(format!("grub-mkimage: {e}")))?;
+    grub.core_image(GRUB_PREFIX, core.path()).map_err(|e| TemplateError::BootCode(format!("grub-mkimage: {e}")))?;
     let boot_path = grub.modules.join("boot.img");
     let boot_img = fs::read(&boot_path).map_err(|e| TemplateError::BootCode(format!("{}: {e} (install grub-pc-bin)", boot_path.display())))?;
     let core_img = fs::read(core.path()).map_err(io_err(core.path()))?;

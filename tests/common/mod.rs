@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
+pub mod ganeti_os;
 pub mod golden;
 pub mod guide;
 pub mod netns;

@@ -20,9 +20,17 @@ pub fn run_bounded(mut c: Command, stdin: &[u8], limit: Duration) -> Out {
 /// Runs a command with a time limit, killing it if it overruns: its
 /// output, and whether it was killed.
 fn run_limited(c: &mut Command, stdin: &[u8], limit: Duration) -> (Out, bool) {
+    let (o, killed) = run_watched(c, stdin, limit).unwrap_or_else(|e| panic!("{c:?}: {e}"));
+    (Out::from_output(o), killed)
+}
+
+/// Runs a command with a time limit, killing it (SIGKILL) if it overruns:
+/// its output and whether it was killed, or why it could not be run.
+/// Never panics (teardowns use it).
+pub fn run_watched(c: &mut Command, stdin: &[u8], limit: Duration) -> std::io::Result<(std::process::Output, bool)> {
     c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = c.spawn().unwrap_or_else(|e| panic!("{c:?}: {e}"));
-    let mut si = child.stdin.take().unwrap();
+    let mut child = c.spawn()?;
+    let mut si = child.stdin.take().expect("stdin is piped");
     let data = stdin.to_vec();
     let writer = std::thread::spawn(move || {
         let _ = si.write_all(&data);
@@ -37,11 +45,11 @@ fn run_limited(c: &mut Command, stdin: &[u8], limit: Duration) -> (Out, bool) {
         }
         false
     });
-    let o = child.wait_with_output().unwrap();
+    let o = child.wait_with_output();
     let _ = done.send(());
-    let killed = watchdog.join().unwrap();
+    let killed = watchdog.join().unwrap_or(true);
     let _ = writer.join();
-    (Out::from_output(o), killed)
+    Ok((o?, killed))
 }
 
 /// A realm + remctld started by tests/support/remctl/realm; stopped on drop

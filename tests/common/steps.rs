@@ -32,3 +32,23 @@ pub fn assert_steps(stderr: &str, wanted: &[&str]) -> Vec<(f64, String)> {
     }
     lines
 }
+
+/// A long test's steps and how long each took, printed as they end
+/// (`STEP name: N s`) and summed at the end.
+#[derive(Default)]
+pub struct TimedSteps(std::cell::RefCell<Vec<(String, f64)>>);
+
+impl TimedSteps {
+    pub fn run<T>(&self, name: &str, f: impl FnOnce() -> T) -> T {
+        let t = std::time::Instant::now();
+        let r = f();
+        let s = t.elapsed().as_secs_f64();
+        eprintln!("STEP {name}: {s:.1} s");
+        self.0.borrow_mut().push((name.to_owned(), s));
+        r
+    }
+
+    pub fn total(&self) -> f64 {
+        self.0.borrow().iter().map(|(_, s)| s).sum()
+    }
+}
