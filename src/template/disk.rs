@@ -191,6 +191,51 @@ mod tests {
         assert_eq!(fs::read(&img).unwrap()[..BOOT_CODE], boot_img()[..BOOT_CODE]);
     }
 
+    fn grub(mkimage: &'static str) -> Grub<'static> {
+        Grub { mkimage: Path::new(mkimage), modules: Path::new("/usr/lib/grub/i386-pc"), timeout: Duration::from_secs(60) }
+    }
+
+    /// With the real mke2fs and grub-mkimage: the tree is the filesystem
+    /// of partition 1 (debugfs reads it there), GRUB's boot code is in the
+    /// MBR and its core image in the sectors after it.
+    #[test]
+    fn a_whole_disk_from_a_tree_with_the_real_tools() {
+        let d = tempfile::tempdir().unwrap();
+        let tree = d.path().join("tree");
+        fs::create_dir_all(tree.join("boot/grub")).unwrap();
+        fs::write(tree.join("boot/grub/grub.cfg"), "set timeout=0\n").unwrap();
+        let img = d.path().join("disk.img");
+        make(&img, 64 << 20, &tree, Path::new("/usr/sbin/mke2fs"), &["-t", "ext4", "-L", "gi-root"], &grub("/usr/bin/grub-mkimage"), Duration::from_secs(60)).unwrap();
+        let bytes = fs::read(&img).unwrap();
+        assert_eq!(bytes.len() as u64, 64 << 20);
+        let boot = fs::read("/usr/lib/grub/i386-pc/boot.img").unwrap();
+        assert_eq!(bytes[..BOOT_CODE], boot[..BOOT_CODE]);
+        assert!(bytes[512..1024].iter().any(|b| *b != 0), "no core image after the MBR");
+        let fs = format!("{}?offset={PARTITION_START}", img.display());
+        let out = Command::new("debugfs").args(["-R", "cat /boot/grub/grub.cfg"]).arg(&fs).output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "set timeout=0\n");
+        let label = Command::new("e2label").arg(&fs).output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&label.stdout).trim(), "gi-root");
+        assert_eq!(root_filesystem(&mut fs::File::open(&img).unwrap()).unwrap().start, PARTITION_START);
+    }
+
+    /// A missing grub-mkimage (grub-pc-bin not installed) fails the build
+    /// with its name, and so does an empty module directory.
+    #[test]
+    fn missing_grub_is_an_error_that_names_it() {
+        let d = tempfile::tempdir().unwrap();
+        let tree = d.path().join("tree");
+        fs::create_dir_all(&tree).unwrap();
+        let mke2fs = Path::new("/usr/sbin/mke2fs");
+        let e = make(&d.path().join("a.img"), 64 << 20, &tree, mke2fs, &["-t", "ext4"], &grub("/nonexistent/grub-mkimage"), Duration::from_secs(60)).unwrap_err();
+        assert!(matches!(e, TemplateError::BootCode(_)) && e.to_string().contains("grub-mkimage"), "{e}");
+        let empty = d.path().join("modules");
+        fs::create_dir(&empty).unwrap();
+        let g = Grub { modules: &empty, ..grub("/usr/bin/grub-mkimage") };
+        let e = make(&d.path().join("b.img"), 64 << 20, &tree, mke2fs, &["-t", "ext4"], &g, Duration::from_secs(60)).unwrap_err();
+        assert!(matches!(e, TemplateError::BootCode(_)), "{e}");
+    }
+
     #[test]
     fn chs_of_the_first_sector_and_of_one_past_the_bios_limit() {
         assert_eq!(chs(2048), [32, 33, 0]);
