@@ -317,27 +317,43 @@ fn xl_device_model_user_is_written_and_accepted_by_xens_parser() {
 /// descriptors through /proc (with one shared uid, a guest that escaped
 /// into its qemu could read a sibling's kernel and initrd, an installer's
 /// preseed and root hash among them), and the in-memory boot files qemu
-/// is handed are sealed against any change. Clones of the golden template
-/// (they boot through an in-memory GRUB image), probed as soon as qemu runs.
+/// is handed are sealed against any change: two installers booted from
+/// the image's kernel and a per-VM initrd (`boot=pv-initrd`), probed as
+/// soon as qemu runs. A clone of the golden template, the third guest,
+/// has a uid of its own too, and is handed no boot file at all (it boots
+/// the boot code in its own disk).
 #[test]
 fn every_guest_runs_as_a_uid_of_its_own_with_sealed_boot_files() {
     let env = Env::new();
     env.use_qemu();
+    env.import_busybox_installer(&[]);
     common::golden::add_template(&env);
     let mut guests = Vec::new();
     for (vm, n) in [("uida", 11), ("uidb", 12)] {
-        let vol = env.volume_qcow2(vm);
-        env.machine_with(vm, n, None, &[&format!("disk={}", vol.display())]);
+        env.machine_with(vm, n, Some("fake"), &["boot=pv-initrd"]);
         guests.push(Guest::new(&env, vm));
-        env.run(As::Remote(OWNER), &["install", vm, "template=tpl", "--json"], PW_HASH.as_bytes()).ok();
+        env.run(As::Remote(OWNER), &["install", vm, "--json"], PW_HASH.as_bytes()).ok();
     }
+    let vol = env.volume_qcow2("uidc");
+    env.machine_with("uidc", 13, None, &[&format!("disk={}", vol.display())]);
+    let clone = Guest::new(&env, "uidc");
+    env.run(As::Remote(OWNER), &["install", "uidc", "template=tpl", "--json"], PW_HASH.as_bytes()).ok();
+    let clone_pid = clone.pid().expect("the clone's qemu runs");
+    let boot_files = |pid: i32| -> Vec<String> {
+        fs::read_dir(format!("/proc/{pid}/fd")).unwrap().flatten().filter_map(|e| fs::read_link(e.path()).ok()).map(|t| t.display().to_string()).filter(|t| t.contains("gi-boot-file")).collect()
+    };
+    assert_eq!(boot_files(clone_pid), Vec::<String>::new(), "the clone was handed a boot file");
     let pids: Vec<i32> = guests.iter().map(|g| g.pid().expect("qemu runs")).collect();
+    for p in &pids {
+        assert_eq!(boot_files(*p).len(), 2, "an installer's kernel and initrd: {:?}", boot_files(*p));
+    }
     let uids: Vec<u32> = pids.iter().map(|p| uid_of(*p)).collect();
     assert_ne!(uids[0], uids[1], "two guests share uid {}", uids[0]);
-    for u in &uids {
+    assert!(!uids.contains(&uid_of(clone_pid)), "the clone shares a uid with an installer");
+    for u in uids.iter().chain([uid_of(clone_pid)].iter()) {
         assert!((UID_BASE + 1..=UID_BASE + 4096).contains(u), "uid {u} is not from the range");
     }
-    // FD_KERNEL (14): the GRUB image, an in-memory copy.
+    // FD_KERNEL (14): the image's kernel, an in-memory copy.
     let kernel_fd = |pid: i32| format!("/proc/{pid}/fd/14");
     let as_uid = |uid: u32, path: &str| {
         Command::new("setpriv")
@@ -365,6 +381,7 @@ fn every_guest_runs_as_a_uid_of_its_own_with_sealed_boot_files() {
         let w = fs::OpenOptions::new().write(true).open(kernel_fd(*pid)).and_then(|mut f| std::io::Write::write_all(&mut f, b"x"));
         assert!(w.is_err(), "wrote into a sealed boot file");
     }
+    guests.push(clone);
     for g in &guests {
         env.run(As::Remote(OWNER), &["cancel", &g.vm], b"").ok();
         assert!(!g.qemu_alive());
