@@ -93,7 +93,8 @@ wait_login() {
 
 # The fast path: a golden template (built once from the Debian mirror in
 # the config), cloned onto a machine's volume with its own identity; the
-# clone boots its own kernel through GRUB, is stopped and started again.
+# clone boots its own kernel through the GRUB in its own disk, is stopped
+# and started again.
 fast_path() {
     echo
     echo "== the fast path: a golden template cloned onto a machine's volume in seconds"
