@@ -61,6 +61,12 @@ pub enum Origin {
 }
 
 impl Machine {
+    /// Whether Xen runs the machine as a PV guest (through pvgrub once it
+    /// boots its own disk): one installed the PV way, and its clones.
+    pub fn runs_pv(&self) -> bool {
+        self.boot == Boot::PvInitrd
+    }
+
     /// The machine's volume on this host; a machine whose disk is its
     /// Ganeti instance's has none.
     pub fn disk(&self) -> Result<&DiskPath, RegistryError> {

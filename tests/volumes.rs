@@ -418,3 +418,33 @@ fn a_pool_volume_that_a_registered_link_names_is_refused() {
     assert!(!pooled.exists(), "the refused machine's volume was left");
     assert_eq!(env.snapshot(), before);
 }
+
+/// A machine registered in cluster mode (`size=`, no path) has no volume
+/// on a host without `[cluster]`: installing it, with an image or a
+/// template, is refused (exit 2, with why) before stdin is read, and
+/// nothing in the state dir changes; purging its volume is refused too.
+#[test]
+fn a_machine_whose_disk_is_its_instances_has_no_host_volume() {
+    let env = Env::new();
+    env.machine("gm1", 1, None);
+    let file = env.state.join("machines/gm1.json");
+    let mut j: serde_json::Value = serde_json::from_slice(&fs::read(&file).unwrap()).unwrap();
+    let o = j.as_object_mut().unwrap();
+    o.remove("disk");
+    o.insert("volume".into(), "instance".into());
+    o.insert("size".into(), (4u64 << 30).into());
+    fs::write(&file, serde_json::to_vec_pretty(&j).unwrap()).unwrap();
+    let before = env.snapshot();
+    for args in [&["install", "gm1", "template=tpl", "--json"][..], &["install", "gm1", "image=deb12", "--no-start", "--json"][..]] {
+        let o = env.run(As::Remote(OWNER), args, b"a password\n");
+        assert_eq!(o.code, 2, "{args:?}: {o:?}");
+        assert!(error_message(&o).contains("no volume on this host"), "{o:?}");
+        assert_same_tree(&before, &env.snapshot(), "a refused install changed the state dir");
+    }
+    let o = env.run(As::Root, &["machine", "remove", "gm1", "--purge-volume", "--json"], b"");
+    assert_eq!(o.code, 2, "{o:?}");
+    assert!(error_message(&o).contains("gnt-instance remove"), "{o:?}");
+    assert_same_tree(&before, &env.snapshot(), "a refused remove changed the state dir");
+    let show = env.run(As::Root, &["machine", "show", "gm1", "--json"], b"").ok().json();
+    assert_eq!((show["volume"].as_str(), show["size"].as_u64(), show.get("disk")), (Some("instance"), Some(4 << 30), None), "{show}");
+}

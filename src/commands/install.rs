@@ -39,6 +39,9 @@ pub fn request(
     // Caller and policy first: nothing is read from stdin or written
     // anywhere for a caller who may not manage this machine.
     let machine = ctx.managed_machine(vm)?;
+    // A machine whose disk is its Ganeti instance's has nothing to install
+    // onto here: refused before stdin is read or anything is written.
+    machine.disk()?;
     let hostname = hostname.cloned().unwrap_or_else(|| Hostname::parse(vm.as_str()).expect("a VM name is a host name"));
     let req = Request { ctx, machine: &machine, hostname: &hostname, no_start, no_keys, stdin };
     match source {
@@ -220,8 +223,7 @@ fn from_template(ctx: &Ctx, mut req: Request, tname: &TemplateName) -> Result<Ou
     let (machine, hostname, no_start) = (req.machine, req.hostname, req.no_start);
     let disk = machine.disk()?;
     let tpl = template::load(&config.templates_dir(), tname)?;
-    template::require_whole_disk(&tpl)?;
-    template::require_identity_version(&tpl, &machine.network)?;
+    template::require_clonable(&tpl, &machine.network)?;
     let root = req.root_login()?;
     // Refused before anything is written: a volume that cannot take it.
     clone::check(&tpl.root(), disk).map_err(clone_error)?;
@@ -256,7 +258,7 @@ fn from_template(ctx: &Ctx, mut req: Request, tname: &TemplateName) -> Result<Ou
         for p in [vmdir.cdrom(), vmdir.initrd()] {
             fsutil::remove_if_exists(&p).map_err(|e| Error::failed(format!("cannot remove {}: {e}", p.display())))?;
         }
-        let media = media::Media::Clone { seed: vmdir.identity_seed(), pv: machine.boot == crate::types::Boot::PvInitrd };
+        let media = media::Media::Clone { seed: vmdir.identity_seed(), pv: machine.runs_pv() };
         let domain_config = match hv.prepare(&Domain::for_machine(machine, config, &media)?, vmdir) {
             Ok(p) => p,
             Err(e) => {

@@ -13,15 +13,28 @@ use crate::image;
 use crate::lock;
 use crate::registry::{Machine, NewMachine, Origin, Storage, VolumeSpec};
 use crate::state::VmDir;
-use crate::types::VmName;
+use crate::types::{DiskPath, VmName, VolumeSize};
+use crate::volume::pool::PoolConfig;
 use crate::volume::{self, VolumeError};
 use serde_json::Value;
+
+/// Where a new machine's disk comes from, decided once, before the
+/// registry is touched.
+enum DiskSource<'a> {
+    /// `disk=`: an existing volume on this host (root only), checked.
+    Import(DiskPath, volume::Identity),
+    /// `size=`: a new volume from the pool.
+    Pool(&'a PoolConfig, VolumeSize),
+    /// `size=` in cluster mode: disk 0 of the machine's Ganeti instance,
+    /// which Ganeti makes when the machine is first installed.
+    Instance(VolumeSize),
+}
 
 pub fn add(ctx: &Ctx, m: &NewMachine) -> Result<Outcome> {
     ctx.require_admin()?;
     // Everything that can be refused without the registry is refused
     // before it is touched.
-    let imported = match &m.volume {
+    let source = match &m.volume {
         VolumeSpec::Disk(disk) => {
             if *ctx.caller != Caller::LocalRoot {
                 return Err(Error::denied(
@@ -33,13 +46,10 @@ pub fn add(ctx: &Ctx, m: &NewMachine) -> Result<Outcome> {
                 let allowed: Vec<&str> = roots.iter().map(|r| r.as_str()).collect();
                 return Err(Error::invalid(format!("invalid disk: must lie under one of {}", allowed.join(", "))));
             }
-            Some((disk.clone(), volume::check_import(disk, ctx.config.state_dir.path())?))
+            DiskSource::Import(disk.clone(), volume::check_import(disk, ctx.config.state_dir.path())?)
         }
-        VolumeSpec::Size(_) if ctx.config.cluster.is_some() => None,
-        VolumeSpec::Size(_) => {
-            ctx.config.volumes.as_ref().ok_or(VolumeError::NoPool)?;
-            None
-        }
+        VolumeSpec::Size(size) if ctx.config.cluster.is_some() => DiskSource::Instance(*size),
+        VolumeSpec::Size(size) => DiskSource::Pool(ctx.config.volumes.as_ref().ok_or(VolumeError::NoPool)?, *size),
     };
     if let Some(i) = &m.image {
         image::load(&ctx.config.images_dir(), i)?;
@@ -50,32 +60,35 @@ pub fn add(ctx: &Ctx, m: &NewMachine) -> Result<Outcome> {
 
     let reg = ctx.registry();
     let held = reg.lock()?;
-    let (path, identity) = match (&imported, &ctx.config.volumes, &ctx.config.cluster) {
-        (Some((disk, id)), _, _) => (Some(disk.clone()), Some(id)),
-        (None, _, Some(_)) => (None, None),
-        (None, Some(pool), None) => (Some(pool.path_for(&m.name)), None),
-        (None, None, None) => unreachable!("a size= request without a pool was refused above"),
+    let clash = match &source {
+        DiskSource::Import(disk, id) => reg.clash(&held, m, Some(disk), Some(id))?,
+        DiskSource::Pool(pool, _) => reg.clash(&held, m, Some(&pool.path_for(&m.name)), None)?,
+        DiskSource::Instance(_) => reg.clash(&held, m, None, None)?,
     };
-    if let Some((other, what)) = reg.clash(&held, m, path.as_ref(), identity)? {
+    if let Some((other, what)) = clash {
         return Err(Error::invalid(format!("invalid {}: machine {other} already uses it", what.as_str())));
     }
-    let machine = match (&m.volume, &ctx.config.volumes) {
-        // Cluster mode: Ganeti makes the disk when the machine is installed.
-        (VolumeSpec::Size(size), _) if ctx.config.cluster.is_some() => {
-            let machine = m.with_storage(Storage::Instance { size: *size });
+    let machine = match source {
+        DiskSource::Import(disk, _) => {
+            let machine = m.with_disk(disk, Origin::Imported);
             reg.add(&machine)?;
             machine
         }
-        (VolumeSpec::Size(size), Some(pool)) => {
+        DiskSource::Instance(size) => {
+            let machine = m.with_storage(Storage::Instance { size });
+            reg.add(&machine)?;
+            machine
+        }
+        DiskSource::Pool(pool, size) => {
             let state_dir = ctx.config.state_dir.path();
-            let disk = pool.create(&m.name, *size, ctx.config.timeouts.tool(), state_dir)?;
+            let disk = pool.create(&m.name, size, ctx.config.timeouts.tool(), state_dir)?;
             // A registered name that resolves to the new volume (a link
             // that dangled until now) is the same disk too.
             let clash = match volume::identity(&disk) {
                 Some(id) => reg.clash(&held, m, Some(&disk), Some(&id)),
                 None => Ok(None),
             };
-            let machine = m.with_disk(disk, Origin::Pool);
+            let machine = m.with_disk(disk.clone(), Origin::Pool);
             let added = match clash {
                 Ok(Some((other, what))) => Err(Error::invalid(format!("invalid {}: machine {other} already uses it", what.as_str()))),
                 Ok(None) => reg.add(&machine).map_err(Error::from),
@@ -83,17 +96,9 @@ pub fn add(ctx: &Ctx, m: &NewMachine) -> Result<Outcome> {
             };
             if let Err(e) = added {
                 // The machine is not registered: neither is its volume.
-                if let Ok(disk) = machine.disk() {
-                    let _ = pool.remove(&m.name, disk, ctx.config.timeouts.tool(), state_dir);
-                }
+                let _ = pool.remove(&m.name, &disk, ctx.config.timeouts.tool(), state_dir);
                 return Err(e);
             }
-            machine
-        }
-        _ => {
-            let path = path.expect("a host volume has a path");
-            let machine = m.with_disk(path, Origin::Imported);
-            reg.add(&machine)?;
             machine
         }
     };

@@ -32,8 +32,7 @@ fn guestfs<'a>(config: &'a Config, disk: &'a Path) -> GuestFs<'a> {
 /// line for Ganeti's OS log (no secret in it).
 pub fn create(config: &Config, c: &Create) -> Result<String, GanetiError> {
     let tpl = template::load(&config.templates_dir(), &c.variant)?;
-    template::require_whole_disk(&tpl)?;
-    template::require_identity_version(&tpl, &c.network)?;
+    template::require_clonable(&tpl, &c.network)?;
     let started = std::time::Instant::now();
     let method = clone::clone_onto(&tpl.root(), &c.disk).map_err(|e| {
         if e.touched_volume() {

@@ -30,7 +30,6 @@ use crate::registry::Machine;
 use crate::sshkey::Fingerprint;
 use crate::state::{self, Phase, VmDir, VmState};
 use crate::template::{self, clone};
-use crate::types::Boot;
 use std::path::Path;
 
 mod rules;
@@ -339,7 +338,7 @@ pub fn run_media(m: &Machine, st: &VmState) -> Media {
     if st.template.is_some() && !st.whole_disk {
         Media::Loader
     } else {
-        Media::Disk { pv: m.boot == Boot::PvInitrd }
+        Media::Disk { pv: m.runs_pv() }
     }
 }
 

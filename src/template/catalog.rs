@@ -109,20 +109,17 @@ fn identity_version_1() -> u32 {
     1
 }
 
-/// Refuses a bare-filesystem template for a new clone: no firmware boots
-/// it (only machines already cloned from one get a loader from the host).
-pub fn require_whole_disk(t: &Template) -> Result<(), TemplateError> {
-    match t.manifest.layout {
-        super::DiskLayout::WholeDisk => Ok(()),
-        super::DiskLayout::BareFilesystem => Err(TemplateError::BareFilesystem { name: t.manifest.name.clone(), from: t.manifest.built_from() }),
+/// Refuses, with how to build a new one, a template a new clone of a
+/// machine with `network` cannot be made from: a bare filesystem (made
+/// before templates were whole disks: no firmware boots it; only machines
+/// already cloned from one get a loader from the host), or one whose
+/// first-boot unit would refuse the seed we write for `network` (it would
+/// power the clone off). A template whose unit takes version 2 still
+/// clones machines with a static IPv4 network (their seed is version 2).
+pub fn require_clonable(t: &Template, network: &crate::types::Network) -> Result<(), TemplateError> {
+    if t.manifest.layout == super::DiskLayout::BareFilesystem {
+        return Err(TemplateError::BareFilesystem { name: t.manifest.name.clone(), from: t.manifest.built_from() });
     }
-}
-
-/// Refuses a template whose first-boot unit would refuse the seed we
-/// write for `network` (it would power the clone off): it must be built
-/// again. A template whose unit takes version 2 still clones machines
-/// with a static IPv4 network (their seed is version 2).
-pub fn require_identity_version(t: &Template, network: &crate::types::Network) -> Result<(), TemplateError> {
     let needed = super::identity::seed_version(network);
     if t.manifest.identity_version >= needed {
         return Ok(());

@@ -35,7 +35,7 @@ mod seal;
 
 pub use crate::types::TemplateName;
 pub use build::{build, build_key, BuildRequest, Builder, BuilderKind, CLONE_ARGS, PACKAGES, ROOT_LABEL};
-pub use catalog::{list, load, require_identity_version, require_whole_disk, FileDigest, Manifest, Suite, Template, DEFAULT_SUITE};
+pub use catalog::{list, load, require_clonable, FileDigest, Manifest, Suite, Template, DEFAULT_SUITE};
 pub use identity::{
     host_key_of, random_uuid, render_seed, render_seed_with_mac, seed_disk, Identity, APPLIED_LINE, IDENTITY_SCRIPT, IDENTITY_UNIT,
     IDENTITY_VERSION, REFUSED_LINE, SEED_BYTES, SEED_MAGIC, SEED_MAGIC_V1, SEED_MAGIC_V3, seed_version,
